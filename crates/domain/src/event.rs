@@ -1,0 +1,133 @@
+//! How domain events are written down and read back: type name, schema version, JSON data, and
+//! the chain of pure upcasters that brings an old stored shape to the current one.
+
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
+
+/// An event as stored: its type name, the schema version of `data`, and the data itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPayload {
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: Value,
+}
+
+/// One step of an upcasting chain: turns `event_type` data of `from_version` into
+/// `from_version + 1`. Pure, so it can run on every read.
+#[derive(Debug, Clone, Copy)]
+pub struct Upcast {
+    pub event_type: &'static str,
+    pub from_version: u32,
+    pub apply: fn(Value) -> Result<Value, UpcastError>,
+}
+
+/// A stored event that could not be brought to the current schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot upcast {event_type} from schema version {from_version}: {reason}")]
+pub struct UpcastError {
+    pub event_type: String,
+    pub from_version: u32,
+    pub reason: String,
+}
+
+/// A stored event that this code cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventDecodeError {
+    #[error("unknown event type {0}")]
+    UnknownType(String),
+    #[error("{event_type} has schema version {found}, newer than this code's {current}")]
+    FromTheFuture {
+        event_type: String,
+        found: u32,
+        current: u32,
+    },
+    #[error(transparent)]
+    Upcast(#[from] UpcastError),
+    #[error("{event_type} data does not match its schema: {reason}")]
+    Malformed { event_type: String, reason: String },
+}
+
+/// A domain event enum, serialised by serde with `#[serde(tag = "type", content = "data")]`.
+///
+/// The default methods split that representation into the stored (type, version, data) triple
+/// and back, running the upcasters in between.
+pub trait DomainEvent: Serialize + DeserializeOwned {
+    /// Every event type with its current schema version. Stored names: never rename.
+    const SCHEMA: &'static [(&'static str, u32)];
+    /// The upcasters from older schema versions, in any order.
+    const UPCASTERS: &'static [Upcast];
+
+    /// The stored type name of this event.
+    fn event_type(&self) -> &'static str;
+
+    /// Current schema version of an event type, if the type is known.
+    fn current_version(event_type: &str) -> Option<u32> {
+        Self::SCHEMA
+            .iter()
+            .find(|(name, _)| *name == event_type)
+            .map(|(_, version)| *version)
+    }
+
+    /// The stored form of this event, at its current schema version.
+    fn encode(&self) -> EventPayload {
+        let event_type = self.event_type();
+        // Serialising a plain data enum to a JSON value cannot fail (no maps with non-string keys).
+        let data = match serde_json::to_value(self) {
+            Ok(Value::Object(mut tagged)) => {
+                tagged.remove("data").unwrap_or(Value::Object(Map::new()))
+            }
+            _ => Value::Object(Map::new()),
+        };
+        EventPayload {
+            event_type: event_type.to_owned(),
+            schema_version: Self::current_version(event_type).unwrap_or(1),
+            data,
+        }
+    }
+
+    /// Brings a stored payload to the current schema version of its type.
+    ///
+    /// # Errors
+    /// Unknown type, a version newer than this code, a missing step, or a step that fails.
+    fn upcast(mut payload: EventPayload) -> Result<EventPayload, EventDecodeError> {
+        let current = Self::current_version(&payload.event_type)
+            .ok_or_else(|| EventDecodeError::UnknownType(payload.event_type.clone()))?;
+        if payload.schema_version > current {
+            return Err(EventDecodeError::FromTheFuture {
+                event_type: payload.event_type,
+                found: payload.schema_version,
+                current,
+            });
+        }
+        while payload.schema_version < current {
+            let step = Self::UPCASTERS
+                .iter()
+                .find(|u| {
+                    u.event_type == payload.event_type && u.from_version == payload.schema_version
+                })
+                .ok_or_else(|| UpcastError {
+                    event_type: payload.event_type.clone(),
+                    from_version: payload.schema_version,
+                    reason: "no upcaster registered for this version".to_owned(),
+                })?;
+            payload.data = (step.apply)(payload.data)?;
+            payload.schema_version += 1;
+        }
+        Ok(payload)
+    }
+
+    /// Reads a stored payload (of any known schema version) back into the event.
+    ///
+    /// # Errors
+    /// See [`DomainEvent::upcast`]; also data that does not match the current schema.
+    fn decode(payload: EventPayload) -> Result<Self, EventDecodeError> {
+        let payload = Self::upcast(payload)?;
+        let mut tagged = Map::new();
+        tagged.insert("type".to_owned(), Value::String(payload.event_type.clone()));
+        tagged.insert("data".to_owned(), payload.data);
+        serde_json::from_value(Value::Object(tagged)).map_err(|e| EventDecodeError::Malformed {
+            event_type: payload.event_type,
+            reason: e.to_string(),
+        })
+    }
+}

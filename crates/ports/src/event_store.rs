@@ -1,0 +1,285 @@
+//! The event store port: append to a stream with an expected version, read a stream, and read
+//! the global log in order. Also the event envelope and the idempotency record that is written
+//! in the same transaction as the events it acknowledges.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The identity of a stream: `<category>-<uuid>`, e.g. `order-0190…`. Stored; never reformat.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
+    value: String,
+    id: Uuid,
+    category_len: usize,
+}
+
+/// A string that is not `<category>-<uuid>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a stream id (expected <category>-<uuid>): {0:?}")]
+pub struct StreamIdError(pub String);
+
+impl StreamId {
+    /// The stream of aggregate `id` in `category` (lower-case letters).
+    pub fn new(category: &str, id: Uuid) -> Self {
+        Self {
+            value: format!("{category}-{id}"),
+            id,
+            category_len: category.len(),
+        }
+    }
+
+    /// Parses a stored stream id.
+    ///
+    /// # Errors
+    /// [`StreamIdError`] when the text is not `<category>-<uuid>`.
+    pub fn parse(text: &str) -> Result<Self, StreamIdError> {
+        let error = || StreamIdError(text.to_owned());
+        let (category, id) = text.split_once('-').ok_or_else(error)?;
+        if category.is_empty() || !category.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(error());
+        }
+        let id = Uuid::parse_str(id).map_err(|_| error())?;
+        Ok(Self::new(category, id))
+    }
+
+    pub fn category(&self) -> &str {
+        &self.value[..self.category_len]
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.value)
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamId({})", self.value)
+    }
+}
+
+/// What the writer believes about the stream it appends to (optimistic concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must have no events.
+    NoStream,
+    /// The stream must have at least one event.
+    StreamExists,
+    /// The stream's last event must have exactly this version (0 = empty stream).
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any version"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::StreamExists => f.write_str("an existing stream"),
+            Self::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// Who did what, and why: stored with every event. The correlation id is the HTTP request id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// An event to append. Versions and positions are assigned by the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: Value,
+    pub metadata: Metadata,
+    pub recorded_at: OffsetDateTime,
+}
+
+/// An event as stored: the envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub event_id: Uuid,
+    pub stream_id: StreamId,
+    /// 1 for a stream's first event, then +1 per event, without gaps.
+    pub stream_version: u64,
+    /// 1 for the log's first event, then +1 per event, without gaps, in commit order.
+    pub global_position: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: Value,
+    pub metadata: Metadata,
+    pub recorded_at: OffsetDateTime,
+}
+
+/// Claims an idempotency key for an append: stored atomically with the events, so a command is
+/// applied at most once per (principal, key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    /// Whose key this is: keys of different users never collide.
+    pub principal: String,
+    pub key: String,
+    /// A canonical description of the request; a replay must match it exactly.
+    pub fingerprint: String,
+}
+
+/// An applied idempotent command: what was asked and what it was acknowledged with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub principal: String,
+    pub key: String,
+    pub fingerprint: String,
+    pub stream_id: StreamId,
+    pub stream_version: u64,
+    pub global_position: u64,
+}
+
+/// One atomic append: all events land, contiguously in the stream, or none do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendRequest {
+    pub stream_id: StreamId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+/// Where an append landed: the stream version and global position of its last event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub stream_version: u64,
+    pub global_position: u64,
+}
+
+/// Why the event store refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventStoreError {
+    /// Optimistic concurrency: the stream is not where the writer expected it.
+    #[error("wrong expected version for {stream_id}: expected {expected}, stream is at {actual}")]
+    WrongExpectedVersion {
+        stream_id: StreamId,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    /// Another append already claimed this (principal, key); look the record up.
+    #[error("idempotency key {key:?} is already used")]
+    IdempotencyKeyTaken { key: String },
+    /// An append must carry at least one event.
+    #[error("an append needs at least one event")]
+    EmptyAppend,
+    /// The store cannot be reached now (connection refused, pool timeout): worth retrying later.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data this code cannot interpret (a row that breaks the envelope's rules).
+    #[error("corrupt event store data: {0}")]
+    Corrupt(String),
+    /// Any other failure of the backing store.
+    #[error("event store failed: {0}")]
+    Backend(String),
+}
+
+/// The append-only event log.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends events to one stream atomically, after checking `expected`, and records the
+    /// idempotency claim in the same transaction.
+    ///
+    /// # Errors
+    /// [`EventStoreError::WrongExpectedVersion`] when the check fails (also when a concurrent
+    /// writer took the same versions); [`EventStoreError::IdempotencyKeyTaken`] when the claim's
+    /// key is already recorded; [`EventStoreError::EmptyAppend`]; `Unavailable` / `Backend`.
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, EventStoreError>;
+
+    /// The events of a stream with a version greater than `after_version`, in version order
+    /// (`0` reads the whole stream; an unknown stream reads as empty).
+    ///
+    /// # Errors
+    /// `Unavailable`, `Corrupt` or `Backend`.
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, EventStoreError>;
+
+    /// Up to `limit` events of the whole log with a position greater than `after_position`, in
+    /// position order. Never skips: an event not returned now has a position above the last one
+    /// returned, whatever order concurrent writers commit in.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Corrupt` or `Backend`.
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, EventStoreError>;
+
+    /// The position of the last committed event of the log (0 when empty).
+    ///
+    /// # Errors
+    /// `Unavailable` or `Backend`.
+    async fn head_position(&self) -> Result<u64, EventStoreError>;
+
+    /// The record of an applied idempotent command, if the principal used this key before.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Corrupt` or `Backend`.
+    async fn find_idempotency(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, EventStoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_id_round_trips_through_its_text() {
+        let id = Uuid::now_v7();
+        let stream = StreamId::new("order", id);
+        let parsed = StreamId::parse(stream.as_str()).unwrap();
+        assert_eq!(parsed, stream);
+        assert_eq!(parsed.category(), "order");
+        assert_eq!(parsed.id(), id);
+    }
+
+    #[test]
+    fn malformed_stream_ids_are_rejected() {
+        for text in [
+            "",
+            "order",
+            "order-",
+            "-0190",
+            "Order-00000000-0000-0000-0000-000000000000",
+            "order-xyz",
+        ] {
+            assert!(StreamId::parse(text).is_err(), "{text:?} parsed");
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The ports of Strata: object-safe async traits the application calls, and the plain data that
+//! crosses them. Adapters implement these traits and map their driver errors to the enums here,
+//! so no driver type ever reaches the application.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod event_store;
+pub mod snapshot;
+
+pub use clock::{Clock, IdGenerator, RandomIds, SystemClock};
+pub use event_store::{
+    AppendOutcome, AppendRequest, EventStore, EventStoreError, ExpectedVersion, IdempotencyClaim,
+    IdempotencyRecord, Metadata, NewEvent, RecordedEvent, StreamId, StreamIdError,
+};
+pub use snapshot::{Snapshot, SnapshotError, SnapshotStore};
+
+#[cfg(feature = "mocks")]
+pub use clock::{MockClock, MockIdGenerator};
+#[cfg(feature = "mocks")]
+pub use event_store::MockEventStore;
+#[cfg(feature = "mocks")]
+pub use snapshot::MockSnapshotStore;
