@@ -55,7 +55,7 @@ pub trait Aggregate: Send + Sync + 'static {
         + Send
         + Sync;
     /// What callers ask for.
-    type Command: std::fmt::Debug + Serialize + Send + Sync;
+    type Command: std::fmt::Debug + Clone + Serialize + Send + Sync;
     /// What happened.
     type Event: DomainEvent + std::fmt::Debug + Clone + PartialEq + Send + Sync;
     /// Why a command was refused.

@@ -1,0 +1,402 @@
+//! Command handling: authorise, load, decide, append with the expected version; retry a lost
+//! race when the client did not pin a version; answer a replayed idempotency key with the
+//! original acknowledgement; snapshot every N events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use strata_domain::{Aggregate, DomainError, RejectionKind};
+use strata_ports::{
+    AppendRequest, Clock, EventStore, EventStoreError, ExpectedVersion, IdGenerator,
+    IdempotencyClaim, IdempotencyRecord, Metadata, NewEvent, Snapshot, SnapshotStore, StreamId,
+};
+use uuid::Uuid;
+
+use crate::access::{Owned, Principal, Role};
+use crate::rehydrate::{LoadError, Loaded, Rehydrator};
+
+/// Tunables of command handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandConfig {
+    /// Take a snapshot each time a stream crosses a multiple of this many events (0: never).
+    pub snapshot_every: u64,
+    /// How many times a command without a client-supplied version is retried after losing a
+    /// race with a concurrent writer.
+    pub max_retries: u32,
+}
+
+impl Default for CommandConfig {
+    fn default() -> Self {
+        Self {
+            snapshot_every: 100,
+            max_retries: 16,
+        }
+    }
+}
+
+/// Everything about a command that is not the command itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandContext {
+    pub principal: Principal,
+    /// The request id; stored as the events' correlation id.
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    /// The client's `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
+    /// The client's `If-Match` version: the command applies only at exactly this version.
+    pub expected_version: Option<u64>,
+}
+
+impl CommandContext {
+    pub fn new(principal: Principal) -> Self {
+        Self {
+            principal,
+            correlation_id: None,
+            causation_id: None,
+            idempotency_key: None,
+            expected_version: None,
+        }
+    }
+}
+
+/// Which stream a command is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A new aggregate: the id is generated.
+    New,
+    Existing(Uuid),
+}
+
+/// What a command returns: where it landed, never domain data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandAck {
+    pub aggregate_id: Uuid,
+    /// The stream version after the command.
+    pub version: u64,
+    /// The global position of the command's last event (for read-your-writes).
+    pub position: u64,
+    /// True when this answers a replayed idempotency key (nothing was appended).
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+impl CommandAck {
+    fn from_record(record: &IdempotencyRecord) -> Self {
+        Self {
+            aggregate_id: record.stream_id.id(),
+            version: record.stream_version,
+            position: record.global_position,
+            replayed: true,
+        }
+    }
+}
+
+/// Why a command was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// A business rule refused it.
+    #[error("{message}")]
+    Rejected {
+        kind: RejectionKind,
+        message: String,
+    },
+    /// No such aggregate, or one the caller may not see.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The caller may not issue this command.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The client's expected version is not the stream's.
+    #[error("the {category} is at version {actual}, not {expected}")]
+    VersionMismatch {
+        category: &'static str,
+        expected: u64,
+        actual: u64,
+    },
+    /// Concurrent writers kept winning; the client may retry.
+    #[error("the {category} is being changed concurrently; gave up after {attempts} attempts")]
+    Contention {
+        category: &'static str,
+        attempts: u32,
+    },
+    /// The idempotency key was used before for a different request.
+    #[error("idempotency key {0:?} was already used for a different request")]
+    IdempotencyKeyReused(String),
+    /// The store cannot be reached now.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: stored data that cannot be read, a failing backend.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<EventStoreError> for CommandError {
+    fn from(error: EventStoreError) -> Self {
+        match error {
+            EventStoreError::Unavailable(reason) => Self::Unavailable(reason),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<LoadError> for CommandError {
+    fn from(error: LoadError) -> Self {
+        match error {
+            LoadError::Store(store) => store.into(),
+            decode @ LoadError::Decode { .. } => Self::Internal(decode.to_string()),
+        }
+    }
+}
+
+/// Handles commands of every aggregate.
+#[derive(Clone)]
+pub struct CommandService {
+    store: Arc<dyn EventStore>,
+    snapshots: Arc<dyn SnapshotStore>,
+    rehydrator: Rehydrator,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    config: CommandConfig,
+}
+
+impl std::fmt::Debug for CommandService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CommandService {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        snapshots: Arc<dyn SnapshotStore>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        config: CommandConfig,
+    ) -> Self {
+        let rehydrator = Rehydrator::new(store.clone(), snapshots.clone());
+        Self {
+            store,
+            snapshots,
+            rehydrator,
+            clock,
+            ids,
+            config,
+        }
+    }
+
+    /// Executes one command against one aggregate.
+    ///
+    /// # Errors
+    /// See [`CommandError`]: every variant can occur.
+    #[tracing::instrument(skip_all, fields(category = A::CATEGORY, user = %context.principal.user_id))]
+    pub async fn execute<A: Owned>(
+        &self,
+        context: &CommandContext,
+        target: Target,
+        command: A::Command,
+    ) -> Result<CommandAck, CommandError> {
+        let principal = &context.principal;
+        if principal.role == Role::Auditor {
+            return Err(CommandError::Forbidden("auditors may only read".to_owned()));
+        }
+        if principal.role == Role::Customer
+            && let Some(owner) = A::owner_requested(&command)
+            && Some(owner) != principal.customer_id.as_ref()
+        {
+            return Err(CommandError::Forbidden(format!(
+                "a customer may only act for their own customer id, not {owner}"
+            )));
+        }
+        let claim = match &context.idempotency_key {
+            Some(key) => {
+                let claim = IdempotencyClaim {
+                    principal: principal.user_id.clone(),
+                    key: key.clone(),
+                    fingerprint: fingerprint::<A>(target, &command)?,
+                };
+                if let Some(ack) = self.replay(&claim).await? {
+                    return Ok(ack);
+                }
+                Some(claim)
+            }
+            None => None,
+        };
+        let stream_id = match target {
+            Target::New => StreamId::new(A::CATEGORY, self.ids.new_id()),
+            Target::Existing(id) => StreamId::new(A::CATEGORY, id),
+        };
+
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let loaded = self.rehydrator.load::<A>(&stream_id).await?;
+            if let Target::Existing(_) = target
+                && (!A::exists(&loaded.state) || !principal.can_read(A::owner(&loaded.state)))
+            {
+                return Err(CommandError::NotFound(A::CATEGORY));
+            }
+            if let Some(expected) = context.expected_version
+                && expected != loaded.version
+            {
+                return Err(CommandError::VersionMismatch {
+                    category: A::CATEGORY,
+                    expected,
+                    actual: loaded.version,
+                });
+            }
+            let events =
+                A::decide(&loaded.state, command.clone()).map_err(|e| CommandError::Rejected {
+                    kind: e.kind(),
+                    message: e.to_string(),
+                })?;
+            let request = AppendRequest {
+                stream_id: stream_id.clone(),
+                expected: ExpectedVersion::Exact(loaded.version),
+                events: self.envelope::<A>(context, &events),
+                idempotency: claim.clone(),
+            };
+            match self.store.append(request).await {
+                Ok(outcome) => {
+                    self.maybe_snapshot::<A>(&stream_id, loaded, &events, outcome.stream_version)
+                        .await;
+                    return Ok(CommandAck {
+                        aggregate_id: stream_id.id(),
+                        version: outcome.stream_version,
+                        position: outcome.global_position,
+                        replayed: false,
+                    });
+                }
+                Err(EventStoreError::WrongExpectedVersion { actual, .. }) => {
+                    if let Some(expected) = context.expected_version {
+                        return Err(CommandError::VersionMismatch {
+                            category: A::CATEGORY,
+                            expected,
+                            actual,
+                        });
+                    }
+                    if target == Target::New || attempt > self.config.max_retries {
+                        return Err(CommandError::Contention {
+                            category: A::CATEGORY,
+                            attempts: attempt,
+                        });
+                    }
+                    tracing::debug!(%stream_id, attempt, "lost a race with a concurrent writer; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(EventStoreError::IdempotencyKeyTaken { key }) => {
+                    // A concurrent request with the same key won: answer as its replay.
+                    let claim = claim.as_ref().ok_or_else(|| {
+                        CommandError::Internal(format!(
+                            "idempotency key {key:?} taken without a claim"
+                        ))
+                    })?;
+                    return self.replay(claim).await?.ok_or_else(|| {
+                        CommandError::Internal(format!("idempotency key {key:?} vanished"))
+                    });
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+
+    /// The original acknowledgement when this claim's key was applied before.
+    async fn replay(&self, claim: &IdempotencyClaim) -> Result<Option<CommandAck>, CommandError> {
+        match self
+            .store
+            .find_idempotency(&claim.principal, &claim.key)
+            .await?
+        {
+            None => Ok(None),
+            Some(record) if record.fingerprint == claim.fingerprint => {
+                Ok(Some(CommandAck::from_record(&record)))
+            }
+            Some(_) => Err(CommandError::IdempotencyKeyReused(claim.key.clone())),
+        }
+    }
+
+    fn envelope<A: Aggregate>(
+        &self,
+        context: &CommandContext,
+        events: &[A::Event],
+    ) -> Vec<NewEvent> {
+        let recorded_at = self.clock.now();
+        events
+            .iter()
+            .map(|event| {
+                let payload = strata_domain::DomainEvent::encode(event);
+                NewEvent {
+                    event_id: self.ids.new_id(),
+                    event_type: payload.event_type,
+                    schema_version: payload.schema_version,
+                    data: payload.data,
+                    metadata: Metadata {
+                        correlation_id: context.correlation_id.clone(),
+                        causation_id: context.causation_id.clone(),
+                        user_id: Some(context.principal.user_id.clone()),
+                        idempotency_key: context.idempotency_key.clone(),
+                    },
+                    recorded_at,
+                }
+            })
+            .collect()
+    }
+
+    /// Saves a snapshot when the append crossed a multiple of `snapshot_every`. A failure only
+    /// costs a longer replay later, so it is logged, not returned.
+    async fn maybe_snapshot<A: Aggregate>(
+        &self,
+        stream_id: &StreamId,
+        before: Loaded<A::State>,
+        events: &[A::Event],
+        new_version: u64,
+    ) {
+        let every = self.config.snapshot_every;
+        if every == 0 || before.version / every == new_version / every {
+            return;
+        }
+        // The state after exactly these events: folded once, from the state they were decided on.
+        let state = A::fold(before.state, events);
+        let state = match serde_json::to_value(&state) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%stream_id, %error, "cannot serialise a snapshot");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            stream_id: stream_id.clone(),
+            stream_version: new_version,
+            state_version: A::STATE_VERSION,
+            state,
+            taken_at: self.clock.now(),
+        };
+        if let Err(error) = self.snapshots.save(snapshot).await {
+            tracing::warn!(%stream_id, %error, "snapshot not saved");
+        }
+    }
+}
+
+/// A canonical description of a request, compared on idempotent replays.
+fn fingerprint<A: Aggregate>(target: Target, command: &A::Command) -> Result<String, CommandError> {
+    let target = match target {
+        Target::New => None,
+        Target::Existing(id) => Some(id),
+    };
+    serde_json::to_string(&serde_json::json!({
+        "category": A::CATEGORY,
+        "target": target,
+        "command": command,
+    }))
+    .map_err(|e| CommandError::Internal(format!("cannot fingerprint a command: {e}")))
+}
+
+/// Exponential backoff with full jitter, capped at about 50 ms.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling_us = 500u64 << attempt.min(7);
+    Duration::from_micros(rand::rng().random_range(0..=ceiling_us.min(50_000)))
+}

@@ -1,0 +1,388 @@
+//! Command handling with mockall ports: the exact calls made on a lost race, on exhausted
+//! retries, on an idempotency race, and when a store is down.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use mockall::Sequence;
+use mockall::predicate::{always, eq};
+use serde_json::json;
+use strata_application::{
+    CommandConfig, CommandContext, CommandError, CommandService, Principal, Role, Target,
+};
+use strata_domain::Aggregate;
+use strata_domain::order::{LineItem, Order, OrderCommand};
+use strata_domain::values::{ProductId, Quantity, UnitPrice};
+use strata_ports::{
+    AppendOutcome, EventStoreError, ExpectedVersion, IdempotencyRecord, MockEventStore,
+    MockSnapshotStore, RandomIds, RecordedEvent, Snapshot, SnapshotError, StreamId, SystemClock,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+fn operator() -> CommandContext {
+    CommandContext::new(Principal {
+        user_id: "op".to_owned(),
+        role: Role::Operator,
+        customer_id: None,
+    })
+}
+
+fn recorded(
+    stream: &StreamId,
+    version: u64,
+    event_type: &str,
+    data: serde_json::Value,
+) -> RecordedEvent {
+    RecordedEvent {
+        event_id: Uuid::now_v7(),
+        stream_id: stream.clone(),
+        stream_version: version,
+        global_position: version,
+        event_type: event_type.to_owned(),
+        schema_version: 1,
+        data,
+        metadata: Default::default(),
+        recorded_at: OffsetDateTime::now_utc(),
+    }
+}
+
+fn placed(stream: &StreamId) -> RecordedEvent {
+    let mut event = recorded(
+        stream,
+        1,
+        "OrderPlaced",
+        json!({"customerId": "c1", "currency": "EUR", "items": [{"productId": "a", "quantity": 1, "unitPriceCents": 1}], "shippingAddress": "x"}),
+    );
+    event.schema_version = 2;
+    event
+}
+
+fn item_added(stream: &StreamId, version: u64, product: &str) -> RecordedEvent {
+    recorded(
+        stream,
+        version,
+        "ItemAdded",
+        json!({"productId": product, "quantity": 1, "unitPriceCents": 1}),
+    )
+}
+
+fn add(product: &str) -> OrderCommand {
+    OrderCommand::AddItem(LineItem {
+        product_id: ProductId::new(product).unwrap(),
+        quantity: Quantity::new(1).unwrap(),
+        unit_price: UnitPrice::new(1).unwrap(),
+    })
+}
+
+fn no_snapshots() -> MockSnapshotStore {
+    let mut snapshots = MockSnapshotStore::new();
+    snapshots.expect_load().returning(|_| Ok(None));
+    snapshots
+}
+
+fn service(
+    store: MockEventStore,
+    snapshots: MockSnapshotStore,
+    config: CommandConfig,
+) -> CommandService {
+    CommandService::new(
+        Arc::new(store),
+        Arc::new(snapshots),
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+        config,
+    )
+}
+
+#[tokio::test]
+async fn a_lost_race_reloads_the_stream_and_appends_at_the_new_version() {
+    let id = Uuid::now_v7();
+    let stream = StreamId::new("order", id);
+    let mut store = MockEventStore::new();
+    let mut seq = Sequence::new();
+    let s = stream.clone();
+    store
+        .expect_read_stream()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_, _| Ok(vec![placed(&s)]));
+    let s = stream.clone();
+    store
+        .expect_append()
+        .withf(|r| r.expected == ExpectedVersion::Exact(1))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_| {
+            Err(EventStoreError::WrongExpectedVersion {
+                stream_id: s.clone(),
+                expected: ExpectedVersion::Exact(1),
+                actual: 2,
+            })
+        });
+    let s = stream.clone();
+    store
+        .expect_read_stream()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_, _| Ok(vec![placed(&s), item_added(&s, 2, "b")]));
+    store
+        .expect_append()
+        .withf(|r| r.expected == ExpectedVersion::Exact(2) && r.events.len() == 1)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| {
+            Ok(AppendOutcome {
+                stream_version: 3,
+                global_position: 3,
+            })
+        });
+
+    let ack = service(store, no_snapshots(), CommandConfig::default())
+        .execute::<Order>(&operator(), Target::Existing(id), add("c"))
+        .await;
+
+    assert_eq!(ack.map(|a| (a.version, a.position)), Ok((3, 3)));
+}
+
+#[tokio::test]
+async fn retries_are_bounded_and_then_reported_as_contention() {
+    let id = Uuid::now_v7();
+    let stream = StreamId::new("order", id);
+    let mut store = MockEventStore::new();
+    let s = stream.clone();
+    store
+        .expect_read_stream()
+        .times(3)
+        .returning(move |_, _| Ok(vec![placed(&s)]));
+    let s = stream.clone();
+    store.expect_append().times(3).returning(move |_| {
+        Err(EventStoreError::WrongExpectedVersion {
+            stream_id: s.clone(),
+            expected: ExpectedVersion::Exact(1),
+            actual: 2,
+        })
+    });
+
+    let result = service(
+        store,
+        no_snapshots(),
+        CommandConfig {
+            snapshot_every: 0,
+            max_retries: 2,
+        },
+    )
+    .execute::<Order>(&operator(), Target::Existing(id), add("c"))
+    .await;
+
+    assert_eq!(
+        result,
+        Err(CommandError::Contention {
+            category: "order",
+            attempts: 3
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_client_pinned_version_that_loses_the_race_is_reported_once() {
+    let id = Uuid::now_v7();
+    let stream = StreamId::new("order", id);
+    let mut store = MockEventStore::new();
+    let s = stream.clone();
+    store
+        .expect_read_stream()
+        .times(1)
+        .returning(move |_, _| Ok(vec![placed(&s)]));
+    let s = stream.clone();
+    store.expect_append().times(1).returning(move |_| {
+        Err(EventStoreError::WrongExpectedVersion {
+            stream_id: s.clone(),
+            expected: ExpectedVersion::Exact(1),
+            actual: 2,
+        })
+    });
+    let mut context = operator();
+    context.expected_version = Some(1);
+
+    let result = service(store, no_snapshots(), CommandConfig::default())
+        .execute::<Order>(&context, Target::Existing(id), add("c"))
+        .await;
+
+    assert_eq!(
+        result,
+        Err(CommandError::VersionMismatch {
+            category: "order",
+            expected: 1,
+            actual: 2
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_concurrent_request_with_the_same_idempotency_key_is_answered_as_its_replay() {
+    let id = Uuid::now_v7();
+    let stream = StreamId::new("order", id);
+    let mut store = MockEventStore::new();
+    let mut seq = Sequence::new();
+    store
+        .expect_find_idempotency()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(None));
+    let s = stream.clone();
+    store
+        .expect_read_stream()
+        .returning(move |_, _| Ok(vec![placed(&s)]));
+    store
+        .expect_append()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| {
+            Err(EventStoreError::IdempotencyKeyTaken {
+                key: "k".to_owned(),
+            })
+        });
+    let fingerprint = Arc::new(std::sync::Mutex::new(String::new()));
+    let s = stream.clone();
+    let fp = fingerprint.clone();
+    store
+        .expect_find_idempotency()
+        .with(eq("op"), eq("k"))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_, _| {
+            Ok(Some(IdempotencyRecord {
+                principal: "op".to_owned(),
+                key: "k".to_owned(),
+                fingerprint: fp.lock().unwrap().clone(),
+                stream_id: s.clone(),
+                stream_version: 2,
+                global_position: 9,
+            }))
+        });
+    // The winner's fingerprint is the one this request computes; learn it from a dry run.
+    *fingerprint.lock().unwrap() = serde_json::to_string(&json!({
+        "category": "order", "target": id, "command": add("c"),
+    }))
+    .unwrap();
+    let mut context = operator();
+    context.idempotency_key = Some("k".to_owned());
+
+    let ack = service(store, no_snapshots(), CommandConfig::default())
+        .execute::<Order>(&context, Target::Existing(id), add("c"))
+        .await
+        .unwrap();
+
+    assert_eq!((ack.version, ack.position, ack.replayed), (2, 9, true));
+}
+
+#[tokio::test]
+async fn an_unreachable_event_store_is_reported_as_unavailable() {
+    let mut store = MockEventStore::new();
+    store.expect_read_stream().returning(|_, _| {
+        Err(EventStoreError::Unavailable(
+            "connection refused".to_owned(),
+        ))
+    });
+
+    let result = service(store, no_snapshots(), CommandConfig::default())
+        .execute::<Order>(&operator(), Target::Existing(Uuid::now_v7()), add("c"))
+        .await;
+
+    assert_eq!(
+        result,
+        Err(CommandError::Unavailable("connection refused".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn loading_reads_only_the_events_after_the_snapshot() {
+    let id = Uuid::now_v7();
+    let stream = StreamId::new("order", id);
+    let mut snapshots = MockSnapshotStore::new();
+    let s = stream.clone();
+    snapshots.expect_load().returning(move |_| {
+        let mut state = Order::fold(None, &[]);
+        state = Order::evolve(
+            state,
+            &strata_application::rehydrate::decode::<Order>(&placed(&s)).unwrap(),
+        );
+        Ok(Some(Snapshot {
+            stream_id: s.clone(),
+            stream_version: 1,
+            state_version: Order::STATE_VERSION,
+            state: serde_json::to_value(state).unwrap(),
+            taken_at: OffsetDateTime::now_utc(),
+        }))
+    });
+    let mut store = MockEventStore::new();
+    let s = stream.clone();
+    store
+        .expect_read_stream()
+        .with(always(), eq(1))
+        .times(1)
+        .returning(move |_, _| Ok(vec![item_added(&s, 2, "b")]));
+    store
+        .expect_append()
+        .withf(|r| r.expected == ExpectedVersion::Exact(2))
+        .times(1)
+        .returning(|_| {
+            Ok(AppendOutcome {
+                stream_version: 3,
+                global_position: 7,
+            })
+        });
+
+    let ack = service(
+        store,
+        snapshots,
+        CommandConfig {
+            snapshot_every: 0,
+            max_retries: 0,
+        },
+    )
+    .execute::<Order>(&operator(), Target::Existing(id), add("c"))
+    .await;
+
+    assert_eq!(ack.map(|a| a.version), Ok(3));
+}
+
+#[tokio::test]
+async fn a_failing_snapshot_store_costs_a_full_replay_not_the_command() {
+    let id = Uuid::now_v7();
+    let stream = StreamId::new("order", id);
+    let mut snapshots = MockSnapshotStore::new();
+    snapshots
+        .expect_load()
+        .returning(|_| Err(SnapshotError::Unavailable("down".to_owned())));
+    snapshots
+        .expect_save()
+        .times(1)
+        .returning(|_| Err(SnapshotError::Unavailable("down".to_owned())));
+    let mut store = MockEventStore::new();
+    let s = stream.clone();
+    store
+        .expect_read_stream()
+        .with(always(), eq(0))
+        .returning(move |_, _| Ok(vec![placed(&s)]));
+    store.expect_append().returning(|_| {
+        Ok(AppendOutcome {
+            stream_version: 2,
+            global_position: 2,
+        })
+    });
+
+    let ack = service(
+        store,
+        snapshots,
+        CommandConfig {
+            snapshot_every: 2,
+            max_retries: 0,
+        },
+    )
+    .execute::<Order>(&operator(), Target::Existing(id), add("c"))
+    .await;
+
+    assert_eq!(ack.map(|a| a.version), Ok(2));
+}
