@@ -1,1 +1,133 @@
-//! PostgreSQL adapters of the ports.
+//! PostgreSQL adapters of Strata's ports: the event store, the snapshot store, their embedded
+//! migrations, and a pool constructor that takes settings (adapters never read the environment).
+#![forbid(unsafe_code)]
+
+mod database;
+mod error;
+mod event_store;
+mod snapshot_store;
+
+use std::fmt;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+pub use database::create_database_if_missing;
+pub use error::{ConnectError, MigrateError};
+pub use event_store::PgEventStore;
+#[doc(hidden)]
+pub use event_store::append_in;
+pub use snapshot_store::PgSnapshotStore;
+
+/// The schema of the event and snapshot stores, embedded from `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Brings the database schema up to date; running it again is harmless.
+///
+/// # Errors
+/// [`MigrateError::Unavailable`] when the database cannot be reached; [`MigrateError::Failed`]
+/// when a migration fails or the applied history does not match this build's migrations.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| error::migrate_error(&e))
+}
+
+/// How to reach the database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// The most connections the pool opens.
+    pub max_connections: u32,
+    /// How long an operation waits for a connection before failing as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl fmt::Debug for PgSettings {
+    // The url may carry a password, and settings end up in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &redact_password(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+impl PgSettings {
+    fn pool_options(&self) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+    }
+}
+
+/// Opens a pool and one connection of it, so that a wrong url or an unreachable database is
+/// reported at start-up rather than at the first request.
+///
+/// # Errors
+/// [`ConnectError::InvalidSettings`] for a malformed url; [`ConnectError::Unavailable`] when
+/// the database cannot be reached; [`ConnectError::Refused`] when it refuses the connection.
+pub async fn connect(settings: &PgSettings) -> Result<PgPool, ConnectError> {
+    settings
+        .pool_options()
+        .connect(&settings.url)
+        .await
+        .map_err(|e| error::connect_error(&e))
+}
+
+/// Makes a pool that connects on first use: the database need not be up yet.
+///
+/// # Errors
+/// [`ConnectError::InvalidSettings`] for a malformed url.
+pub fn connect_lazy(settings: &PgSettings) -> Result<PgPool, ConnectError> {
+    settings
+        .pool_options()
+        .connect_lazy(&settings.url)
+        .map_err(|e| error::connect_error(&e))
+}
+
+/// The url with its password, if any, replaced by `***`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((user_info, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match user_info.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_never_show_the_password() {
+        let settings = PgSettings {
+            url: "postgres://app:s3cret@db:5432/strata".into(),
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db:5432/strata"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_url_without_password_is_shown_as_is() {
+        assert_eq!(
+            redact_password("postgres://postgres@127.0.0.1/postgres"),
+            "postgres://postgres@127.0.0.1/postgres"
+        );
+    }
+}

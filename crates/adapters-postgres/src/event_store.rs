@@ -1,0 +1,423 @@
+//! `PgEventStore`: the event store port on PostgreSQL. An append locks its stream's row, checks
+//! the expected version, then allocates global positions from the single-row head counter and
+//! inserts its events in one statement, just before the commit (see the first migration for why).
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use strata_ports::{
+    AppendOutcome, AppendRequest, EventStore, EventStoreError, ExpectedVersion, IdempotencyRecord,
+    Metadata, NewEvent, RecordedEvent, StreamId,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{Failure, event_store_error};
+
+/// Locks the stream's row (creating it at version 0 for a new stream) and returns its version.
+/// A concurrent writer of the same stream waits here until the holder commits or rolls back,
+/// then reads the version the holder left.
+const LOCK_STREAM: &str = "\
+    INSERT INTO streams (stream_id, version) VALUES ($1, 0) \
+    ON CONFLICT (stream_id) DO UPDATE SET version = streams.version \
+    RETURNING version";
+
+const SET_STREAM_VERSION: &str = "UPDATE streams SET version = $2 WHERE stream_id = $1";
+
+const IDEMPOTENCY_KEY_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM idempotency_keys WHERE principal = $1 AND key = $2)";
+
+/// Allocates the positions, inserts the events and the idempotency record in one round trip.
+/// The head row lock taken by the first CTE is the last lock of the transaction and is held
+/// until commit: that is what makes positions follow commit order.
+/// Parameters: $1 stream id, $2 event count, $3 stream version before the append, $4..$9 the
+/// event columns, $10..$12 the idempotency claim (all null without one).
+const INSERT_EVENTS: &str = "\
+    WITH head AS ( \
+        UPDATE event_log_head SET position = position + $2 RETURNING position \
+    ), appended AS ( \
+        INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, \
+                            schema_version, data, metadata, recorded_at) \
+        SELECT head.position - $2 + e.n, e.event_id, $1, $3 + e.n, e.event_type, \
+               e.schema_version, e.data, e.metadata, e.recorded_at \
+        FROM head, \
+             UNNEST($4::uuid[], $5::text[], $6::int[], $7::jsonb[], $8::jsonb[], \
+                    $9::timestamptz[]) \
+             WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, \
+                                  recorded_at, n) \
+    ), claimed AS ( \
+        INSERT INTO idempotency_keys (principal, key, fingerprint, stream_id, stream_version, \
+                                      global_position) \
+        SELECT $10::text, $11::text, $12::text, $1, $3 + $2, head.position \
+        FROM head WHERE $10::text IS NOT NULL \
+    ) \
+    SELECT position FROM head";
+
+const READ_STREAM: &str = "\
+    SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \
+           data, metadata, recorded_at \
+    FROM events WHERE stream_id = $1 AND stream_version > $2 \
+    ORDER BY stream_version";
+
+const READ_ALL: &str = "\
+    SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \
+           data, metadata, recorded_at \
+    FROM events WHERE global_position > $1 \
+    ORDER BY global_position LIMIT $2";
+
+const HEAD_POSITION: &str = "SELECT position FROM event_log_head";
+
+const FIND_IDEMPOTENCY: &str = "\
+    SELECT principal, key, fingerprint, stream_id, stream_version, global_position \
+    FROM idempotency_keys WHERE principal = $1 AND key = $2";
+
+/// The event store on a PostgreSQL pool (migrated with [`crate::migrate`]).
+#[derive(Debug, Clone)]
+pub struct PgEventStore {
+    pool: PgPool,
+}
+
+impl PgEventStore {
+    /// An event store that runs every operation on a connection of `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, EventStoreError> {
+        if request.events.is_empty() {
+            return Err(EventStoreError::EmptyAppend);
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| event_store_error(&e))?;
+        match append_in(&mut tx, &request).await {
+            Ok(outcome) => {
+                tx.commit().await.map_err(|e| event_store_error(&e))?;
+                tracing::debug!(
+                    stream_id = %request.stream_id,
+                    stream_version = outcome.stream_version,
+                    global_position = outcome.global_position,
+                    events = request.events.len(),
+                    "appended"
+                );
+                Ok(outcome)
+            }
+            Err(error) => {
+                // Release the stream lock now rather than when the pool recycles the connection;
+                // the append failed already, so a failed rollback adds nothing to report.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::debug!(error = %rollback, "rollback after a failed append failed");
+                }
+                tracing::debug!(stream_id = %request.stream_id, %error, "append refused");
+                Err(error)
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        // Versions are at most i64::MAX, so nothing lies after a larger one.
+        let Ok(after_version) = i64::try_from(after_version) else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<EventRow> = sqlx::query_as(READ_STREAM)
+            .bind(stream_id.as_str())
+            .bind(after_version)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| event_store_error(&e))?;
+        rows.into_iter().map(EventRow::into_recorded).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        let Ok(after_position) = i64::try_from(after_position) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<EventRow> = sqlx::query_as(READ_ALL)
+            .bind(after_position)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| event_store_error(&e))?;
+        rows.into_iter().map(EventRow::into_recorded).collect()
+    }
+
+    async fn head_position(&self) -> Result<u64, EventStoreError> {
+        let position: Option<i64> = sqlx::query_scalar(HEAD_POSITION)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| event_store_error(&e))?;
+        let position = position
+            .ok_or_else(|| EventStoreError::Backend("the event log head row is missing".into()))?;
+        u64::try_from(position)
+            .map_err(|_| EventStoreError::Backend(format!("negative event log head {position}")))
+    }
+
+    async fn find_idempotency(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, EventStoreError> {
+        let row: Option<IdempotencyRow> = sqlx::query_as(FIND_IDEMPOTENCY)
+            .bind(principal)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| event_store_error(&e))?;
+        row.map(IdempotencyRow::into_record).transpose()
+    }
+}
+
+/// Runs an append inside a transaction the caller owns, up to but excluding the commit; on
+/// success the head counter row stays locked until the caller commits or rolls back.
+/// [`PgEventStore::append`] is this plus begin and commit. Public only so that tests can hold
+/// an append open and watch what concurrent writers and readers do meanwhile.
+///
+/// # Errors
+/// As for [`EventStore::append`]. After an error the transaction is aborted: roll it back.
+#[doc(hidden)]
+pub async fn append_in(
+    conn: &mut PgConnection,
+    request: &AppendRequest,
+) -> Result<AppendOutcome, EventStoreError> {
+    if request.events.is_empty() {
+        return Err(EventStoreError::EmptyAppend);
+    }
+    let stream = request.stream_id.as_str();
+
+    // A replayed command is refused here without taking any lock; the primary key of
+    // idempotency_keys still decides between two first-time claims racing each other.
+    if let Some(claim) = &request.idempotency {
+        let taken: bool = sqlx::query_scalar(IDEMPOTENCY_KEY_EXISTS)
+            .bind(&claim.principal)
+            .bind(&claim.key)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| event_store_error(&e))?;
+        if taken {
+            return Err(EventStoreError::IdempotencyKeyTaken {
+                key: claim.key.clone(),
+            });
+        }
+    }
+
+    let current: i64 = sqlx::query_scalar(LOCK_STREAM)
+        .bind(stream)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| event_store_error(&e))?;
+    let current = u64::try_from(current).map_err(|_| {
+        EventStoreError::Corrupt(format!("stream {stream} is at version {current}"))
+    })?;
+    check_expected(&request.stream_id, request.expected, current)?;
+
+    let columns = EventColumns::of(&request.events)?;
+    let base_version = i64::try_from(current).ok();
+    let last_version = base_version
+        .and_then(|base| base.checked_add(columns.count))
+        .ok_or_else(|| EventStoreError::Backend(format!("stream {stream} is out of versions")))?;
+    let conflict = |error: sqlx::Error| match Failure::of(&error) {
+        // The stream row lock makes this unreachable unless `streams` and `events` disagree;
+        // the version read under the lock is the best this transaction knows.
+        Failure::StreamVersionTaken => {
+            tracing::warn!(%stream, %error, "stream version taken despite the stream lock");
+            EventStoreError::WrongExpectedVersion {
+                stream_id: request.stream_id.clone(),
+                expected: request.expected,
+                actual: current,
+            }
+        }
+        Failure::IdempotencyKeyTaken => EventStoreError::IdempotencyKeyTaken {
+            key: request
+                .idempotency
+                .as_ref()
+                .map(|claim| claim.key.clone())
+                .unwrap_or_default(),
+        },
+        Failure::Unavailable(_) | Failure::Backend(_) => event_store_error(&error),
+    };
+
+    sqlx::query(SET_STREAM_VERSION)
+        .bind(stream)
+        .bind(last_version)
+        .execute(&mut *conn)
+        .await
+        .map_err(conflict)?;
+
+    // From here to the caller's commit, every other append in the database waits.
+    let claim = request.idempotency.as_ref();
+    let last_position: Option<i64> = sqlx::query_scalar(INSERT_EVENTS)
+        .bind(stream)
+        .bind(columns.count)
+        .bind(last_version - columns.count)
+        .bind(columns.event_ids)
+        .bind(columns.event_types)
+        .bind(columns.schema_versions)
+        .bind(columns.data)
+        .bind(columns.metadata)
+        .bind(columns.recorded_at)
+        .bind(claim.map(|c| c.principal.as_str()))
+        .bind(claim.map(|c| c.key.as_str()))
+        .bind(claim.map(|c| c.fingerprint.as_str()))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(conflict)?;
+    let last_position = last_position
+        .ok_or_else(|| EventStoreError::Backend("the event log head row is missing".into()))?;
+
+    Ok(AppendOutcome {
+        stream_version: to_u64(last_version, "stream version")?,
+        global_position: to_u64(last_position, "global position")?,
+    })
+}
+
+/// The optimistic concurrency check, against the version read under the stream's row lock.
+fn check_expected(
+    stream_id: &StreamId,
+    expected: ExpectedVersion,
+    actual: u64,
+) -> Result<(), EventStoreError> {
+    let accepted = match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => actual == 0,
+        ExpectedVersion::StreamExists => actual >= 1,
+        ExpectedVersion::Exact(version) => actual == version,
+    };
+    if accepted {
+        Ok(())
+    } else {
+        Err(EventStoreError::WrongExpectedVersion {
+            stream_id: stream_id.clone(),
+            expected,
+            actual,
+        })
+    }
+}
+
+/// The events of one append as column arrays, for a single `UNNEST` insert.
+struct EventColumns {
+    count: i64,
+    event_ids: Vec<Uuid>,
+    event_types: Vec<String>,
+    schema_versions: Vec<i32>,
+    data: Vec<Value>,
+    metadata: Vec<Value>,
+    recorded_at: Vec<OffsetDateTime>,
+}
+
+impl EventColumns {
+    fn of(events: &[NewEvent]) -> Result<Self, EventStoreError> {
+        let mut columns = Self {
+            count: i64::try_from(events.len())
+                .map_err(|_| EventStoreError::Backend("too many events in one append".into()))?,
+            event_ids: Vec::with_capacity(events.len()),
+            event_types: Vec::with_capacity(events.len()),
+            schema_versions: Vec::with_capacity(events.len()),
+            data: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+            recorded_at: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            let schema_version = i32::try_from(event.schema_version).map_err(|_| {
+                EventStoreError::Backend(format!(
+                    "schema version {} of event {} does not fit the store",
+                    event.schema_version, event.event_id
+                ))
+            })?;
+            let metadata = serde_json::to_value(&event.metadata).map_err(|e| {
+                EventStoreError::Backend(format!("metadata of event {}: {e}", event.event_id))
+            })?;
+            columns.event_ids.push(event.event_id);
+            columns.event_types.push(event.event_type.clone());
+            columns.schema_versions.push(schema_version);
+            columns.data.push(event.data.clone());
+            columns.metadata.push(metadata);
+            columns.recorded_at.push(event.recorded_at);
+        }
+        Ok(columns)
+    }
+}
+
+/// A row of `events`, as read.
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    global_position: i64,
+    event_id: Uuid,
+    stream_id: String,
+    stream_version: i64,
+    event_type: String,
+    schema_version: i32,
+    data: Value,
+    metadata: Value,
+    recorded_at: OffsetDateTime,
+}
+
+impl EventRow {
+    /// The envelope, or `Corrupt` when the row breaks its rules: stored data is never guessed at.
+    fn into_recorded(self) -> Result<RecordedEvent, EventStoreError> {
+        let metadata: Metadata = serde_json::from_value(self.metadata).map_err(|e| {
+            EventStoreError::Corrupt(format!("metadata of event {}: {e}", self.event_id))
+        })?;
+        Ok(RecordedEvent {
+            event_id: self.event_id,
+            stream_id: parse_stream_id(&self.stream_id)?,
+            stream_version: to_u64(self.stream_version, "stream version")?,
+            global_position: to_u64(self.global_position, "global position")?,
+            event_type: self.event_type,
+            schema_version: u32::try_from(self.schema_version).map_err(|_| {
+                EventStoreError::Corrupt(format!(
+                    "schema version {} of event {}",
+                    self.schema_version, self.event_id
+                ))
+            })?,
+            data: self.data,
+            metadata,
+            recorded_at: self.recorded_at,
+        })
+    }
+}
+
+/// A row of `idempotency_keys`, as read.
+#[derive(sqlx::FromRow)]
+struct IdempotencyRow {
+    principal: String,
+    key: String,
+    fingerprint: String,
+    stream_id: String,
+    stream_version: i64,
+    global_position: i64,
+}
+
+impl IdempotencyRow {
+    fn into_record(self) -> Result<IdempotencyRecord, EventStoreError> {
+        Ok(IdempotencyRecord {
+            stream_id: parse_stream_id(&self.stream_id)?,
+            stream_version: to_u64(self.stream_version, "stream version")?,
+            global_position: to_u64(self.global_position, "global position")?,
+            principal: self.principal,
+            key: self.key,
+            fingerprint: self.fingerprint,
+        })
+    }
+}
+
+fn parse_stream_id(text: &str) -> Result<StreamId, EventStoreError> {
+    StreamId::parse(text).map_err(|e| EventStoreError::Corrupt(e.to_string()))
+}
+
+/// A stored version or position; negative ones break the envelope's rules.
+fn to_u64(value: i64, what: &str) -> Result<u64, EventStoreError> {
+    u64::try_from(value).map_err(|_| EventStoreError::Corrupt(format!("negative {what} {value}")))
+}

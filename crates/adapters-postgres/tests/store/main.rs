@@ -1,0 +1,13 @@
+//! Integration tests of the PostgreSQL adapters, one fresh migrated database per test
+//! (`#[sqlx::test]`, with `DATABASE_URL` pointing at a server whose role may create databases).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod concurrency;
+mod errors;
+mod expected_version;
+mod helpers;
+mod idempotency;
+mod immutability;
+mod ordering;
+mod reads;
+mod snapshots;
