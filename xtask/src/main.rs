@@ -1,1 +1,68 @@
-fn main() {}
+//! `cargo xtask`: the project's tasks (database, local service, tokens, tests, tidy checks, CI).
+
+mod ci;
+mod postgres;
+mod process;
+mod service;
+mod suite;
+mod tidy;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Project tasks for Strata, run as `cargo xtask <task>` from anywhere in the workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Create the development database if missing and apply the migrations.
+    Db,
+    /// Run the service locally in development mode (migrates first).
+    Dev {
+        /// Extra arguments for `strata-web`, after `--` (e.g. `-- --http-addr 127.0.0.1:3000`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Print a signed development JWT on stdout.
+    Token(token::TokenArgs),
+    /// Run the whole test suite against PostgreSQL (`cargo test --workspace`).
+    Test {
+        /// Extra arguments for `cargo test`, after `--` (e.g. `-- -p strata-domain`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Check the architecture and house rules (dependency rule, doc lines, no ignored tests, CI files).
+    Tidy,
+    /// Exactly what CI runs: fmt check, clippy, tidy, then the test suite.
+    Ci,
+}
+
+fn main() -> ExitCode {
+    // Print the error chain only: a backtrace of the task runner helps nobody.
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let root = process::workspace_root()?;
+    match cli.task {
+        Task::Db => service::db(&root),
+        Task::Dev { args } => service::dev(&root, &args),
+        Task::Token(args) => token::run(&args),
+        Task::Test { args } => suite::run(&root, &args),
+        Task::Tidy => tidy::run(&root),
+        Task::Ci => ci::run_all(&root),
+    }
+}
