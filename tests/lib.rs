@@ -1,1 +1,1 @@
-//! Shared helpers for the end-to-end suite live in `api/helpers.rs`.
+//! The end-to-end suite lives in `api/`: one test binary that drives `strata-web` over HTTP.

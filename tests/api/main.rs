@@ -1,1 +1,13 @@
-//! End-to-end tests of the HTTP API.
+//! End-to-end tests of the HTTP API: a real server, a fresh PostgreSQL database per test, real
+//! JWTs. Run with `cargo xtask test` (needs PostgreSQL at `DATABASE_URL`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts;
+mod auth;
+mod concurrency;
+mod edge;
+mod helpers;
+mod history;
+mod idempotency;
+mod orders;
+mod validation;

@@ -1,0 +1,273 @@
+//! The one error type of the HTTP edge, rendered as RFC 9457 `application/problem+json`.
+//!
+//! Every variant documents its status. 5xx details are logged, never sent. The request id is
+//! added to every problem body by [`add_request_id`], whichever layer produced the problem.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::Request;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use strata_application::CommandError;
+use strata_domain::{RejectionKind, ValidationError};
+use utoipa::ToSchema;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// A URN naming the kind of problem, e.g. `urn:strata:problem:conflict`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The request id (also in the `X-Request-Id` header), to quote when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// What went wrong, as the client should see it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: malformed body, wrong types, bad parameters or headers.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no token, or a token that is invalid or expired.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated, but this role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such resource, or one the caller may not see.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the current state forbids the command, or concurrent writers kept winning.
+    #[error("{0}")]
+    Conflict(String),
+    /// 412: `If-Match` names a version the stream is no longer at.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 413: the body is larger than the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: the body is not declared as JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed values that break a validation rule, or a reused idempotency key.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 503: a dependency (the database) is unavailable; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or corrupt data; the detail is logged, not sent.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::Conflict(_) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict with the current state",
+            ),
+            Self::PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "version-mismatch",
+                "Version mismatch",
+            ),
+            Self::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Self::Unprocessable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Validation failed",
+            ),
+            Self::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+        }
+    }
+}
+
+/// Renders a problem document with the right content type.
+pub fn problem(status: StatusCode, slug: &str, title: &str, detail: String) -> Response {
+    let body = Problem {
+        problem_type: format!("urn:strata:problem:{slug}"),
+        title: title.to_owned(),
+        status: status.as_u16(),
+        detail,
+        request_id: None,
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        let detail = match self {
+            Self::Internal(detail) => {
+                // Logged inside the request's span, which carries the request id.
+                tracing::error!(%detail, "request failed");
+                "an internal error occurred; quote the request id when reporting it".to_owned()
+            }
+            Self::Unavailable(detail) => {
+                tracing::warn!(%detail, "dependency unavailable");
+                "a dependency is unavailable; retry later".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = problem(status, slug, title, detail);
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        let detail = error.to_string();
+        match error {
+            CommandError::Rejected {
+                kind: RejectionKind::Invalid,
+                ..
+            }
+            | CommandError::IdempotencyKeyReused(_) => Self::Unprocessable(detail),
+            CommandError::Rejected {
+                kind: RejectionKind::Conflict,
+                ..
+            }
+            | CommandError::Contention { .. } => Self::Conflict(detail),
+            CommandError::Rejected {
+                kind: RejectionKind::NotFound,
+                ..
+            }
+            | CommandError::NotFound(_) => Self::NotFound(detail),
+            CommandError::Forbidden(_) => Self::Forbidden(detail),
+            CommandError::VersionMismatch { .. } => Self::PreconditionFailed(detail),
+            CommandError::Unavailable(_) => Self::Unavailable(detail),
+            CommandError::Internal(_) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        Self::Unprocessable(error.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType(
+                "expected a body with content type application/json".to_owned(),
+            ),
+            JsonRejection::BytesRejection(bytes)
+                if bytes.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Self::PayloadTooLarge(
+                    "the request body is larger than the configured limit".to_owned(),
+                )
+            }
+            other => Self::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+/// Middleware: writes the request id into every problem body, and turns the plain-text errors
+/// of lower layers (unmatched routes, wrong methods, oversized bodies) into problems too.
+pub async fn add_request_id(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !is_problem && !status.is_client_error() && !status.is_server_error() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let mut document: serde_json::Value = if is_problem {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::json!({}))
+    } else {
+        let (slug, title) = match status {
+            StatusCode::NOT_FOUND => ("not-found", "Not found"),
+            StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Payload too large"),
+            s if s.is_server_error() => ("internal", "Internal server error"),
+            _ => ("bad-request", "Bad request"),
+        };
+        let detail = String::from_utf8_lossy(&bytes).trim().to_owned();
+        serde_json::json!({
+            "type": format!("urn:strata:problem:{slug}"),
+            "title": title,
+            "status": status.as_u16(),
+            "detail": if detail.is_empty() || status.is_server_error() { title.to_owned() } else { detail },
+        })
+    };
+    if let (Some(object), Some(id)) = (document.as_object_mut(), request_id) {
+        object.insert("requestId".to_owned(), serde_json::Value::String(id));
+    }
+    let body = serde_json::to_vec(&document).unwrap_or_default();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}

@@ -1,0 +1,136 @@
+//! Extractors whose rejections are problems (axum's defaults are plain text, and 422 for a body
+//! of the wrong shape where our contract says 400), and the command headers.
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use strata_application::{CommandContext, Principal};
+
+use crate::error::ApiError;
+
+/// `axum::Json` with problem rejections.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Path` with problem rejections.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// `axum::extract::Query` with problem rejections.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// The headers a command may carry: `If-Match`, `Idempotency-Key`, and the request id.
+#[derive(Debug, Clone, Default)]
+pub struct CommandHeaders {
+    pub if_match: Option<u64>,
+    pub idempotency_key: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl CommandHeaders {
+    /// The application's context for a command by `principal`.
+    pub fn context(self, principal: Principal) -> CommandContext {
+        CommandContext {
+            principal,
+            correlation_id: self.request_id.clone(),
+            causation_id: self.request_id,
+            idempotency_key: self.idempotency_key,
+            expected_version: self.if_match,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_command_headers(&parts.headers)
+    }
+}
+
+/// Longest accepted idempotency key: long enough for a UUID or a hash, short enough to index.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+fn parse_command_headers(headers: &HeaderMap) -> Result<CommandHeaders, ApiError> {
+    let text = |name: &str| -> Result<Option<&str>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::BadRequest(format!("{name} must be visible ASCII")))
+            })
+            .transpose()
+    };
+    let if_match = text(header::IF_MATCH.as_str())?
+        .map(parse_if_match)
+        .transpose()?;
+    let idempotency_key = match text("idempotency-key")? {
+        Some(key) if key.trim().is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
+            return Err(ApiError::BadRequest(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+            )));
+        }
+        key => key.map(|k| k.trim().to_owned()),
+    };
+    let request_id = text("x-request-id")?.map(str::to_owned);
+    Ok(CommandHeaders {
+        if_match,
+        idempotency_key,
+        request_id,
+    })
+}
+
+/// `If-Match: "<version>"` (a strong entity tag holding a stream version; the quotes may be
+/// omitted).
+fn parse_if_match(value: &str) -> Result<u64, ApiError> {
+    let trimmed = value.trim();
+    let inner = trimmed
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(trimmed);
+    inner.parse::<u64>().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "If-Match must be a stream version such as \"3\", not {value:?}"
+        ))
+    })
+}
+
+/// An entity tag for a stream version, as sent in `ETag` and accepted in `If-Match`.
+pub fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_accepts_quoted_and_bare_versions_only() {
+        assert_eq!(parse_if_match("\"3\"").unwrap(), 3);
+        assert_eq!(parse_if_match("7").unwrap(), 7);
+        assert!(parse_if_match("W/\"3\"").is_err());
+        assert!(parse_if_match("*").is_err());
+        assert!(parse_if_match("\"-1\"").is_err());
+    }
+
+    #[test]
+    fn an_empty_or_oversized_idempotency_key_is_rejected() {
+        let mut headers = HeaderMap::new();
+        headers.insert("idempotency-key", " ".parse().unwrap());
+        assert!(parse_command_headers(&headers).is_err());
+        headers.insert("idempotency-key", "k".repeat(201).parse().unwrap());
+        assert!(parse_command_headers(&headers).is_err());
+        headers.insert("idempotency-key", "abc".parse().unwrap());
+        assert_eq!(
+            parse_command_headers(&headers)
+                .unwrap()
+                .idempotency_key
+                .as_deref(),
+            Some("abc")
+        );
+    }
+}

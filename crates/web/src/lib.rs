@@ -1,0 +1,15 @@
+//! `strata-web`: Strata's HTTP API on axum. Thin handlers convert DTOs into domain commands and
+//! call the application services; `startup` is the one module that names concrete adapters.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use settings::{Cli, Command, Settings};
+pub use startup::Application;

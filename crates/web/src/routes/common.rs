@@ -1,0 +1,176 @@
+//! Pieces shared by the resource modules: command responses, the audit-trail shape, and the
+//! `?version=` / `?at=` time-travel parameters.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use strata_application::{AsOf, CommandAck};
+use strata_ports::RecordedEvent;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::extract::etag;
+
+/// Renders a command acknowledgement as `{<id_field>, version, position}` with an `ETag` of the
+/// new version, and a `Location` when the command created the resource.
+pub fn acknowledge(ack: CommandAck, id_field: &str, location: Option<String>) -> Response {
+    let body = serde_json::json!({
+        id_field: ack.aggregate_id,
+        "version": ack.version,
+        "position": ack.position,
+    });
+    let status = if location.is_some() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag(ack.version)) {
+        headers.insert(header::ETAG, value);
+    }
+    if let Some(value) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// Who caused an event, and in answer to which request.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventMetadataDto {
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub user_id: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// One event of an audit trail, as stored.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDto {
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// The schema version the data was written with.
+    pub schema_version: u32,
+    pub stream_version: u64,
+    pub global_position: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: OffsetDateTime,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    pub metadata: EventMetadataDto,
+}
+
+impl From<RecordedEvent> for EventDto {
+    fn from(event: RecordedEvent) -> Self {
+        Self {
+            event_id: event.event_id,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            stream_version: event.stream_version,
+            global_position: event.global_position,
+            recorded_at: event.recorded_at,
+            data: event.data,
+            metadata: EventMetadataDto {
+                correlation_id: event.metadata.correlation_id,
+                causation_id: event.metadata.causation_id,
+                user_id: event.metadata.user_id,
+                idempotency_key: event.metadata.idempotency_key,
+            },
+        }
+    }
+}
+
+/// An aggregate's complete audit trail.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditTrail {
+    pub aggregate_id: Uuid,
+    pub events: Vec<EventDto>,
+}
+
+impl AuditTrail {
+    pub fn new(aggregate_id: Uuid, events: Vec<RecordedEvent>) -> Self {
+        Self {
+            aggregate_id,
+            events: events.into_iter().map(EventDto::from).collect(),
+        }
+    }
+}
+
+/// When to rebuild the state: give at most one of `version` and `at`; neither means now.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AsOfParams {
+    /// A stream version: the state just after that event.
+    pub version: Option<String>,
+    /// An RFC 3339 instant: the state including every event recorded at or before it.
+    pub at: Option<String>,
+}
+
+impl AsOfParams {
+    /// # Errors
+    /// [`ApiError::BadRequest`] for both parameters, a non-numeric version or a bad instant.
+    pub fn as_of(&self) -> Result<AsOf, ApiError> {
+        match (&self.version, &self.at) {
+            (Some(_), Some(_)) => Err(ApiError::BadRequest(
+                "give either version or at, not both".to_owned(),
+            )),
+            (Some(version), None) => version.parse::<u64>().map(AsOf::Version).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "version must be a non-negative integer, not {version:?}"
+                ))
+            }),
+            (None, Some(at)) => parse_instant(at).map(AsOf::Time),
+            (None, None) => Ok(AsOf::Latest),
+        }
+    }
+}
+
+/// Parses an RFC 3339 instant.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] naming the expected format.
+pub fn parse_instant(text: &str) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "at must be an RFC 3339 instant such as 2026-01-31T12:00:00Z: {e}"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_travel_parameters_are_validated() {
+        let params = |version: Option<&str>, at: Option<&str>| AsOfParams {
+            version: version.map(str::to_owned),
+            at: at.map(str::to_owned),
+        };
+        assert_eq!(params(None, None).as_of().unwrap(), AsOf::Latest);
+        assert_eq!(params(Some("3"), None).as_of().unwrap(), AsOf::Version(3));
+        assert!(matches!(
+            params(Some("x"), None).as_of(),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            params(Some("1"), Some("2026-01-01T00:00:00Z")).as_of(),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            params(None, Some("yesterday")).as_of(),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            params(None, Some("2026-01-01T00:00:00+02:00")).as_of(),
+            Ok(AsOf::Time(_))
+        ));
+    }
+}

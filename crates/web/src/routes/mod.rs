@@ -1,0 +1,7 @@
+//! The HTTP routes, one module per resource, and the router that assembles them.
+
+pub mod accounts;
+pub mod common;
+pub mod health;
+pub mod openapi;
+pub mod orders;

@@ -1,0 +1,50 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations, served at `/openapi.json`
+//! with Swagger UI at `/docs` (assets vendored into the binary, so it works offline).
+
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::Problem;
+use crate::routes::{accounts, common, health, orders};
+use crate::state::AppState;
+
+/// The API description.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Strata", description = "Event-sourced order management and account ledger. \
+        Errors are application/problem+json (RFC 9457)."),
+    paths(
+        orders::place_order, orders::add_item, orders::remove_item, orders::confirm, orders::ship,
+        orders::deliver, orders::cancel, orders::events, orders::state,
+        accounts::open, accounts::deposit, accounts::withdraw, accounts::close, accounts::events,
+        accounts::balance, health::live, health::ready,
+    ),
+    components(schemas(Problem, common::EventDto, common::EventMetadataDto, common::AuditTrail)),
+    modifiers(&BearerAuth),
+    tags((name = "orders"), (name = "accounts"), (name = "health")),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `/openapi.json` and `/docs`.
+pub fn router() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}

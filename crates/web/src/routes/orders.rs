@@ -1,0 +1,362 @@
+//! `/v1/orders`: the order commands, the audit trail and time travel of one order.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use strata_application::Target;
+use strata_domain::order::{LineItem, Order, OrderCommand, PlaceOrder, PlacedOrder};
+use strata_domain::values::{
+    CancellationReason, Currency, CustomerId, ProductId, Quantity, ShippingAddress, TrackingNumber,
+    UnitPrice,
+};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Authenticated;
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, CommandHeaders, etag};
+use crate::routes::common::{AsOfParams, AuditTrail, acknowledge};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orders", post(place_order))
+        .route("/v1/orders/{id}/items", post(add_item))
+        .route(
+            "/v1/orders/{id}/items/{product_id}/remove",
+            post(remove_item),
+        )
+        .route("/v1/orders/{id}/confirm", post(confirm))
+        .route("/v1/orders/{id}/ship", post(ship))
+        .route("/v1/orders/{id}/deliver", post(deliver))
+        .route("/v1/orders/{id}/cancel", post(cancel))
+        .route("/v1/orders/{id}/events", get(events))
+        .route("/v1/orders/{id}/state", get(state))
+}
+
+/// A line of an order: quantity ≥ 1, unit price ≥ 0 in minor units of the order's currency.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ItemRequest {
+    #[schema(example = "sku-42")]
+    pub product_id: String,
+    #[schema(example = 2)]
+    pub quantity: i64,
+    #[schema(example = 1299)]
+    pub unit_price_cents: i64,
+}
+
+impl ItemRequest {
+    fn into_line(self) -> Result<LineItem, ApiError> {
+        let quantity = u32::try_from(self.quantity).map_err(|_| {
+            if self.quantity < 1 {
+                ApiError::from(strata_domain::ValidationError::ZeroQuantity)
+            } else {
+                ApiError::Unprocessable(format!("quantity must be at most {}", u32::MAX))
+            }
+        })?;
+        Ok(LineItem {
+            product_id: ProductId::new(self.product_id)?,
+            quantity: Quantity::new(quantity)?,
+            unit_price: UnitPrice::new(self.unit_price_cents)?,
+        })
+    }
+}
+
+/// Places an order for a customer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    #[schema(example = "cust-1")]
+    pub customer_id: String,
+    /// ISO 4217 code shared by every line.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    pub items: Vec<ItemRequest>,
+    #[schema(example = "1 Main Street, Springfield")]
+    pub shipping_address: String,
+}
+
+/// Ships a confirmed order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShipRequest {
+    #[schema(example = "1Z999AA10123456784")]
+    pub tracking_number: String,
+}
+
+/// Cancels a pending or confirmed order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelRequest {
+    #[schema(example = "customer changed their mind")]
+    pub reason: String,
+}
+
+/// Where an order command landed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderAck {
+    pub order_id: Uuid,
+    /// The order's stream version after the command (use it in `If-Match`).
+    pub version: u64,
+    /// The global log position of the command's last event.
+    pub position: u64,
+}
+
+/// One line of an order's state.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineDto {
+    pub product_id: String,
+    pub quantity: u32,
+    pub unit_price_cents: i64,
+    pub line_total_cents: i64,
+}
+
+/// An order as rebuilt from its events.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderStateDto {
+    pub order_id: Uuid,
+    pub version: u64,
+    pub customer_id: String,
+    pub currency: String,
+    /// PENDING, CONFIRMED, SHIPPED, DELIVERED or CANCELLED.
+    pub status: String,
+    pub items: Vec<LineDto>,
+    pub item_count: usize,
+    pub total_cents: i64,
+    pub shipping_address: String,
+    pub tracking_number: Option<String>,
+    pub cancellation_reason: Option<String>,
+}
+
+impl OrderStateDto {
+    fn new(order_id: Uuid, version: u64, order: PlacedOrder) -> Self {
+        Self {
+            order_id,
+            version,
+            customer_id: order.customer_id.to_string(),
+            currency: order.currency.to_string(),
+            status: order.status.as_str().to_owned(),
+            item_count: order.items.len(),
+            items: order
+                .items
+                .iter()
+                .map(|line| LineDto {
+                    product_id: line.product_id.to_string(),
+                    quantity: line.quantity.get(),
+                    unit_price_cents: line.unit_price.cents(),
+                    line_total_cents: line.line_total().unwrap_or(i64::MAX),
+                })
+                .collect(),
+            total_cents: order.total_cents,
+            shipping_address: order.shipping_address.to_string(),
+            tracking_number: order.tracking_number.map(|t| t.to_string()),
+            cancellation_reason: order.cancellation_reason.map(|r| r.to_string()),
+        }
+    }
+}
+
+async fn execute(
+    state: &AppState,
+    principal: strata_application::Principal,
+    headers: CommandHeaders,
+    target: Target,
+    command: OrderCommand,
+) -> Result<Response, ApiError> {
+    let ack = state
+        .commands
+        .execute::<Order>(&headers.context(principal), target, command)
+        .await?;
+    let location = (target == Target::New).then(|| format!("/v1/orders/{}", ack.aggregate_id));
+    Ok(acknowledge(ack, "orderId", location))
+}
+
+/// Place an order.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = PlaceOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays of the same request return the original answer")),
+    responses(
+        (status = 201, description = "Order placed", body = OrderAck, headers(("Location" = String), ("ETag" = String))),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 413, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn place_order(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    headers: CommandHeaders,
+    ApiJson(body): ApiJson<PlaceOrderRequest>,
+) -> Result<Response, ApiError> {
+    let items = body
+        .items
+        .into_iter()
+        .map(ItemRequest::into_line)
+        .collect::<Result<Vec<_>, _>>()?;
+    let command = OrderCommand::PlaceOrder(PlaceOrder {
+        customer_id: CustomerId::new(body.customer_id)?,
+        currency: Currency::new(&body.currency)?,
+        items,
+        shipping_address: ShippingAddress::new(body.shipping_address)?,
+    });
+    execute(&state, principal, headers, Target::New, command).await
+}
+
+/// Add an item (or more units of a product already in the order at the same price).
+#[utoipa::path(post, path = "/v1/orders/{id}/items", tag = "orders", request_body = ItemRequest,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = OrderAck), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn add_item(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    ApiJson(body): ApiJson<ItemRequest>,
+) -> Result<Response, ApiError> {
+    let command = OrderCommand::AddItem(body.into_line()?);
+    execute(&state, principal, headers, Target::Existing(id), command).await
+}
+
+/// Remove a product's line from a pending order.
+#[utoipa::path(post, path = "/v1/orders/{id}/items/{product_id}/remove", tag = "orders",
+    params(("id" = Uuid, Path), ("product_id" = String, Path), ("If-Match" = Option<String>, Header),
+        ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = OrderAck), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn remove_item(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath((id, product_id)): ApiPath<(Uuid, String)>,
+    headers: CommandHeaders,
+) -> Result<Response, ApiError> {
+    let command = OrderCommand::RemoveItem {
+        product_id: ProductId::new(product_id)?,
+    };
+    execute(&state, principal, headers, Target::Existing(id), command).await
+}
+
+/// Confirm a pending order.
+#[utoipa::path(post, path = "/v1/orders/{id}/confirm", tag = "orders",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = OrderAck), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 412, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn confirm(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+) -> Result<Response, ApiError> {
+    execute(
+        &state,
+        principal,
+        headers,
+        Target::Existing(id),
+        OrderCommand::Confirm,
+    )
+    .await
+}
+
+/// Ship a confirmed order.
+#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", request_body = ShipRequest,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = OrderAck), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn ship(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    ApiJson(body): ApiJson<ShipRequest>,
+) -> Result<Response, ApiError> {
+    let command = OrderCommand::Ship {
+        tracking_number: TrackingNumber::new(body.tracking_number)?,
+    };
+    execute(&state, principal, headers, Target::Existing(id), command).await
+}
+
+/// Mark a shipped order delivered.
+#[utoipa::path(post, path = "/v1/orders/{id}/deliver", tag = "orders",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = OrderAck), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 412, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn deliver(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+) -> Result<Response, ApiError> {
+    execute(
+        &state,
+        principal,
+        headers,
+        Target::Existing(id),
+        OrderCommand::Deliver,
+    )
+    .await
+}
+
+/// Cancel a pending or confirmed order.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", request_body = CancelRequest,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = OrderAck), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: CommandHeaders,
+    ApiJson(body): ApiJson<CancelRequest>,
+) -> Result<Response, ApiError> {
+    let command = OrderCommand::Cancel {
+        reason: CancellationReason::new(body.reason)?,
+    };
+    execute(&state, principal, headers, Target::Existing(id), command).await
+}
+
+/// The order's audit trail: every event, as stored, with who caused it.
+#[utoipa::path(get, path = "/v1/orders/{id}/events", tag = "orders", params(("id" = Uuid, Path)),
+    responses((status = 200, body = AuditTrail), (status = 401, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<AuditTrail>, ApiError> {
+    let events = state.history.audit_trail::<Order>(&principal, id).await?;
+    Ok(axum::Json(AuditTrail::new(id, events)))
+}
+
+/// The order as it was at a stream version or an instant (now by default), rebuilt from its events.
+#[utoipa::path(get, path = "/v1/orders/{id}/state", tag = "orders", params(("id" = Uuid, Path), AsOfParams),
+    responses((status = 200, body = OrderStateDto, headers(("ETag" = String))), (status = 400, body = Problem),
+        (status = 404, description = "Unknown, not yours, or not yet placed at that point", body = Problem)),
+    security(("bearer" = [])))]
+pub async fn state(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<AsOfParams>,
+) -> Result<Response, ApiError> {
+    let loaded = state
+        .history
+        .state_as_of::<Order>(&principal, id, params.as_of()?)
+        .await?;
+    let order = loaded
+        .state
+        .ok_or_else(|| ApiError::NotFound("order not found".to_owned()))?;
+    let etag = etag(loaded.version);
+    Ok((
+        [(axum::http::header::ETAG, etag)],
+        axum::Json(OrderStateDto::new(id, loaded.version, order)),
+    )
+        .into_response())
+}

@@ -1,0 +1,143 @@
+//! Configuration of `strata-web`, from flags and environment variables (names are part of the
+//! public contract; every one is documented in the README).
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+
+/// The published development secret: only ever used with `--dev`, and announced in the log.
+pub const DEVELOPMENT_JWT_SECRET: &str = "strata-development-secret-not-for-production";
+
+/// The default PostgreSQL URL of a local development database.
+pub const DEVELOPMENT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/strata";
+
+/// Command line of `strata-web`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata-web",
+    version,
+    about = "Strata's HTTP API: commands, audit trail and time travel"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Create the database if it is missing, apply the migrations, and exit.
+    Migrate,
+}
+
+/// Flags of the server; each has an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "STRATA_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// PostgreSQL URL of the event store.
+    #[arg(long, env = "DATABASE_URL", default_value = DEVELOPMENT_DATABASE_URL)]
+    pub database_url: String,
+    /// HS256 secret that signs access tokens. Required unless `--dev`.
+    #[arg(long, env = "STRATA_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Development mode: without STRATA_JWT_SECRET, use the published development secret.
+    #[arg(long, env = "STRATA_DEV", default_value_t = false)]
+    pub dev: bool,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "STRATA_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Snapshot an aggregate every this many events (0 disables snapshots).
+    #[arg(long, env = "STRATA_SNAPSHOT_EVERY", default_value_t = 100)]
+    pub snapshot_every: u64,
+    /// Size of the PostgreSQL connection pool.
+    #[arg(long, env = "STRATA_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+/// Why the settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(
+        "STRATA_JWT_SECRET is not set: set it, or start in development mode with --dev (STRATA_DEV=true)"
+    )]
+    MissingJwtSecret,
+    #[error("STRATA_JWT_SECRET must be at least 32 bytes long")]
+    WeakJwtSecret,
+}
+
+/// Validated settings of the server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http_addr: SocketAddr,
+    pub database_url: String,
+    pub jwt_secret: String,
+    /// True when the development secret is in use (logged loudly at start-up).
+    pub using_development_secret: bool,
+    pub body_limit: usize,
+    pub snapshot_every: u64,
+    pub db_max_connections: u32,
+}
+
+impl Settings {
+    /// Resolves the JWT secret: an explicit one wins; `--dev` falls back to the published one.
+    ///
+    /// # Errors
+    /// No secret outside development mode, or a secret too short to be safe.
+    pub fn from_args(args: ServeArgs) -> Result<Self, SettingsError> {
+        let (jwt_secret, using_development_secret) = match (args.jwt_secret, args.dev) {
+            (Some(secret), _) if secret.len() < 32 => return Err(SettingsError::WeakJwtSecret),
+            (Some(secret), _) => (secret, false),
+            (None, true) => (DEVELOPMENT_JWT_SECRET.to_owned(), true),
+            (None, false) => return Err(SettingsError::MissingJwtSecret),
+        };
+        Ok(Self {
+            http_addr: args.http_addr,
+            database_url: args.database_url,
+            jwt_secret,
+            using_development_secret,
+            body_limit: args.body_limit,
+            snapshot_every: args.snapshot_every,
+            db_max_connections: args.db_max_connections,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(secret: Option<&str>, dev: bool) -> ServeArgs {
+        let mut cli = Cli::parse_from(["strata-web"]).serve;
+        cli.jwt_secret = secret.map(str::to_owned);
+        cli.dev = dev;
+        cli
+    }
+
+    #[test]
+    fn without_a_secret_the_server_refuses_to_start_unless_in_development_mode() {
+        assert!(matches!(
+            Settings::from_args(args(None, false)),
+            Err(SettingsError::MissingJwtSecret)
+        ));
+        let dev = Settings::from_args(args(None, true)).unwrap();
+        assert!(dev.using_development_secret);
+        assert_eq!(dev.jwt_secret, DEVELOPMENT_JWT_SECRET);
+    }
+
+    #[test]
+    fn an_explicit_secret_wins_even_in_development_mode() {
+        let secret = "x".repeat(40);
+        let settings = Settings::from_args(args(Some(&secret), true)).unwrap();
+        assert!(!settings.using_development_secret);
+        assert!(matches!(
+            Settings::from_args(args(Some("short"), false)),
+            Err(SettingsError::WeakJwtSecret)
+        ));
+    }
+}

@@ -1,0 +1,272 @@
+//! `spawn_app()`: a real `strata-web` on a free port against a fresh PostgreSQL database, with a
+//! client that signs real HS256 tokens. Logs stay quiet unless `TEST_LOG` is set.
+
+use std::sync::LazyLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use strata_web::auth::{Claims, JwtKeys};
+use strata_web::{Application, Settings};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+pub const TEST_SECRET: &str = "end-to-end-test-secret-0123456789abcdef";
+
+/// Prefix of every database this suite creates; stale ones are dropped at the next run.
+const DB_PREFIX: &str = "strata_e2e_";
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter("info").init();
+    }
+});
+
+static CLEANUP: OnceCell<()> = OnceCell::const_new();
+
+/// The server to test against: PostgreSQL at `DATABASE_URL` (its database part is replaced).
+fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database part");
+    format!("{base}/{database}")
+}
+
+/// Drops databases left by earlier runs (a failed test leaves its database for inspection).
+async fn drop_stale_databases() {
+    let pool = sqlx::PgPool::connect(&server_url())
+        .await
+        .expect("PostgreSQL at DATABASE_URL");
+    let stale: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+            .bind(format!("{DB_PREFIX}%"))
+            .fetch_all(&pool)
+            .await
+            .expect("list databases");
+    for name in stale {
+        // The name comes from pg_database, filtered by our prefix, and is quoted.
+        let sql = sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+        let _ = sqlx::query(sql).execute(&pool).await;
+    }
+    pool.close().await;
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub database_url: String,
+    pub client: reqwest::Client,
+    keys: JwtKeys,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns a server whose settings `adjust` may change first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&TRACING);
+    CLEANUP.get_or_init(drop_stale_databases).await;
+    let database_url = with_database(
+        &server_url(),
+        &format!("{DB_PREFIX}{}", Uuid::new_v4().simple()),
+    );
+    let mut settings = Settings {
+        http_addr: "127.0.0.1:0".parse().expect("address"),
+        database_url: database_url.clone(),
+        jwt_secret: TEST_SECRET.to_owned(),
+        using_development_secret: false,
+        body_limit: 1024 * 1024,
+        snapshot_every: 100,
+        db_max_connections: 8,
+    };
+    adjust(&mut settings);
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        database_url,
+        client: reqwest::Client::new(),
+        keys: JwtKeys::new(TEST_SECRET.as_bytes()),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// An answer: status, headers and the JSON body (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status, printing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self
+    }
+
+    /// Asserts a problem+json answer with this status.
+    #[track_caller]
+    pub fn expect_problem(self, status: u16) -> Self {
+        let answer = self.expect(status);
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            answer.body
+        );
+        assert_eq!(answer.body["status"], status, "{}", answer.body);
+        for field in ["type", "title", "detail", "requestId"] {
+            assert!(
+                answer.body[field].is_string(),
+                "problem without {field}: {}",
+                answer.body
+            );
+        }
+        answer
+    }
+}
+
+impl TestApp {
+    /// A token signed with the server's secret.
+    pub fn token(&self, role: &str, customer_id: Option<&str>) -> String {
+        self.sign(Claims {
+            sub: format!("{role}-{}", customer_id.unwrap_or("staff")),
+            role: role.to_owned(),
+            customer_id: customer_id.map(str::to_owned),
+            exp: now() + 600,
+            iat: Some(now()),
+        })
+    }
+
+    pub fn sign(&self, claims: Claims) -> String {
+        self.keys.sign(&claims).expect("sign token")
+    }
+
+    pub fn customer(&self, id: &str) -> String {
+        self.token("customer", Some(id))
+    }
+
+    pub fn operator(&self) -> String {
+        self.token("operator", None)
+    }
+
+    pub fn auditor(&self) -> String {
+        self.token("auditor", None)
+    }
+
+    /// Sends a request; `token` and `body` are optional; `headers` are extra header pairs.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body read");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    pub async fn post_empty(&self, path: &str, token: &str) -> Answer {
+        self.send(Method::POST, path, Some(token), None, &[]).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.send(Method::GET, path, Some(token), None, &[]).await
+    }
+
+    /// Places a one-line EUR order for `customer` and returns its id.
+    pub async fn place_order(&self, token: &str, customer: &str) -> String {
+        let answer = self
+            .post("/v1/orders", token, order_body(customer))
+            .await
+            .expect(201);
+        answer.body["orderId"].as_str().expect("orderId").to_owned()
+    }
+
+    /// Opens an EUR account for `customer` and returns its id.
+    pub async fn open_account(&self, token: &str, customer: &str) -> String {
+        let body = serde_json::json!({"ownerCustomerId": customer, "currency": "EUR"});
+        let answer = self.post("/v1/accounts", token, body).await.expect(201);
+        answer.body["accountId"]
+            .as_str()
+            .expect("accountId")
+            .to_owned()
+    }
+}
+
+/// A valid order request for `customer`.
+pub fn order_body(customer: &str) -> Value {
+    serde_json::json!({
+        "customerId": customer,
+        "currency": "EUR",
+        "items": [{"productId": "sku-1", "quantity": 2, "unitPriceCents": 1250}],
+        "shippingAddress": "1 Main Street, Springfield",
+    })
+}
+
+pub fn item(product: &str, quantity: i64, cents: i64) -> Value {
+    serde_json::json!({"productId": product, "quantity": quantity, "unitPriceCents": cents})
+}
+
+pub fn expired_claims(role: &str, customer_id: Option<&str>) -> Claims {
+    Claims {
+        sub: "someone".to_owned(),
+        role: role.to_owned(),
+        customer_id: customer_id.map(str::to_owned),
+        exp: now() - 3600,
+        iat: Some(now() - 7200),
+    }
+}
