@@ -1,10 +1,12 @@
 //! `strata-projector`: parse the command line, log to stderr, run.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use strata_projector::startup::{Cli, run};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr: stdout carries the events.
     tracing_subscriber::fmt()
@@ -13,5 +15,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    run(cli).await
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

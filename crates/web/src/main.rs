@@ -1,18 +1,33 @@
 //! `strata-web`: parse settings, start telemetry, build the application, serve until stopped.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use strata_web::{Application, Cli, Command, Settings, telemetry};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
-    let settings = Settings::from_args(cli.serve)?;
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole cause chain on one line; no backtrace for an operator's mistake.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Migrate => strata_web::startup::migrate(&settings).await,
-        Command::Serve => Ok(Application::build(settings)
-            .await?
-            .run_until_stopped()
-            .await?),
+        Command::Migrate => strata_web::startup::migrate(&cli.serve.database_url).await,
+        Command::Serve => {
+            let settings = Settings::from_args(cli.serve)?;
+            Ok(Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await?)
+        }
     }
 }

@@ -32,10 +32,10 @@ pub struct Application {
     router: Router,
 }
 
-fn pg_settings(settings: &Settings) -> PgSettings {
+fn pg_settings(database_url: &str, max_connections: u32) -> PgSettings {
     PgSettings {
-        url: settings.database_url.clone(),
-        max_connections: settings.db_max_connections,
+        url: database_url.to_owned(),
+        max_connections,
         acquire_timeout: Duration::from_secs(5),
     }
 }
@@ -44,8 +44,8 @@ fn pg_settings(settings: &Settings) -> PgSettings {
 ///
 /// # Errors
 /// When the database cannot be reached, created or migrated.
-pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let pg = pg_settings(settings);
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let pg = pg_settings(database_url, 1);
     strata_adapters_postgres::create_database_if_missing(&pg)
         .await
         .context("cannot create the database")?;
@@ -55,6 +55,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     strata_adapters_postgres::migrate(&pool)
         .await
         .context("cannot apply the migrations")?;
+    pool.close().await;
     Ok(())
 }
 
@@ -71,10 +72,13 @@ impl Application {
                  never expose this instance"
             );
         }
-        migrate(&settings).await?;
-        let pool = strata_adapters_postgres::connect(&pg_settings(&settings))
-            .await
-            .context("cannot connect to PostgreSQL")?;
+        migrate(&settings.database_url).await?;
+        let pool = strata_adapters_postgres::connect(&pg_settings(
+            &settings.database_url,
+            settings.db_max_connections,
+        ))
+        .await
+        .context("cannot connect to PostgreSQL")?;
         let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
         let snapshots: Arc<dyn SnapshotStore> = Arc::new(PgSnapshotStore::new(pool));
         let config = CommandConfig {
