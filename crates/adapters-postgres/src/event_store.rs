@@ -197,8 +197,19 @@ pub async fn append_in(
     }
     let stream = request.stream_id.as_str();
 
-    // A replayed command is refused here without taking any lock; the primary key of
-    // idempotency_keys still decides between two first-time claims racing each other.
+    let current: i64 = sqlx::query_scalar(LOCK_STREAM)
+        .bind(stream)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| event_store_error(&e))?;
+    let current = u64::try_from(current).map_err(|_| {
+        EventStoreError::Corrupt(format!("stream {stream} is at version {current}"))
+    })?;
+    // The key is looked up under the stream lock, not before it: a concurrent request with the
+    // same key for the same stream has committed by the time the lock is ours, and this
+    // statement's fresh snapshot sees its record, so the retry is answered as a replay rather
+    // than as a version conflict. Claims for other streams do not share a lock; between those
+    // the primary key of idempotency_keys decides.
     if let Some(claim) = &request.idempotency {
         let taken: bool = sqlx::query_scalar(IDEMPOTENCY_KEY_EXISTS)
             .bind(&claim.principal)
@@ -212,15 +223,6 @@ pub async fn append_in(
             });
         }
     }
-
-    let current: i64 = sqlx::query_scalar(LOCK_STREAM)
-        .bind(stream)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| event_store_error(&e))?;
-    let current = u64::try_from(current).map_err(|_| {
-        EventStoreError::Corrupt(format!("stream {stream} is at version {current}"))
-    })?;
     check_expected(&request.stream_id, request.expected, current)?;
 
     let columns = EventColumns::of(&request.events)?;

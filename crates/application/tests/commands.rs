@@ -392,22 +392,35 @@ async fn a_snapshot_of_another_state_version_is_ignored() {
         .await
         .unwrap();
     let stream = StreamId::new("order", ack.aggregate_id);
-    // A snapshot claiming version 1 whose state would be misread (wrong shape, other version).
-    h.snapshots.snapshots.lock().unwrap().insert(
-        stream.clone(),
-        strata_ports::Snapshot {
-            stream_id: stream.clone(),
-            stream_version: 1,
-            state_version: Order::STATE_VERSION + 1,
-            state: json!({"something": "else"}),
-            taken_at: time::OffsetDateTime::now_utc(),
-        },
-    );
+    // A well-formed state that is not the truth: the order as if it had been confirmed.
+    let mut forged = h.rehydrator.load::<Order>(&stream).await.unwrap().state;
+    forged.as_mut().unwrap().status = OrderStatus::Confirmed;
+    let snapshot = |state_version| strata_ports::Snapshot {
+        stream_id: stream.clone(),
+        stream_version: 1,
+        state_version,
+        state: serde_json::to_value(&forged).unwrap(),
+        taken_at: time::OffsetDateTime::now_utc(),
+    };
+    let save = |snapshot| {
+        h.snapshots
+            .snapshots
+            .lock()
+            .unwrap()
+            .insert(stream.clone(), snapshot)
+    };
 
+    // Under another state version it decodes fine, yet must not be used: full replay.
+    save(snapshot(Order::STATE_VERSION + 1));
     let loaded = h.rehydrator.load::<Order>(&stream).await.unwrap();
-
     assert_eq!(loaded.version, 1);
     assert_eq!(loaded.state.unwrap().status, OrderStatus::Pending);
+
+    // Control: under the current state version the same snapshot is trusted, which shows that
+    // only the state version kept it out above.
+    save(snapshot(Order::STATE_VERSION));
+    let trusted = h.rehydrator.load::<Order>(&stream).await.unwrap();
+    assert_eq!(trusted.state.unwrap().status, OrderStatus::Confirmed);
 }
 
 #[tokio::test]

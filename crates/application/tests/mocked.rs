@@ -219,10 +219,10 @@ async fn a_client_pinned_version_that_loses_the_race_is_reported_once() {
     );
 }
 
-#[tokio::test]
-async fn a_concurrent_request_with_the_same_idempotency_key_is_answered_as_its_replay() {
-    let id = Uuid::now_v7();
-    let stream = StreamId::new("order", id);
+/// A store in which key "k" of principal "op" is free when the command starts, the append is
+/// refused with `refusal` because a request with the same key got there first, and the key
+/// then holds that request's record (version 2, position 9) with this request's fingerprint.
+fn store_where_the_same_request_won(stream: &StreamId, refusal: EventStoreError) -> MockEventStore {
     let mut store = MockEventStore::new();
     let mut seq = Sequence::new();
     store
@@ -234,18 +234,18 @@ async fn a_concurrent_request_with_the_same_idempotency_key_is_answered_as_its_r
     store
         .expect_read_stream()
         .returning(move |_, _| Ok(vec![placed(&s)]));
+    // The winner's fingerprint is the one this request sends with its append.
+    let fingerprint = Arc::new(std::sync::Mutex::new(String::new()));
+    let sent = fingerprint.clone();
     store
         .expect_append()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_| {
-            Err(EventStoreError::IdempotencyKeyTaken {
-                key: "k".to_owned(),
-            })
+        .returning(move |request| {
+            *sent.lock().unwrap() = request.idempotency.unwrap().fingerprint;
+            Err(refusal.clone())
         });
-    let fingerprint = Arc::new(std::sync::Mutex::new(String::new()));
     let s = stream.clone();
-    let fp = fingerprint.clone();
     store
         .expect_find_idempotency()
         .with(eq("op"), eq("k"))
@@ -255,17 +255,24 @@ async fn a_concurrent_request_with_the_same_idempotency_key_is_answered_as_its_r
             Ok(Some(IdempotencyRecord {
                 principal: "op".to_owned(),
                 key: "k".to_owned(),
-                fingerprint: fp.lock().unwrap().clone(),
+                fingerprint: fingerprint.lock().unwrap().clone(),
                 stream_id: s.clone(),
                 stream_version: 2,
                 global_position: 9,
             }))
         });
-    // The winner's fingerprint is the one this request computes; learn it from a dry run.
-    *fingerprint.lock().unwrap() = serde_json::to_string(&json!({
-        "category": "order", "target": id, "command": add("c"),
-    }))
-    .unwrap();
+    store
+}
+
+#[tokio::test]
+async fn a_concurrent_request_with_the_same_idempotency_key_is_answered_as_its_replay() {
+    let id = Uuid::now_v7();
+    let store = store_where_the_same_request_won(
+        &StreamId::new("order", id),
+        EventStoreError::IdempotencyKeyTaken {
+            key: "k".to_owned(),
+        },
+    );
     let mut context = operator();
     context.idempotency_key = Some("k".to_owned());
 
@@ -275,6 +282,35 @@ async fn a_concurrent_request_with_the_same_idempotency_key_is_answered_as_its_r
         .unwrap();
 
     assert_eq!((ack.version, ack.position, ack.replayed), (2, 9, true));
+}
+
+#[tokio::test]
+async fn a_version_conflict_caused_by_the_same_keyed_request_is_answered_as_its_replay() {
+    // A client retries while its original is still committing: the retry loaded the stream
+    // before the original's events, so its append meets a moved stream. With a claim, the
+    // conflict is first checked against the key, even though the client pinned a version.
+    let id = Uuid::now_v7();
+    let stream = StreamId::new("order", id);
+    let store = store_where_the_same_request_won(
+        &stream,
+        EventStoreError::WrongExpectedVersion {
+            stream_id: stream.clone(),
+            expected: ExpectedVersion::Exact(1),
+            actual: 2,
+        },
+    );
+    let mut context = operator();
+    context.idempotency_key = Some("k".to_owned());
+    context.expected_version = Some(1);
+
+    let ack = service(store, no_snapshots(), CommandConfig::default())
+        .execute::<Order>(&context, Target::Existing(id), add("c"))
+        .await;
+
+    assert_eq!(
+        ack.map(|ack| (ack.version, ack.position, ack.replayed)),
+        Ok((2, 9, true))
+    );
 }
 
 #[tokio::test]

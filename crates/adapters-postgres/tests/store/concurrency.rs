@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use strata_adapters_postgres::PgEventStore;
-use strata_ports::{EventStoreError, ExpectedVersion};
+use strata_ports::{EventStore, EventStoreError, ExpectedVersion};
 use tokio::sync::Barrier;
 
 use crate::helpers::{append, read_everything, stream};
@@ -121,4 +122,35 @@ async fn concurrent_appends_to_many_streams_get_dense_unique_versions_and_positi
         assert_eq!(pair[0].stream_id, pair[1].stream_id);
         assert_eq!(pair[0].stream_version + 1, pair[1].stream_version);
     }
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn the_unique_stream_version_constraint_turns_a_missed_lock_into_a_conflict(pool: PgPool) {
+    // Arrange: make the stream row, which the lock protocol trusts, lag behind the event table,
+    // as a bug in the protocol (or a hand edit) would. Only the unique (stream, version)
+    // constraint still stands between the next append and a second event at version 1.
+    let store = PgEventStore::new(pool.clone());
+    let order = stream("order");
+    append(&store, &order, ExpectedVersion::NoStream, 1)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE streams SET version = 0 WHERE stream_id = $1")
+        .bind(order.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // Act
+    let refused = append(&store, &order, ExpectedVersion::Exact(0), 1).await;
+
+    // Assert: a version conflict, not a backend failure, and nothing of it was kept.
+    assert!(
+        matches!(
+            refused,
+            Err(EventStoreError::WrongExpectedVersion { actual: 0, .. })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(read_everything(&store).await.len(), 1);
+    assert_eq!(store.head_position().await.unwrap(), 1);
 }

@@ -1,18 +1,11 @@
 //! The guarantee readers rely on: positions follow commit order, so reading "after my
 //! checkpoint" never skips an event, whatever order concurrent writers commit in.
 
-use std::time::Duration;
-
 use sqlx::PgPool;
 use strata_adapters_postgres::{PgEventStore, append_in};
 use strata_ports::{EventStore, ExpectedVersion};
 
-use crate::helpers::{Reader, request, stream};
-
-/// How long a writer gets to finish when it must not be able to: in the intended design it
-/// waits for the held transaction's lock, so any duration passes; a broken design (positions
-/// from a sequence) lets it finish in a few milliseconds.
-const PATIENCE: Duration = Duration::from_millis(500);
+use crate::helpers::{Reader, request, stream, wait_for_lock_waiters};
 
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
 async fn a_reader_gets_every_event_once_in_order_while_an_earlier_append_commits_last(
@@ -28,7 +21,7 @@ async fn a_reader_gets_every_event_once_in_order_while_an_earlier_append_commits
     )
     .await
     .unwrap();
-    let mut b = tokio::spawn({
+    let b = tokio::spawn({
         let store = store.clone();
         async move {
             store
@@ -36,7 +29,7 @@ async fn a_reader_gets_every_event_once_in_order_while_an_earlier_append_commits
                 .await
         }
     });
-    let mut c = tokio::spawn({
+    let c = tokio::spawn({
         let store = store.clone();
         async move {
             store
@@ -45,18 +38,12 @@ async fn a_reader_gets_every_event_once_in_order_while_an_earlier_append_commits
         }
     });
 
-    // Act and assert, while A is open: later writers cannot commit before it, and a reader
-    // sees nothing yet (A's position 1 is not committed, and nothing can be committed above it).
-    let b_early = tokio::time::timeout(PATIENCE, &mut b).await;
-    let c_early = tokio::time::timeout(PATIENCE, &mut c).await;
-    assert!(
-        b_early.is_err(),
-        "writer B finished while A was open: {b_early:?}"
-    );
-    assert!(
-        c_early.is_err(),
-        "writer C finished while A was open: {c_early:?}"
-    );
+    // Act and assert, while A is open: the server reports both later writers waiting on a
+    // lock (with positions from a sequence they would not wait, and this would time out), and
+    // a reader sees nothing yet: A's position 1 is not committed, and nothing above it can be.
+    wait_for_lock_waiters(&pool, 2).await;
+    assert!(!b.is_finished(), "writer B finished while A was open");
+    assert!(!c.is_finished(), "writer C finished while A was open");
     let seen_while_open = reader.catch_up(&store).await;
     assert_eq!(
         seen_while_open,

@@ -79,6 +79,16 @@ impl EventStore for MemoryEventStore {
             .iter()
             .filter(|e| e.stream_id == request.stream_id)
             .count() as u64;
+        // As in PostgreSQL: a taken key is the verdict before the expected version.
+        if let Some(claim) = &request.idempotency
+            && log
+                .idempotency
+                .contains_key(&(claim.principal.clone(), claim.key.clone()))
+        {
+            return Err(EventStoreError::IdempotencyKeyTaken {
+                key: claim.key.clone(),
+            });
+        }
         let ok = match request.expected {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => current == 0,
@@ -90,15 +100,6 @@ impl EventStore for MemoryEventStore {
                 stream_id: request.stream_id,
                 expected: request.expected,
                 actual: current,
-            });
-        }
-        if let Some(claim) = &request.idempotency
-            && log
-                .idempotency
-                .contains_key(&(claim.principal.clone(), claim.key.clone()))
-        {
-            return Err(EventStoreError::IdempotencyKeyTaken {
-                key: claim.key.clone(),
             });
         }
         let mut outcome = AppendOutcome {
@@ -182,7 +183,8 @@ impl EventStore for MemoryEventStore {
     }
 }
 
-/// Snapshots in memory; keeps the highest version per stream, like the real one.
+/// Snapshots in memory; like the real one, a save replaces the stream's snapshot unless that
+/// one is of a later stream version.
 #[derive(Debug, Default)]
 pub struct MemorySnapshotStore {
     pub snapshots: Mutex<HashMap<StreamId, Snapshot>>,
@@ -198,7 +200,7 @@ impl SnapshotStore for MemorySnapshotStore {
         let mut all = self.snapshots.lock().unwrap();
         let newer = all
             .get(&snapshot.stream_id)
-            .is_none_or(|s| s.stream_version < snapshot.stream_version);
+            .is_none_or(|s| s.stream_version <= snapshot.stream_version);
         if newer {
             all.insert(snapshot.stream_id.clone(), snapshot);
         }
