@@ -31,7 +31,8 @@ pub enum FollowError {
 }
 
 /// Delivers every event after `from` to `sink`, in position order, exactly once, until the log
-/// is caught up (with `until_caught_up`) or `stop` turns true. Returns the last position seen.
+/// is caught up (with `until_caught_up`) or `stop` turns true or its sender is dropped. Returns
+/// the last position seen.
 ///
 /// # Errors
 /// A failing store (after it has been retried for `Unavailable`) or a failing sink.
@@ -43,7 +44,7 @@ pub async fn follow(
     sink: &mut (dyn FnMut(&RecordedEvent) -> std::io::Result<()> + Send),
 ) -> Result<u64, FollowError> {
     let mut checkpoint = from;
-    while !*stop.borrow() {
+    while !stopping(&stop) {
         let batch = match store.read_all(checkpoint, options.batch_size.max(1)).await {
             Ok(batch) => batch,
             Err(EventStoreError::Unavailable(reason)) => {
@@ -68,8 +69,16 @@ pub async fn follow(
     Ok(checkpoint)
 }
 
+/// Whether to stop: asked to, or nobody is left who could ask. A dropped sender must mean stop,
+/// because `wait_for` on a closed channel returns at once: treating it as "never stop" would turn
+/// every pause into a busy loop of reads.
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+/// Sleeps for `interval`, waking early when asked to stop or when the sender is dropped; the
+/// caller's loop then sees `stopping`.
 async fn pause(stop: &mut watch::Receiver<bool>, interval: Duration) {
-    // Wakes early when asked to stop; a closed channel just means nobody will ask.
     let _ = tokio::time::timeout(interval, stop.wait_for(|stopped| *stopped)).await;
 }
 

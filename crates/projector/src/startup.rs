@@ -72,12 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             poll_ms,
             until_caught_up,
         } => {
-            let (stop_tx, stop) = watch::channel(false);
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    let _ = stop_tx.send(true);
-                }
-            });
+            let stop = stop_on_signal().context("cannot install the signal handlers")?;
             let options = FollowOptions {
                 batch_size,
                 poll_interval: Duration::from_millis(poll_ms),
@@ -92,4 +87,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A stop flag that turns true on SIGINT or SIGTERM (Ctrl-C where there are no Unix signals).
+///
+/// The handlers are installed before this returns, so a signal that arrives while catching up
+/// stops the follower cleanly instead of killing it mid-batch, and a failure to install them is
+/// reported rather than leaving a follower that only a SIGKILL stops.
+fn stop_on_signal() -> std::io::Result<watch::Receiver<bool>> {
+    let (stop_tx, stop) = watch::channel(false);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            tracing::info!(signal = name, "stopping");
+            let _ = stop_tx.send(true);
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => {
+                tracing::info!(signal = "ctrl-c", "stopping");
+                let _ = stop_tx.send(true);
+            }
+            Err(error) => {
+                // A dropped sender means stop: keep it, so the follower goes on without a handler.
+                tracing::error!(%error, "cannot listen for ctrl-c");
+                std::future::pending::<()>().await;
+                drop(stop_tx);
+            }
+        }
+    });
+    Ok(stop)
 }

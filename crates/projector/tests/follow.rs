@@ -123,3 +123,68 @@ async fn each_event_is_printed_as_one_json_line_with_its_envelope(pool: PgPool) 
     assert_eq!(line["data"]["n"], 0);
     assert!(line["recordedAt"].as_str().unwrap().ends_with('Z'));
 }
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_dropped_stop_sender_stops_a_live_follower(pool: PgPool) {
+    let store = PgEventStore::new(pool);
+    let stream = StreamId::new("order", Uuid::now_v7());
+    append(&store, &stream, 3).await;
+    let (stop_tx, stop) = watch::channel(false);
+    drop(stop_tx);
+    let mut seen = Vec::new();
+
+    // A closed channel once made every pause return at once: the follower then polled the
+    // store in a busy loop and never returned.
+    let last = tokio::time::timeout(
+        Duration::from_secs(10),
+        follow(&store, 0, options(false), stop, &mut |e| {
+            seen.push(e.global_position);
+            Ok(())
+        }),
+    )
+    .await
+    .expect("follow returns once nobody can ask it to stop")
+    .unwrap();
+
+    assert_eq!(seen, Vec::<u64>::new());
+    assert_eq!(last, 0);
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_sender_dropped_while_the_follower_waits_stops_it(pool: PgPool) {
+    let store = Arc::new(PgEventStore::new(pool));
+    let stream = StreamId::new("order", Uuid::now_v7());
+    append(&store, &stream, 1).await;
+    let (stop_tx, stop) = watch::channel(false);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let follower = {
+        let (store, seen) = (store.clone(), seen.clone());
+        tokio::spawn(async move {
+            let slow = FollowOptions {
+                poll_interval: Duration::from_secs(3600),
+                ..options(false)
+            };
+            follow(store.as_ref(), 0, slow, stop, &mut |e| {
+                seen.lock().unwrap().push(e.global_position);
+                Ok(())
+            })
+            .await
+        })
+    };
+    for _ in 0..200 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    drop(stop_tx);
+    let last = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .expect("the follower wakes from its pause when the sender is dropped")
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(*seen.lock().unwrap(), vec![1]);
+    assert_eq!(last, 1);
+}
