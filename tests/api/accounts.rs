@@ -22,10 +22,10 @@ async fn an_account_is_opened_funded_drained_and_closed() {
         .await;
     let opened = opened.expect(201);
     let id = opened.body["accountId"].as_str().unwrap().to_owned();
-    assert_eq!(
-        opened.header("location"),
-        Some(format!("/v1/accounts/{id}").as_str())
-    );
+    let location = opened.header("location").unwrap();
+    assert_eq!(location, format!("/v1/accounts/{id}/balance"));
+    let created = app.get(location, &token).await.expect(200);
+    assert_eq!(created.body["accountId"], id.as_str());
 
     app.post(
         &format!("/v1/accounts/{id}/deposits"),

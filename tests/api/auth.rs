@@ -93,3 +93,19 @@ async fn health_and_api_documents_need_no_token() {
         "the docs page is Swagger UI"
     );
 }
+
+#[tokio::test]
+async fn a_token_whose_subject_is_empty_or_has_control_characters_is_401() {
+    let app = spawn_app().await;
+
+    for sub in ["", "   ", "op\u{0}erator", "operator\n", "op\u{9b}erator"] {
+        let mut claims = expired_claims("operator", None);
+        claims.exp += 7200;
+        claims.sub = sub.to_owned();
+        let answer = app
+            .post("/v1/orders", &app.sign(claims), order_body("c1"))
+            .await;
+        assert_eq!(answer.status, 401, "sub {sub:?} → {}", answer.body);
+        answer.expect_problem(401);
+    }
+}

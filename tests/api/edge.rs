@@ -30,6 +30,54 @@ async fn every_response_carries_a_request_id_and_a_client_supplied_one_is_kept()
     assert_eq!(supplied.header("x-request-id"), Some("abc-123"));
 }
 
+/// The request id the server answers when the client sends `supplied`.
+async fn request_id_for(app: &crate::helpers::TestApp, supplied: &str) -> String {
+    let answer = app
+        .send(
+            Method::GET,
+            "/v1/nothing-here",
+            None,
+            None,
+            &[("X-Request-Id", supplied)],
+        )
+        .await
+        .expect_problem(404);
+    let header = answer.header("x-request-id").unwrap().to_owned();
+    assert_eq!(answer.body["requestId"], header.as_str());
+    header
+}
+
+fn is_uuid_v7(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 7)
+}
+
+#[tokio::test]
+async fn a_client_request_id_of_1_to_128_visible_ascii_characters_is_kept() {
+    let app = spawn_app().await;
+    let longest = format!("{}~", "a".repeat(127));
+
+    for supplied in ["x", "!", "trace:01/abc=+", longest.as_str()] {
+        assert_eq!(request_id_for(&app, supplied).await, supplied);
+    }
+}
+
+#[tokio::test]
+async fn a_client_request_id_that_is_too_long_or_not_visible_ascii_is_replaced() {
+    let app = spawn_app().await;
+    let too_long = "a".repeat(129);
+
+    for supplied in [too_long.as_str(), "abc def", "abc\tdef", "café"] {
+        let answer = request_id_for(&app, supplied).await;
+        assert_ne!(answer, supplied);
+        assert!(is_uuid_v7(&answer), "{answer} is a generated UUID v7");
+    }
+    let generated = app
+        .send(Method::GET, "/health/live", None, None, &[])
+        .await
+        .expect(200);
+    assert!(is_uuid_v7(generated.header("x-request-id").unwrap()));
+}
+
 #[tokio::test]
 async fn a_problem_quotes_the_request_id() {
     let app = spawn_app().await;

@@ -1,6 +1,7 @@
 //! `spawn_app()`: a real `strata-web` on a free port against a fresh PostgreSQL database, with a
 //! client that signs real HS256 tokens. Logs stay quiet unless `TEST_LOG` is set.
 
+use std::future::Future;
 use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 use strata_web::auth::{Claims, JwtKeys};
 use strata_web::{Application, Settings};
 use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub const TEST_SECRET: &str = "end-to-end-test-secret-0123456789abcdef";
@@ -70,33 +72,58 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns a server whose settings `adjust` may change first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    LazyLock::force(&TRACING);
+    let (app, _server) = spawn_stoppable_app_with(adjust, std::future::pending()).await;
+    app
+}
+
+/// Spawns a server that stops serving when `stop` completes; the handle resolves once the
+/// server has finished the requests in flight.
+pub async fn spawn_stoppable_app_with(
+    adjust: impl FnOnce(&mut Settings),
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> (TestApp, JoinHandle<std::io::Result<()>>) {
     CLEANUP.get_or_init(drop_stale_databases).await;
     let database_url = with_database(
         &server_url(),
         &format!("{DB_PREFIX}{}", Uuid::new_v4().simple()),
     );
-    let mut settings = Settings {
+    let mut settings = test_settings(&database_url);
+    adjust(&mut settings);
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
+    start(app, database_url, stop)
+}
+
+/// The settings of a test server: a free port, the test secret, the default limits.
+pub fn test_settings(database_url: &str) -> Settings {
+    Settings {
         http_addr: "127.0.0.1:0".parse().expect("address"),
-        database_url: database_url.clone(),
+        database_url: database_url.to_owned(),
         jwt_secret: TEST_SECRET.to_owned(),
         using_development_secret: false,
         body_limit: 1024 * 1024,
         snapshot_every: 100,
         db_max_connections: 8,
-    };
-    adjust(&mut settings);
-    let app = Application::build(settings)
-        .await
-        .expect("application builds");
+    }
+}
+
+/// Serves a built application until `stop` completes.
+pub fn start(
+    app: Application,
+    database_url: String,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> (TestApp, JoinHandle<std::io::Result<()>>) {
+    LazyLock::force(&TRACING);
     let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until(std::future::pending()));
-    TestApp {
+    let server = tokio::spawn(app.run_until(stop));
+    let app = TestApp {
         address,
         database_url,
         client: reqwest::Client::new(),
         keys: JwtKeys::new(TEST_SECRET.as_bytes()),
-    }
+    };
+    (app, server)
 }
 
 fn now() -> u64 {

@@ -240,3 +240,24 @@ async fn order_placed_v1_rows_stored_in_postgresql_are_upcast_when_read() {
     );
     assert!(trail.body["events"][0]["data"].get("currency").is_none());
 }
+
+#[tokio::test]
+async fn a_version_beyond_the_end_of_the_stream_is_404_not_the_latest_state() {
+    let app = spawn_app().await;
+    let token = app.operator();
+    let order = app.place_order(&token, "c1").await;
+    let account = app.open_account(&token, "c1").await;
+
+    app.get(&format!("/v1/orders/{order}/state?version=1"), &token)
+        .await
+        .expect(200);
+    app.get(&format!("/v1/orders/{order}/state?version=2"), &token)
+        .await
+        .expect_problem(404);
+    app.get(&format!("/v1/accounts/{account}/balance?version=1"), &token)
+        .await
+        .expect(200);
+    app.get(&format!("/v1/accounts/{account}/balance?version=9"), &token)
+        .await
+        .expect_problem(404);
+}

@@ -6,6 +6,7 @@ mod accounts;
 mod auth;
 mod concurrency;
 mod edge;
+mod health;
 mod helpers;
 mod history;
 mod idempotency;

@@ -15,10 +15,10 @@ async fn placing_an_order_answers_201_with_location_etag_and_acknowledgement() {
         .expect(201);
 
     let id = answer.body["orderId"].as_str().unwrap();
-    assert_eq!(
-        answer.header("location"),
-        Some(format!("/v1/orders/{id}").as_str())
-    );
+    let location = answer.header("location").unwrap();
+    assert_eq!(location, format!("/v1/orders/{id}/state"));
+    let created = app.get(location, &token).await.expect(200);
+    assert_eq!(created.body["orderId"], id);
     assert_eq!(answer.header("etag"), Some("\"1\""));
     assert_eq!(answer.body["version"], 1);
     assert_eq!(answer.body["position"], 1);
@@ -217,6 +217,30 @@ async fn an_auditor_reads_everything_but_commands_nothing() {
     app.get(&format!("/v1/orders/{id}/state"), &auditor)
         .await
         .expect(200);
+}
+
+#[tokio::test]
+async fn an_auditors_command_is_403_before_its_body_is_read() {
+    let app = spawn_app().await;
+    let id = app.place_order(&app.operator(), "c1").await;
+    let auditor = app.auditor();
+    let malformed = |path: String| {
+        app.client
+            .post(format!("{}{path}", app.address))
+            .bearer_auth(&auditor)
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+    };
+
+    for path in [
+        "/v1/orders".to_owned(),
+        format!("/v1/orders/{id}/items"),
+        "/v1/accounts".to_owned(),
+    ] {
+        let answer = malformed(path.clone()).await.unwrap();
+        assert_eq!(answer.status(), 403, "{path}");
+    }
 }
 
 #[tokio::test]

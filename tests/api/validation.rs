@@ -155,3 +155,83 @@ async fn a_body_over_the_configured_limit_is_413() {
         .await
         .expect(201);
 }
+
+#[tokio::test]
+async fn text_with_control_characters_is_422() {
+    let app = spawn_app().await;
+    let token = app.operator();
+    let account = app.open_account(&token, "c1").await;
+
+    for address in [
+        "1 Main St\u{0}",
+        "1 Main\tSt",
+        "1 Main St\n2nd floor",
+        "\u{85}1 Main St",
+    ] {
+        let mut body = order_body("c1");
+        body["shippingAddress"] = json!(address);
+        let answer = app.post("/v1/orders", &token, body).await;
+        assert_eq!(answer.status, 422, "{address:?} → {}", answer.body);
+        answer.expect_problem(422);
+    }
+    app.post(
+        &format!("/v1/accounts/{account}/deposits"),
+        &token,
+        json!({"amountCents": 100, "reference": "inv\u{0}-1"}),
+    )
+    .await
+    .expect_problem(422);
+    let balance = app
+        .get(&format!("/v1/accounts/{account}/balance"), &token)
+        .await
+        .expect(200);
+    assert_eq!(balance.body["version"], 1, "nothing was deposited");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_even_on_a_route_that_reads_no_body() {
+    let app = spawn_app().await;
+    let token = app.operator();
+    let id = app.place_order(&token, "c1").await;
+
+    let answer = app
+        .client
+        .post(format!("{}/v1/orders/{id}/confirm", app.address))
+        .bearer_auth(&token)
+        .body(vec![b'x'; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(answer.status(), 413);
+    assert_eq!(
+        answer
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let state = app
+        .get(&format!("/v1/orders/{id}/state"), &token)
+        .await
+        .expect(200);
+    assert_eq!(state.body["status"], "PENDING", "the command was not run");
+}
+
+#[tokio::test]
+async fn unknown_or_conflicting_query_parameters_are_400() {
+    let app = spawn_app().await;
+    let token = app.operator();
+    let order = app.place_order(&token, "c1").await;
+    let account = app.open_account(&token, "c1").await;
+
+    for path in [
+        format!("/v1/orders/{order}/state?verison=1"),
+        format!("/v1/accounts/{account}/balance?verison=1"),
+        format!("/v1/accounts/{account}/balance?version=1&at=2026-01-01T00:00:00Z"),
+    ] {
+        let answer = app.get(&path, &token).await;
+        assert_eq!(answer.status, 400, "{path} → {}", answer.body);
+        answer.expect_problem(400);
+    }
+}

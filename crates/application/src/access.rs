@@ -8,6 +8,8 @@ use strata_domain::account::{Account, AccountCommand, AccountState};
 use strata_domain::order::{Order, OrderCommand, OrderState};
 use strata_domain::values::CustomerId;
 
+use crate::command::CommandError;
+
 /// The role claimed by an authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -32,6 +34,18 @@ impl Principal {
         match self.role {
             Role::Operator | Role::Auditor => true,
             Role::Customer => owner.is_some() && owner == self.customer_id.as_ref(),
+        }
+    }
+
+    /// Whether this principal may issue commands at all: auditors only read. The HTTP edge asks
+    /// before it reads a body, and the command service asks again.
+    ///
+    /// # Errors
+    /// [`CommandError::Forbidden`] for an auditor.
+    pub fn may_command(&self) -> Result<(), CommandError> {
+        match self.role {
+            Role::Auditor => Err(CommandError::Forbidden("auditors may only read".to_owned())),
+            Role::Customer | Role::Operator => Ok(()),
         }
     }
 }

@@ -203,9 +203,7 @@ impl CommandService {
         command: A::Command,
     ) -> Result<CommandAck, CommandError> {
         let principal = &context.principal;
-        if principal.role == Role::Auditor {
-            return Err(CommandError::Forbidden("auditors may only read".to_owned()));
-        }
+        principal.may_command()?;
         if principal.role == Role::Customer
             && let Some(owner) = A::owner_requested(&command)
             && Some(owner) != principal.customer_id.as_ref()

@@ -20,6 +20,25 @@ pub enum AsOf {
     Time(OffsetDateTime),
 }
 
+impl AsOf {
+    /// Whether an event belongs to the history up to this point.
+    fn includes(self, event: &RecordedEvent) -> bool {
+        match self {
+            Self::Latest => true,
+            Self::Version(version) => event.stream_version <= version,
+            Self::Time(at) => event.recorded_at <= at,
+        }
+    }
+}
+
+/// A stream the principal may read, folded once: its events, its state at the requested point,
+/// and its latest version.
+struct Readable<S> {
+    events: Vec<RecordedEvent>,
+    then: Loaded<S>,
+    latest_version: u64,
+}
+
 /// Reads the history of aggregates, with the same ownership rules as commands.
 #[derive(Debug, Clone)]
 pub struct HistoryService {
@@ -41,51 +60,58 @@ impl HistoryService {
         principal: &Principal,
         id: Uuid,
     ) -> Result<Vec<RecordedEvent>, CommandError> {
-        let events = self
-            .rehydrator
-            .history(&StreamId::new(A::CATEGORY, id))
-            .await?;
-        let current = fold::<A>(
-            Loaded {
-                state: A::State::default(),
-                version: 0,
-            },
-            &events,
-        )?;
-        if !A::exists(&current.state) || !principal.can_read(A::owner(&current.state)) {
-            return Err(CommandError::NotFound(A::CATEGORY));
-        }
-        Ok(events)
+        Ok(self.read::<A>(principal, id, AsOf::Latest).await?.events)
     }
 
     /// The state of an aggregate as of a point in its history.
     ///
     /// # Errors
-    /// [`CommandError::NotFound`] when the aggregate did not exist then (or the principal may
-    /// not see it); `Unavailable` / `Internal` for store failures.
+    /// [`CommandError::NotFound`] when the aggregate did not exist then, when the version is
+    /// beyond the end of the stream (a version that does not exist yet has no state), or when
+    /// the principal may not see it; `Unavailable` / `Internal` for store failures.
     pub async fn state_as_of<A: Owned>(
         &self,
         principal: &Principal,
         id: Uuid,
         as_of: AsOf,
     ) -> Result<Loaded<A::State>, CommandError> {
-        let events = self.audit_trail::<A>(principal, id).await?;
-        let upto = events.iter().take_while(|e| match as_of {
-            AsOf::Latest => true,
-            AsOf::Version(version) => e.stream_version <= version,
-            AsOf::Time(at) => e.recorded_at <= at,
-        });
-        let upto: Vec<RecordedEvent> = upto.cloned().collect();
-        let loaded = fold::<A>(
+        let read = self.read::<A>(principal, id, as_of).await?;
+        let beyond_end = matches!(as_of, AsOf::Version(version) if version > read.latest_version);
+        if beyond_end || !A::exists(&read.then.state) {
+            return Err(CommandError::NotFound(A::CATEGORY));
+        }
+        Ok(read.then)
+    }
+
+    /// Reads a stream and folds it once, keeping the state as of `as_of` on the way. Whether the
+    /// principal may see it is judged on the latest state, whatever point was asked for.
+    async fn read<A: Owned>(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        as_of: AsOf,
+    ) -> Result<Readable<A::State>, CommandError> {
+        let events = self
+            .rehydrator
+            .history(&StreamId::new(A::CATEGORY, id))
+            .await?;
+        let cut = events.iter().take_while(|e| as_of.includes(e)).count();
+        let (before, after) = events.split_at(cut);
+        let then = fold::<A>(
             Loaded {
                 state: A::State::default(),
                 version: 0,
             },
-            &upto,
+            before,
         )?;
-        if !A::exists(&loaded.state) {
+        let latest = fold::<A>(then.clone(), after)?;
+        if !A::exists(&latest.state) || !principal.can_read(A::owner(&latest.state)) {
             return Err(CommandError::NotFound(A::CATEGORY));
         }
-        Ok(loaded)
+        Ok(Readable {
+            latest_version: latest.version,
+            then,
+            events,
+        })
     }
 }

@@ -513,6 +513,29 @@ async fn state_can_be_rebuilt_as_of_a_version_or_a_time() {
 }
 
 #[tokio::test]
+async fn a_version_beyond_the_end_of_the_stream_is_not_found() {
+    let h = harness(CommandConfig::default());
+    let id = h
+        .commands
+        .execute::<Order>(&ctx(operator()), Target::New, place("c1"))
+        .await
+        .unwrap()
+        .aggregate_id;
+
+    let last = h
+        .history
+        .state_as_of::<Order>(&operator(), id, AsOf::Version(1))
+        .await;
+    let beyond = h
+        .history
+        .state_as_of::<Order>(&operator(), id, AsOf::Version(2))
+        .await;
+
+    assert_eq!(last.map(|l| l.version), Ok(1));
+    assert_eq!(beyond, Err(CommandError::NotFound("order")));
+}
+
+#[tokio::test]
 async fn the_audit_trail_is_readable_by_owner_operator_and_auditor_only() {
     let h = harness(CommandConfig::default());
     let ack = h

@@ -22,6 +22,8 @@ pub enum ValidationError {
     TooLong { field: &'static str, max: usize },
     #[error("{field} may contain only letters, digits, '-', '_', '.' and ':'")]
     BadCharacters { field: &'static str },
+    #[error("{field} must not contain control characters (NUL, tab, line breaks and the like)")]
+    ControlCharacters { field: &'static str },
 }
 
 /// Active ISO 4217 codes (funds and precious metals included; XTS and XXX excluded). Sorted.
@@ -179,10 +181,14 @@ macro_rules! text_value {
 
         impl $name {
             /// # Errors
-            /// Empty (after trimming), longer than the limit, or (for identifiers) with characters
-            /// outside `[A-Za-z0-9-_.:]`.
+            /// A control character anywhere (C0, DEL or C1, tabs and line breaks included: they
+            /// corrupt logs, headers and exports downstream), empty after trimming, longer than
+            /// the limit, or (for identifiers) with characters outside `[A-Za-z0-9-_.:]`.
             pub fn new(value: impl Into<String>) -> Result<Self, ValidationError> {
                 let value: String = value.into();
+                if value.chars().any(char::is_control) {
+                    return Err(ValidationError::ControlCharacters { field: $field });
+                }
                 let trimmed = value.trim();
                 if trimmed.is_empty() {
                     return Err(ValidationError::Empty { field: $field });
@@ -301,6 +307,32 @@ mod tests {
             Err(ValidationError::TooLong { .. })
         ));
         assert!(ShippingAddress::new("1 Main St, Springfield").is_ok());
+    }
+
+    #[test]
+    fn text_values_with_control_characters_cannot_be_built() {
+        for text in [
+            "a\u{0}b", "a\tb", "a\nb", "line\r\n", "\u{7f}", "a\u{85}b", "\u{9b}x",
+        ] {
+            assert_eq!(
+                ShippingAddress::new(text),
+                Err(ValidationError::ControlCharacters {
+                    field: "shippingAddress"
+                }),
+                "{text:?}"
+            );
+            assert_eq!(
+                Reference::new(text),
+                Err(ValidationError::ControlCharacters { field: "reference" }),
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            ProductId::new("sku\u{0}"),
+            Err(ValidationError::ControlCharacters { field: "productId" })
+        );
+        assert!(serde_json::from_str::<TrackingNumber>("\"1Z\\u0000\"").is_err());
+        assert!(ShippingAddress::new("Straße 1, 1010 Wien ✓").is_ok());
     }
 
     #[test]

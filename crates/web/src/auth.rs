@@ -68,6 +68,12 @@ impl JwtKeys {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?
             .claims;
+        // The subject scopes idempotency keys and is stored in every event's metadata.
+        if claims.sub.trim().is_empty() || claims.sub.chars().any(char::is_control) {
+            return Err(ApiError::Unauthorized(
+                "the sub claim must be non-empty text without control characters".to_owned(),
+            ));
+        }
         let role = match claims.role.as_str() {
             "customer" => Role::Customer,
             "operator" => Role::Operator,
@@ -125,5 +131,24 @@ impl FromRequestParts<AppState> for Authenticated {
                 ApiError::Unauthorized("the Authorization header must be Bearer <token>".to_owned())
             })?;
         state.jwt.principal(token).map(Self)
+    }
+}
+
+/// The authenticated caller of a command. It refuses a principal that may not issue commands
+/// (an auditor) with 403 before the body is read, so an auditor's malformed body is a 403, not
+/// a 400: put it before any body extractor.
+#[derive(Debug, Clone)]
+pub struct Commander(pub Principal);
+
+impl FromRequestParts<AppState> for Commander {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
+        principal.may_command()?;
+        Ok(Self(principal))
     }
 }

@@ -3,6 +3,8 @@
 //! Every variant documents its status. 5xx details are logged, never sent. The request id is
 //! added to every problem body by [`add_request_id`], whichever layer produced the problem.
 
+use std::any::Any;
+
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -12,9 +14,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use strata_application::CommandError;
 use strata_domain::{RejectionKind, ValidationError};
+use tower_http::catch_panic::ResponseForPanic;
 use utoipa::ToSchema;
 
+use crate::request_id::REQUEST_ID;
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+const TOO_LARGE: &str = "the request body is larger than the configured limit";
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema)]
@@ -203,9 +210,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(bytes)
                 if bytes.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                Self::PayloadTooLarge(
-                    "the request body is larger than the configured limit".to_owned(),
-                )
+                Self::PayloadTooLarge(TOO_LARGE.to_owned())
             }
             other => Self::BadRequest(other.body_text()),
         }
@@ -224,12 +229,30 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// Renders a panic caught by `CatchPanicLayer` as a 500 problem; [`add_request_id`], outside
+/// it, adds the request id. The panic message is logged, never sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PanicProblem;
+
+impl ResponseForPanic for PanicProblem {
+    type ResponseBody = Body;
+
+    fn response_for_panic(&mut self, panic: Box<dyn Any + Send + 'static>) -> Response {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        ApiError::Internal(format!("handler panicked: {message}")).into_response()
+    }
+}
+
 /// Middleware: writes the request id into every problem body, and turns the plain-text errors
 /// of lower layers (unmatched routes, wrong methods, oversized bodies) into problems too.
 pub async fn add_request_id(request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
-        .get("x-request-id")
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let response = next.run(request).await;
@@ -253,12 +276,17 @@ pub async fn add_request_id(request: Request, next: Next) -> Response {
             s if s.is_server_error() => ("internal", "Internal server error"),
             _ => ("bad-request", "Bad request"),
         };
-        let detail = String::from_utf8_lossy(&bytes).trim().to_owned();
+        let detail = match status {
+            // tower-http's text ("length limit exceeded") does not say which limit.
+            StatusCode::PAYLOAD_TOO_LARGE => TOO_LARGE.to_owned(),
+            s if s.is_server_error() => title.to_owned(),
+            _ => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        };
         serde_json::json!({
             "type": format!("urn:strata:problem:{slug}"),
             "title": title,
             "status": status.as_u16(),
-            "detail": if detail.is_empty() || status.is_server_error() { title.to_owned() } else { detail },
+            "detail": if detail.is_empty() { title.to_owned() } else { detail },
         })
     };
     if let (Some(object), Some(id)) = (document.as_object_mut(), request_id) {

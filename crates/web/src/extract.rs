@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, header};
 use strata_application::{CommandContext, Principal};
 
 use crate::error::ApiError;
+use crate::request_id::REQUEST_ID;
 
 /// `axum::Json` with problem rejections.
 #[derive(Debug, Clone, Copy, Default, FromRequest)]
@@ -76,7 +77,7 @@ fn parse_command_headers(headers: &HeaderMap) -> Result<CommandHeaders, ApiError
         }
         key => key.map(|k| k.trim().to_owned()),
     };
-    let request_id = text("x-request-id")?.map(str::to_owned);
+    let request_id = text(REQUEST_ID.as_str())?.map(str::to_owned);
     Ok(CommandHeaders {
         if_match,
         idempotency_key,

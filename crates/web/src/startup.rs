@@ -8,22 +8,23 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::Request;
 use strata_adapters_postgres::{PgEventStore, PgSettings, PgSnapshotStore};
 use strata_application::{CommandConfig, CommandService, HistoryService, Rehydrator};
 use strata_ports::{EventStore, RandomIds, SnapshotStore, SystemClock};
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::JwtKeys;
-use crate::error::add_request_id;
+use crate::error::{PanicProblem, add_request_id};
+use crate::request_id::{self, MakeRequestUuidV7, REQUEST_ID};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A built, bound, not yet running server.
 #[derive(Debug)]
@@ -66,12 +67,6 @@ impl Application {
     /// # Errors
     /// When the database is unreachable, a migration fails, or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        if settings.using_development_secret {
-            tracing::warn!(
-                "development mode: tokens are signed with the published development secret; \
-                 never expose this instance"
-            );
-        }
         migrate(&settings.database_url).await?;
         let pool = strata_adapters_postgres::connect(&pg_settings(
             &settings.database_url,
@@ -81,6 +76,25 @@ impl Application {
         .context("cannot connect to PostgreSQL")?;
         let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
         let snapshots: Arc<dyn SnapshotStore> = Arc::new(PgSnapshotStore::new(pool));
+        Self::with_stores(settings, store, snapshots).await
+    }
+
+    /// Wires the services over the given stores and binds the listener. Nothing is migrated or
+    /// probed here, so a store that is down shows in `/health/ready`, not as a start-up error.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn with_stores(
+        settings: Settings,
+        store: Arc<dyn EventStore>,
+        snapshots: Arc<dyn SnapshotStore>,
+    ) -> anyhow::Result<Self> {
+        if settings.using_development_secret {
+            tracing::warn!(
+                "development mode: tokens are signed with the published development secret; \
+                 never expose this instance"
+            );
+        }
         let config = CommandConfig {
             snapshot_every: settings.snapshot_every,
             ..CommandConfig::default()
@@ -139,6 +153,20 @@ impl Application {
 
 /// The whole HTTP surface with its middleware.
 pub fn router(state: AppState, body_limit: usize) -> Router {
+    let routes = Router::new()
+        .merge(routes::orders::router())
+        .merge(routes::accounts::router())
+        .merge(routes::health::router())
+        .merge(routes::openapi::router())
+        .with_state(state);
+    with_middleware(routes, body_limit)
+}
+
+/// Wraps routes in the middleware every response goes through, outermost first: vet the
+/// client's request id, set one if there is none, return it on the response, open a trace span
+/// carrying it, turn every error into a problem quoting it, catch panics (inside the problem
+/// layer, so a panic's 500 quotes the id too), then one body limit for every route.
+pub fn with_middleware(routes: Router, body_limit: usize) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let request_id = request
             .headers()
@@ -147,19 +175,19 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             .unwrap_or("");
         tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id)
     });
-    Router::new()
-        .merge(routes::orders::router())
-        .merge(routes::accounts::router())
-        .merge(routes::health::router())
-        .merge(routes::openapi::router())
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(add_request_id))
-        .layer(CatchPanicLayer::new())
-        .layer(trace)
-        // Outermost: the id exists before anything logs, and is returned on every response.
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(axum::middleware::map_request(request_id::drop_unacceptable))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuidV7))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(trace)
+            .layer(axum::middleware::from_fn(add_request_id))
+            .layer(CatchPanicLayer::custom(PanicProblem))
+            // Checked on the declared length before any handler runs, so a route that reads no
+            // body refuses an oversized one too; axum's own limit is off to keep one setting.
+            .layer(RequestBodyLimitLayer::new(body_limit))
+            .layer(DefaultBodyLimit::disable()),
+    )
 }
 
 async fn shutdown_signal() {
@@ -188,4 +216,70 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn panics() -> &'static str {
+        panic!("a bug in a handler")
+    }
+
+    fn panicking_router() -> Router {
+        with_middleware(Router::new().route("/panic", get(panics)), 1024)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_problem_json_with_the_request_id() {
+        let request = Request::get("/panic")
+            .header("x-request-id", "panic-1")
+            .body(Body::empty())
+            .unwrap();
+
+        let response = panicking_router().oneshot(request).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            crate::error::PROBLEM_JSON
+        );
+        assert_eq!(response.headers().get("x-request-id").unwrap(), "panic-1");
+        let body: serde_json::Value =
+            serde_json::from_slice(&to_bytes(response.into_body(), 64 * 1024).await.unwrap())
+                .unwrap();
+        assert_eq!(body["requestId"], "panic-1");
+        assert_eq!(body["status"], 500);
+        assert_eq!(body["type"], "urn:strata:problem:internal");
+        assert!(
+            !body["detail"].as_str().unwrap().contains("a bug"),
+            "the panic message is logged, not sent: {body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panic_without_a_client_request_id_quotes_the_generated_one() {
+        let request = Request::get("/panic").body(Body::empty()).unwrap();
+
+        let response = panicking_router().oneshot(request).await.unwrap();
+
+        let header = response
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body: serde_json::Value =
+            serde_json::from_slice(&to_bytes(response.into_body(), 64 * 1024).await.unwrap())
+                .unwrap();
+        assert_eq!(body["requestId"], header.as_str());
+    }
 }

@@ -2,19 +2,19 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use strata_application::{AsOf, Principal, Target};
-use strata_domain::account::{Account, AccountCommand};
+use strata_application::Target;
+use strata_domain::account::{Account, AccountCommand, AccountState};
 use strata_domain::values::{Amount, Currency, CustomerId, Reference};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, Commander};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, CommandHeaders, etag};
-use crate::routes::common::{AuditTrail, acknowledge, parse_instant};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, CommandHeaders};
+use crate::routes::common::{AsOfParams, AuditTrail, Resource, audit_trail, execute, view_as_of};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -25,6 +25,26 @@ pub fn router() -> Router<AppState> {
         .route("/v1/accounts/{id}/close", post(close))
         .route("/v1/accounts/{id}/events", get(events))
         .route("/v1/accounts/{id}/balance", get(balance))
+}
+
+impl Resource for Account {
+    const ID_FIELD: &'static str = "accountId";
+    type View = BalanceDto;
+
+    fn location(id: Uuid) -> String {
+        format!("/v1/accounts/{id}/balance")
+    }
+
+    fn view(id: Uuid, version: u64, state: AccountState) -> Option<BalanceDto> {
+        state.map(|account| BalanceDto {
+            account_id: id,
+            version,
+            owner_customer_id: account.owner_customer_id.to_string(),
+            currency: account.currency.to_string(),
+            balance_cents: account.balance_cents,
+            closed: account.closed,
+        })
+    }
 }
 
 /// Opens an account for a customer, in one currency.
@@ -77,38 +97,17 @@ pub struct BalanceDto {
     pub closed: bool,
 }
 
-/// When to read the balance: an RFC 3339 instant, or now when absent.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct BalanceParams {
-    pub at: Option<String>,
-}
-
-async fn execute(
-    state: &AppState,
-    principal: Principal,
-    headers: CommandHeaders,
-    target: Target,
-    command: AccountCommand,
-) -> Result<Response, ApiError> {
-    let ack = state
-        .commands
-        .execute::<Account>(&headers.context(principal), target, command)
-        .await?;
-    let location = (target == Target::New).then(|| format!("/v1/accounts/{}", ack.aggregate_id));
-    Ok(acknowledge(ack, "accountId", location))
-}
-
 /// Open an account.
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = OpenAccountRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = AccountAck, headers(("Location" = String), ("ETag" = String))),
+    responses(
+        (status = 201, body = AccountAck, headers(("Location" = String, description = "Where the new account can be read: /v1/accounts/{id}/balance"), ("ETag" = String))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 422, body = Problem)),
+        (status = 413, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn open(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     headers: CommandHeaders,
     ApiJson(body): ApiJson<OpenAccountRequest>,
 ) -> Result<Response, ApiError> {
@@ -116,25 +115,27 @@ pub async fn open(
         owner_customer_id: CustomerId::new(body.owner_customer_id)?,
         currency: Currency::new(&body.currency)?,
     };
-    execute(&state, principal, headers, Target::New, command).await
+    execute::<Account>(&state, principal, headers, Target::New, command).await
 }
 
 /// Deposit money.
 #[utoipa::path(post, path = "/v1/accounts/{id}/deposits", tag = "accounts", request_body = MovementRequest,
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = AccountAck), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 409, description = "The account is closed", body = Problem), (status = 412, body = Problem),
-        (status = 422, body = Problem)),
+    responses(
+        (status = 200, body = AccountAck), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "The account is closed", body = Problem),
+        (status = 412, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn deposit(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     ApiPath(id): ApiPath<Uuid>,
     headers: CommandHeaders,
     ApiJson(body): ApiJson<MovementRequest>,
 ) -> Result<Response, ApiError> {
     let (amount, reference) = body.parts()?;
-    execute(
+    execute::<Account>(
         &state,
         principal,
         headers,
@@ -147,19 +148,21 @@ pub async fn deposit(
 /// Withdraw money; never below a zero balance.
 #[utoipa::path(post, path = "/v1/accounts/{id}/withdrawals", tag = "accounts", request_body = MovementRequest,
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = AccountAck), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 409, description = "Insufficient funds or closed", body = Problem), (status = 412, body = Problem),
-        (status = 422, body = Problem)),
+    responses(
+        (status = 200, body = AccountAck), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "Insufficient funds or closed", body = Problem),
+        (status = 412, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn withdraw(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     ApiPath(id): ApiPath<Uuid>,
     headers: CommandHeaders,
     ApiJson(body): ApiJson<MovementRequest>,
 ) -> Result<Response, ApiError> {
     let (amount, reference) = body.parts()?;
-    execute(
+    execute::<Account>(
         &state,
         principal,
         headers,
@@ -172,16 +175,19 @@ pub async fn withdraw(
 /// Close an account at zero balance.
 #[utoipa::path(post, path = "/v1/accounts/{id}/close", tag = "accounts",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = AccountAck), (status = 404, body = Problem),
-        (status = 409, description = "Balance not zero, or already closed", body = Problem), (status = 412, body = Problem)),
+    responses(
+        (status = 200, body = AccountAck), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "Balance not zero, or already closed", body = Problem),
+        (status = 412, body = Problem), (status = 413, body = Problem)),
     security(("bearer" = [])))]
 pub async fn close(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     ApiPath(id): ApiPath<Uuid>,
     headers: CommandHeaders,
 ) -> Result<Response, ApiError> {
-    execute(
+    execute::<Account>(
         &state,
         principal,
         headers,
@@ -200,43 +206,20 @@ pub async fn events(
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<axum::Json<AuditTrail>, ApiError> {
-    let events = state.history.audit_trail::<Account>(&principal, id).await?;
-    Ok(axum::Json(AuditTrail::new(id, events)))
+    audit_trail::<Account>(&state, &principal, id).await
 }
 
-/// The balance now, or as of an instant, rebuilt from the account's events.
-#[utoipa::path(get, path = "/v1/accounts/{id}/balance", tag = "accounts", params(("id" = Uuid, Path), BalanceParams),
-    responses((status = 200, body = BalanceDto), (status = 400, body = Problem),
-        (status = 404, description = "Unknown, not yours, or not yet opened at that instant", body = Problem)),
+/// The balance as of a stream version or an instant (now by default), rebuilt from the account's events.
+#[utoipa::path(get, path = "/v1/accounts/{id}/balance", tag = "accounts", params(("id" = Uuid, Path), AsOfParams),
+    responses((status = 200, body = BalanceDto, headers(("ETag" = String))), (status = 400, body = Problem),
+        (status = 401, body = Problem),
+        (status = 404, description = "Unknown, not yours, not yet opened at that point, or a version beyond the end", body = Problem)),
     security(("bearer" = [])))]
 pub async fn balance(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(params): ApiQuery<BalanceParams>,
+    ApiQuery(params): ApiQuery<AsOfParams>,
 ) -> Result<Response, ApiError> {
-    let as_of = match params.at.as_deref() {
-        Some(at) => AsOf::Time(parse_instant(at)?),
-        None => AsOf::Latest,
-    };
-    let loaded = state
-        .history
-        .state_as_of::<Account>(&principal, id, as_of)
-        .await?;
-    let account = loaded
-        .state
-        .ok_or_else(|| ApiError::NotFound("account not found".to_owned()))?;
-    let body = BalanceDto {
-        account_id: id,
-        version: loaded.version,
-        owner_customer_id: account.owner_customer_id.to_string(),
-        currency: account.currency.to_string(),
-        balance_cents: account.balance_cents,
-        closed: account.closed,
-    };
-    Ok((
-        [(axum::http::header::ETAG, etag(loaded.version))],
-        axum::Json(body),
-    )
-        .into_response())
+    view_as_of::<Account>(&state, &principal, id, &params).await
 }

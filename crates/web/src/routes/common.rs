@@ -1,10 +1,10 @@
-//! Pieces shared by the resource modules: command responses, the audit-trail shape, and the
-//! `?version=` / `?at=` time-travel parameters.
+//! Pieces shared by the resource modules: running a command and rendering its acknowledgement,
+//! the audit-trail shape, and the `?version=` / `?at=` time-travel parameters.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use strata_application::{AsOf, CommandAck};
+use strata_application::{AsOf, CommandAck, Owned, Principal, Target};
 use strata_ports::RecordedEvent;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -12,11 +12,80 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::etag;
+use crate::extract::{CommandHeaders, etag};
+use crate::state::AppState;
+
+/// An aggregate as the API shows it.
+pub trait Resource: Owned {
+    /// The name of the id field in acknowledgements (`orderId`).
+    const ID_FIELD: &'static str;
+
+    /// What a read of the aggregate's state answers.
+    type View: Serialize;
+
+    /// Where a created aggregate can be read: the `Location` of a 201. It must be a route that
+    /// answers `GET` with the same token.
+    fn location(id: Uuid) -> String;
+
+    /// The view of a state at `version`; `None` when the aggregate does not exist in it.
+    fn view(id: Uuid, version: u64, state: Self::State) -> Option<Self::View>;
+}
+
+/// Runs one command through the application and renders its acknowledgement.
+///
+/// # Errors
+/// The application's refusal, as an [`ApiError`].
+pub async fn execute<R: Resource>(
+    state: &AppState,
+    principal: Principal,
+    headers: CommandHeaders,
+    target: Target,
+    command: R::Command,
+) -> Result<Response, ApiError> {
+    let ack = state
+        .commands
+        .execute::<R>(&headers.context(principal), target, command)
+        .await?;
+    let location = (target == Target::New).then(|| R::location(ack.aggregate_id));
+    Ok(acknowledge(ack, R::ID_FIELD, location))
+}
+
+/// Answers an aggregate's audit trail.
+///
+/// # Errors
+/// Unknown or not visible to the principal (404), or the store fails.
+pub async fn audit_trail<R: Resource>(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<axum::Json<AuditTrail>, ApiError> {
+    let events = state.history.audit_trail::<R>(principal, id).await?;
+    Ok(axum::Json(AuditTrail::new(id, events)))
+}
+
+/// Answers an aggregate's view as of the point `params` name, with an `ETag` of its version.
+///
+/// # Errors
+/// Bad parameters (400); unknown, not visible, or not existing at that point (404); the store
+/// fails.
+pub async fn view_as_of<R: Resource>(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    params: &AsOfParams,
+) -> Result<Response, ApiError> {
+    let loaded = state
+        .history
+        .state_as_of::<R>(principal, id, params.as_of()?)
+        .await?;
+    let view = R::view(id, loaded.version, loaded.state)
+        .ok_or_else(|| ApiError::NotFound(format!("{} not found", R::CATEGORY)))?;
+    Ok(([(header::ETAG, etag(loaded.version))], axum::Json(view)).into_response())
+}
 
 /// Renders a command acknowledgement as `{<id_field>, version, position}` with an `ETag` of the
 /// new version, and a `Location` when the command created the resource.
-pub fn acknowledge(ack: CommandAck, id_field: &str, location: Option<String>) -> Response {
+fn acknowledge(ack: CommandAck, id_field: &str, location: Option<String>) -> Response {
     let body = serde_json::json!({
         id_field: ack.aggregate_id,
         "version": ack.version,
@@ -103,11 +172,13 @@ impl AuditTrail {
     }
 }
 
-/// When to rebuild the state: give at most one of `version` and `at`; neither means now.
+/// When to rebuild the state: give at most one of `version` and `at`; neither means now. Any
+/// other parameter is a 400, so a typo is not silently answered with the latest state.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AsOfParams {
-    /// A stream version: the state just after that event.
+    /// A stream version: the state just after that event (404 beyond the end of the stream).
     pub version: Option<String>,
     /// An RFC 3339 instant: the state including every event recorded at or before it.
     pub at: Option<String>,
@@ -136,7 +207,7 @@ impl AsOfParams {
 ///
 /// # Errors
 /// [`ApiError::BadRequest`] naming the expected format.
-pub fn parse_instant(text: &str) -> Result<OffsetDateTime, ApiError> {
+fn parse_instant(text: &str) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
         ApiError::BadRequest(format!(
             "at must be an RFC 3339 instant such as 2026-01-31T12:00:00Z: {e}"

@@ -2,11 +2,11 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use strata_application::Target;
-use strata_domain::order::{LineItem, Order, OrderCommand, PlaceOrder, PlacedOrder};
+use strata_domain::order::{LineItem, Order, OrderCommand, OrderState, PlaceOrder, PlacedOrder};
 use strata_domain::values::{
     CancellationReason, Currency, CustomerId, ProductId, Quantity, ShippingAddress, TrackingNumber,
     UnitPrice,
@@ -14,10 +14,10 @@ use strata_domain::values::{
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, Commander};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, CommandHeaders, etag};
-use crate::routes::common::{AsOfParams, AuditTrail, acknowledge};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, CommandHeaders};
+use crate::routes::common::{AsOfParams, AuditTrail, Resource, audit_trail, execute, view_as_of};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -34,6 +34,19 @@ pub fn router() -> Router<AppState> {
         .route("/v1/orders/{id}/cancel", post(cancel))
         .route("/v1/orders/{id}/events", get(events))
         .route("/v1/orders/{id}/state", get(state))
+}
+
+impl Resource for Order {
+    const ID_FIELD: &'static str = "orderId";
+    type View = OrderStateDto;
+
+    fn location(id: Uuid) -> String {
+        format!("/v1/orders/{id}/state")
+    }
+
+    fn view(id: Uuid, version: u64, state: OrderState) -> Option<OrderStateDto> {
+        state.map(|order| OrderStateDto::new(id, version, order))
+    }
 }
 
 /// A line of an order: quantity ≥ 1, unit price ≥ 0 in minor units of the order's currency.
@@ -161,32 +174,17 @@ impl OrderStateDto {
     }
 }
 
-async fn execute(
-    state: &AppState,
-    principal: strata_application::Principal,
-    headers: CommandHeaders,
-    target: Target,
-    command: OrderCommand,
-) -> Result<Response, ApiError> {
-    let ack = state
-        .commands
-        .execute::<Order>(&headers.context(principal), target, command)
-        .await?;
-    let location = (target == Target::New).then(|| format!("/v1/orders/{}", ack.aggregate_id));
-    Ok(acknowledge(ack, "orderId", location))
-}
-
 /// Place an order.
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = PlaceOrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays of the same request return the original answer")),
     responses(
-        (status = 201, description = "Order placed", body = OrderAck, headers(("Location" = String), ("ETag" = String))),
+        (status = 201, description = "Order placed", body = OrderAck, headers(("Location" = String, description = "Where the new order can be read: /v1/orders/{id}/state"), ("ETag" = String))),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 413, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn place_order(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     headers: CommandHeaders,
     ApiJson(body): ApiJson<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
@@ -201,58 +199,64 @@ pub async fn place_order(
         items,
         shipping_address: ShippingAddress::new(body.shipping_address)?,
     });
-    execute(&state, principal, headers, Target::New, command).await
+    execute::<Order>(&state, principal, headers, Target::New, command).await
 }
 
 /// Add an item (or more units of a product already in the order at the same price).
 #[utoipa::path(post, path = "/v1/orders/{id}/items", tag = "orders", request_body = ItemRequest,
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderAck), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
+    responses(
+        (status = 200, body = OrderAck), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 412, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn add_item(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     ApiPath(id): ApiPath<Uuid>,
     headers: CommandHeaders,
     ApiJson(body): ApiJson<ItemRequest>,
 ) -> Result<Response, ApiError> {
     let command = OrderCommand::AddItem(body.into_line()?);
-    execute(&state, principal, headers, Target::Existing(id), command).await
+    execute::<Order>(&state, principal, headers, Target::Existing(id), command).await
 }
 
 /// Remove a product's line from a pending order.
 #[utoipa::path(post, path = "/v1/orders/{id}/items/{product_id}/remove", tag = "orders",
     params(("id" = Uuid, Path), ("product_id" = String, Path), ("If-Match" = Option<String>, Header),
         ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderAck), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 412, body = Problem), (status = 422, body = Problem)),
+    responses(
+        (status = 200, body = OrderAck), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem),
+        (status = 413, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn remove_item(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     ApiPath((id, product_id)): ApiPath<(Uuid, String)>,
     headers: CommandHeaders,
 ) -> Result<Response, ApiError> {
     let command = OrderCommand::RemoveItem {
         product_id: ProductId::new(product_id)?,
     };
-    execute(&state, principal, headers, Target::Existing(id), command).await
+    execute::<Order>(&state, principal, headers, Target::Existing(id), command).await
 }
 
 /// Confirm a pending order.
 #[utoipa::path(post, path = "/v1/orders/{id}/confirm", tag = "orders",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderAck), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 412, body = Problem)),
+    responses(
+        (status = 200, body = OrderAck), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem),
+        (status = 413, body = Problem)),
     security(("bearer" = [])))]
 pub async fn confirm(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     ApiPath(id): ApiPath<Uuid>,
     headers: CommandHeaders,
 ) -> Result<Response, ApiError> {
-    execute(
+    execute::<Order>(
         &state,
         principal,
         headers,
@@ -265,12 +269,14 @@ pub async fn confirm(
 /// Ship a confirmed order.
 #[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", request_body = ShipRequest,
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderAck), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
+    responses(
+        (status = 200, body = OrderAck), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 412, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn ship(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     ApiPath(id): ApiPath<Uuid>,
     headers: CommandHeaders,
     ApiJson(body): ApiJson<ShipRequest>,
@@ -278,22 +284,24 @@ pub async fn ship(
     let command = OrderCommand::Ship {
         tracking_number: TrackingNumber::new(body.tracking_number)?,
     };
-    execute(&state, principal, headers, Target::Existing(id), command).await
+    execute::<Order>(&state, principal, headers, Target::Existing(id), command).await
 }
 
 /// Mark a shipped order delivered.
 #[utoipa::path(post, path = "/v1/orders/{id}/deliver", tag = "orders",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderAck), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 412, body = Problem)),
+    responses(
+        (status = 200, body = OrderAck), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem),
+        (status = 413, body = Problem)),
     security(("bearer" = [])))]
 pub async fn deliver(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     ApiPath(id): ApiPath<Uuid>,
     headers: CommandHeaders,
 ) -> Result<Response, ApiError> {
-    execute(
+    execute::<Order>(
         &state,
         principal,
         headers,
@@ -306,12 +314,14 @@ pub async fn deliver(
 /// Cancel a pending or confirmed order.
 #[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", request_body = CancelRequest,
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderAck), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
+    responses(
+        (status = 200, body = OrderAck), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 412, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Commander(principal): Commander,
     ApiPath(id): ApiPath<Uuid>,
     headers: CommandHeaders,
     ApiJson(body): ApiJson<CancelRequest>,
@@ -319,7 +329,7 @@ pub async fn cancel(
     let command = OrderCommand::Cancel {
         reason: CancellationReason::new(body.reason)?,
     };
-    execute(&state, principal, headers, Target::Existing(id), command).await
+    execute::<Order>(&state, principal, headers, Target::Existing(id), command).await
 }
 
 /// The order's audit trail: every event, as stored, with who caused it.
@@ -331,14 +341,14 @@ pub async fn events(
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<axum::Json<AuditTrail>, ApiError> {
-    let events = state.history.audit_trail::<Order>(&principal, id).await?;
-    Ok(axum::Json(AuditTrail::new(id, events)))
+    audit_trail::<Order>(&state, &principal, id).await
 }
 
 /// The order as it was at a stream version or an instant (now by default), rebuilt from its events.
 #[utoipa::path(get, path = "/v1/orders/{id}/state", tag = "orders", params(("id" = Uuid, Path), AsOfParams),
     responses((status = 200, body = OrderStateDto, headers(("ETag" = String))), (status = 400, body = Problem),
-        (status = 404, description = "Unknown, not yours, or not yet placed at that point", body = Problem)),
+        (status = 401, body = Problem),
+        (status = 404, description = "Unknown, not yours, not yet placed at that point, or a version beyond the end", body = Problem)),
     security(("bearer" = [])))]
 pub async fn state(
     State(state): State<AppState>,
@@ -346,17 +356,5 @@ pub async fn state(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<AsOfParams>,
 ) -> Result<Response, ApiError> {
-    let loaded = state
-        .history
-        .state_as_of::<Order>(&principal, id, params.as_of()?)
-        .await?;
-    let order = loaded
-        .state
-        .ok_or_else(|| ApiError::NotFound("order not found".to_owned()))?;
-    let etag = etag(loaded.version);
-    Ok((
-        [(axum::http::header::ETAG, etag)],
-        axum::Json(OrderStateDto::new(id, loaded.version, order)),
-    )
-        .into_response())
+    view_as_of::<Order>(&state, &principal, id, &params).await
 }
