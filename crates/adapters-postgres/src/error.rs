@@ -1,6 +1,6 @@
 //! The one place where sqlx errors become port errors, plus this crate's own public errors.
 
-use strata_ports::{EventStoreError, SnapshotError};
+use strata_ports::{EventStoreError, ReadModelError, SnapshotError};
 
 /// The unique constraint on `events (stream_id, stream_version)`.
 const STREAM_VERSION_KEY: &str = "events_stream_version_key";
@@ -108,6 +108,21 @@ pub(crate) fn snapshot_error(error: &sqlx::Error) -> SnapshotError {
             let message = error.to_string();
             tracing::warn!(error = %message, "snapshot store failed");
             SnapshotError::Backend(message)
+        }
+    }
+}
+
+/// Maps a sqlx error of the read side.
+pub(crate) fn read_model_error(error: &sqlx::Error) -> ReadModelError {
+    match Failure::of(error) {
+        Failure::Unavailable(message) => {
+            tracing::warn!(error = %message, "read model storage unavailable");
+            ReadModelError::Unavailable(message)
+        }
+        _ => {
+            let message = error.to_string();
+            tracing::warn!(error = %message, "read model storage failed");
+            ReadModelError::Backend(message)
         }
     }
 }

@@ -30,6 +30,7 @@ const IDEMPOTENCY_KEY_EXISTS: &str =
 /// Allocates the positions, inserts the events and the idempotency record in one round trip.
 /// The head row lock taken by the first CTE is the last lock of the transaction and is held
 /// until commit: that is what makes positions follow commit order.
+/// `pg_notify` queues a wake-up for the projectors, sent when (and only if) the append commits.
 /// Parameters: $1 stream id, $2 event count, $3 stream version before the append, $4..$9 the
 /// event columns, $10..$12 the idempotency claim (all null without one).
 const INSERT_EVENTS: &str = "\
@@ -51,7 +52,8 @@ const INSERT_EVENTS: &str = "\
         SELECT $10::text, $11::text, $12::text, $1, $3 + $2, head.position \
         FROM head WHERE $10::text IS NOT NULL \
     ) \
-    SELECT position FROM head";
+    SELECT head.position FROM head \
+    CROSS JOIN LATERAL (SELECT pg_notify('strata_events', '')) AS wake_up";
 
 const READ_STREAM: &str = "\
     SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \

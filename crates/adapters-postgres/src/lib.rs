@@ -1,10 +1,11 @@
-//! PostgreSQL adapters of Strata's ports: the event store, the snapshot store, their embedded
-//! migrations, and a pool constructor that takes settings (adapters never read the environment).
+//! PostgreSQL adapters of Strata's ports: the event store, the snapshot store, the read models
+//! with their projection batches, wake-ups and leases, their embedded migrations, and a pool constructor that takes settings (adapters never read the environment).
 #![forbid(unsafe_code)]
 
 mod database;
 mod error;
 mod event_store;
+mod read_models;
 mod snapshot_store;
 
 use std::fmt;
@@ -18,6 +19,9 @@ pub use error::{ConnectError, MigrateError};
 pub use event_store::PgEventStore;
 #[doc(hidden)]
 pub use event_store::append_in;
+pub use read_models::{
+    EVENTS_CHANNEL, PgLeases, PgLogWakeup, PgProjectionStore, PgReadModels, projection_names,
+};
 pub use snapshot_store::PgSnapshotStore;
 
 /// The schema of the event and snapshot stores, embedded from `migrations/`.

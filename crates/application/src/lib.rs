@@ -1,16 +1,22 @@
 //! Strata's use cases, written against the ports only: command handling (authorisation,
-//! optimistic concurrency with bounded retries, idempotency, snapshots, upcasting) and history
-//! queries (audit trail, time travel).
+//! optimistic concurrency with bounded retries, idempotency, snapshots, upcasting), history
+//! queries (audit trail, time travel), the projections that build the read models and the
+//! queries they serve.
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod command;
 pub mod history;
+pub mod projection;
+pub mod queries;
 pub mod rehydrate;
+pub mod status;
 
 pub use access::{Owned, Principal, Role};
 pub use command::{
     CommandAck, CommandConfig, CommandContext, CommandError, CommandService, Target,
 };
 pub use history::{AsOf, HistoryService};
+pub use queries::{Page, QueryConfig, QueryError, QueryService};
 pub use rehydrate::{LoadError, Loaded, Rehydrator};
+pub use status::{ProjectionStatus, StatusService};

@@ -1,16 +1,22 @@
-//! The ports of Strata: object-safe async traits the application calls, and the plain data that
-//! crosses them. Adapters implement these traits and map their driver errors to the enums here,
+//! The ports of Strata: object-safe async traits the application calls (event store, snapshots,
+//! read models and their projections), and the plain data that crosses them. Adapters implement these traits and map their driver errors to the enums here,
 //! so no driver type ever reaches the application.
 #![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod event_store;
+pub mod read_model;
 pub mod snapshot;
 
 pub use clock::{Clock, IdGenerator, RandomIds, SystemClock};
 pub use event_store::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, ExpectedVersion, IdempotencyClaim,
     IdempotencyRecord, Metadata, NewEvent, RecordedEvent, StreamId, StreamIdError,
+};
+pub use read_model::{
+    AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, OrderLineRow,
+    OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
+    ProjectionStore, ReadModelError, ReadModels, StatusCounts, TransactionKind, TransactionRow,
 };
 pub use snapshot::{Snapshot, SnapshotError, SnapshotStore};
 

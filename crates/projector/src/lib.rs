@@ -1,7 +1,9 @@
-//! `strata-projector`: follows the global event log from a position, in order, without skipping
-//! or repeating an event. For now it prints each event as a JSON line; the read-side work turns
-//! it into the projection worker.
+//! `strata-projector`: keeps the read models up to date from the global event log (`run`),
+//! reports on them (`status`), rebuilds them without downtime (`rebuild`) and manages the events
+//! they parked (`dlq`). `follow` prints the log as JSON lines.
 #![forbid(unsafe_code)]
 
 pub mod follow;
+pub mod metrics;
+pub mod report;
 pub mod startup;

@@ -6,8 +6,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use strata_adapters_postgres::{PgEventStore, PgSettings};
-use strata_ports::EventStore;
+use sqlx::PgPool;
+use strata_adapters_postgres::{
+    PgEventStore, PgLeases, PgLogWakeup, PgProjectionStore, PgReadModels, PgSettings,
+    projection_names,
+};
+use strata_application::StatusService;
+use strata_application::projection::{
+    self, Projection, ProjectionWorker, ProjectorConfig, WorkerDeps, dlq_retry, dlq_skip, rebuild,
+};
+use strata_ports::{EventStore, Generation, LogWakeup, ReadModels, SystemClock};
+use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::follow::{FollowOptions, follow, to_json_line};
@@ -17,10 +26,10 @@ use crate::follow::{FollowOptions, follow, to_json_line};
 #[command(
     name = "strata-projector",
     version,
-    about = "Follows Strata's global event log"
+    about = "Keeps Strata's read models up to date from the event log"
 )]
 pub struct Cli {
-    /// PostgreSQL URL of the event store.
+    /// PostgreSQL URL of the event store and the read models.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -35,6 +44,38 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the projections until SIGINT/SIGTERM: catch up from each checkpoint, then follow the
+    /// log live (woken by LISTEN/NOTIFY, polling as a fallback). A second instance waits and
+    /// takes over a projection when the first one dies.
+    Run {
+        /// Projections to run (all when omitted).
+        #[arg(long = "projection", value_name = "NAME")]
+        projections: Vec<String>,
+        #[command(flatten)]
+        tuning: Tuning,
+        /// Serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long, env = "STRATA_PROJECTOR_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
+    },
+    /// Print, per projection: checkpoint, head of the log, lag, dead letters and state.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild a projection from the start of the log into fresh tables, then swap them in
+    /// atomically; the live tables keep serving meanwhile.
+    Rebuild {
+        /// The projection (`orders` or `accounts`).
+        name: String,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Manage events a projection parked after they kept failing.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Print every event after a position as a JSON line on stdout, then keep following.
     Follow {
         /// Start after this global position (0: from the beginning).
@@ -52,26 +93,206 @@ pub enum Command {
     },
 }
 
+/// Dead-letter commands.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List parked events (and the events waiting behind them).
+    List {
+        /// Only this projection's.
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Apply a parked event again, then the events of its stream that waited behind it.
+    Retry { projection: String, position: u64 },
+    /// Drop a parked event for good and apply the events that waited behind it.
+    Skip { projection: String, position: u64 },
+}
+
+/// How a worker paces itself.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Tuning {
+    /// Events per batch (one transaction).
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    /// Milliseconds between polls when no wake-up arrives.
+    #[arg(long, default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// Attempts of a failing event before it is parked.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+}
+
+impl Tuning {
+    pub fn config(&self) -> ProjectorConfig {
+        ProjectorConfig {
+            batch_size: self.batch_size.max(1),
+            poll_interval: Duration::from_millis(self.poll_ms.max(1)),
+            max_attempts: self.max_attempts.max(1),
+            ..ProjectorConfig::default()
+        }
+    }
+}
+
+/// The read side's adapters on one pool.
+pub struct ReadSide {
+    pub pool: PgPool,
+    pub deps: WorkerDeps,
+    pub status: StatusService,
+}
+
+impl std::fmt::Debug for ReadSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadSide").finish_non_exhaustive()
+    }
+}
+
+impl ReadSide {
+    /// Wires the PostgreSQL adapters of the read side on `pool`.
+    pub fn on(pool: PgPool) -> Self {
+        let events: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+        let models: Arc<dyn ReadModels> = Arc::new(PgReadModels::new(pool.clone()));
+        let deps = WorkerDeps {
+            events: events.clone(),
+            store: Arc::new(PgProjectionStore::new(pool.clone())),
+            leases: Arc::new(PgLeases::new(pool.clone())),
+            clock: Arc::new(SystemClock),
+        };
+        let status = StatusService::new(events, models, projection_names());
+        Self { pool, deps, status }
+    }
+
+    /// Runs the workers of `projections` until `stop`; each has its own wake-up listener.
+    pub async fn run(
+        &self,
+        projections: Vec<Arc<dyn Projection>>,
+        config: &ProjectorConfig,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let mut workers = tokio::task::JoinSet::new();
+        for projection in projections {
+            let worker = ProjectionWorker::new(
+                self.deps.clone(),
+                projection,
+                Generation::Live,
+                config.clone(),
+            );
+            let pool = self.pool.clone();
+            let stop = stop.clone();
+            workers.spawn(async move {
+                let wakeup: Option<Box<dyn LogWakeup>> = match PgLogWakeup::listen(&pool).await {
+                    Ok(listener) => Some(Box::new(listener)),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot LISTEN for new events; polling only");
+                        None
+                    }
+                };
+                worker.run(stop, wakeup).await;
+            });
+        }
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+/// The projections named (all when none), or which name is unknown.
+///
+/// # Errors
+/// A name that is not a projection.
+pub fn select_projections(names: &[String]) -> anyhow::Result<Vec<Arc<dyn Projection>>> {
+    let all = projection::all();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    names
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|p| p.name() == name)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no projection named {name:?} (known: {})", known()))
+        })
+        .collect()
+}
+
+fn known() -> String {
+    projection::all()
+        .iter()
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Runs the command until done or until SIGINT/SIGTERM.
 ///
 /// # Errors
-/// An unreachable database, or a failure while following.
+/// An unreachable database, or a failure of the command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = strata_adapters_postgres::connect(&PgSettings {
         url: cli.database_url,
-        max_connections: 2,
+        max_connections: 8,
         acquire_timeout: Duration::from_secs(5),
     })
     .await
     .context("cannot connect to PostgreSQL")?;
-    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool));
     match cli.command {
+        Command::Run {
+            projections,
+            tuning,
+            metrics_addr,
+        } => {
+            let projections = select_projections(&projections)?;
+            strata_adapters_postgres::migrate(&pool)
+                .await
+                .context("cannot apply the migrations")?;
+            let stop = stop_on_signal().context("cannot install the signal handlers")?;
+            let side = ReadSide::on(pool);
+            if let Some(addr) = metrics_addr {
+                crate::metrics::serve(addr, side.status.clone(), stop.clone())
+                    .await
+                    .context("cannot serve the metrics")?;
+            }
+            side.run(projections, &tuning.config(), &stop).await;
+            Ok(())
+        }
+        Command::Status { json } => {
+            let side = ReadSide::on(pool);
+            let statuses = side.status.statuses(OffsetDateTime::now_utc()).await?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", crate::report::statuses_json(&statuses))?;
+            } else {
+                write!(out, "{}", crate::report::statuses_table(&statuses))?;
+            }
+            Ok(())
+        }
+        Command::Rebuild { name, tuning } => {
+            let projection = select_projections(std::slice::from_ref(&name))?
+                .pop()
+                .context("no projection")?;
+            let stop = stop_on_signal().context("cannot install the signal handlers")?;
+            let side = ReadSide::on(pool);
+            let mut progress = crate::report::RebuildBar::new(&name);
+            let swapped = rebuild(&side.deps, projection, tuning.config(), &stop, &mut |p| {
+                progress.update(p)
+            })
+            .await?;
+            progress.finish(swapped);
+            if swapped {
+                Ok(())
+            } else {
+                anyhow::bail!("rebuild of {name} interrupted; the live tables are unchanged")
+            }
+        }
+        Command::Dlq { action } => {
+            let side = ReadSide::on(pool);
+            dlq(&side, action).await
+        }
         Command::Follow {
             from,
             batch_size,
             poll_ms,
             until_caught_up,
         } => {
+            let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool));
             let stop = stop_on_signal().context("cannot install the signal handlers")?;
             let options = FollowOptions {
                 batch_size,
@@ -89,12 +310,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn dlq(side: &ReadSide, action: DlqAction) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match action {
+        DlqAction::List { projection } => {
+            if let Some(name) = &projection {
+                select_projections(std::slice::from_ref(name))?;
+            }
+            let letters = side.deps.store.dead_letters(projection.as_deref()).await?;
+            write!(out, "{}", crate::report::dead_letters_table(&letters))?;
+        }
+        DlqAction::Retry {
+            projection,
+            position,
+        } => {
+            let projection = select_projections(&[projection])?
+                .pop()
+                .context("no projection")?;
+            let outcome = dlq_retry(&side.deps, projection.as_ref(), position).await?;
+            writeln!(
+                out,
+                "applied {} event(s); parked again {}",
+                outcome.applied, outcome.parked_again
+            )?;
+        }
+        DlqAction::Skip {
+            projection,
+            position,
+        } => {
+            let projection = select_projections(&[projection])?
+                .pop()
+                .context("no projection")?;
+            let outcome = dlq_skip(&side.deps, projection.as_ref(), position).await?;
+            writeln!(
+                out,
+                "skipped position {position}; applied {} event(s); parked again {}",
+                outcome.applied, outcome.parked_again
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// A stop flag that turns true on SIGINT or SIGTERM (Ctrl-C where there are no Unix signals).
 ///
 /// The handlers are installed before this returns, so a signal that arrives while catching up
 /// stops the follower cleanly instead of killing it mid-batch, and a failure to install them is
 /// reported rather than leaving a follower that only a SIGKILL stops.
-fn stop_on_signal() -> std::io::Result<watch::Receiver<bool>> {
+pub fn stop_on_signal() -> std::io::Result<watch::Receiver<bool>> {
     let (stop_tx, stop) = watch::channel(false);
     #[cfg(unix)]
     {

@@ -1,0 +1,620 @@
+//! The projection worker: one batch is one transaction of the read models' storage that locks
+//! the projection's checkpoint, applies the events after it and moves it, so a crash anywhere
+//! leaves the whole batch or none of it. A failing event makes the batch roll back and be tried
+//! again with backoff; on the last attempt the failing event is parked instead (and the later
+//! events of its stream wait behind it), so the projection goes on with the other streams.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_ports::{
+    Clock, DeadLetter, EventStore, EventStoreError, Generation, LogWakeup, ProjectionBatch,
+    ProjectionLease, ProjectionLeases, ProjectionStore, ReadModelError, RecordedEvent,
+};
+use tokio::sync::watch;
+
+use super::{HandlerError, Projection};
+
+/// How a worker paces itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectorConfig {
+    /// Events read per batch (one transaction).
+    pub batch_size: usize,
+    /// How long a caught-up worker waits for a wake-up before it polls anyway.
+    pub poll_interval: Duration,
+    /// Attempts of a batch with a failing event before that event is parked.
+    pub max_attempts: u32,
+    /// Backoff after the first failed attempt; doubles per attempt up to `max_backoff`.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How often a worker without a lease tries to take it over.
+    pub lease_retry: Duration,
+    /// How often a worker refreshes its state for the status even when nothing changes.
+    pub heartbeat: Duration,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+            max_attempts: 5,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            lease_retry: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ProjectorConfig {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+        self.first_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// What a worker needs from outside.
+#[derive(Clone)]
+pub struct WorkerDeps {
+    pub events: Arc<dyn EventStore>,
+    pub store: Arc<dyn ProjectionStore>,
+    pub leases: Arc<dyn ProjectionLeases>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for WorkerDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerDeps").finish_non_exhaustive()
+    }
+}
+
+/// Why a worker could not go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectorError {
+    #[error(transparent)]
+    Events(#[from] EventStoreError),
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+    #[error("event at position {position} failed: {reason}")]
+    Handler { position: u64, reason: String },
+    #[error("a rebuild of {0} is already running")]
+    Rebuilding(String),
+}
+
+impl ProjectorError {
+    /// Worth trying again later (the storage is down), rather than a fault.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Events(EventStoreError::Unavailable(_))
+                | Self::ReadModel(ReadModelError::Unavailable(_))
+        )
+    }
+}
+
+/// What one committed batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// The checkpoint before and after the batch.
+    pub from: u64,
+    pub to: u64,
+    /// Events read from the log (all categories).
+    pub events: usize,
+    /// Events the projection applied or found already applied.
+    pub applied: usize,
+    /// Events parked (failed, or waiting behind a failed one of their stream).
+    pub parked: usize,
+    /// Fewer events than a full batch: the log's head was reached.
+    pub caught_up: bool,
+}
+
+/// Feeds one projection from the log.
+#[derive(Debug, Clone)]
+pub struct ProjectionWorker {
+    deps: WorkerDeps,
+    projection: Arc<dyn Projection>,
+    generation: Generation,
+    config: ProjectorConfig,
+}
+
+impl ProjectionWorker {
+    pub fn new(
+        deps: WorkerDeps,
+        projection: Arc<dyn Projection>,
+        generation: Generation,
+        config: ProjectorConfig,
+    ) -> Self {
+        Self {
+            deps,
+            projection,
+            generation,
+            config,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    /// One batch, tried again with backoff while an event fails, and with the failing events
+    /// parked on the last attempt.
+    ///
+    /// # Errors
+    /// The log or the storage failed (nothing of the batch is applied).
+    pub async fn run_batch(&self) -> Result<BatchReport, ProjectorError> {
+        let mut attempt = 1;
+        loop {
+            let park = attempt >= self.config.max_attempts;
+            let started = std::time::Instant::now();
+            let outcome = self.try_batch(park, attempt).await;
+            if let Ok(report) = &outcome {
+                self.record(report, started.elapsed());
+            }
+            match outcome {
+                Err(ProjectorError::Handler { position, reason }) if !park => {
+                    tracing::warn!(
+                        projection = self.name(),
+                        position,
+                        attempt,
+                        %reason,
+                        "event failed; the batch is rolled back and tried again"
+                    );
+                    tokio::time::sleep(self.config.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_batch(&self, park: bool, attempts: u32) -> Result<BatchReport, ProjectorError> {
+        let mut batch = self.deps.store.begin(self.name(), self.generation).await?;
+        let from = batch.checkpoint().await?;
+        let events = self
+            .deps
+            .events
+            .read_all(from, self.config.batch_size.max(1))
+            .await?;
+        let Some(last) = events.last().map(|e| e.global_position) else {
+            // Nothing new: dropping the batch rolls it back.
+            return Ok(BatchReport {
+                from,
+                to: from,
+                events: 0,
+                applied: 0,
+                parked: 0,
+                caught_up: true,
+            });
+        };
+        let mine: Vec<&RecordedEvent> = events
+            .iter()
+            .filter(|e| self.projection.handles(e.stream_id.category()))
+            .collect();
+        let mut streams: Vec<String> = mine.iter().map(|e| e.stream_id.to_string()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let mut blocked = batch.blocked_streams(&streams).await?;
+        let mut report = BatchReport {
+            from,
+            to: last,
+            events: events.len(),
+            applied: 0,
+            parked: 0,
+            caught_up: events.len() < self.config.batch_size.max(1),
+        };
+        for event in mine {
+            if let Some(&failed) = blocked.get(event.stream_id.as_str()) {
+                self.park(
+                    &mut *batch,
+                    event,
+                    "waits behind a parked event",
+                    0,
+                    Some(failed),
+                )
+                .await?;
+                report.parked += 1;
+                continue;
+            }
+            if !park {
+                self.projection
+                    .apply(&mut *batch, event)
+                    .await
+                    .map_err(|e| failure(event, e))?;
+                report.applied += 1;
+                continue;
+            }
+            batch.savepoint().await?;
+            match self.projection.apply(&mut *batch, event).await {
+                Ok(()) => {
+                    batch.release_savepoint().await?;
+                    report.applied += 1;
+                }
+                Err(error) => {
+                    let error = failure(event, error);
+                    if error.is_unavailable() {
+                        return Err(error);
+                    }
+                    batch.rollback_to_savepoint().await?;
+                    tracing::error!(
+                        projection = self.name(),
+                        position = event.global_position,
+                        stream = %event.stream_id,
+                        %error,
+                        "event parked after {attempts} attempts"
+                    );
+                    self.park(&mut *batch, event, &error.to_string(), attempts, None)
+                        .await?;
+                    blocked.insert(event.stream_id.to_string(), event.global_position);
+                    report.parked += 1;
+                }
+            }
+        }
+        batch.commit(last).await?;
+        Ok(report)
+    }
+
+    fn record(&self, report: &BatchReport, took: Duration) {
+        if report.events == 0 {
+            return;
+        }
+        let name = self.name();
+        metrics::counter!("strata_projector_events_total", "projection" => name)
+            .increment(report.events as u64);
+        metrics::counter!("strata_projector_parked_total", "projection" => name)
+            .increment(report.parked as u64);
+        metrics::histogram!("strata_projector_batch_seconds", "projection" => name)
+            .record(took.as_secs_f64());
+    }
+
+    async fn park(
+        &self,
+        batch: &mut dyn ProjectionBatch,
+        event: &RecordedEvent,
+        error: &str,
+        attempts: u32,
+        blocked_by: Option<u64>,
+    ) -> Result<(), ReadModelError> {
+        batch
+            .park(&DeadLetter {
+                projection: self.name().to_owned(),
+                event: event.clone(),
+                error: error.to_owned(),
+                attempts,
+                blocked_by,
+                parked_at: self.deps.clock.now(),
+            })
+            .await
+    }
+
+    /// Runs batches until the log's head is reached (or `stop`), calling `progress` after each.
+    /// Returns the checkpoint reached.
+    ///
+    /// # Errors
+    /// As for [`ProjectionWorker::run_batch`].
+    pub async fn catch_up(
+        &self,
+        stop: &watch::Receiver<bool>,
+        progress: &mut (dyn FnMut(&BatchReport) + Send),
+    ) -> Result<u64, ProjectorError> {
+        loop {
+            let report = self.run_batch().await?;
+            progress(&report);
+            if report.caught_up || stopping(stop) {
+                return Ok(report.to);
+            }
+        }
+    }
+
+    /// Runs the projection for as long as `stop` is false: waits for its lease (another
+    /// instance may hold it), catches up, then follows the log, woken by `wakeup` or polling.
+    /// Storage failures are logged and retried with backoff; they never end the loop.
+    pub async fn run(
+        &self,
+        mut stop: watch::Receiver<bool>,
+        mut wakeup: Option<Box<dyn LogWakeup>>,
+    ) {
+        let name = self.name();
+        let mut waiting_logged = false;
+        while !stopping(&stop) {
+            let mut lease = match self.deps.leases.try_acquire(name).await {
+                Ok(Some(lease)) => lease,
+                Ok(None) => {
+                    if !waiting_logged {
+                        tracing::info!(projection = name, "another instance runs it; waiting");
+                        waiting_logged = true;
+                    }
+                    pause(&mut stop, self.config.lease_retry).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(projection = name, %error, "cannot take the lease");
+                    pause(&mut stop, self.config.lease_retry).await;
+                    continue;
+                }
+            };
+            waiting_logged = false;
+            tracing::info!(projection = name, "lease taken; running");
+            self.follow(&mut *lease, &mut stop, &mut wakeup).await;
+        }
+        self.report_state("stopped").await;
+    }
+
+    /// Follows the log while the lease holds; returns when it is lost or on `stop`.
+    async fn follow(
+        &self,
+        lease: &mut dyn ProjectionLease,
+        stop: &mut watch::Receiver<bool>,
+        wakeup: &mut Option<Box<dyn LogWakeup>>,
+    ) {
+        let name = self.name();
+        let mut state = "";
+        let mut reported_at = tokio::time::Instant::now();
+        let mut failures = 0;
+        while !stopping(stop) {
+            if let Err(error) = lease.check().await {
+                tracing::warn!(projection = name, %error, "lease lost");
+                return;
+            }
+            let (next, idle) = match self.run_batch().await {
+                Ok(report) => {
+                    failures = 0;
+                    if report.events > 0 {
+                        tracing::debug!(
+                            projection = name,
+                            from = report.from,
+                            to = report.to,
+                            applied = report.applied,
+                            parked = report.parked,
+                            "batch committed"
+                        );
+                    }
+                    if report.caught_up {
+                        ("running", true)
+                    } else {
+                        ("catching up", false)
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::error!(projection = name, %error, "batch failed");
+                    pause(stop, self.config.backoff(failures)).await;
+                    ("failed", false)
+                }
+            };
+            if next != state || reported_at.elapsed() >= self.config.heartbeat {
+                self.report_state(next).await;
+                state = next;
+                reported_at = tokio::time::Instant::now();
+            }
+            if idle {
+                self.wait_for_events(stop, wakeup).await;
+            }
+        }
+    }
+
+    async fn wait_for_events(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+        wakeup: &mut Option<Box<dyn LogWakeup>>,
+    ) {
+        let interval = self.config.poll_interval;
+        match wakeup {
+            Some(signal) => {
+                tokio::select! {
+                    woken = signal.wait() => {
+                        if let Err(error) = woken {
+                            tracing::warn!(projection = self.name(), %error, "wake-up channel failed; polling");
+                            pause(stop, interval).await;
+                        }
+                    }
+                    () = tokio::time::sleep(interval) => {}
+                    () = wait_stop(stop) => {}
+                }
+            }
+            None => pause(stop, interval).await,
+        }
+    }
+
+    async fn report_state(&self, state: &str) {
+        // Only the live worker speaks for the projection; a rebuild shows as its own checkpoint.
+        if self.generation == Generation::Rebuild {
+            return;
+        }
+        if let Err(error) = self.deps.store.set_state(self.name(), state).await {
+            tracing::warn!(projection = self.name(), %error, "cannot record the state");
+        }
+    }
+}
+
+fn failure(event: &RecordedEvent, error: HandlerError) -> ProjectorError {
+    match error {
+        HandlerError::Storage(ReadModelError::Unavailable(reason)) => {
+            ProjectorError::ReadModel(ReadModelError::Unavailable(reason))
+        }
+        other => ProjectorError::Handler {
+            position: event.global_position,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Asked to stop, or nobody is left who could ask.
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+async fn wait_stop(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+async fn pause(stop: &mut watch::Receiver<bool>, interval: Duration) {
+    let _ = tokio::time::timeout(interval, wait_stop(stop)).await;
+}
+
+/// What a retry or a skip of a parked event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlqOutcome {
+    /// Events applied (the parked one and those that waited behind it).
+    pub applied: usize,
+    /// Events parked again because one failed once more.
+    pub parked_again: usize,
+}
+
+/// Applies a parked event again, then the events of its stream that waited behind it, in one
+/// batch that holds the checkpoint (so the live worker waits). If one fails again, it and the
+/// rest are parked again; what was applied before it stays applied.
+///
+/// # Errors
+/// [`ReadModelError::NotFound`] when no event failed at `position`; storage failures.
+pub async fn dlq_retry(
+    deps: &WorkerDeps,
+    projection: &dyn Projection,
+    position: u64,
+) -> Result<DlqOutcome, ProjectorError> {
+    replay_dead_letters(deps, projection, position, false).await
+}
+
+/// Drops a parked event for good and applies the events that waited behind it.
+///
+/// # Errors
+/// As for [`dlq_retry`].
+pub async fn dlq_skip(
+    deps: &WorkerDeps,
+    projection: &dyn Projection,
+    position: u64,
+) -> Result<DlqOutcome, ProjectorError> {
+    replay_dead_letters(deps, projection, position, true).await
+}
+
+async fn replay_dead_letters(
+    deps: &WorkerDeps,
+    projection: &dyn Projection,
+    position: u64,
+    skip_first: bool,
+) -> Result<DlqOutcome, ProjectorError> {
+    let mut batch = deps
+        .store
+        .begin(projection.name(), Generation::Live)
+        .await?;
+    let checkpoint = batch.checkpoint().await?;
+    let letters = batch.take_dead_letters(position).await?;
+    let mut outcome = DlqOutcome {
+        applied: 0,
+        parked_again: 0,
+    };
+    let mut failed: Option<u64> = None;
+    let attempts: HashMap<u64, u32> = letters
+        .iter()
+        .map(|l| (l.event.global_position, l.attempts))
+        .collect();
+    for (index, letter) in letters.iter().enumerate() {
+        if index == 0 && skip_first {
+            projection
+                .skip(&mut *batch, &letter.event)
+                .await
+                .map_err(|e| failure(&letter.event, e))?;
+            tracing::info!(
+                projection = projection.name(),
+                position,
+                "parked event skipped"
+            );
+            continue;
+        }
+        let event = &letter.event;
+        if let Some(failed) = failed {
+            batch
+                .park(&DeadLetter {
+                    blocked_by: Some(failed),
+                    parked_at: deps.clock.now(),
+                    ..letter.clone()
+                })
+                .await?;
+            outcome.parked_again += 1;
+            continue;
+        }
+        batch.savepoint().await?;
+        match projection.apply(&mut *batch, event).await {
+            Ok(()) => {
+                batch.release_savepoint().await?;
+                outcome.applied += 1;
+            }
+            Err(error) => {
+                let error = failure(event, error);
+                if error.is_unavailable() {
+                    return Err(error);
+                }
+                batch.rollback_to_savepoint().await?;
+                batch
+                    .park(&DeadLetter {
+                        error: error.to_string(),
+                        attempts: attempts.get(&event.global_position).copied().unwrap_or(0) + 1,
+                        blocked_by: None,
+                        parked_at: deps.clock.now(),
+                        ..letter.clone()
+                    })
+                    .await?;
+                failed = Some(event.global_position);
+                outcome.parked_again += 1;
+            }
+        }
+    }
+    batch.commit(checkpoint).await?;
+    Ok(outcome)
+}
+
+/// Progress of a rebuild, after each batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildProgress {
+    pub checkpoint: u64,
+    pub head: u64,
+    pub events_applied: u64,
+}
+
+/// Rebuilds a projection from the start of the log without taking the live one offline: fills
+/// fresh tables, catches up with the log, then swaps them in atomically once they have reached
+/// the live checkpoint (catching up again while the live worker keeps moving).
+///
+/// # Errors
+/// [`ReadModelError::NotFound`] for an unknown projection; `Rebuilding` when another rebuild
+/// of it runs; storage failures. An interrupted rebuild leaves the live tables untouched.
+pub async fn rebuild(
+    deps: &WorkerDeps,
+    projection: Arc<dyn Projection>,
+    config: ProjectorConfig,
+    stop: &watch::Receiver<bool>,
+    progress: &mut (dyn FnMut(RebuildProgress) + Send),
+) -> Result<bool, ProjectorError> {
+    let name = projection.name();
+    let Some(_lease) = deps.leases.try_acquire(&format!("{name}:rebuild")).await? else {
+        return Err(ProjectorError::Rebuilding(name.to_owned()));
+    };
+    deps.store.start_rebuild(name).await?;
+    let worker = ProjectionWorker::new(deps.clone(), projection, Generation::Rebuild, config);
+    let mut applied = 0u64;
+    loop {
+        let head = deps.events.head_position().await?;
+        let mut on_batch = |report: &BatchReport| {
+            applied += report.events as u64;
+            progress(RebuildProgress {
+                checkpoint: report.to,
+                head: head.max(report.to),
+                events_applied: applied,
+            });
+        };
+        let caught_up = worker.catch_up(stop, &mut on_batch).await;
+        if caught_up.is_err() || stopping(stop) {
+            // The live tables were never touched; leave nothing half-built behind.
+            deps.store.abandon_rebuild(name).await?;
+            caught_up?;
+            return Ok(false);
+        }
+        if deps.store.finish_rebuild(name).await? {
+            tracing::info!(projection = name, "rebuilt tables swapped in");
+            return Ok(true);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The status of the projections: where each is in the log, how far behind, what its worker
+//! last said it was doing. `strata-projector status` prints it and `GET /v1/projections` serves it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_ports::{EventStore, ReadModels};
+use time::OffsetDateTime;
+
+use crate::queries::QueryError;
+
+/// A worker that has not reported for this long is considered gone.
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// One projection's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectionStatus {
+    pub name: String,
+    pub checkpoint: u64,
+    pub head: u64,
+    pub lag_events: u64,
+    /// Age of the oldest event not yet processed (0 when caught up).
+    pub lag_seconds: f64,
+    pub dead_letters: u64,
+    /// `running`, `catching up`, `rebuilding`, `failed`, `stalled` (no worker reports while
+    /// events wait), `stopped` or `never run`.
+    pub state: String,
+    /// Checkpoint of a rebuild in progress.
+    pub rebuild_checkpoint: Option<u64>,
+}
+
+/// Reads the status of every projection in `names`.
+#[derive(Clone)]
+pub struct StatusService {
+    events: Arc<dyn EventStore>,
+    models: Arc<dyn ReadModels>,
+    names: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for StatusService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusService")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatusService {
+    pub fn new(
+        events: Arc<dyn EventStore>,
+        models: Arc<dyn ReadModels>,
+        names: Vec<&'static str>,
+    ) -> Self {
+        Self {
+            events,
+            models,
+            names,
+        }
+    }
+
+    /// The age of the oldest open transaction in the database, if any.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn oldest_open_transaction_age(&self) -> Result<Option<f64>, QueryError> {
+        Ok(self.models.oldest_open_transaction_age().await?)
+    }
+
+    /// The status of every projection, at `now`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn statuses(&self, now: OffsetDateTime) -> Result<Vec<ProjectionStatus>, QueryError> {
+        let head = self
+            .events
+            .head_position()
+            .await
+            .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+        let rows = self.models.checkpoints().await?;
+        let mut statuses = Vec::with_capacity(self.names.len());
+        for name in &self.names {
+            let row = rows.iter().find(|r| r.projection == *name);
+            let rebuild = rows
+                .iter()
+                .find(|r| r.projection == format!("{name}:rebuild"));
+            let checkpoint = row.map_or(0, |r| r.position);
+            let lag_events = head.saturating_sub(checkpoint);
+            let lag_seconds = if lag_events == 0 {
+                0.0
+            } else {
+                let next = self
+                    .events
+                    .read_all(checkpoint, 1)
+                    .await
+                    .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+                next.first()
+                    .map_or(0.0, |e| (now - e.recorded_at).as_seconds_f64().max(0.0))
+            };
+            let reported = row.and_then(|r| r.state.clone().zip(r.state_updated_at));
+            let state = match reported {
+                None => "never run".to_owned(),
+                Some((state, _)) if state == "stopped" => state,
+                Some((_, at)) if (now - at).unsigned_abs() > STALE_AFTER && lag_events > 0 => {
+                    "stalled".to_owned()
+                }
+                Some((_, at)) if (now - at).unsigned_abs() > STALE_AFTER => "stopped".to_owned(),
+                Some((state, _)) => state,
+            };
+            let state = if rebuild.is_some() && state != "stalled" {
+                "rebuilding".to_owned()
+            } else {
+                state
+            };
+            statuses.push(ProjectionStatus {
+                name: (*name).to_owned(),
+                checkpoint,
+                head,
+                lag_events,
+                lag_seconds,
+                dead_letters: row.map_or(0, |r| r.dead_letters),
+                state,
+                rebuild_checkpoint: rebuild.map(|r| r.position),
+            });
+        }
+        Ok(statuses)
+    }
+}

@@ -1,0 +1,318 @@
+//! The read side's ports: the rows of the read models, the unit of work a projection writes a
+//! batch through (read-model changes, dead letters and the checkpoint commit together or not at
+//! all), the queries that serve the API, the wake-up signal of the log and the single-instance
+//! lease of a projection.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::event_store::RecordedEvent;
+
+/// One line of an order summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLineRow {
+    pub product_id: String,
+    pub quantity: u32,
+    pub unit_price_cents: i64,
+    pub line_total_cents: i64,
+}
+
+/// The order summary read model: everything `GET /v1/orders/{id}` answers, in one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummaryRow {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    /// `PENDING`, `CONFIRMED`, `SHIPPED`, `DELIVERED` or `CANCELLED`.
+    pub status: String,
+    pub items: Vec<OrderLineRow>,
+    /// Units over all lines.
+    pub item_count: u64,
+    pub total_cents: i64,
+    pub currency: String,
+    pub shipping_address: String,
+    pub tracking_number: Option<String>,
+    pub cancellation_reason: Option<String>,
+    pub placed_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    /// The stream version of the last event applied: the per-row idempotency guard.
+    pub version: u64,
+    /// The global position of `OrderPlaced`: newest-first order and the pagination key.
+    pub placed_position: u64,
+}
+
+/// Order counts of a customer by status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub pending: u64,
+    pub confirmed: u64,
+    pub shipped: u64,
+    pub delivered: u64,
+    pub cancelled: u64,
+}
+
+/// The customer statistics read model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerStatsRow {
+    pub customer_id: String,
+    pub order_count: u64,
+    pub by_status: StatusCounts,
+    /// Totals of delivered orders, per currency (orders of different currencies never add up).
+    pub lifetime_value_cents: BTreeMap<String, i64>,
+    pub updated_at: OffsetDateTime,
+}
+
+/// The account balance read model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub account_id: Uuid,
+    pub owner_customer_id: String,
+    pub currency: String,
+    pub balance_cents: i64,
+    pub closed: bool,
+    pub transaction_count: u64,
+    pub opened_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    /// The stream version of the last event applied: the per-row idempotency guard.
+    pub version: u64,
+}
+
+/// A deposit or a withdrawal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionKind {
+    Deposit,
+    Withdrawal,
+}
+
+impl TransactionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deposit => "DEPOSIT",
+            Self::Withdrawal => "WITHDRAWAL",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "DEPOSIT" => Some(Self::Deposit),
+            "WITHDRAWAL" => Some(Self::Withdrawal),
+            _ => None,
+        }
+    }
+}
+
+/// One line of an account's transaction list, with the balance after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRow {
+    pub account_id: Uuid,
+    /// The stream version of the event: unique per account, the pagination key.
+    pub version: u64,
+    pub global_position: u64,
+    pub kind: TransactionKind,
+    pub amount_cents: i64,
+    pub reference: String,
+    pub balance_after_cents: i64,
+    pub recorded_at: OffsetDateTime,
+}
+
+/// An event a projection could not apply, parked with why; later events of its stream wait
+/// behind it (`blocked_by` names the parked event they wait for).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub projection: String,
+    pub event: RecordedEvent,
+    pub error: String,
+    pub attempts: u32,
+    /// `None`: this event failed. `Some(p)`: it only waits behind the failed event at `p`.
+    pub blocked_by: Option<u64>,
+    pub parked_at: OffsetDateTime,
+}
+
+/// A read value with the position of the projection it was read from, in the same snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Positioned<T> {
+    pub value: T,
+    pub position: u64,
+}
+
+/// A projection's checkpoint and dead letters, as the status shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub projection: String,
+    pub position: u64,
+    pub updated_at: Option<OffsetDateTime>,
+    /// Recorded time of the event at `position` (for lag in seconds), if any.
+    pub position_recorded_at: Option<OffsetDateTime>,
+    pub dead_letters: u64,
+    /// What the running worker last said it does (`running`, `catching up`, `rebuilding`, ...).
+    pub state: Option<String>,
+    pub state_updated_at: Option<OffsetDateTime>,
+}
+
+/// Why the read side's storage failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadModelError {
+    /// The storage cannot be reached now: worth retrying later.
+    #[error("read model storage unavailable: {0}")]
+    Unavailable(String),
+    /// Another worker moved the checkpoint: this batch was not applied.
+    #[error("projection {projection}: checkpoint moved from {expected} (another worker?)")]
+    CheckpointMoved { projection: String, expected: u64 },
+    /// Stored data this code cannot interpret.
+    #[error("corrupt read model data: {0}")]
+    Corrupt(String),
+    /// Asked for something that does not exist (an unknown dead letter, say).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Any other failure of the storage.
+    #[error("read model storage failed: {0}")]
+    Backend(String),
+}
+
+/// Where a batch writes: the live tables, or the fresh ones a rebuild fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    Live,
+    Rebuild,
+}
+
+/// A batch of one projection: one transaction. Dropping it without `commit` rolls back every
+/// change made through it.
+#[async_trait]
+pub trait ProjectionBatch: Send {
+    /// The projection's checkpoint, locked until the batch ends (a second worker waits).
+    async fn checkpoint(&mut self) -> Result<u64, ReadModelError>;
+
+    /// Marks a point the batch can go back to (before one event).
+    async fn savepoint(&mut self) -> Result<(), ReadModelError>;
+    /// Undoes everything since the last savepoint.
+    async fn rollback_to_savepoint(&mut self) -> Result<(), ReadModelError>;
+    /// Forgets the last savepoint, keeping its changes.
+    async fn release_savepoint(&mut self) -> Result<(), ReadModelError>;
+
+    async fn order_summary(&mut self, id: Uuid) -> Result<Option<OrderSummaryRow>, ReadModelError>;
+    async fn put_order_summary(&mut self, row: &OrderSummaryRow) -> Result<(), ReadModelError>;
+    async fn customer_stats(
+        &mut self,
+        customer_id: &str,
+    ) -> Result<Option<CustomerStatsRow>, ReadModelError>;
+    async fn put_customer_stats(&mut self, row: &CustomerStatsRow) -> Result<(), ReadModelError>;
+    async fn account(&mut self, id: Uuid) -> Result<Option<AccountRow>, ReadModelError>;
+    async fn put_account(&mut self, row: &AccountRow) -> Result<(), ReadModelError>;
+    /// Adds a transaction line; a line already there (same account and version) is kept as is.
+    async fn add_transaction(&mut self, row: &TransactionRow) -> Result<(), ReadModelError>;
+
+    /// Which of these streams have a parked event in this projection (their later events wait
+    /// behind it), with the position of the event that failed.
+    async fn blocked_streams(
+        &mut self,
+        streams: &[String],
+    ) -> Result<HashMap<String, u64>, ReadModelError>;
+    /// Parks an event (once: parking the same event again keeps the first record).
+    async fn park(&mut self, letter: &DeadLetter) -> Result<(), ReadModelError>;
+    /// Removes the parked event at `position` and the events waiting behind it, and returns
+    /// them in position order, so that the caller applies them again (retry) or all but the
+    /// first (skip) in this batch: the removal commits with their effects or not at all.
+    ///
+    /// # Errors
+    /// [`ReadModelError::NotFound`] when no event failed at `position` in this projection.
+    async fn take_dead_letters(&mut self, position: u64)
+    -> Result<Vec<DeadLetter>, ReadModelError>;
+
+    /// Moves the checkpoint to `position` and commits everything.
+    ///
+    /// # Errors
+    /// [`ReadModelError::CheckpointMoved`] when the checkpoint is no longer what
+    /// [`ProjectionBatch::checkpoint`] read; nothing is committed then.
+    async fn commit(self: Box<Self>, position: u64) -> Result<(), ReadModelError>;
+}
+
+/// The read models' storage, as projections write it.
+#[async_trait]
+pub trait ProjectionStore: Send + Sync {
+    /// Begins a batch of `projection` in `generation`.
+    async fn begin(
+        &self,
+        projection: &str,
+        generation: Generation,
+    ) -> Result<Box<dyn ProjectionBatch>, ReadModelError>;
+
+    /// Records what the worker of a projection is doing, for the status.
+    async fn set_state(&self, projection: &str, state: &str) -> Result<(), ReadModelError>;
+
+    /// Starts a rebuild of `projection`: empty tables of the rebuild generation, checkpoint 0.
+    async fn start_rebuild(&self, projection: &str) -> Result<(), ReadModelError>;
+    /// Replaces the live tables of `projection` with the rebuilt ones, in one transaction, once
+    /// the rebuild has reached the live checkpoint (returns `false`, changing nothing, if not).
+    async fn finish_rebuild(&self, projection: &str) -> Result<bool, ReadModelError>;
+    /// Drops an unfinished rebuild of `projection` (its tables, checkpoint and dead letters).
+    async fn abandon_rebuild(&self, projection: &str) -> Result<(), ReadModelError>;
+
+    /// The dead letters of a projection (all when `None`), in position order.
+    async fn dead_letters(
+        &self,
+        projection: Option<&str>,
+    ) -> Result<Vec<DeadLetter>, ReadModelError>;
+}
+
+/// The queries of the read side; each answer carries the projection position it was read at.
+#[async_trait]
+pub trait ReadModels: Send + Sync {
+    async fn order_summary(
+        &self,
+        id: Uuid,
+    ) -> Result<Positioned<Option<OrderSummaryRow>>, ReadModelError>;
+    /// A customer's orders, newest first, placed before `before` (a `placed_position`).
+    async fn customer_orders(
+        &self,
+        customer_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Positioned<Vec<OrderSummaryRow>>, ReadModelError>;
+    async fn customer_stats(
+        &self,
+        customer_id: &str,
+    ) -> Result<Positioned<Option<CustomerStatsRow>>, ReadModelError>;
+    async fn account(&self, id: Uuid) -> Result<Positioned<Option<AccountRow>>, ReadModelError>;
+    /// An account's transactions, oldest first, after stream version `after`.
+    async fn account_transactions(
+        &self,
+        id: Uuid,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Positioned<Vec<TransactionRow>>, ReadModelError>;
+    /// The checkpoint of a projection (0 before its first batch).
+    async fn position(&self, projection: &str) -> Result<u64, ReadModelError>;
+    /// Every known projection's checkpoint row.
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, ReadModelError>;
+    /// The age of the oldest transaction still open in the database, in seconds (it holds
+    /// back what readers of the log can see).
+    async fn oldest_open_transaction_age(&self) -> Result<Option<f64>, ReadModelError>;
+}
+
+/// A signal that the log may have grown. Only a wake-up: it carries no data and may be lost,
+/// so its users also poll.
+#[async_trait]
+pub trait LogWakeup: Send {
+    /// Returns when new events may have been appended (or at once after a reconnection).
+    async fn wait(&mut self) -> Result<(), ReadModelError>;
+}
+
+/// Exclusive right to run a projection. Released when dropped or when its holder dies.
+#[async_trait]
+pub trait ProjectionLease: Send {
+    /// Whether the lease is still held (its connection is alive).
+    async fn check(&mut self) -> Result<(), ReadModelError>;
+}
+
+/// Grants [`ProjectionLease`]s: at most one holder per projection at a time.
+#[async_trait]
+pub trait ProjectionLeases: Send + Sync {
+    /// Tries once; `None` when another instance holds it.
+    async fn try_acquire(
+        &self,
+        projection: &str,
+    ) -> Result<Option<Box<dyn ProjectionLease>>, ReadModelError>;
+}

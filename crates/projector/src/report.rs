@@ -1,0 +1,151 @@
+//! What the projector prints: the status table (or JSON), the dead letters, and the progress
+//! of a rebuild (a bar with events/s and ETA on a terminal, plain lines otherwise).
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use strata_application::ProjectionStatus;
+use strata_application::projection::RebuildProgress;
+use strata_ports::DeadLetter;
+
+/// The status as a table, one projection per line.
+pub fn statuses_table(statuses: &[ProjectionStatus]) -> String {
+    let mut out = format!(
+        "{:<10} {:>12} {:>12} {:>10} {:>9} {:>6}  {}\n",
+        "PROJECTION", "CHECKPOINT", "HEAD", "LAG", "LAG (s)", "DLQ", "STATE"
+    );
+    for s in statuses {
+        let mut state = s.state.clone();
+        if let Some(rebuilt) = s.rebuild_checkpoint {
+            let _ = write!(state, " (rebuild at {rebuilt})");
+        }
+        let _ = writeln!(
+            out,
+            "{:<10} {:>12} {:>12} {:>10} {:>9.1} {:>6}  {}",
+            s.name, s.checkpoint, s.head, s.lag_events, s.lag_seconds, s.dead_letters, state
+        );
+    }
+    out
+}
+
+/// The status as one JSON document (the same fields as `GET /v1/projections`).
+pub fn statuses_json(statuses: &[ProjectionStatus]) -> serde_json::Value {
+    json!({
+        "projections": statuses.iter().map(|s| json!({
+            "name": s.name,
+            "checkpoint": s.checkpoint,
+            "head": s.head,
+            "lagEvents": s.lag_events,
+            "lagSeconds": s.lag_seconds,
+            "deadLetters": s.dead_letters,
+            "state": s.state,
+            "rebuildCheckpoint": s.rebuild_checkpoint,
+        })).collect::<Vec<_>>()
+    })
+}
+
+/// The dead letters as a table.
+pub fn dead_letters_table(letters: &[DeadLetter]) -> String {
+    if letters.is_empty() {
+        return "no parked events\n".to_owned();
+    }
+    let mut out = format!(
+        "{:<18} {:>10} {:<46} {:>7} {:<16} {:>8}  {}\n",
+        "PROJECTION", "POSITION", "STREAM", "VERSION", "TYPE", "ATTEMPTS", "ERROR"
+    );
+    for l in letters {
+        let error = match l.blocked_by {
+            Some(failed) => format!("waits behind position {failed}"),
+            None => l.error.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<18} {:>10} {:<46} {:>7} {:<16} {:>8}  {}",
+            l.projection,
+            l.event.global_position,
+            l.event.stream_id.as_str(),
+            l.event.stream_version,
+            l.event.event_type,
+            l.attempts,
+            error
+        );
+    }
+    out
+}
+
+/// Progress of a rebuild on stderr.
+#[derive(Debug)]
+pub struct RebuildBar {
+    name: String,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_line: Instant,
+    last: Option<RebuildProgress>,
+}
+
+impl RebuildBar {
+    /// A bar when stderr is a terminal, plain lines every few seconds otherwise.
+    pub fn new(name: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(format!("rebuilding {name}"));
+            bar
+        });
+        Self {
+            name: name.to_owned(),
+            bar,
+            started: Instant::now(),
+            last_line: Instant::now(),
+            last: None,
+        }
+    }
+
+    pub fn update(&mut self, progress: RebuildProgress) {
+        self.last = Some(progress);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(progress.head);
+                bar.set_position(progress.checkpoint);
+            }
+            None if self.last_line.elapsed() >= Duration::from_secs(2) => {
+                self.last_line = Instant::now();
+                eprintln!("{}", self.line(progress));
+            }
+            None => {}
+        }
+    }
+
+    fn line(&self, p: RebuildProgress) -> String {
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = p.events_applied as f64 / seconds;
+        let left = p.head.saturating_sub(p.checkpoint) as f64;
+        let eta = if rate > 0.0 { left / rate } else { 0.0 };
+        format!(
+            "rebuilding {}: position {}/{} ({:.0} events/s, ETA {:.0}s)",
+            self.name, p.checkpoint, p.head, rate, eta
+        )
+    }
+
+    pub fn finish(&self, swapped: bool) {
+        let outcome = if swapped {
+            "swapped in"
+        } else {
+            "not swapped in"
+        };
+        if let Some(bar) = &self.bar {
+            bar.finish_with_message(format!("rebuilt {}: {outcome}", self.name));
+        } else if let Some(last) = self.last {
+            eprintln!("{}; {outcome}", self.line(last));
+        } else {
+            eprintln!("rebuilt {}: {outcome}", self.name);
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! The projection worker against a real PostgreSQL (a fresh database per test): batches commit
+//! with their checkpoint or not at all, catch-up resumes from the checkpoint, replays change
+//! nothing, failing events are retried then parked with their stream's later events behind
+//! them, ordering holds under a held-open writer, and a rebuild swaps in identical tables.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use strata_adapters_postgres::{
+    PgEventStore, PgLeases, PgProjectionStore, PgReadModels, append_in,
+};
+use strata_application::projection::{
+    AccountsProjection, HandlerError, OrdersProjection, Projection, ProjectionWorker,
+    ProjectorConfig, WorkerDeps, dlq_retry, dlq_skip, rebuild,
+};
+use strata_domain::DomainEvent;
+use strata_domain::account::AccountEvent;
+use strata_domain::order::{LineItem, OrderEvent};
+use strata_domain::values::{
+    Amount, Currency, CustomerId, ProductId, Quantity, Reference, ShippingAddress, UnitPrice,
+};
+use strata_ports::{
+    AppendRequest, EventStore, ExpectedVersion, Generation, Metadata, NewEvent, ProjectionBatch,
+    ProjectionStore, ReadModelError, ReadModels, RecordedEvent, StreamId, SystemClock,
+};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+fn config() -> ProjectorConfig {
+    ProjectorConfig {
+        batch_size: 3,
+        poll_interval: Duration::from_millis(20),
+        max_attempts: 2,
+        first_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        lease_retry: Duration::from_millis(50),
+        heartbeat: Duration::from_secs(1),
+    }
+}
+
+fn deps(pool: &PgPool) -> WorkerDeps {
+    WorkerDeps {
+        events: Arc::new(PgEventStore::new(pool.clone())),
+        store: Arc::new(PgProjectionStore::new(pool.clone())),
+        leases: Arc::new(PgLeases::new(pool.clone())),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+fn worker(pool: &PgPool, projection: Arc<dyn Projection>) -> ProjectionWorker {
+    ProjectionWorker::new(deps(pool), projection, Generation::Live, config())
+}
+
+fn new_event<E: DomainEvent>(event: &E) -> NewEvent {
+    let payload = event.encode();
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: payload.event_type,
+        schema_version: payload.schema_version,
+        data: payload.data,
+        metadata: Metadata::default(),
+        recorded_at: time::OffsetDateTime::now_utc(),
+    }
+}
+
+fn append_request<E: DomainEvent>(stream: &StreamId, events: &[E]) -> AppendRequest {
+    AppendRequest {
+        stream_id: stream.clone(),
+        expected: ExpectedVersion::Any,
+        events: events.iter().map(new_event).collect(),
+        idempotency: None,
+    }
+}
+
+async fn append<E: DomainEvent>(pool: &PgPool, stream: &StreamId, events: &[E]) -> u64 {
+    PgEventStore::new(pool.clone())
+        .append(append_request(stream, events))
+        .await
+        .unwrap()
+        .global_position
+}
+
+fn placed(customer: &str, product: &str, quantity: u32, cents: i64) -> OrderEvent {
+    OrderEvent::OrderPlaced {
+        customer_id: CustomerId::new(customer).unwrap(),
+        currency: Currency::new("EUR").unwrap(),
+        items: vec![item(product, quantity, cents)],
+        shipping_address: ShippingAddress::new("1 Main Street").unwrap(),
+    }
+}
+
+fn item(product: &str, quantity: u32, cents: i64) -> LineItem {
+    LineItem {
+        product_id: ProductId::new(product).unwrap(),
+        quantity: Quantity::new(quantity).unwrap(),
+        unit_price: UnitPrice::new(cents).unwrap(),
+    }
+}
+
+fn added(product: &str, quantity: u32, cents: i64) -> OrderEvent {
+    let line = item(product, quantity, cents);
+    OrderEvent::ItemAdded {
+        product_id: line.product_id,
+        quantity: line.quantity,
+        unit_price: line.unit_price,
+    }
+}
+
+fn order_stream() -> StreamId {
+    StreamId::new("order", Uuid::now_v7())
+}
+
+/// Every order summary as (id, status, total, item count, version), by id.
+async fn summaries(pool: &PgPool) -> Vec<(Uuid, String, i64, i64, i64)> {
+    sqlx::query_as(
+        "SELECT order_id, status, total_cents, item_count, version FROM order_summaries \
+         ORDER BY order_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Every row of every read-model table, as JSON text, in a stable order.
+async fn read_model_dump(pool: &PgPool) -> Vec<String> {
+    let mut rows = Vec::new();
+    for (table, order) in [
+        ("order_summaries", "order_id"),
+        ("customer_stats", "customer_id"),
+        ("account_summaries", "account_id"),
+        ("account_transactions", "account_id, version"),
+    ] {
+        let sql = format!("SELECT row_to_json(t)::text FROM {table} t ORDER BY {order}");
+        let found: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        rows.extend(found.into_iter().map(|r| format!("{table}: {r}")));
+    }
+    rows
+}
+
+async fn checkpoint(pool: &PgPool, projection: &str) -> u64 {
+    PgReadModels::new(pool.clone())
+        .position(projection)
+        .await
+        .unwrap()
+}
+
+/// A projection that fails (or hangs) on chosen positions and otherwise is `orders`.
+#[derive(Debug, Default)]
+struct Faulty {
+    reject: Mutex<HashSet<u64>>,
+    unavailable: Mutex<HashSet<u64>>,
+    hang: Mutex<HashSet<u64>>,
+}
+
+#[async_trait]
+impl Projection for Faulty {
+    fn name(&self) -> &'static str {
+        "orders"
+    }
+
+    fn handles(&self, category: &str) -> bool {
+        OrdersProjection.handles(category)
+    }
+
+    async fn skip(
+        &self,
+        batch: &mut dyn ProjectionBatch,
+        event: &RecordedEvent,
+    ) -> Result<(), HandlerError> {
+        OrdersProjection.skip(batch, event).await
+    }
+
+    async fn apply(
+        &self,
+        batch: &mut dyn ProjectionBatch,
+        event: &RecordedEvent,
+    ) -> Result<(), HandlerError> {
+        // Apply first, then fail: the failure must undo what this event already wrote.
+        OrdersProjection.apply(batch, event).await?;
+        let position = event.global_position;
+        if self.reject.lock().unwrap().contains(&position) {
+            return Err(HandlerError::Rejected(format!("injected at {position}")));
+        }
+        if self.unavailable.lock().unwrap().contains(&position) {
+            return Err(ReadModelError::Unavailable(format!("injected at {position}")).into());
+        }
+        if self.hang.lock().unwrap().contains(&position) {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_restarted_worker_resumes_from_its_checkpoint(pool: PgPool) {
+    let (a, b) = (order_stream(), order_stream());
+    append(&pool, &a, &[placed("c-1", "p-1", 1, 100)]).await;
+    append(
+        &pool,
+        &b,
+        &[placed("c-1", "p-2", 2, 50), added("p-3", 1, 10)],
+    )
+    .await;
+    let first = worker(&pool, Arc::new(OrdersProjection));
+    first.run_batch().await.unwrap();
+    assert_eq!(checkpoint(&pool, "orders").await, 3);
+
+    append(
+        &pool,
+        &a,
+        &[added("p-4", 3, 5), OrderEvent::OrderConfirmed {}],
+    )
+    .await;
+    let restarted = worker(&pool, Arc::new(OrdersProjection));
+    let report = restarted.run_batch().await.unwrap();
+
+    assert_eq!((report.from, report.to, report.events), (3, 5, 2));
+    let rows = summaries(&pool).await;
+    let mut expected = vec![
+        (a.id(), "CONFIRMED".to_owned(), 115, 4, 3),
+        (b.id(), "PENDING".to_owned(), 110, 3, 2),
+    ];
+    expected.sort();
+    assert_eq!(rows, expected);
+    let stats: (i64, i64, i64) = sqlx::query_as(
+        "SELECT order_count, pending, confirmed FROM customer_stats WHERE customer_id = 'c-1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stats, (2, 1, 1));
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_batch_that_fails_half_way_leaves_nothing_behind(pool: PgPool) {
+    let stream = order_stream();
+    append(
+        &pool,
+        &stream,
+        &[
+            placed("c-1", "p-1", 1, 100),
+            added("p-2", 1, 10),
+            added("p-3", 1, 1),
+        ],
+    )
+    .await;
+    let faulty = Arc::new(Faulty::default());
+    faulty.unavailable.lock().unwrap().insert(2);
+
+    let failed = worker(&pool, faulty.clone()).run_batch().await;
+
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(
+        summaries(&pool).await,
+        vec![],
+        "event 1 of the batch stayed applied"
+    );
+    assert_eq!(checkpoint(&pool, "orders").await, 0);
+    let stats: i64 = sqlx::query_scalar("SELECT count(*) FROM customer_stats")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stats, 0);
+
+    faulty.unavailable.lock().unwrap().clear();
+    worker(&pool, faulty).run_batch().await.unwrap();
+    assert_eq!(
+        summaries(&pool).await,
+        vec![(stream.id(), "PENDING".to_owned(), 111, 3, 3)]
+    );
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_worker_killed_mid_batch_leaves_nothing_behind(pool: PgPool) {
+    let stream = order_stream();
+    append(
+        &pool,
+        &stream,
+        &[
+            placed("c-1", "p-1", 1, 100),
+            added("p-2", 1, 10),
+            added("p-3", 1, 1),
+        ],
+    )
+    .await;
+    let faulty = Arc::new(Faulty::default());
+    faulty.hang.lock().unwrap().insert(2);
+    let task = tokio::spawn({
+        let worker = worker(&pool, faulty.clone());
+        async move { worker.run_batch().await }
+    });
+    // Wait until the batch has written event 2 (it hangs right after), then kill it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let writing: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'idle in transaction'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if writing > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the batch never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+
+    assert_eq!(summaries(&pool).await, vec![]);
+    assert_eq!(checkpoint(&pool, "orders").await, 0);
+    faulty.hang.lock().unwrap().clear();
+    worker(&pool, faulty).run_batch().await.unwrap();
+    assert_eq!(summaries(&pool).await.len(), 1);
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn replaying_a_range_twice_changes_nothing(pool: PgPool) {
+    let (a, b) = (order_stream(), order_stream());
+    let account = StreamId::new("account", Uuid::now_v7());
+    append(
+        &pool,
+        &a,
+        &[placed("c-1", "p-1", 1, 100), OrderEvent::OrderConfirmed {}],
+    )
+    .await;
+    append(
+        &pool,
+        &a,
+        &[
+            OrderEvent::OrderShipped {
+                tracking_number: strata_domain::values::TrackingNumber::new("T-1").unwrap(),
+            },
+            OrderEvent::OrderDelivered {},
+        ],
+    )
+    .await;
+    append(&pool, &b, &[placed("c-1", "p-2", 2, 50)]).await;
+    append(
+        &pool,
+        &account,
+        &[
+            AccountEvent::AccountOpened {
+                owner_customer_id: CustomerId::new("c-1").unwrap(),
+                currency: Currency::new("EUR").unwrap(),
+            },
+            AccountEvent::MoneyDeposited {
+                amount: Amount::new(500).unwrap(),
+                reference: Reference::new("r-1").unwrap(),
+            },
+            AccountEvent::MoneyWithdrawn {
+                amount: Amount::new(200).unwrap(),
+                reference: Reference::new("r-2").unwrap(),
+            },
+        ],
+    )
+    .await;
+    for projection in [
+        Arc::new(OrdersProjection) as Arc<dyn Projection>,
+        Arc::new(AccountsProjection),
+    ] {
+        let worker = worker(&pool, projection);
+        while !worker.run_batch().await.unwrap().caught_up {}
+    }
+    let once = read_model_dump(&pool).await;
+    let figures: (serde_json::Value, i64) = sqlx::query_as(
+        "SELECT (SELECT lifetime_value FROM customer_stats), \
+                (SELECT balance_cents FROM account_summaries)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(figures, (serde_json::json!({ "EUR": 100 }), 300));
+
+    // Move both checkpoints back to 2 and replay positions 3.. again.
+    sqlx::query("UPDATE projection_checkpoints SET position = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for projection in [
+        Arc::new(OrdersProjection) as Arc<dyn Projection>,
+        Arc::new(AccountsProjection),
+    ] {
+        let worker = worker(&pool, projection);
+        while !worker.run_batch().await.unwrap().caught_up {}
+    }
+
+    assert_eq!(read_model_dump(&pool).await, once);
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_failing_event_is_parked_and_its_stream_waits_while_others_go_on(pool: PgPool) {
+    let (bad, good) = (order_stream(), order_stream());
+    append(&pool, &bad, &[placed("c-1", "p-1", 1, 100)]).await; // 1
+    let failing = append(&pool, &bad, &[added("p-2", 1, 10)]).await; // 2
+    append(&pool, &good, &[placed("c-2", "p-1", 1, 7)]).await; // 3
+    append(&pool, &bad, &[added("p-3", 1, 1)]).await; // 4
+    append(&pool, &good, &[added("p-4", 1, 1)]).await; // 5
+    let faulty = Arc::new(Faulty::default());
+    faulty.reject.lock().unwrap().insert(failing);
+    let worker = worker(&pool, faulty.clone());
+
+    while !worker.run_batch().await.unwrap().caught_up {}
+
+    assert_eq!(checkpoint(&pool, "orders").await, 5);
+    assert_eq!(
+        summaries(&pool)
+            .await
+            .into_iter()
+            .map(|r| (r.0, r.4))
+            .collect::<HashSet<_>>(),
+        HashSet::from([(bad.id(), 1), (good.id(), 2)]),
+        "the bad stream stops before its failed event; the good one goes on"
+    );
+    let store = PgProjectionStore::new(pool.clone());
+    let parked = store.dead_letters(Some("orders")).await.unwrap();
+    let summary: Vec<(u64, Option<u64>, u32)> = parked
+        .iter()
+        .map(|l| (l.event.global_position, l.blocked_by, l.attempts))
+        .collect();
+    assert_eq!(summary, vec![(2, None, 2), (4, Some(2), 0)]);
+    assert!(
+        parked[0].error.contains("injected at 2"),
+        "{}",
+        parked[0].error
+    );
+
+    // Still failing: a retry parks both again, in order, and applies nothing.
+    let deps = deps(&pool);
+    let outcome = dlq_retry(&deps, faulty.as_ref(), 2).await.unwrap();
+    assert_eq!((outcome.applied, outcome.parked_again), (0, 2));
+    assert_eq!(store.dead_letters(None).await.unwrap()[0].attempts, 3);
+
+    // Fixed: the retry applies the parked event, then the one that waited, in order.
+    faulty.reject.lock().unwrap().clear();
+    let outcome = dlq_retry(&deps, faulty.as_ref(), 2).await.unwrap();
+    assert_eq!((outcome.applied, outcome.parked_again), (2, 0));
+    assert!(store.dead_letters(None).await.unwrap().is_empty());
+    let bad_row = summaries(&pool)
+        .await
+        .into_iter()
+        .find(|r| r.0 == bad.id())
+        .unwrap();
+    assert_eq!((bad_row.2, bad_row.4), (111, 3));
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn skipping_a_parked_event_applies_the_ones_behind_it(pool: PgPool) {
+    let stream = order_stream();
+    append(&pool, &stream, &[placed("c-1", "p-1", 1, 100)]).await;
+    append(&pool, &stream, &[OrderEvent::OrderConfirmed {}]).await; // 2: fails
+    append(&pool, &stream, &[OrderEvent::OrderDelivered {}]).await; // 3: waits
+    let faulty = Arc::new(Faulty::default());
+    faulty.reject.lock().unwrap().insert(2);
+    let worker = worker(&pool, faulty.clone());
+    while !worker.run_batch().await.unwrap().caught_up {}
+
+    let outcome = dlq_skip(&deps(&pool), faulty.as_ref(), 2).await.unwrap();
+
+    // The skipped event changed nothing but the row's version; the one behind it applied.
+    let parked = PgProjectionStore::new(pool.clone())
+        .dead_letters(None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.applied, outcome.parked_again),
+        (1, 0),
+        "{parked:?}"
+    );
+    assert!(
+        PgProjectionStore::new(pool.clone())
+            .dead_letters(None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        summaries(&pool).await,
+        vec![(stream.id(), "DELIVERED".to_owned(), 100, 1, 3)]
+    );
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn an_unknown_dead_letter_is_not_found(pool: PgPool) {
+    let error = dlq_retry(&deps(&pool), &OrdersProjection, 42)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            strata_application::projection::ProjectorError::ReadModel(ReadModelError::NotFound(_))
+        ),
+        "{error:?}"
+    );
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn the_worker_skips_nothing_while_an_earlier_append_commits_last(pool: PgPool) {
+    let (a, b) = (order_stream(), order_stream());
+    let mut held = pool.begin().await.unwrap();
+    append_in(
+        &mut held,
+        &append_request(&a, &[placed("c-1", "p-1", 1, 100)]),
+    )
+    .await
+    .unwrap();
+    let later = tokio::spawn({
+        let pool = pool.clone();
+        let b = b.clone();
+        async move { append(&pool, &b, &[placed("c-2", "p-1", 1, 5)]).await }
+    });
+    wait_for_lock_waiters(&pool, 1).await;
+    let worker = worker(&pool, Arc::new(OrdersProjection));
+
+    let while_open = worker.run_batch().await.unwrap();
+    assert_eq!(while_open.events, 0);
+    held.commit().await.unwrap();
+    later.await.unwrap();
+    let after = worker.run_batch().await.unwrap();
+
+    assert_eq!((after.from, after.to, after.applied), (0, 2, 2));
+    assert_eq!(summaries(&pool).await.len(), 2);
+}
+
+async fn wait_for_lock_waiters(pool: &PgPool, count: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting >= count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nobody waits on a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_rebuild_under_load_swaps_in_what_a_fresh_projection_builds(pool: PgPool) {
+    let streams: Vec<StreamId> = (0..5).map(|_| order_stream()).collect();
+    for (n, stream) in streams.iter().enumerate() {
+        append(
+            &pool,
+            stream,
+            &[placed(&format!("c-{}", n % 2), "p-1", 1, 10)],
+        )
+        .await;
+    }
+    let (stop_tx, stop) = watch::channel(false);
+    let live = tokio::spawn({
+        let worker = worker(&pool, Arc::new(OrdersProjection));
+        let stop = stop.clone();
+        async move { worker.run(stop, None).await }
+    });
+    // Commands keep arriving during the rebuild.
+    let writer = tokio::spawn({
+        let pool = pool.clone();
+        let streams = streams.clone();
+        async move {
+            for n in 0..60u32 {
+                let stream = &streams[(n as usize) % streams.len()];
+                append(&pool, stream, &[added(&format!("x-{n}"), 1, 1)]).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    // Whoever reads during the rebuild never sees an empty table.
+    let watcher = tokio::spawn({
+        let pool = pool.clone();
+        let stop = stop.clone();
+        async move {
+            let mut seen_rows = false;
+            while !*stop.borrow() {
+                let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM order_summaries")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                assert!(!(seen_rows && rows == 0), "the read model was served empty");
+                seen_rows |= rows > 0;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            seen_rows
+        }
+    });
+
+    let (_never, no_stop) = watch::channel(false);
+    let swapped = rebuild(
+        &deps(&pool),
+        Arc::new(OrdersProjection),
+        config(),
+        &no_stop,
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    writer.await.unwrap();
+    let head = PgEventStore::new(pool.clone())
+        .head_position()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while checkpoint(&pool, "orders").await < head {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the live worker did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_tx.send(true).unwrap();
+    live.await.unwrap();
+    assert!(
+        watcher.await.unwrap(),
+        "the watcher never saw the table filled"
+    );
+    assert!(swapped);
+    let after_rebuild = read_model_dump(&pool).await;
+
+    // A projection built from scratch with nothing else running.
+    sqlx::query("TRUNCATE order_summaries, customer_stats")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE projection_checkpoints SET position = 0 WHERE projection = 'orders'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let fresh = worker(&pool, Arc::new(OrdersProjection));
+    while !fresh.run_batch().await.unwrap().caught_up {}
+
+    assert_eq!(read_model_dump(&pool).await, after_rebuild);
+    let items: i64 = sqlx::query_scalar("SELECT sum(item_count)::bigint FROM order_summaries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(items, 65);
+    let leftovers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'strata_%'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(leftovers, 0, "the rebuild left schemas behind");
+}
