@@ -25,4 +25,6 @@ pub use clock::{MockClock, MockIdGenerator};
 #[cfg(feature = "mocks")]
 pub use event_store::MockEventStore;
 #[cfg(feature = "mocks")]
+pub use read_model::MockReadModels;
+#[cfg(feature = "mocks")]
 pub use snapshot::MockSnapshotStore;

@@ -258,6 +258,7 @@ pub trait ProjectionStore: Send + Sync {
 }
 
 /// The queries of the read side; each answer carries the projection position it was read at.
+#[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait ReadModels: Send + Sync {
     async fn order_summary(

@@ -660,3 +660,42 @@ async fn a_rebuild_under_load_swaps_in_what_a_fresh_projection_builds(pool: PgPo
             .unwrap();
     assert_eq!(leftovers, 0, "the rebuild left schemas behind");
 }
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn two_workers_racing_on_one_projection_apply_each_event_once(pool: PgPool) {
+    for n in 0..12 {
+        append(
+            &pool,
+            &order_stream(),
+            &[placed("c-1", &format!("p-{n}"), 1, 1)],
+        )
+        .await;
+    }
+    let race = |pool: PgPool| async move {
+        let worker = worker(&pool, Arc::new(OrdersProjection));
+        let mut applied = 0;
+        for _ in 0..20 {
+            match worker.run_batch().await {
+                Ok(report) => applied += report.applied,
+                Err(error) => panic!("{error}"),
+            }
+        }
+        applied
+    };
+
+    let (a, b) = tokio::join!(
+        tokio::spawn(race(pool.clone())),
+        tokio::spawn(race(pool.clone()))
+    );
+
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        12,
+        "an event was applied by both workers"
+    );
+    let count: i64 = sqlx::query_scalar("SELECT order_count FROM customer_stats")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 12);
+}
