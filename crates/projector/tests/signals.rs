@@ -3,6 +3,8 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -11,17 +13,8 @@ use serde_json::json;
 use sqlx::PgPool;
 use strata_adapters_postgres::PgEventStore;
 use strata_ports::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+use support::url_of;
 use uuid::Uuid;
-
-/// The URL of the test's own database: `DATABASE_URL` with its database part replaced.
-fn url_of(pool: &PgPool) -> String {
-    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for sqlx::test");
-    let (base, _) = server
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a database part");
-    let database = pool.connect_options().get_database().unwrap().to_owned();
-    format!("{base}/{database}")
-}
 
 async fn append_one(pool: PgPool) {
     let request = AppendRequest {

@@ -1,0 +1,149 @@
+//! The `strata-projector` commands an operator types, run as processes against a real database:
+//! `status`, `dlq list`, `rebuild` (plain progress lines when not on a terminal), `run` woken by
+//! NOTIFY long before its poll interval, and its `/metrics`.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use support::{Instance, place_order, url_of};
+
+async fn projector(url: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata-projector"));
+    command
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn status_dlq_and_rebuild_answer_an_operator(pool: PgPool) {
+    let url = url_of(&pool);
+    for _ in 0..3 {
+        place_order(&pool).await;
+    }
+
+    let status = projector(&url, &["status"]).await;
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let table = text(&status.stdout);
+    assert!(table.starts_with("PROJECTION"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("orders") && l.contains(" 3 ") && l.ends_with("never run")),
+        "{table}"
+    );
+
+    let json = projector(&url, &["status", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["projections"][0]["name"], "orders");
+    assert_eq!(json["projections"][0]["lagEvents"], 3);
+
+    let dlq = projector(&url, &["dlq", "list"]).await;
+    assert_eq!(text(&dlq.stdout), "no parked events\n");
+
+    let rebuild = projector(&url, &["rebuild", "orders"]).await;
+    assert!(rebuild.status.success(), "{}", text(&rebuild.stderr));
+    let progress = text(&rebuild.stderr);
+    assert!(
+        progress.contains("rebuilding orders: position 3/3") && progress.contains("swapped in"),
+        "{progress}"
+    );
+    let summaries: i64 = sqlx::query_scalar("SELECT count(*) FROM order_summaries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(summaries, 3);
+
+    let unknown = projector(&url, &["rebuild", "nope"]).await;
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("no projection named \"nope\" (known: orders, accounts)"),
+        "{}",
+        text(&unknown.stderr)
+    );
+    let missing = projector(&url, &["dlq", "retry", "orders", "42"]).await;
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("no failed event at position 42"));
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_running_projector_is_woken_by_a_commit_and_serves_metrics(pool: PgPool) {
+    let url = url_of(&pool);
+    // A poll interval of ten minutes: only the NOTIFY of the append can wake it in time.
+    let running = Instance::start(
+        &url,
+        &["--poll-ms", "600000", "--metrics-addr", "127.0.0.1:0"],
+    );
+    running.wait_for_log("lease taken", 2).await;
+    running.wait_for_log("serving /metrics", 1).await;
+    let addr = running
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|line| line.split("addr=").nth(1).map(|a| a.trim().to_owned()))
+        .unwrap();
+    // Let both workers reach their wait for a wake-up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let position = place_order(&pool).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reached: i64 = sqlx::query_scalar(
+            "SELECT position FROM projection_checkpoints WHERE projection = 'orders'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if reached >= i64::try_from(position).unwrap() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not woken by the append's notification"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        body
+    })
+    .await
+    .unwrap();
+    drop(running);
+
+    assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
+    for expected in [
+        "strata_projector_events_total{projection=\"orders\"} 1",
+        "strata_projection_lag_events{projection=\"orders\"} 0",
+        "strata_projection_dead_letters{projection=\"accounts\"} 0",
+        "strata_projector_batch_seconds",
+        "strata_oldest_open_transaction_seconds",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in {metrics}"
+        );
+    }
+}
