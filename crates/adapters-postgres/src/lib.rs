@@ -39,6 +39,30 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
         .map_err(|e| error::migrate_error(&e))
 }
 
+/// Whether every migration of this build has been applied (`false` on an empty database).
+///
+/// # Errors
+/// [`MigrateError::Unavailable`] when the database cannot be reached.
+pub async fn is_migrated(pool: &PgPool) -> Result<bool, MigrateError> {
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| error::migrate_error(&sqlx::migrate::MigrateError::Execute(e)))?;
+    if table.is_none() {
+        return Ok(false);
+    }
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .map_err(|e| error::migrate_error(&sqlx::migrate::MigrateError::Execute(e)))?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .all(|m| applied.contains(&m.version)))
+}
+
 /// How to reach the database.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PgSettings {

@@ -4,13 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_ports::{EventStore, ReadModels};
+use strata_ports::{EventStore, EventStoreError, ReadModels};
 use time::OffsetDateTime;
 
 use crate::queries::QueryError;
 
 /// A worker that has not reported for this long is considered gone.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
+
+fn store_error(error: EventStoreError) -> QueryError {
+    match error {
+        EventStoreError::Unavailable(reason) => QueryError::Unavailable(reason),
+        other => QueryError::Internal(other.to_string()),
+    }
+}
 
 /// One projection's figures.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,16 +73,35 @@ impl StatusService {
         Ok(self.models.oldest_open_transaction_age().await?)
     }
 
+    /// Sets the projection gauges of the metrics facade (lag in events and seconds, checkpoint,
+    /// dead letters, per projection; the age of the oldest open transaction) from the database,
+    /// so that a scrape is right whichever process runs the workers.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn record_gauges(&self, now: OffsetDateTime) -> Result<(), QueryError> {
+        for s in self.statuses(now).await? {
+            let name = s.name;
+            metrics::gauge!("strata_projection_lag_events", "projection" => name.clone())
+                .set(s.lag_events as f64);
+            metrics::gauge!("strata_projection_lag_seconds", "projection" => name.clone())
+                .set(s.lag_seconds);
+            metrics::gauge!("strata_projection_checkpoint", "projection" => name.clone())
+                .set(s.checkpoint as f64);
+            metrics::gauge!("strata_projection_dead_letters", "projection" => name)
+                .set(s.dead_letters as f64);
+        }
+        let age = self.oldest_open_transaction_age().await?.unwrap_or(0.0);
+        metrics::gauge!("strata_oldest_open_transaction_seconds").set(age);
+        Ok(())
+    }
+
     /// The status of every projection, at `now`.
     ///
     /// # Errors
     /// Storage failures.
     pub async fn statuses(&self, now: OffsetDateTime) -> Result<Vec<ProjectionStatus>, QueryError> {
-        let head = self
-            .events
-            .head_position()
-            .await
-            .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+        let head = self.events.head_position().await.map_err(store_error)?;
         let rows = self.models.checkpoints().await?;
         let mut statuses = Vec::with_capacity(self.names.len());
         for name in &self.names {
@@ -92,7 +118,7 @@ impl StatusService {
                     .events
                     .read_all(checkpoint, 1)
                     .await
-                    .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+                    .map_err(store_error)?;
                 next.first()
                     .map_or(0.0, |e| (now - e.recorded_at).as_seconds_f64().max(0.0))
             };

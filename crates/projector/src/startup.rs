@@ -233,6 +233,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     })
     .await
     .context("cannot connect to PostgreSQL")?;
+    // `run` brings the schema up to date; the other commands only read or repair, so they
+    // refuse a database whose schema is missing or older than this build.
+    if !matches!(cli.command, Command::Run { .. } | Command::Follow { .. })
+        && !strata_adapters_postgres::is_migrated(&pool).await?
+    {
+        anyhow::bail!(
+            "the database's schema is missing or older than this strata-projector: run \
+             `strata-web migrate` (or start `strata-projector run`) first"
+        );
+    }
     match cli.command {
         Command::Run {
             projections,

@@ -147,3 +147,21 @@ async fn a_running_projector_is_woken_by_a_commit_and_serves_metrics(pool: PgPoo
         );
     }
 }
+
+#[sqlx::test(migrations = false)]
+async fn commands_other_than_run_refuse_a_database_without_the_schema(pool: PgPool) {
+    let url = url_of(&pool);
+    for args in [
+        &["status"][..],
+        &["dlq", "list"][..],
+        &["rebuild", "orders"][..],
+    ] {
+        let output = projector(&url, args).await;
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            text(&output.stderr).contains("run `strata-web migrate`"),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+}
