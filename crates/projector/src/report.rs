@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use serde_json::json;
 use strata_application::ProjectionStatus;
 use strata_application::projection::RebuildProgress;
@@ -92,8 +92,14 @@ impl RebuildBar {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
+                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({rate}, ETA {eta})")
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .with_key(
+                        "rate",
+                        |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                            let _ = write!(out, "{:.0} events/s", state.per_sec());
+                        },
+                    )
                     .progress_chars("=> "),
             );
             bar.set_message(format!("rebuilding {name}"));
@@ -141,6 +147,9 @@ impl RebuildBar {
             "not swapped in"
         };
         if let Some(bar) = &self.bar {
+            if let (true, Some(last)) = (swapped, self.last) {
+                bar.set_position(last.checkpoint.max(last.head));
+            }
             bar.finish_with_message(format!("rebuilt {}: {outcome}", self.name));
         } else if let Some(last) = self.last {
             eprintln!("{}; {outcome}", self.line(last));
