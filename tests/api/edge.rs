@@ -113,15 +113,18 @@ async fn unknown_routes_and_methods_are_problems_too() {
     .expect_problem(405);
 }
 
-#[tokio::test]
-async fn the_openapi_document_describes_every_route() {
+/// The OpenAPI document of a fresh server, as a client fetches it (no token).
+async fn openapi_document() -> serde_json::Value {
     let app = spawn_app().await;
-
-    let document = app
-        .send(Method::GET, "/openapi.json", None, None, &[])
+    app.send(Method::GET, "/openapi.json", None, None, &[])
         .await
         .expect(200)
-        .body;
+        .body
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let document = openapi_document().await;
 
     let paths = document["paths"].as_object().unwrap();
     for path in [
@@ -140,6 +143,13 @@ async fn the_openapi_document_describes_every_route() {
         "/v1/accounts/{id}/close",
         "/v1/accounts/{id}/events",
         "/v1/accounts/{id}/balance",
+        "/v1/orders/{id}",
+        "/v1/customers/{customer_id}/orders",
+        "/v1/customers/{customer_id}/stats",
+        "/v1/accounts/{id}",
+        "/v1/accounts/{id}/transactions",
+        "/v1/projections",
+        "/metrics",
         "/health/live",
         "/health/ready",
     ] {
@@ -152,4 +162,50 @@ async fn the_openapi_document_describes_every_route() {
         document["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_read_your_writes_headers_of_every_query() {
+    let document = openapi_document().await;
+
+    for path in [
+        "/v1/orders/{id}",
+        "/v1/customers/{customer_id}/orders",
+        "/v1/customers/{customer_id}/stats",
+        "/v1/accounts/{id}",
+        "/v1/accounts/{id}/transactions",
+    ] {
+        let get = &document["paths"][path]["get"];
+        let parameters = get["parameters"].as_array().unwrap();
+        assert!(
+            parameters
+                .iter()
+                .any(|p| p["name"] == "X-Min-Position" && p["in"] == "header"),
+            "{path} does not document X-Min-Position: {parameters:?}"
+        );
+        assert!(
+            get["responses"]["200"]["headers"]["X-Projection-Position"].is_object(),
+            "{path} does not document X-Projection-Position"
+        );
+        assert!(
+            get["responses"]["503"].is_object(),
+            "{path} does not document its 503"
+        );
+    }
+    for path in [
+        "/v1/customers/{customer_id}/orders",
+        "/v1/accounts/{id}/transactions",
+    ] {
+        let parameters = document["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        for name in ["limit", "cursor"] {
+            assert!(
+                parameters
+                    .iter()
+                    .any(|p| p["name"] == name && p["in"] == "query"),
+                "{path} does not document ?{name}"
+            );
+        }
+    }
 }

@@ -1,12 +1,11 @@
 //! Health probes and shutdown: readiness follows the database, liveness does not, and a stop
 //! signal lets the requests in flight finish.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
-use strata_adapters_postgres::{PgEventStore, PgSettings, PgSnapshotStore};
-use strata_web::Application;
+use strata_adapters_postgres::PgSettings;
+use strata_web::{Application, Stores};
 use tokio::sync::oneshot;
 
 use crate::helpers::{spawn_stoppable_app_with, start, test_settings};
@@ -26,13 +25,9 @@ async fn readiness_is_503_while_the_database_is_unreachable_but_liveness_is_200(
         acquire_timeout: Duration::from_millis(500),
     })
     .unwrap();
-    let application = Application::with_stores(
-        test_settings(&url),
-        Arc::new(PgEventStore::new(pool.clone())),
-        Arc::new(PgSnapshotStore::new(pool)),
-    )
-    .await
-    .unwrap();
+    let application = Application::with_stores(test_settings(&url), Stores::postgres(&pool))
+        .await
+        .unwrap();
     let (app, _server) = start(application, url, std::future::pending());
 
     let live = app.send(Method::GET, "/health/live", None, None, &[]).await;
@@ -102,4 +97,40 @@ async fn wait_until_a_backend_waits_for_a_lock(pool: &sqlx::PgPool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the command never reached the lock");
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_stops_the_in_process_projection_workers_too() {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (app, server) = spawn_stoppable_app_with(|_| {}, async {
+        let _ = stopped.await;
+    })
+    .await;
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let states = || async {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT state FROM projection_checkpoints ORDER BY projection",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let running = || vec![Some("running".to_owned()); 2];
+    for _ in 0..100 {
+        if states().await == running() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(states().await, running(), "the workers never ran");
+
+    stop.send(()).unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(10), server).await;
+
+    assert!(matches!(finished, Ok(Ok(Ok(())))), "{finished:?}");
+    assert_eq!(
+        states().await,
+        vec![Some("stopped".to_owned()); 2],
+        "a worker outlived the server"
+    );
 }

@@ -1,9 +1,10 @@
-//! `spawn_app()`: a real `strata-web` on a free port against a fresh PostgreSQL database, with a
-//! client that signs real HS256 tokens. Logs stay quiet unless `TEST_LOG` is set.
+//! `spawn_app()`: a real `strata-web` on a free port against a fresh PostgreSQL database, with
+//! the projection workers in-process (so queries see what commands did), and a client that
+//! signs real HS256 tokens. Logs stay quiet unless `TEST_LOG` is set.
 
 use std::future::Future;
 use std::sync::LazyLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -95,7 +96,8 @@ pub async fn spawn_stoppable_app_with(
     start(app, database_url, stop)
 }
 
-/// The settings of a test server: a free port, the test secret, the default limits.
+/// The settings of a test server: a free port, the test secret, the default limits, and the
+/// projection workers in-process (development mode: a complete system in one process).
 pub fn test_settings(database_url: &str) -> Settings {
     Settings {
         http_addr: "127.0.0.1:0".parse().expect("address"),
@@ -105,6 +107,8 @@ pub fn test_settings(database_url: &str) -> Settings {
         body_limit: 1024 * 1024,
         snapshot_every: 100,
         db_max_connections: 8,
+        read_wait: Duration::from_secs(5),
+        with_projector: true,
     }
 }
 
@@ -144,6 +148,22 @@ pub struct Answer {
 impl Answer {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `position` of a command acknowledgement.
+    #[track_caller]
+    pub fn position(&self) -> u64 {
+        self.body["position"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no position in {}", self.body))
+    }
+
+    /// The `X-Projection-Position` of a query answer.
+    #[track_caller]
+    pub fn projection_position(&self) -> u64 {
+        self.header("x-projection-position")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no X-Projection-Position on {self:?}"))
     }
 
     /// Asserts the status, printing the body when it differs.
@@ -254,13 +274,39 @@ impl TestApp {
         self.send(Method::GET, path, Some(token), None, &[]).await
     }
 
+    /// A query answered once its projection has processed `position` (read-your-writes); any
+    /// text goes into `X-Min-Position`, so that malformed values can be sent too.
+    pub async fn get_after(
+        &self,
+        path: &str,
+        token: &str,
+        position: impl std::fmt::Display,
+    ) -> Answer {
+        let position = position.to_string();
+        self.send(
+            Method::GET,
+            path,
+            Some(token),
+            None,
+            &[("x-min-position", &position)],
+        )
+        .await
+    }
+
     /// Places a one-line EUR order for `customer` and returns its id.
     pub async fn place_order(&self, token: &str, customer: &str) -> String {
+        self.place_order_at(token, customer).await.0
+    }
+
+    /// Places a one-line EUR order for `customer`; returns its id and the log position of its
+    /// event (for `X-Min-Position`).
+    pub async fn place_order_at(&self, token: &str, customer: &str) -> (String, u64) {
         let answer = self
             .post("/v1/orders", token, order_body(customer))
             .await
             .expect(201);
-        answer.body["orderId"].as_str().expect("orderId").to_owned()
+        let id = answer.body["orderId"].as_str().expect("orderId").to_owned();
+        (id, answer.position())
     }
 
     /// Opens an EUR account for `customer` and returns its id.

@@ -24,7 +24,8 @@ struct Cli {
 enum Task {
     /// Create the development database if missing and apply the migrations.
     Db,
-    /// Run the service locally in development mode (it creates and migrates the database itself).
+    /// Run the service locally in development mode, projector included (it creates and migrates
+    /// the database itself).
     Dev {
         /// Extra arguments for `strata-web`, after `--` (e.g. `-- --http-addr 127.0.0.1:3000`).
         #[arg(last = true)]

@@ -1,4 +1,5 @@
-//! The service on this machine: `db` migrates the development database, `dev` runs `strata-web`.
+//! The service on this machine: `db` migrates the development database, `dev` runs `strata-web`
+//! with the projector in-process.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,13 +24,22 @@ pub fn dev(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `dev` runs, in order. Only the server: its start-up creates the database when it is
-/// missing and applies the migrations (`strata-web`'s `startup::migrate`, the same code as
-/// `strata-web migrate`), so a separate migrate step would only do that work twice.
+/// What `dev` runs, in order. Only the server, with the projection workers in-process
+/// (`--with-projector`), so one command serves a complete system: its start-up creates the
+/// database when it is missing and applies the migrations (`strata-web`'s `startup::migrate`,
+/// the same code as `strata-web migrate`), so a separate migrate step would only do that work
+/// twice.
 fn dev_commands(root: &Path, url: &str, extra: &[String]) -> Vec<Command> {
     let mut serve = cargo(root);
     serve
-        .args(["run", "--package", "strata-web", "--", "--dev"])
+        .args([
+            "run",
+            "--package",
+            "strata-web",
+            "--",
+            "--dev",
+            "--with-projector",
+        ])
         .args(extra)
         .env("DATABASE_URL", url);
     vec![serve]
@@ -55,7 +65,7 @@ mod tests {
     }
 
     #[test]
-    fn dev_runs_the_server_once_and_no_separate_migration() {
+    fn dev_runs_the_server_once_with_the_projector_and_no_separate_migration() {
         let extra = vec!["--http-addr".to_owned(), "127.0.0.1:3000".to_owned()];
 
         let commands = dev_commands(Path::new("."), DEV_DATABASE_URL, &extra);
@@ -69,6 +79,7 @@ mod tests {
                 "strata-web",
                 "--",
                 "--dev",
+                "--with-projector",
                 "--http-addr",
                 "127.0.0.1:3000"
             ]]

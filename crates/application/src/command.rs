@@ -262,6 +262,8 @@ impl CommandService {
             };
             match self.store.append(request).await {
                 Ok(outcome) => {
+                    metrics::counter!("strata_events_appended_total", "category" => A::CATEGORY)
+                        .increment(events.len() as u64);
                     self.maybe_snapshot::<A>(&stream_id, loaded, &events, outcome.stream_version)
                         .await;
                     return Ok(CommandAck {

@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use strata_application::CommandError;
+use strata_application::{CommandError, QueryError};
 use strata_domain::{RejectionKind, ValidationError};
 use tower_http::catch_panic::ResponseForPanic;
 use utoipa::ToSchema;
@@ -71,12 +71,22 @@ pub enum ApiError {
     /// 503: a dependency (the database) is unavailable; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the projection serving a query has not reached the client's `X-Min-Position`
+    /// within the configured wait; retry later (the detail says where it is).
+    #[error("{0}")]
+    NotCaughtUp(String),
     /// 500: a bug or corrupt data; the detail is logged, not sent.
     #[error("{0}")]
     Internal(String),
 }
 
 impl ApiError {
+    /// The last part of the problem type (`conflict`, `not-found`...): a short, stable name of
+    /// the outcome, also used as a metrics label.
+    pub fn slug(&self) -> &'static str {
+        self.parts().1
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
@@ -112,6 +122,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
+            ),
+            Self::NotCaughtUp(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-caught-up",
+                "Projection not caught up",
             ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -191,6 +206,19 @@ impl From<CommandError> for ApiError {
             CommandError::VersionMismatch { .. } => Self::PreconditionFailed(detail),
             CommandError::Unavailable(_) => Self::Unavailable(detail),
             CommandError::Internal(_) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
+        let detail = error.to_string();
+        match error {
+            QueryError::NotFound(_) => Self::NotFound(detail),
+            QueryError::BadRequest(_) => Self::BadRequest(detail),
+            QueryError::NotCaughtUp { .. } => Self::NotCaughtUp(detail),
+            QueryError::Unavailable(_) => Self::Unavailable(detail),
+            QueryError::Internal(_) => Self::Internal(detail),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Extractors whose rejections are problems (axum's defaults are plain text, and 422 for a body
-//! of the wrong shape where our contract says 400), and the command headers.
+//! of the wrong shape where our contract says 400), the command headers, and the read-your-writes
+//! header of queries.
 
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, header};
 use strata_application::{CommandContext, Principal};
 
 use crate::error::ApiError;
@@ -100,6 +101,49 @@ fn parse_if_match(value: &str) -> Result<u64, ApiError> {
     })
 }
 
+/// The request header of read-your-writes: the `position` of a command acknowledgement.
+pub const MIN_POSITION: HeaderName = HeaderName::from_static("x-min-position");
+
+/// The response header of every query: the position of the projection that answered.
+pub const PROJECTION_POSITION: HeaderName = HeaderName::from_static("x-projection-position");
+
+/// `X-Min-Position: <u64>`: answer only once the serving projection has processed this log
+/// position (absent: answer at once, from wherever the projection is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MinPosition(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_min_position(&parts.headers).map(Self)
+    }
+}
+
+fn parse_min_position(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let mut values = headers.get_all(&MIN_POSITION).iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) => return Ok(None),
+        (Some(value), None) => value,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "X-Min-Position must be given at most once".to_owned(),
+            ));
+        }
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "X-Min-Position must be a log position (an unsigned integer) from a command acknowledgement"
+                    .to_owned(),
+            )
+        })
+}
+
 /// An entity tag for a stream version, as sent in `ETag` and accepted in `If-Match`.
 pub fn etag(version: u64) -> String {
     format!("\"{version}\"")
@@ -116,6 +160,21 @@ mod tests {
         assert!(parse_if_match("W/\"3\"").is_err());
         assert!(parse_if_match("*").is_err());
         assert!(parse_if_match("\"-1\"").is_err());
+    }
+
+    #[test]
+    fn min_position_is_an_optional_unsigned_integer_given_once() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(parse_min_position(&headers).unwrap(), None);
+        headers.insert(MIN_POSITION, "42".parse().unwrap());
+        assert_eq!(parse_min_position(&headers).unwrap(), Some(42));
+        for bad in ["-1", "", "4x", "18446744073709551616"] {
+            headers.insert(MIN_POSITION, bad.parse().unwrap());
+            assert!(parse_min_position(&headers).is_err(), "{bad:?} accepted");
+        }
+        headers.insert(MIN_POSITION, "1".parse().unwrap());
+        headers.append(MIN_POSITION, "2".parse().unwrap());
+        assert!(parse_min_position(&headers).is_err());
     }
 
     #[test]

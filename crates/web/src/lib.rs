@@ -1,10 +1,12 @@
 //! `strata-web`: Strata's HTTP API on axum. Thin handlers convert DTOs into domain commands and
-//! call the application services; `startup` is the one module that names concrete adapters.
+//! call the application services, and answer queries from the read models; `startup` is the one
+//! module that names concrete adapters (and can run the projection workers in-process).
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod settings;
@@ -13,4 +15,4 @@ pub mod state;
 pub mod telemetry;
 
 pub use settings::{Cli, Command, Settings};
-pub use startup::Application;
+pub use startup::{Application, Stores};

@@ -2,6 +2,7 @@
 //! public contract; every one is documented in the README).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -16,7 +17,7 @@ pub const DEVELOPMENT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/s
 #[command(
     name = "strata-web",
     version,
-    about = "Strata's HTTP API: commands, audit trail and time travel"
+    about = "Strata's HTTP API: commands, queries, audit trail and time travel"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -58,6 +59,12 @@ pub struct ServeArgs {
     /// Size of the PostgreSQL connection pool.
     #[arg(long, env = "STRATA_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// Longest a query with `X-Min-Position` waits for its projection, in milliseconds.
+    #[arg(long, env = "STRATA_READ_WAIT_MS", default_value_t = 5000)]
+    pub read_wait_ms: u64,
+    /// Development mode of the read side: run the projection workers in this process too.
+    #[arg(long, env = "STRATA_WITH_PROJECTOR", default_value_t = false)]
+    pub with_projector: bool,
 }
 
 /// Why the settings cannot be used.
@@ -82,6 +89,10 @@ pub struct Settings {
     pub body_limit: usize,
     pub snapshot_every: u64,
     pub db_max_connections: u32,
+    /// Longest a query waits for its projection to reach the client's `X-Min-Position`.
+    pub read_wait: Duration,
+    /// Run the projection workers in-process (development: one process, a complete system).
+    pub with_projector: bool,
 }
 
 impl Settings {
@@ -104,6 +115,8 @@ impl Settings {
             body_limit: args.body_limit,
             snapshot_every: args.snapshot_every,
             db_max_connections: args.db_max_connections,
+            read_wait: Duration::from_millis(args.read_wait_ms),
+            with_projector: args.with_projector,
         })
     }
 }
@@ -128,6 +141,24 @@ mod tests {
         let dev = Settings::from_args(args(None, true)).unwrap();
         assert!(dev.using_development_secret);
         assert_eq!(dev.jwt_secret, DEVELOPMENT_JWT_SECRET);
+    }
+
+    #[test]
+    fn queries_wait_five_seconds_and_the_projector_runs_elsewhere_by_default() {
+        let settings = Settings::from_args(args(None, true)).unwrap();
+        assert_eq!(settings.read_wait, Duration::from_secs(5));
+        assert!(!settings.with_projector);
+
+        let cli = Cli::parse_from([
+            "strata-web",
+            "--dev",
+            "--with-projector",
+            "--read-wait-ms",
+            "250",
+        ]);
+        let settings = Settings::from_args(cli.serve).unwrap();
+        assert_eq!(settings.read_wait, Duration::from_millis(250));
+        assert!(settings.with_projector);
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Start-up: the only place that names concrete adapters. Connects and migrates the database,
-//! wires the application services, builds the router, and serves until told to stop.
+//! wires the application services, builds the router, and serves until told to stop (with the
+//! projection workers, in development mode).
+
+mod projector;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,10 +12,18 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use strata_adapters_postgres::{PgEventStore, PgSettings, PgSnapshotStore};
-use strata_application::{CommandConfig, CommandService, HistoryService, Rehydrator};
-use strata_ports::{EventStore, RandomIds, SnapshotStore, SystemClock};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use strata_adapters_postgres::{
+    PgEventStore, PgReadModels, PgSettings, PgSnapshotStore, projection_names,
+};
+use strata_application::{
+    CommandConfig, CommandService, HistoryService, QueryConfig, QueryService, Rehydrator,
+    StatusService,
+};
+use strata_ports::{EventStore, RandomIds, ReadModels, SnapshotStore, SystemClock};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -26,12 +37,45 @@ use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
 
+use projector::InProcessProjector;
+
 /// A built, bound, not yet running server.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    metrics: PrometheusHandle,
+    /// The projection workers, when they run in this process (development mode).
+    projector: Option<InProcessProjector>,
 }
+
+/// The storage ports the server reads and writes.
+#[derive(Clone)]
+pub struct Stores {
+    pub events: Arc<dyn EventStore>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub read_models: Arc<dyn ReadModels>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}
+
+impl Stores {
+    /// The PostgreSQL adapters on one pool.
+    pub fn postgres(pool: &PgPool) -> Self {
+        Self {
+            events: Arc::new(PgEventStore::new(pool.clone())),
+            snapshots: Arc::new(PgSnapshotStore::new(pool.clone())),
+            read_models: Arc::new(PgReadModels::new(pool.clone())),
+        }
+    }
+}
+
+/// How often histogram samples are folded in when nobody scrapes `/metrics`.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 fn pg_settings(database_url: &str, max_connections: u32) -> PgSettings {
     PgSettings {
@@ -62,7 +106,8 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 
 impl Application {
     /// Connects to PostgreSQL (creating and migrating the database as needed), wires the
-    /// services and binds the listener (port 0 picks a free port).
+    /// services (and, with `with_projector`, the projection workers) and binds the listener
+    /// (port 0 picks a free port).
     ///
     /// # Errors
     /// When the database is unreachable, a migration fails, or the address cannot be bound.
@@ -74,21 +119,27 @@ impl Application {
         ))
         .await
         .context("cannot connect to PostgreSQL")?;
-        let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
-        let snapshots: Arc<dyn SnapshotStore> = Arc::new(PgSnapshotStore::new(pool));
-        Self::with_stores(settings, store, snapshots).await
+        let with_projector = settings.with_projector;
+        let mut application = Self::with_stores(settings, Stores::postgres(&pool)).await?;
+        if with_projector {
+            tracing::info!("development mode: the projection workers run in this process");
+            application.projector = Some(InProcessProjector::on(pool));
+        }
+        Ok(application)
     }
 
     /// Wires the services over the given stores and binds the listener. Nothing is migrated or
     /// probed here, so a store that is down shows in `/health/ready`, not as a start-up error.
+    /// No projection worker runs (`with_projector` needs [`Application::build`]).
     ///
     /// # Errors
     /// When the address cannot be bound.
-    pub async fn with_stores(
-        settings: Settings,
-        store: Arc<dyn EventStore>,
-        snapshots: Arc<dyn SnapshotStore>,
-    ) -> anyhow::Result<Self> {
+    pub async fn with_stores(settings: Settings, stores: Stores) -> anyhow::Result<Self> {
+        let Stores {
+            events: store,
+            snapshots,
+            read_models,
+        } = stores;
         if settings.using_development_secret {
             tracing::warn!(
                 "development mode: tokens are signed with the published development secret; \
@@ -108,15 +159,27 @@ impl Application {
                 config,
             ),
             history: HistoryService::new(Rehydrator::new(store.clone(), snapshots)),
+            queries: QueryService::new(
+                read_models.clone(),
+                QueryConfig {
+                    max_wait: settings.read_wait,
+                    // Every instance shares the secret, so each accepts the others' cursors.
+                    cursor_key: format!("strata-cursor|{}", settings.jwt_secret).into_bytes(),
+                },
+            ),
+            status: StatusService::new(store.clone(), read_models, projection_names()),
             jwt: JwtKeys::new(settings.jwt_secret.as_bytes()),
             readiness: store,
+            metrics: crate::metrics::recorder(),
         };
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
         Ok(Self {
             listener,
+            metrics: state.metrics.clone(),
             router: router(state, settings.body_limit),
+            projector: None,
         })
     }
 
@@ -136,7 +199,8 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `signal` completes, then finishes the requests in flight.
+    /// Serves until `signal` completes, then finishes the requests in flight and stops the
+    /// in-process projection workers (each finishes or rolls back its batch).
     ///
     /// # Errors
     /// When the server fails.
@@ -145,9 +209,30 @@ impl Application {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "strata-web listening; API docs at /docs");
-        axum::serve(self.listener, self.router)
+        let (stop_tx, stop) = watch::channel(false);
+        let projector = self.projector.map(|p| tokio::spawn(p.run(stop.clone())));
+        tokio::spawn(metrics_upkeep(self.metrics, stop));
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(signal)
-            .await
+            .await;
+        let _ = stop_tx.send(true);
+        if let Some(projector) = projector {
+            if let Err(error) = projector.await {
+                tracing::error!(%error, "the in-process projector ended abnormally");
+            }
+            tracing::info!("projection workers stopped");
+        }
+        served
+    }
+}
+
+/// Folds histogram samples in regularly, so that memory stays bounded between scrapes.
+async fn metrics_upkeep(handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(METRICS_UPKEEP) => handle.run_upkeep(),
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
     }
 }
 
@@ -155,7 +240,11 @@ impl Application {
 pub fn router(state: AppState, body_limit: usize) -> Router {
     let routes = Router::new()
         .merge(routes::orders::router())
+        .merge(routes::order_queries::router())
         .merge(routes::accounts::router())
+        .merge(routes::account_queries::router())
+        .merge(routes::projections::router())
+        .merge(routes::metrics::router())
         .merge(routes::health::router())
         .merge(routes::openapi::router())
         .with_state(state);

@@ -1,8 +1,9 @@
-//! What every handler can reach: the application services and the token keys.
+//! What every handler can reach: the application services, the token keys and the metrics.
 
 use std::sync::Arc;
 
-use strata_application::{CommandService, HistoryService};
+use metrics_exporter_prometheus::PrometheusHandle;
+use strata_application::{CommandService, HistoryService, QueryService, StatusService};
 use strata_ports::EventStore;
 
 use crate::auth::JwtKeys;
@@ -12,15 +13,21 @@ use crate::auth::JwtKeys;
 pub struct AppState {
     pub commands: CommandService,
     pub history: HistoryService,
+    /// Answers every query from the read models (never from the event store).
+    pub queries: QueryService,
+    pub status: StatusService,
     pub jwt: JwtKeys,
     /// Probed by `/health/ready`.
     pub readiness: Arc<dyn EventStore>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("commands", &self.commands)
+            .field("queries", &self.queries)
             .finish_non_exhaustive()
     }
 }

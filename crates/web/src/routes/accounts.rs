@@ -45,6 +45,15 @@ impl Resource for Account {
             closed: account.closed,
         })
     }
+
+    fn command_name(command: &AccountCommand) -> &'static str {
+        match command {
+            AccountCommand::Open { .. } => "OpenAccount",
+            AccountCommand::Deposit { .. } => "Deposit",
+            AccountCommand::Withdraw { .. } => "Withdraw",
+            AccountCommand::Close => "CloseAccount",
+        }
+    }
 }
 
 /// Opens an account for a customer, in one currency.

@@ -1,5 +1,8 @@
-//! Pieces shared by the resource modules: running a command and rendering its acknowledgement,
-//! the audit-trail shape, and the `?version=` / `?at=` time-travel parameters.
+//! Pieces shared by the resource modules: running a command (with its metrics) and rendering its
+//! acknowledgement, the audit-trail shape, the `?version=` / `?at=` time-travel parameters, and
+//! the paging parameters and position header of queries.
+
+use std::time::Instant;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::{CommandHeaders, etag};
+use crate::extract::{CommandHeaders, PROJECTION_POSITION, etag};
 use crate::state::AppState;
 
 /// An aggregate as the API shows it.
@@ -29,6 +32,9 @@ pub trait Resource: Owned {
 
     /// The view of a state at `version`; `None` when the aggregate does not exist in it.
     fn view(id: Uuid, version: u64, state: Self::State) -> Option<Self::View>;
+
+    /// The command's name in metrics (`PlaceOrder`).
+    fn command_name(command: &Self::Command) -> &'static str;
 }
 
 /// Runs one command through the application and renders its acknowledgement.
@@ -42,10 +48,20 @@ pub async fn execute<R: Resource>(
     target: Target,
     command: R::Command,
 ) -> Result<Response, ApiError> {
-    let ack = state
+    let name = R::command_name(&command);
+    let started = Instant::now();
+    let result = state
         .commands
         .execute::<R>(&headers.context(principal), target, command)
-        .await?;
+        .await
+        .map_err(ApiError::from);
+    let outcome = match &result {
+        Ok(ack) if ack.replayed => "replayed",
+        Ok(_) => "accepted",
+        Err(error) => error.slug(),
+    };
+    crate::metrics::record_command(name, outcome, started.elapsed());
+    let ack = result?;
     let location = (target == Target::New).then(|| R::location(ack.aggregate_id));
     Ok(acknowledge(ack, R::ID_FIELD, location))
 }
@@ -201,6 +217,38 @@ impl AsOfParams {
             (None, None) => Ok(AsOf::Latest),
         }
     }
+}
+
+/// Items per page of a list when the client does not say.
+pub const DEFAULT_PAGE_LIMIT: usize = 20;
+
+/// One page of a list: `limit` items at most, after the page `cursor` ended. Any other
+/// parameter is a 400 (a typo such as `limt` is not silently answered with 20 items).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Items per page: 1 to 100 (default 20); anything else is a 400.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<usize>,
+    /// The `nextCursor` of the previous page of the same list (400 for any other value).
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_PAGE_LIMIT)
+    }
+}
+
+/// Answers a query: the JSON body, with the position of the projection it was read from in
+/// `X-Projection-Position`.
+pub fn positioned<T: Serialize>(body: T, position: u64) -> Response {
+    let mut response = axum::Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(PROJECTION_POSITION, HeaderValue::from(position));
+    response
 }
 
 /// Parses an RFC 3339 instant.

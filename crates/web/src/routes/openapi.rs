@@ -7,7 +7,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::Problem;
-use crate::routes::{accounts, common, health, orders};
+use crate::routes::{
+    account_queries, accounts, common, health, metrics, order_queries, orders, projections,
+};
 use crate::state::AppState;
 
 /// The API description.
@@ -19,11 +21,16 @@ use crate::state::AppState;
         orders::place_order, orders::add_item, orders::remove_item, orders::confirm, orders::ship,
         orders::deliver, orders::cancel, orders::events, orders::state,
         accounts::open, accounts::deposit, accounts::withdraw, accounts::close, accounts::events,
-        accounts::balance, health::live, health::ready,
+        accounts::balance, order_queries::order, order_queries::customer_orders,
+        order_queries::customer_stats, account_queries::account, account_queries::transactions,
+        projections::projections, metrics::metrics, health::live, health::ready,
     ),
     components(schemas(Problem, common::EventDto, common::EventMetadataDto, common::AuditTrail)),
     modifiers(&BearerAuth),
-    tags((name = "orders"), (name = "accounts"), (name = "health")),
+    tags((name = "orders"), (name = "accounts"),
+        (name = "queries", description = "Read models, kept up to date by the projector. Send \
+            X-Min-Position with a command's position to read your own writes."),
+        (name = "operations"), (name = "health")),
 )]
 pub struct ApiDoc;
 

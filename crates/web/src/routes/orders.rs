@@ -47,6 +47,18 @@ impl Resource for Order {
     fn view(id: Uuid, version: u64, state: OrderState) -> Option<OrderStateDto> {
         state.map(|order| OrderStateDto::new(id, version, order))
     }
+
+    fn command_name(command: &OrderCommand) -> &'static str {
+        match command {
+            OrderCommand::PlaceOrder(_) => "PlaceOrder",
+            OrderCommand::AddItem(_) => "AddItem",
+            OrderCommand::RemoveItem { .. } => "RemoveItem",
+            OrderCommand::Confirm => "Confirm",
+            OrderCommand::Ship { .. } => "Ship",
+            OrderCommand::Deliver => "Deliver",
+            OrderCommand::Cancel { .. } => "Cancel",
+        }
+    }
 }
 
 /// A line of an order: quantity ≥ 1, unit price ≥ 0 in minor units of the order's currency.

@@ -1,0 +1,169 @@
+//! The account queries, answered by the `accounts` projection's read models (never the event
+//! store): an account's balance and its transactions with the running balance.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Serialize;
+use strata_application::Page;
+use strata_ports::{AccountRow, TransactionRow};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Authenticated;
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiPath, ApiQuery, MinPosition};
+use crate::routes::common::{PageParams, positioned};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/accounts/{id}", get(account))
+        .route("/v1/accounts/{id}/transactions", get(transactions))
+}
+
+/// An account as the accounts projection last saw it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountDto {
+    pub account_id: Uuid,
+    pub owner_customer_id: String,
+    pub currency: String,
+    pub balance_cents: i64,
+    pub closed: bool,
+    /// Deposits and withdrawals so far.
+    pub transaction_count: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub opened_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+    /// The account's stream version the row includes.
+    pub version: u64,
+}
+
+impl From<AccountRow> for AccountDto {
+    fn from(row: AccountRow) -> Self {
+        Self {
+            account_id: row.account_id,
+            owner_customer_id: row.owner_customer_id,
+            currency: row.currency,
+            balance_cents: row.balance_cents,
+            closed: row.closed,
+            transaction_count: row.transaction_count,
+            opened_at: row.opened_at,
+            updated_at: row.updated_at,
+            version: row.version,
+        }
+    }
+}
+
+/// A deposit or a withdrawal, with the balance just after it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionDto {
+    /// The account's stream version of the event.
+    pub version: u64,
+    /// The global log position of the event.
+    pub position: u64,
+    /// DEPOSIT or WITHDRAWAL.
+    #[schema(example = "DEPOSIT")]
+    pub kind: String,
+    /// Always positive: `kind` says which way the money went.
+    pub amount_cents: i64,
+    pub reference: String,
+    pub balance_after_cents: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: OffsetDateTime,
+}
+
+impl From<TransactionRow> for TransactionDto {
+    fn from(row: TransactionRow) -> Self {
+        Self {
+            version: row.version,
+            position: row.global_position,
+            kind: row.kind.as_str().to_owned(),
+            amount_cents: row.amount_cents,
+            reference: row.reference,
+            balance_after_cents: row.balance_after_cents,
+            recorded_at: row.recorded_at,
+        }
+    }
+}
+
+/// A page of an account's transactions, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionPage {
+    pub items: Vec<TransactionDto>,
+    /// Pass it as `cursor` for the next page; `null` when this page is the last.
+    pub next_cursor: Option<String>,
+}
+
+impl From<Page<TransactionRow>> for TransactionPage {
+    fn from(page: Page<TransactionRow>) -> Self {
+        Self {
+            items: page.items.into_iter().map(TransactionDto::from).collect(),
+            next_cursor: page.next_cursor,
+        }
+    }
+}
+
+/// An account's balance, from the read model.
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "queries",
+    params(("id" = Uuid, Path), ("X-Min-Position" = Option<u64>, Header,
+        description = "Answer once the accounts projection has processed this log position (a command's `position`)")),
+    responses(
+        (status = 200, body = AccountDto, headers(("X-Projection-Position" = u64,
+            description = "The log position the accounts projection had processed when it answered"))),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, description = "Unknown, or not yours", body = Problem),
+        (status = 503, description = "Not caught up with X-Min-Position in time (see Retry-After)", body = Problem)),
+    security(("bearer" = [])))]
+pub async fn account(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    MinPosition(min_position): MinPosition,
+) -> Result<Response, ApiError> {
+    let found = state.queries.account(&principal, id, min_position).await?;
+    Ok(positioned(AccountDto::from(found.value), found.position))
+}
+
+/// An account's deposits and withdrawals, oldest first, each with the balance after it.
+#[utoipa::path(get, path = "/v1/accounts/{id}/transactions", tag = "queries",
+    params(("id" = Uuid, Path), PageParams, ("X-Min-Position" = Option<u64>, Header,
+        description = "Answer once the accounts projection has processed this log position")),
+    responses(
+        (status = 200, body = TransactionPage, headers(("X-Projection-Position" = u64))),
+        (status = 400, description = "A limit outside 1..=100, a cursor this list did not issue, an unknown parameter", body = Problem),
+        (status = 401, body = Problem),
+        (status = 404, description = "Unknown, or not yours", body = Problem),
+        (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn transactions(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(page): ApiQuery<PageParams>,
+    MinPosition(min_position): MinPosition,
+) -> Result<Response, ApiError> {
+    let found = state
+        .queries
+        .account_transactions(
+            &principal,
+            id,
+            page.limit(),
+            page.cursor.as_deref(),
+            min_position,
+        )
+        .await?;
+    Ok(positioned(
+        TransactionPage::from(found.value),
+        found.position,
+    ))
+}
