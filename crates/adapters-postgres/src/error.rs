@@ -77,9 +77,17 @@ impl Failure {
 }
 
 /// SQLSTATEs that say "not now" rather than "no": connection exceptions (class 08), the server
-/// shutting down or starting up, and too many connections.
+/// shutting down or starting up, insufficient resources (class 53: too many connections, out of
+/// memory or disk), and the transient conflicts of concurrency — serialization failure, deadlock,
+/// lock timeout, a cancelled (timed-out) statement. Retrying later can succeed; a projector must
+/// not park an event for them.
 fn is_unavailable_code(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03" | "57014"
+        )
 }
 
 /// Maps a sqlx error from a read, or from an append when no richer context applies.
@@ -182,5 +190,15 @@ mod tests {
         assert!(is_unavailable_code("08006"));
         assert!(is_unavailable_code("57P01"));
         assert!(!is_unavailable_code("23505"));
+    }
+
+    #[test]
+    fn transient_concurrency_failures_are_unavailable_and_data_errors_are_not() {
+        for code in ["40001", "40P01", "55P03", "57014", "53300", "53200"] {
+            assert!(is_unavailable_code(code), "{code}");
+        }
+        for code in ["22003", "23502", "42P01", "XX000"] {
+            assert!(!is_unavailable_code(code), "{code}");
+        }
     }
 }

@@ -20,7 +20,8 @@ pub use event_store::PgEventStore;
 #[doc(hidden)]
 pub use event_store::append_in;
 pub use read_models::{
-    EVENTS_CHANNEL, PgLeases, PgLogWakeup, PgProjectionStore, PgReadModels, projection_names,
+    EVENTS_CHANNEL, PgLeases, PgLogWakeup, PgLogWakeups, PgProjectionStore, PgReadModels,
+    projection_names,
 };
 pub use snapshot_store::PgSnapshotStore;
 

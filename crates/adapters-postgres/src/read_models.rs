@@ -17,10 +17,10 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row, Transaction};
 use strata_ports::{
-    AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, Metadata,
-    OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
-    ProjectionStore, ReadModelError, ReadModels, RecordedEvent, StatusCounts, StreamId,
-    TransactionKind, TransactionRow,
+    AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,
+    Metadata, OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease,
+    ProjectionLeases, ProjectionStore, ReadModelError, ReadModels, RecordedEvent, StatusCounts,
+    StreamId, TransactionKind, TransactionRow,
 };
 use uuid::Uuid;
 
@@ -29,6 +29,27 @@ use crate::error::read_model_error;
 /// The channel every append notifies on commit (see `INSERT_EVENTS`). The payload is empty: a
 /// notification is only a wake-up.
 pub const EVENTS_CHANNEL: &str = "strata_events";
+
+/// `GRANT` statements that give `schema`'s copy of a table what the table ($1) grants to roles
+/// other than its owner.
+const COPY_GRANTS: &str = "\
+    SELECT format('GRANT %s ON %I.%I TO %s', a.privilege_type, $2, c.relname, \
+                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
+                       ELSE quote_ident(pg_get_userbyid(a.grantee)) END) \
+    FROM pg_class c, aclexplode(c.relacl) a \
+    WHERE c.oid = $1::regclass AND a.grantee <> c.relowner";
+
+/// `ALTER INDEX` statements that rename the indexes of the new table ($2) to the names of the
+/// old table's ($1) indexes with the same definition.
+const RESTORE_INDEX_NAMES: &str = "\
+    SELECT format('ALTER INDEX public.%I RENAME TO %I', n.relname, o.relname) \
+    FROM pg_index oi JOIN pg_class o ON o.oid = oi.indexrelid, \
+         pg_index ni JOIN pg_class n ON n.oid = ni.indexrelid \
+    WHERE oi.indrelid = $1::regclass AND ni.indrelid = $2::regclass \
+      AND n.relname <> o.relname \
+      AND regexp_replace(pg_get_indexdef(oi.indexrelid), '^.* USING ', '') \
+        = regexp_replace(pg_get_indexdef(ni.indexrelid), '^.* USING ', '') \
+      AND oi.indisunique = ni.indisunique";
 
 /// DDL of rebuilds says "does not exist, skipping" and "drop cascades": expected, not news.
 const QUIET: &str = "SET LOCAL client_min_messages = warning";
@@ -142,6 +163,18 @@ impl ProjectionStore for PgProjectionStore {
         tables_of(projection)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         if generation == Generation::Rebuild {
+            // Without its schema the search path would silently fall back to the live tables.
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                    .bind(rebuild_schema(projection))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if !exists {
+                return Err(ReadModelError::NotFound(format!(
+                    "no rebuild of {projection} in progress"
+                )));
+            }
             let sql = format!(
                 "SET LOCAL search_path TO {}, public",
                 rebuild_schema(projection)
@@ -194,6 +227,22 @@ impl ProjectionStore for PgProjectionStore {
                 .await
                 .map_err(db)?;
         }
+        // LIKE copies no privileges: grant the copies what the live tables grant, so the roles
+        // of decision 0006 can still read and write once they are swapped in.
+        for table in tables {
+            let grants: Vec<String> = sqlx::query_scalar(COPY_GRANTS)
+                .bind(format!("public.{table}"))
+                .bind(&schema)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            for grant in grants {
+                sqlx::query(AssertSqlSafe(grant))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
         let rebuild = key(projection, Generation::Rebuild);
         sqlx::query("DELETE FROM public.projection_dead_letters WHERE projection = $1")
             .bind(&rebuild)
@@ -218,6 +267,13 @@ impl ProjectionStore for PgProjectionStore {
         let live = key(projection, Generation::Live);
         let rebuild = key(projection, Generation::Rebuild);
         let mut tx = self.pool.begin().await.map_err(db)?;
+        // The swap needs an exclusive lock on each live table; waiting behind a long reader
+        // would queue every new read behind the swap. Give up quickly instead: the caller
+        // catches up and tries again.
+        sqlx::query("SET LOCAL lock_timeout = '2s'")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         // Holding the live checkpoint row keeps the live worker between two batches until the
         // swap commits; its next batch then continues from the rebuilt tables' position.
         let live_position = lock_checkpoint(&mut tx, &live).await?;
@@ -235,9 +291,32 @@ impl ProjectionStore for PgProjectionStore {
             statements.push(format!("ALTER TABLE public.{table} SET SCHEMA {retired}"));
             statements.push(format!("ALTER TABLE {schema}.{table} SET SCHEMA public"));
         }
-        statements.push(format!("DROP SCHEMA {retired} CASCADE"));
-        statements.push(format!("DROP SCHEMA {schema} CASCADE"));
         for sql in statements {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?; // a lock timeout (55P03) maps to Unavailable: try again later
+        }
+        // LIKE names the copied indexes after their columns: give them the live names back, so
+        // the schema stays what the migrations created.
+        for table in tables {
+            let renames: Vec<String> = sqlx::query_scalar(RESTORE_INDEX_NAMES)
+                .bind(format!("{retired}.{table}"))
+                .bind(format!("public.{table}"))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            for rename in renames {
+                sqlx::query(AssertSqlSafe(rename))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        for sql in [
+            format!("DROP SCHEMA {retired} CASCADE"),
+            format!("DROP SCHEMA {schema} CASCADE"),
+        ] {
             sqlx::query(AssertSqlSafe(sql))
                 .execute(&mut *tx)
                 .await
@@ -946,9 +1025,32 @@ impl PgLogWakeup {
 #[async_trait]
 impl LogWakeup for PgLogWakeup {
     async fn wait(&mut self) -> Result<(), ReadModelError> {
-        // After a lost connection sqlx reconnects and returns: a wake-up then costs one poll.
+        // sqlx reconnects a lost listener inside `recv` (notifications sent meanwhile are lost:
+        // the worker's poll covers them).
         self.listener.recv().await.map_err(db)?;
+        // A burst of appends is one wake-up: drop what has already arrived, so the worker does
+        // not run one empty batch per notification.
+        while self.listener.next_buffered().is_some() {}
         Ok(())
+    }
+}
+
+/// Opens a [`PgLogWakeup`] per subscription.
+#[derive(Debug, Clone)]
+pub struct PgLogWakeups {
+    pool: PgPool,
+}
+
+impl PgLogWakeups {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl LogWakeups for PgLogWakeups {
+    async fn subscribe(&self) -> Result<Box<dyn LogWakeup>, ReadModelError> {
+        Ok(Box::new(PgLogWakeup::listen(&self.pool).await?))
     }
 }
 
@@ -973,18 +1075,30 @@ impl ProjectionLeases for PgLeases {
         &self,
         projection: &str,
     ) -> Result<Option<Box<dyn ProjectionLease>>, ReadModelError> {
-        let connection: PoolConnection<Postgres> = self.pool.acquire().await.map_err(db)?;
-        let mut connection = connection.detach();
+        let mut connection: PoolConnection<Postgres> = self.pool.acquire().await.map_err(db)?;
         let taken: bool = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT pg_try_advisory_lock({LEASE_KEY})"
         )))
         .bind(projection)
-        .fetch_one(&mut connection)
+        .fetch_one(&mut *connection)
         .await
         .map_err(db)?;
         if !taken {
+            // Nothing is held on it: back to the pool, no new connection per retry.
             return Ok(None);
         }
+        // The lock lives as long as this session: take the connection out of the pool, and make
+        // the server notice a vanished holder (host crash, partition) within about 20 seconds
+        // instead of the default two hours of TCP keepalive.
+        let mut connection = connection.detach();
+        sqlx::query(
+            "SELECT set_config('tcp_keepalives_idle', '10', false), \
+                    set_config('tcp_keepalives_interval', '5', false), \
+                    set_config('tcp_keepalives_count', '2', false)",
+        )
+        .execute(&mut connection)
+        .await
+        .map_err(db)?;
         Ok(Some(Box::new(PgLease { connection })))
     }
 }

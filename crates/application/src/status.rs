@@ -32,7 +32,8 @@ pub struct ProjectionStatus {
     /// `running`, `catching up`, `rebuilding`, `failed`, `stalled` (no worker reports while
     /// events wait), `stopped` or `never run`.
     pub state: String,
-    /// Checkpoint of a rebuild in progress.
+    /// Checkpoint of a rebuild in progress (or left behind by a killed one: then the state is
+    /// not `rebuilding`, and `strata-projector rebuild NAME --abandon` clears it).
     pub rebuild_checkpoint: Option<u64>,
 }
 
@@ -132,7 +133,13 @@ impl StatusService {
                 Some((_, at)) if (now - at).unsigned_abs() > STALE_AFTER => "stopped".to_owned(),
                 Some((state, _)) => state,
             };
-            let state = if rebuild.is_some() && state != "stalled" {
+            // A rebuild moves its checkpoint with every batch; one that has not moved for a
+            // while was killed: it no longer hides the live worker's state.
+            let rebuilding = rebuild.is_some_and(|r| {
+                r.updated_at
+                    .is_some_and(|at| (now - at).unsigned_abs() <= STALE_AFTER)
+            });
+            let state = if rebuilding && state != "stalled" {
                 "rebuilding".to_owned()
             } else {
                 state

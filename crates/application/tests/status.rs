@@ -93,12 +93,34 @@ async fn a_rebuild_in_progress_shows_with_its_own_checkpoint() {
         10,
         vec![
             row("orders", 10, Some(("running", 1))),
-            row("orders:rebuild", 4, None),
+            CheckpointRow {
+                updated_at: Some(now() - Duration::seconds(2)),
+                ..row("orders:rebuild", 4, None)
+            },
         ],
     );
 
     let orders = &status.statuses(now()).await.unwrap()[0];
 
     assert_eq!(orders.state, "rebuilding");
+    assert_eq!(orders.rebuild_checkpoint, Some(4));
+}
+
+#[tokio::test]
+async fn a_killed_rebuild_no_longer_hides_the_live_state() {
+    let status = service(
+        10,
+        vec![
+            row("orders", 10, Some(("running", 1))),
+            CheckpointRow {
+                updated_at: Some(now() - Duration::minutes(10)),
+                ..row("orders:rebuild", 4, None)
+            },
+        ],
+    );
+
+    let orders = &status.statuses(now()).await.unwrap()[0];
+
+    assert_eq!(orders.state, "running");
     assert_eq!(orders.rebuild_checkpoint, Some(4));
 }

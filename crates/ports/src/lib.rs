@@ -14,8 +14,8 @@ pub use event_store::{
     IdempotencyRecord, Metadata, NewEvent, RecordedEvent, StreamId, StreamIdError,
 };
 pub use read_model::{
-    AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, OrderLineRow,
-    OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
+    AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,
+    OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
     ProjectionStore, ReadModelError, ReadModels, StatusCounts, TransactionKind, TransactionRow,
 };
 pub use snapshot::{Snapshot, SnapshotError, SnapshotStore};

@@ -301,6 +301,13 @@ pub trait LogWakeup: Send {
     async fn wait(&mut self) -> Result<(), ReadModelError>;
 }
 
+/// Opens wake-up subscriptions; a worker subscribes only while it holds its lease, so a standby
+/// keeps no listener whose unread notifications would pin the server's queue.
+#[async_trait]
+pub trait LogWakeups: Send + Sync {
+    async fn subscribe(&self) -> Result<Box<dyn LogWakeup>, ReadModelError>;
+}
+
 /// Exclusive right to run a projection. Released when dropped or when its holder dies.
 #[async_trait]
 pub trait ProjectionLease: Send {

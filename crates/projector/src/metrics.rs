@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use strata_application::StatusService;
@@ -48,30 +47,10 @@ pub async fn serve(
     Ok(())
 }
 
-async fn render(State(scrape): State<Scrape>) -> Result<String, (StatusCode, String)> {
-    record_status(&scrape.status)
-        .await
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(scrape.handle.render())
-}
-
-/// Sets the per-projection gauges from the database.
-///
-/// # Errors
-/// When the database cannot be read.
-pub async fn record_status(status: &StatusService) -> Result<(), strata_application::QueryError> {
-    for s in status.statuses(OffsetDateTime::now_utc()).await? {
-        let name = s.name.clone();
-        metrics::gauge!("strata_projection_lag_events", "projection" => name.clone())
-            .set(s.lag_events as f64);
-        metrics::gauge!("strata_projection_lag_seconds", "projection" => name.clone())
-            .set(s.lag_seconds);
-        metrics::gauge!("strata_projection_checkpoint", "projection" => name.clone())
-            .set(s.checkpoint as f64);
-        metrics::gauge!("strata_projection_dead_letters", "projection" => name)
-            .set(s.dead_letters as f64);
+async fn render(State(scrape): State<Scrape>) -> String {
+    // The counters are worth serving even when the gauges cannot be read.
+    if let Err(error) = scrape.status.record_gauges(OffsetDateTime::now_utc()).await {
+        tracing::warn!(%error, "cannot read the projection gauges");
     }
-    let age = status.oldest_open_transaction_age().await?.unwrap_or(0.0);
-    metrics::gauge!("strata_oldest_open_transaction_seconds").set(age);
-    Ok(())
+    scrape.handle.render()
 }

@@ -19,8 +19,18 @@ pub fn statuses_table(statuses: &[ProjectionStatus]) -> String {
     );
     for s in statuses {
         let mut state = s.state.clone();
-        if let Some(rebuilt) = s.rebuild_checkpoint {
-            let _ = write!(state, " (rebuild at {rebuilt})");
+        match s.rebuild_checkpoint {
+            Some(rebuilt) if s.state == "rebuilding" => {
+                let _ = write!(state, " (rebuild at {rebuilt})");
+            }
+            Some(rebuilt) => {
+                let _ = write!(
+                    state,
+                    " (a rebuild stopped at {rebuilt}: `strata-projector rebuild {} --abandon`)",
+                    s.name
+                );
+            }
+            None => {}
         }
         let _ = writeln!(
             out,

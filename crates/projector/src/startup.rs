@@ -8,14 +8,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sqlx::PgPool;
 use strata_adapters_postgres::{
-    PgEventStore, PgLeases, PgLogWakeup, PgProjectionStore, PgReadModels, PgSettings,
+    PgEventStore, PgLeases, PgLogWakeups, PgProjectionStore, PgReadModels, PgSettings,
     projection_names,
 };
 use strata_application::StatusService;
 use strata_application::projection::{
-    self, Projection, ProjectionWorker, ProjectorConfig, WorkerDeps, dlq_retry, dlq_skip, rebuild,
+    self, Projection, ProjectorConfig, WorkerDeps, dlq_retry, dlq_skip, rebuild, run_workers,
 };
-use strata_ports::{EventStore, Generation, LogWakeup, ReadModels, SystemClock};
+use strata_ports::{EventStore, ReadModels, SystemClock};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -68,6 +68,9 @@ pub enum Command {
     Rebuild {
         /// The projection (`orders` or `accounts`).
         name: String,
+        /// Drop what a killed rebuild left behind (its tables and checkpoint) instead.
+        #[arg(long)]
+        abandon: bool,
         #[command(flatten)]
         tuning: Tuning,
     },
@@ -156,40 +159,20 @@ impl ReadSide {
             store: Arc::new(PgProjectionStore::new(pool.clone())),
             leases: Arc::new(PgLeases::new(pool.clone())),
             clock: Arc::new(SystemClock),
+            wakeups: Some(Arc::new(PgLogWakeups::new(pool.clone()))),
         };
         let status = StatusService::new(events, models, projection_names());
         Self { pool, deps, status }
     }
 
-    /// Runs the workers of `projections` until `stop`; each has its own wake-up listener.
+    /// Runs the workers of `projections` until `stop`.
     pub async fn run(
         &self,
         projections: Vec<Arc<dyn Projection>>,
         config: &ProjectorConfig,
         stop: &watch::Receiver<bool>,
     ) {
-        let mut workers = tokio::task::JoinSet::new();
-        for projection in projections {
-            let worker = ProjectionWorker::new(
-                self.deps.clone(),
-                projection,
-                Generation::Live,
-                config.clone(),
-            );
-            let pool = self.pool.clone();
-            let stop = stop.clone();
-            workers.spawn(async move {
-                let wakeup: Option<Box<dyn LogWakeup>> = match PgLogWakeup::listen(&pool).await {
-                    Ok(listener) => Some(Box::new(listener)),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot LISTEN for new events; polling only");
-                        None
-                    }
-                };
-                worker.run(stop, wakeup).await;
-            });
-        }
-        while workers.join_next().await.is_some() {}
+        run_workers(&self.deps, projections, config, stop).await;
     }
 }
 
@@ -274,10 +257,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Rebuild { name, tuning } => {
+        Command::Rebuild {
+            name,
+            abandon,
+            tuning,
+        } => {
             let projection = select_projections(std::slice::from_ref(&name))?
                 .pop()
                 .context("no projection")?;
+            if abandon {
+                let side = ReadSide::on(pool);
+                side.deps.store.abandon_rebuild(&name).await?;
+                println!("dropped the unfinished rebuild of {name}, if any");
+                return Ok(());
+            }
             let stop = stop_on_signal().context("cannot install the signal handlers")?;
             let side = ReadSide::on(pool);
             let mut progress = crate::report::RebuildBar::new(&name);

@@ -98,8 +98,21 @@ async fn a_running_projector_is_woken_by_a_commit_and_serves_metrics(pool: PgPoo
         .iter()
         .find_map(|line| line.split("addr=").nth(1).map(|a| a.trim().to_owned()))
         .unwrap();
-    // Let both workers reach their wait for a wake-up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both workers have run their first (empty) batch and now wait for a wake-up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM projection_checkpoints WHERE state = 'running'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if running == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let position = place_order(&pool).await;
 

@@ -48,6 +48,7 @@ fn deps(pool: &PgPool) -> WorkerDeps {
         store: Arc::new(PgProjectionStore::new(pool.clone())),
         leases: Arc::new(PgLeases::new(pool.clone())),
         clock: Arc::new(SystemClock),
+        wakeups: None,
     }
 }
 
@@ -144,6 +145,19 @@ async fn read_model_dump(pool: &PgPool) -> Vec<String> {
     rows
 }
 
+/// Rebuilds `orders` (true when the rebuilt tables were swapped in).
+async fn rebuild_orders(pool: &PgPool, stop: &watch::Receiver<bool>) -> bool {
+    rebuild(
+        &deps(pool),
+        Arc::new(OrdersProjection),
+        config(),
+        stop,
+        &mut |_| {},
+    )
+    .await
+    .unwrap()
+}
+
 async fn checkpoint(pool: &PgPool, projection: &str) -> u64 {
     PgReadModels::new(pool.clone())
         .position(projection)
@@ -156,6 +170,7 @@ async fn checkpoint(pool: &PgPool, projection: &str) -> u64 {
 struct Faulty {
     reject: Mutex<HashSet<u64>>,
     unavailable: Mutex<HashSet<u64>>,
+    unavailable_once: Mutex<HashSet<u64>>,
     hang: Mutex<HashSet<u64>>,
 }
 
@@ -188,7 +203,9 @@ impl Projection for Faulty {
         if self.reject.lock().unwrap().contains(&position) {
             return Err(HandlerError::Rejected(format!("injected at {position}")));
         }
-        if self.unavailable.lock().unwrap().contains(&position) {
+        if self.unavailable_once.lock().unwrap().remove(&position)
+            || self.unavailable.lock().unwrap().contains(&position)
+        {
             return Err(ReadModelError::Unavailable(format!("injected at {position}")).into());
         }
         if self.hang.lock().unwrap().contains(&position) {
@@ -570,7 +587,7 @@ async fn a_rebuild_under_load_swaps_in_what_a_fresh_projection_builds(pool: PgPo
     let live = tokio::spawn({
         let worker = worker(&pool, Arc::new(OrdersProjection));
         let stop = stop.clone();
-        async move { worker.run(stop, None).await }
+        async move { worker.run(stop).await }
     });
     // Commands keep arriving during the rebuild.
     let writer = tokio::spawn({
@@ -590,6 +607,7 @@ async fn a_rebuild_under_load_swaps_in_what_a_fresh_projection_builds(pool: PgPo
         let stop = stop.clone();
         async move {
             let mut seen_rows = false;
+            let mut served_position = 0;
             while !*stop.borrow() {
                 let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM order_summaries")
                     .fetch_one(&pool)
@@ -597,6 +615,12 @@ async fn a_rebuild_under_load_swaps_in_what_a_fresh_projection_builds(pool: PgPo
                     .unwrap();
                 assert!(!(seen_rows && rows == 0), "the read model was served empty");
                 seen_rows |= rows > 0;
+                let position = checkpoint(&pool, "orders").await;
+                assert!(
+                    position >= served_position,
+                    "the served position went back from {served_position} to {position}"
+                );
+                served_position = position;
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             seen_rows
@@ -604,15 +628,7 @@ async fn a_rebuild_under_load_swaps_in_what_a_fresh_projection_builds(pool: PgPo
     });
 
     let (_never, no_stop) = watch::channel(false);
-    let swapped = rebuild(
-        &deps(&pool),
-        Arc::new(OrdersProjection),
-        config(),
-        &no_stop,
-        &mut |_| {},
-    )
-    .await
-    .unwrap();
+    let swapped = rebuild_orders(&pool, &no_stop).await;
     writer.await.unwrap();
     let head = PgEventStore::new(pool.clone())
         .head_position()
@@ -698,4 +714,197 @@ async fn two_workers_racing_on_one_projection_apply_each_event_once(pool: PgPool
         .await
         .unwrap();
     assert_eq!(count, 12);
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_transient_failure_is_never_parked_and_attempts_are_counted_per_event(pool: PgPool) {
+    let (bad, other) = (order_stream(), order_stream());
+    append(&pool, &bad, &[placed("c-1", "p-1", 1, 100)]).await; // 1
+    append(&pool, &bad, &[added("p-2", 1, 10)]).await; // 2: always rejected
+    append(&pool, &other, &[placed("c-2", "p-1", 1, 7)]).await; // 3: unavailable once
+    let faulty = Arc::new(Faulty::default());
+    faulty.reject.lock().unwrap().insert(2);
+    faulty.unavailable_once.lock().unwrap().insert(3);
+    let worker = worker(&pool, faulty.clone());
+
+    // The last attempt parks 2, then 3 finds the storage unavailable: the batch fails whole.
+    let first = worker.run_batch().await;
+    assert!(
+        first.as_ref().is_err_and(|e| e.is_unavailable()),
+        "{first:?}"
+    );
+    assert_eq!(checkpoint(&pool, "orders").await, 0);
+    assert!(
+        PgProjectionStore::new(pool.clone())
+            .dead_letters(None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    worker.run_batch().await.unwrap();
+
+    let parked = PgProjectionStore::new(pool.clone())
+        .dead_letters(None)
+        .await
+        .unwrap();
+    let parked: Vec<(u64, u32)> = parked
+        .iter()
+        .map(|l| (l.event.global_position, l.attempts))
+        .collect();
+    assert_eq!(parked, vec![(2, 2)], "only the poison event, tried twice");
+    assert_eq!(checkpoint(&pool, "orders").await, 3);
+    assert_eq!(summaries(&pool).await.len(), 2);
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn replaying_over_a_blocked_stream_keeps_its_dead_letters_usable(pool: PgPool) {
+    let stream = order_stream();
+    append(&pool, &stream, &[placed("c-1", "p-1", 1, 100)]).await; // 1
+    append(&pool, &stream, &[added("p-2", 1, 10)]).await; // 2: fails
+    append(&pool, &stream, &[added("p-3", 1, 1)]).await; // 3: waits
+    let faulty = Arc::new(Faulty::default());
+    faulty.reject.lock().unwrap().insert(2);
+    let worker = worker(&pool, faulty.clone());
+    while !worker.run_batch().await.unwrap().caught_up {}
+
+    sqlx::query("UPDATE projection_checkpoints SET position = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    while !worker.run_batch().await.unwrap().caught_up {}
+
+    let store = PgProjectionStore::new(pool.clone());
+    let parked: Vec<(u64, Option<u64>)> = store
+        .dead_letters(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| (l.event.global_position, l.blocked_by))
+        .collect();
+    assert_eq!(
+        parked,
+        vec![(2, None), (3, Some(2))],
+        "event 1 is not parked behind 2"
+    );
+    faulty.reject.lock().unwrap().clear();
+    let outcome = dlq_retry(&deps(&pool), faulty.as_ref(), 2).await.unwrap();
+    assert_eq!((outcome.applied, outcome.parked_again), (2, 0));
+    assert_eq!(
+        summaries(&pool).await,
+        vec![(stream.id(), "PENDING".to_owned(), 111, 3, 3)]
+    );
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_rebuild_keeps_the_tables_grants_and_index_names(pool: PgPool) {
+    append(&pool, &order_stream(), &[placed("c-1", "p-1", 1, 100)]).await;
+    let role = format!("strata_reader_{}", Uuid::now_v7().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {role}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "GRANT SELECT ON order_summaries, customer_stats TO {role}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let indexes = |pool: PgPool| async move {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
+             AND tablename IN ('order_summaries', 'customer_stats') ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        names
+    };
+    let before = indexes(pool.clone()).await;
+    let (_stop_tx, stop) = watch::channel(false);
+
+    let swapped = rebuild_orders(&pool, &stop).await;
+
+    assert!(swapped);
+    assert_eq!(indexes(pool.clone()).await, before);
+    assert!(before.contains(&"order_summaries_by_customer".to_owned()));
+    for table in ["order_summaries", "customer_stats"] {
+        let can_read: bool = sqlx::query_scalar("SELECT has_table_privilege($1, $2, 'SELECT')")
+            .bind(&role)
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(can_read, "{role} lost SELECT on {table}");
+    }
+    for cleanup in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+        sqlx::query(sqlx::AssertSqlSafe(cleanup))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn an_interrupted_rebuild_leaves_the_live_projection_as_it_was(pool: PgPool) {
+    for _ in 0..5 {
+        append(&pool, &order_stream(), &[placed("c-1", "p-1", 1, 100)]).await;
+    }
+    let live = worker(&pool, Arc::new(OrdersProjection));
+    while !live.run_batch().await.unwrap().caught_up {}
+    let before = read_model_dump(&pool).await;
+    let (stop_tx, stop) = watch::channel(false);
+    stop_tx.send(true).unwrap();
+
+    let swapped = rebuild_orders(&pool, &stop).await;
+
+    assert!(!swapped);
+    assert_eq!(read_model_dump(&pool).await, before);
+    assert_eq!(checkpoint(&pool, "orders").await, 5);
+    let leftovers: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'strata_%'), \
+                (SELECT count(*) FROM projection_checkpoints WHERE projection LIKE '%:rebuild')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(leftovers, (0, 0));
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_standby_that_stops_says_nothing_about_the_running_instance(pool: PgPool) {
+    let (active_stop_tx, active_stop) = watch::channel(false);
+    let active = tokio::spawn({
+        let worker = worker(&pool, Arc::new(OrdersProjection));
+        async move { worker.run(active_stop).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let state = |pool: PgPool| async move {
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM projection_checkpoints WHERE projection = 'orders'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+        .flatten();
+        state
+    };
+    while state(pool.clone()).await.as_deref() != Some("running") {
+        assert!(tokio::time::Instant::now() < deadline, "never running");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (standby_stop_tx, standby_stop) = watch::channel(false);
+    let standby = tokio::spawn({
+        let worker = worker(&pool, Arc::new(OrdersProjection));
+        async move { worker.run(standby_stop).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    standby_stop_tx.send(true).unwrap();
+    standby.await.unwrap();
+
+    assert_eq!(state(pool.clone()).await.as_deref(), Some("running"));
+    active_stop_tx.send(true).unwrap();
+    active.await.unwrap();
+    assert_eq!(state(pool.clone()).await.as_deref(), Some("stopped"));
 }

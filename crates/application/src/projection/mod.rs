@@ -10,7 +10,7 @@ pub use accounts::AccountsProjection;
 pub use orders::OrdersProjection;
 pub use runner::{
     BatchReport, DlqOutcome, ProjectionWorker, ProjectorConfig, ProjectorError, RebuildProgress,
-    WorkerDeps, dlq_retry, dlq_skip, rebuild,
+    WorkerDeps, dlq_retry, dlq_skip, rebuild, run_workers,
 };
 
 use async_trait::async_trait;
@@ -46,7 +46,8 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
     ) -> Result<(), HandlerError>;
 
     /// Acknowledges an event without applying it (an operator skipped it): the row moves past
-    /// its stream version, so the stream's later events apply instead of waiting forever.
+    /// its stream version, so the stream's later events apply instead of waiting forever. Does
+    /// nothing when the row is missing or not just before the event (a skipped first event).
     async fn skip(
         &self,
         batch: &mut dyn ProjectionBatch,

@@ -61,13 +61,21 @@ impl Projection for OrdersProjection {
             items: order
                 .items
                 .iter()
-                .map(|item| OrderLineRow {
-                    product_id: item.product_id.as_str().to_owned(),
-                    quantity: item.quantity.get(),
-                    unit_price_cents: item.unit_price.cents(),
-                    line_total_cents: item.line_total().unwrap_or(i64::MAX),
+                .map(|item| {
+                    let line_total_cents = item.line_total().ok_or_else(|| {
+                        HandlerError::Rejected(format!(
+                            "order {id}: the line of {} overflows",
+                            item.product_id
+                        ))
+                    })?;
+                    Ok(OrderLineRow {
+                        product_id: item.product_id.as_str().to_owned(),
+                        quantity: item.quantity.get(),
+                        unit_price_cents: item.unit_price.cents(),
+                        line_total_cents,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, HandlerError>>()?,
             item_count: order
                 .items
                 .iter()

@@ -9,12 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_ports::{
-    Clock, DeadLetter, EventStore, EventStoreError, Generation, LogWakeup, ProjectionBatch,
-    ProjectionLease, ProjectionLeases, ProjectionStore, ReadModelError, RecordedEvent,
+    Clock, DeadLetter, EventStore, EventStoreError, Generation, LogWakeup, LogWakeups,
+    ProjectionBatch, ProjectionLease, ProjectionLeases, ProjectionStore, ReadModelError,
+    RecordedEvent,
 };
 use tokio::sync::watch;
 
 use super::{HandlerError, Projection};
+
+/// A lease check that takes longer is treated as a lost lease (a half-open connection).
+const LEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a worker paces itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +68,8 @@ pub struct WorkerDeps {
     pub store: Arc<dyn ProjectionStore>,
     pub leases: Arc<dyn ProjectionLeases>,
     pub clock: Arc<dyn Clock>,
+    /// Wake-ups of the log; without them a caught-up worker only polls.
+    pub wakeups: Option<Arc<dyn LogWakeups>>,
 }
 
 impl std::fmt::Debug for WorkerDeps {
@@ -147,10 +153,12 @@ impl ProjectionWorker {
     /// The log or the storage failed (nothing of the batch is applied).
     pub async fn run_batch(&self) -> Result<BatchReport, ProjectorError> {
         let mut attempt = 1;
+        // How often each event has failed so far: a dead letter records its own attempts.
+        let mut failures: HashMap<u64, u32> = HashMap::new();
         loop {
             let park = attempt >= self.config.max_attempts;
             let started = std::time::Instant::now();
-            let outcome = self.try_batch(park, attempt).await;
+            let outcome = self.try_batch(park, &failures).await;
             if let Ok(report) = &outcome {
                 self.record(report, started.elapsed());
             }
@@ -163,6 +171,7 @@ impl ProjectionWorker {
                         %reason,
                         "event failed; the batch is rolled back and tried again"
                     );
+                    *failures.entry(position).or_default() += 1;
                     tokio::time::sleep(self.config.backoff(attempt)).await;
                     attempt += 1;
                 }
@@ -171,7 +180,11 @@ impl ProjectionWorker {
         }
     }
 
-    async fn try_batch(&self, park: bool, attempts: u32) -> Result<BatchReport, ProjectorError> {
+    async fn try_batch(
+        &self,
+        park: bool,
+        failures: &HashMap<u64, u32>,
+    ) -> Result<BatchReport, ProjectorError> {
         let mut batch = self.deps.store.begin(self.name(), self.generation).await?;
         let from = batch.checkpoint().await?;
         let events = self
@@ -207,7 +220,12 @@ impl ProjectionWorker {
             caught_up: events.len() < self.config.batch_size.max(1),
         };
         for event in mine {
-            if let Some(&failed) = blocked.get(event.stream_id.as_str()) {
+            // Events before the failed one were applied already (a replay after the checkpoint
+            // moved back): they go through the handlers, whose version guard ignores them.
+            if let Some(&failed) = blocked
+                .get(event.stream_id.as_str())
+                .filter(|failed| event.global_position > **failed)
+            {
                 self.park(
                     &mut *batch,
                     event,
@@ -239,12 +257,13 @@ impl ProjectionWorker {
                         return Err(error);
                     }
                     batch.rollback_to_savepoint().await?;
+                    let attempts = failures.get(&event.global_position).copied().unwrap_or(0) + 1;
                     tracing::error!(
                         projection = self.name(),
                         position = event.global_position,
                         stream = %event.stream_id,
                         %error,
-                        "event parked after {attempts} attempts"
+                        "event parked after {attempts} attempt(s)"
                     );
                     self.park(&mut *batch, event, &error.to_string(), attempts, None)
                         .await?;
@@ -312,13 +331,10 @@ impl ProjectionWorker {
     /// Runs the projection for as long as `stop` is false: waits for its lease (another
     /// instance may hold it), catches up, then follows the log, woken by `wakeup` or polling.
     /// Storage failures are logged and retried with backoff; they never end the loop.
-    pub async fn run(
-        &self,
-        mut stop: watch::Receiver<bool>,
-        mut wakeup: Option<Box<dyn LogWakeup>>,
-    ) {
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
         let name = self.name();
         let mut waiting_logged = false;
+        let mut held = false;
         while !stopping(&stop) {
             let mut lease = match self.deps.leases.try_acquire(name).await {
                 Ok(Some(lease)) => lease,
@@ -337,10 +353,26 @@ impl ProjectionWorker {
                 }
             };
             waiting_logged = false;
+            held = true;
             tracing::info!(projection = name, "lease taken; running");
+            // Subscribed only while running: a standby keeps no listener (see `LogWakeups`).
+            let mut wakeup = match &self.deps.wakeups {
+                Some(wakeups) => match wakeups.subscribe().await {
+                    Ok(wakeup) => Some(wakeup),
+                    Err(error) => {
+                        tracing::warn!(projection = name, %error, "no wake-ups; polling only");
+                        None
+                    }
+                },
+                None => None,
+            };
             self.follow(&mut *lease, &mut stop, &mut wakeup).await;
         }
-        self.report_state("stopped").await;
+        // Only the instance that ran the projection speaks for it: a standby stopping says
+        // nothing about the one still running.
+        if held {
+            self.report_state("stopped").await;
+        }
     }
 
     /// Follows the log while the lease holds; returns when it is lost or on `stop`.
@@ -355,9 +387,16 @@ impl ProjectionWorker {
         let mut reported_at = tokio::time::Instant::now();
         let mut failures = 0;
         while !stopping(stop) {
-            if let Err(error) = lease.check().await {
-                tracing::warn!(projection = name, %error, "lease lost");
-                return;
+            match tokio::time::timeout(LEASE_CHECK_TIMEOUT, lease.check()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(projection = name, %error, "lease lost");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(projection = name, "lease check timed out; giving it up");
+                    return;
+                }
             }
             let (next, idle) = match self.run_batch().await {
                 Ok(report) => {
@@ -401,7 +440,8 @@ impl ProjectionWorker {
         stop: &mut watch::Receiver<bool>,
         wakeup: &mut Option<Box<dyn LogWakeup>>,
     ) {
-        let interval = self.config.poll_interval;
+        // Waking for the heartbeat too keeps an idle worker's state fresh in the status.
+        let interval = self.config.poll_interval.min(self.config.heartbeat);
         match wakeup {
             Some(signal) => {
                 tokio::select! {
@@ -593,7 +633,12 @@ pub async fn rebuild(
         return Err(ProjectorError::Rebuilding(name.to_owned()));
     };
     deps.store.start_rebuild(name).await?;
-    let worker = ProjectionWorker::new(deps.clone(), projection, Generation::Rebuild, config);
+    let worker = ProjectionWorker::new(
+        deps.clone(),
+        projection,
+        Generation::Rebuild,
+        config.clone(),
+    );
     let mut applied = 0u64;
     loop {
         let head = deps.events.head_position().await?;
@@ -612,9 +657,40 @@ pub async fn rebuild(
             caught_up?;
             return Ok(false);
         }
-        if deps.store.finish_rebuild(name).await? {
-            tracing::info!(projection = name, "rebuilt tables swapped in");
-            return Ok(true);
+        match deps.store.finish_rebuild(name).await {
+            Ok(true) => {
+                tracing::info!(projection = name, "rebuilt tables swapped in");
+                return Ok(true);
+            }
+            Ok(false) => {} // the live worker moved on meanwhile: catch up again
+            Err(ReadModelError::Unavailable(reason)) => {
+                // A reader held a table too long for the swap's lock: try again shortly.
+                tracing::warn!(projection = name, %reason, "swap postponed");
+                tokio::time::sleep(config.lease_retry).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Runs a live worker for each of `projections` until `stop`, and waits for them all to end.
+/// Used by `strata-projector run` and by `strata-web --with-projector`.
+pub async fn run_workers(
+    deps: &WorkerDeps,
+    projections: Vec<Arc<dyn Projection>>,
+    config: &ProjectorConfig,
+    stop: &watch::Receiver<bool>,
+) {
+    let mut workers = tokio::task::JoinSet::new();
+    for projection in projections {
+        let worker =
+            ProjectionWorker::new(deps.clone(), projection, Generation::Live, config.clone());
+        let stop = stop.clone();
+        workers.spawn(async move { worker.run(stop).await });
+    }
+    while let Some(joined) = workers.join_next().await {
+        if let Err(error) = joined {
+            tracing::error!(%error, "a projection worker ended abnormally");
         }
     }
 }

@@ -1,18 +1,17 @@
 //! Development mode (`--with-projector`): the projection workers in the server's process, on its
-//! pool, stopped with it. In production `strata-projector run` does this in a process of its own
-//! (`strata_projector::startup::ReadSide`, whose wiring this mirrors: web must not depend on it).
+//! pool, stopped with it. In production `strata-projector run` runs the same workers
+//! (`strata_application::projection::run_workers`) in a process of its own.
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use strata_adapters_postgres::{PgEventStore, PgLeases, PgLogWakeup, PgProjectionStore};
-use strata_application::projection::{self, ProjectionWorker, ProjectorConfig, WorkerDeps};
-use strata_ports::{Generation, LogWakeup, SystemClock};
+use strata_adapters_postgres::{PgEventStore, PgLeases, PgLogWakeups, PgProjectionStore};
+use strata_application::projection::{self, ProjectorConfig, WorkerDeps, run_workers};
+use strata_ports::SystemClock;
 use tokio::sync::watch;
 
 /// Every projection's worker, ready to run.
 pub struct InProcessProjector {
-    pool: PgPool,
     deps: WorkerDeps,
 }
 
@@ -30,38 +29,20 @@ impl InProcessProjector {
             store: Arc::new(PgProjectionStore::new(pool.clone())),
             leases: Arc::new(PgLeases::new(pool.clone())),
             clock: Arc::new(SystemClock),
+            wakeups: Some(Arc::new(PgLogWakeups::new(pool))),
         };
-        Self { pool, deps }
+        Self { deps }
     }
 
-    /// Runs every projection until `stop` turns true; each worker has its own wake-up listener.
-    /// A `strata-projector` running elsewhere holds the leases: these workers then wait.
+    /// Runs every projection until `stop` turns true. A `strata-projector` running elsewhere
+    /// holds the leases: these workers then wait as standbys.
     pub async fn run(self, stop: watch::Receiver<bool>) {
-        let mut workers = tokio::task::JoinSet::new();
-        for projection in projection::all() {
-            let worker = ProjectionWorker::new(
-                self.deps.clone(),
-                projection,
-                Generation::Live,
-                ProjectorConfig::default(),
-            );
-            let pool = self.pool.clone();
-            let stop = stop.clone();
-            workers.spawn(async move {
-                let wakeup: Option<Box<dyn LogWakeup>> = match PgLogWakeup::listen(&pool).await {
-                    Ok(listener) => Some(Box::new(listener)),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot LISTEN for new events; polling only");
-                        None
-                    }
-                };
-                worker.run(stop, wakeup).await;
-            });
-        }
-        while let Some(joined) = workers.join_next().await {
-            if let Err(error) = joined {
-                tracing::error!(%error, "a projection worker ended abnormally");
-            }
-        }
+        run_workers(
+            &self.deps,
+            projection::all(),
+            &ProjectorConfig::default(),
+            &stop,
+        )
+        .await;
     }
 }
