@@ -50,6 +50,15 @@ async fn a_second_instance_waits_and_takes_over_when_the_first_dies(pool: PgPool
         "one lease per projection, both held by the first instance"
     );
     assert_eq!(second.logged("lease taken"), 0);
+    // Only lease holders LISTEN: a standby's unread notifications would pin the server's queue.
+    let listening: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(listening, 2, "one listener per running projection, none for the standby");
 
     first.child.kill().unwrap();
     first.child.wait().unwrap();
