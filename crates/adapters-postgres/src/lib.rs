@@ -6,6 +6,7 @@ mod database;
 mod error;
 mod event_store;
 mod read_models;
+mod search;
 mod snapshot_store;
 
 use std::fmt;
@@ -23,6 +24,7 @@ pub use read_models::{
     EVENTS_CHANNEL, PgLeases, PgLogWakeup, PgLogWakeups, PgProjectionStore, PgReadModels,
     projection_names,
 };
+pub use search::PgSearchIndex;
 pub use snapshot_store::PgSnapshotStore;
 
 /// The schema of the event and snapshot stores, embedded from `migrations/`.

@@ -51,6 +51,49 @@ const RESTORE_INDEX_NAMES: &str = "\
         = regexp_replace(pg_get_indexdef(ni.indexrelid), '^.* USING ', '') \
       AND oi.indisunique = ni.indisunique";
 
+/// Grants `schema`'s copy of `public.<table>` what the live table grants.
+pub(crate) async fn copy_grants(
+    conn: &mut PgConnection,
+    table: &str,
+    schema: &str,
+) -> Result<(), ReadModelError> {
+    let grants: Vec<String> = sqlx::query_scalar(COPY_GRANTS)
+        .bind(format!("public.{table}"))
+        .bind(schema)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+    for grant in grants {
+        sqlx::query(AssertSqlSafe(grant))
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Gives the indexes of `public.<table>` (just swapped in) the names of the indexes of
+/// `<retired>.<table>` (just swapped out).
+pub(crate) async fn restore_index_names(
+    conn: &mut PgConnection,
+    retired: &str,
+    table: &str,
+) -> Result<(), ReadModelError> {
+    let renames: Vec<String> = sqlx::query_scalar(RESTORE_INDEX_NAMES)
+        .bind(format!("{retired}.{table}"))
+        .bind(format!("public.{table}"))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+    for rename in renames {
+        sqlx::query(AssertSqlSafe(rename))
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
 /// DDL of rebuilds says "does not exist, skipping" and "drop cascades": expected, not news.
 const QUIET: &str = "SET LOCAL client_min_messages = warning";
 
@@ -230,18 +273,7 @@ impl ProjectionStore for PgProjectionStore {
         // LIKE copies no privileges: grant the copies what the live tables grant, so the roles
         // of decision 0006 can still read and write once they are swapped in.
         for table in tables {
-            let grants: Vec<String> = sqlx::query_scalar(COPY_GRANTS)
-                .bind(format!("public.{table}"))
-                .bind(&schema)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-            for grant in grants {
-                sqlx::query(AssertSqlSafe(grant))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
+            copy_grants(&mut tx, table, &schema).await?;
         }
         let rebuild = key(projection, Generation::Rebuild);
         sqlx::query("DELETE FROM public.projection_dead_letters WHERE projection = $1")
@@ -300,18 +332,7 @@ impl ProjectionStore for PgProjectionStore {
         // LIKE names the copied indexes after their columns: give them the live names back, so
         // the schema stays what the migrations created.
         for table in tables {
-            let renames: Vec<String> = sqlx::query_scalar(RESTORE_INDEX_NAMES)
-                .bind(format!("{retired}.{table}"))
-                .bind(format!("public.{table}"))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-            for rename in renames {
-                sqlx::query(AssertSqlSafe(rename))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
+            restore_index_names(&mut tx, &retired, table).await?;
         }
         for sql in [
             format!("DROP SCHEMA {retired} CASCADE"),

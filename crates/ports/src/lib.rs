@@ -6,6 +6,9 @@
 pub mod clock;
 pub mod event_store;
 pub mod read_model;
+pub mod search;
+#[cfg(feature = "testkit")]
+pub mod search_suite;
 pub mod snapshot;
 
 pub use clock::{Clock, IdGenerator, RandomIds, SystemClock};
@@ -17,6 +20,10 @@ pub use read_model::{
     AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,
     OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
     ProjectionStore, ReadModelError, ReadModels, StatusCounts, TransactionKind, TransactionRow,
+};
+pub use search::{
+    IndexFailure, SearchCursor, SearchDocument, SearchError, SearchHit, SearchIndex, SearchPage,
+    SearchQuery,
 };
 pub use snapshot::{Snapshot, SnapshotError, SnapshotStore};
 

@@ -10,4 +10,5 @@ mod idempotency;
 mod immutability;
 mod ordering;
 mod reads;
+mod search;
 mod snapshots;
