@@ -58,7 +58,10 @@ async fn a_second_instance_waits_and_takes_over_when_the_first_dies(pool: PgPool
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(listening, 2, "one listener per running projection, none for the standby");
+    assert_eq!(
+        listening, 2,
+        "one listener per running projection, none for the standby"
+    );
 
     first.child.kill().unwrap();
     first.child.wait().unwrap();
