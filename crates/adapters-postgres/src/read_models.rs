@@ -56,18 +56,22 @@ pub(crate) async fn copy_grants(
     conn: &mut PgConnection,
     table: &str,
     schema: &str,
-) -> Result<(), ReadModelError> {
+) -> Result<(), sqlx::Error> {
     let grants: Vec<String> = sqlx::query_scalar(COPY_GRANTS)
         .bind(format!("public.{table}"))
         .bind(schema)
         .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-    for grant in grants {
-        sqlx::query(AssertSqlSafe(grant))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+        .await?;
+    execute_all(conn, grants).await
+}
+
+/// Runs statements built from trusted parts (schema and table names of this adapter), in order.
+pub(crate) async fn execute_all(
+    conn: &mut PgConnection,
+    statements: impl IntoIterator<Item = String>,
+) -> Result<(), sqlx::Error> {
+    for sql in statements {
+        sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -78,20 +82,13 @@ pub(crate) async fn restore_index_names(
     conn: &mut PgConnection,
     retired: &str,
     table: &str,
-) -> Result<(), ReadModelError> {
+) -> Result<(), sqlx::Error> {
     let renames: Vec<String> = sqlx::query_scalar(RESTORE_INDEX_NAMES)
         .bind(format!("{retired}.{table}"))
         .bind(format!("public.{table}"))
         .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-    for rename in renames {
-        sqlx::query(AssertSqlSafe(rename))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-    }
-    Ok(())
+        .await?;
+    execute_all(conn, renames).await
 }
 
 /// DDL of rebuilds says "does not exist, skipping" and "drop cascades": expected, not news.
@@ -264,16 +261,11 @@ impl ProjectionStore for PgProjectionStore {
                 "CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING ALL)"
             ));
         }
-        for sql in statements {
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
+        execute_all(&mut tx, statements).await.map_err(db)?;
         // LIKE copies no privileges: grant the copies what the live tables grant, so the roles
         // of decision 0006 can still read and write once they are swapped in.
         for table in tables {
-            copy_grants(&mut tx, table, &schema).await?;
+            copy_grants(&mut tx, table, &schema).await.map_err(db)?;
         }
         let rebuild = key(projection, Generation::Rebuild);
         sqlx::query("DELETE FROM public.projection_dead_letters WHERE projection = $1")
@@ -323,26 +315,23 @@ impl ProjectionStore for PgProjectionStore {
             statements.push(format!("ALTER TABLE public.{table} SET SCHEMA {retired}"));
             statements.push(format!("ALTER TABLE {schema}.{table} SET SCHEMA public"));
         }
-        for sql in statements {
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?; // a lock timeout (55P03) maps to Unavailable: try again later
-        }
+        execute_all(&mut tx, statements).await.map_err(db)?;
         // LIKE names the copied indexes after their columns: give them the live names back, so
         // the schema stays what the migrations created.
         for table in tables {
-            restore_index_names(&mut tx, &retired, table).await?;
-        }
-        for sql in [
-            format!("DROP SCHEMA {retired} CASCADE"),
-            format!("DROP SCHEMA {schema} CASCADE"),
-        ] {
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&mut *tx)
+            restore_index_names(&mut tx, &retired, table)
                 .await
                 .map_err(db)?;
         }
+        execute_all(
+            &mut tx,
+            [
+                format!("DROP SCHEMA {retired} CASCADE"),
+                format!("DROP SCHEMA {schema} CASCADE"),
+            ],
+        )
+        .await
+        .map_err(db)?;
         // The live dead letters belong to the retired tables; the rebuild's take their place.
         sqlx::query("DELETE FROM public.projection_dead_letters WHERE projection = $1")
             .bind(&live)

@@ -46,13 +46,21 @@ impl PgSearchIndex {
     }
 }
 
+/// One document per order per statement (ON CONFLICT cannot touch a row twice in one statement;
+/// the newest of a batch wins anyway), replacing a stored row only with a higher version.
 const UPSERT: &str = "\
     INSERT INTO {table} AS s (order_id, customer_id, status, product_ids, shipping_address, \
         tracking_number, total_cents, currency, item_count, placed_at, updated_at, version, \
         search_text) \
-    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-        $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::timestamptz[], \
-        $11::timestamptz[], $12::bigint[], $13::text[]) \
+    SELECT DISTINCT ON (u.order_id) u.order_id, u.customer_id, u.status, \
+           u.product_ids::text[], u.shipping_address, u.tracking_number, u.total_cents, \
+           u.currency, u.item_count, u.placed_at, u.updated_at, u.version, u.search_text \
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                $7::bigint[], $8::text[], $9::bigint[], $10::timestamptz[], \
+                $11::timestamptz[], $12::bigint[], $13::text[]) \
+         AS u(order_id, customer_id, status, product_ids, shipping_address, tracking_number, \
+              total_cents, currency, item_count, placed_at, updated_at, version, search_text) \
+    ORDER BY u.order_id, u.version DESC \
     ON CONFLICT (order_id) DO UPDATE SET \
         customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, \
         product_ids = EXCLUDED.product_ids, shipping_address = EXCLUDED.shipping_address, \
@@ -210,24 +218,7 @@ impl SearchIndex for PgSearchIndex {
             columns.11.push(to_i64(d.version, "version")?);
             columns.12.push(search_text(d));
         }
-        // Two versions of one order in a batch: ON CONFLICT cannot touch a row twice in one
-        // statement, so each statement gets one document per order (the newest wins anyway).
-        let statement = UPSERT.replace("{table}", &table).replace(
-            "SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-        $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::timestamptz[], \
-        $11::timestamptz[], $12::bigint[], $13::text[])",
-            "SELECT DISTINCT ON (u.order_id) u.order_id, u.customer_id, u.status, \
-                        u.product_ids::text[], u.shipping_address, u.tracking_number, \
-                        u.total_cents, u.currency, u.item_count, u.placed_at, u.updated_at, \
-                        u.version, u.search_text \
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                        $6::text[], $7::bigint[], $8::text[], $9::bigint[], \
-                        $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::text[]) \
-                      AS u(order_id, customer_id, status, product_ids, shipping_address, \
-                           tracking_number, total_cents, currency, item_count, placed_at, \
-                           updated_at, version, search_text) \
-                 ORDER BY u.order_id, u.version DESC",
-        );
+        let statement = UPSERT.replace("{table}", &table);
         sqlx::query(AssertSqlSafe(statement))
             .bind(columns.0)
             .bind(columns.1)
@@ -318,53 +309,53 @@ impl SearchIndex for PgSearchIndex {
 
     async fn start_rebuild(&self) -> Result<(), SearchError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        for sql in [
-            "SET LOCAL client_min_messages = warning".to_owned(),
-            format!("DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE"),
-            format!("CREATE SCHEMA {REBUILD_SCHEMA}"),
-            format!(
-                "CREATE TABLE {REBUILD_SCHEMA}.order_search \
+        crate::read_models::execute_all(
+            &mut tx,
+            [
+                "SET LOCAL client_min_messages = warning".to_owned(),
+                format!("DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE"),
+                format!("CREATE SCHEMA {REBUILD_SCHEMA}"),
+                format!(
+                    "CREATE TABLE {REBUILD_SCHEMA}.order_search \
                  (LIKE public.order_search INCLUDING ALL)"
-            ),
-        ] {
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
+                ),
+            ],
+        )
+        .await
+        .map_err(db)?;
         crate::read_models::copy_grants(&mut tx, "order_search", REBUILD_SCHEMA)
             .await
-            .map_err(|e| SearchError::Backend(e.to_string()))?;
+            .map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
     async fn finish_rebuild(&self) -> Result<(), SearchError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        for sql in [
-            "SET LOCAL client_min_messages = warning".to_owned(),
-            "SET LOCAL lock_timeout = '2s'".to_owned(),
-            format!("DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"),
-            format!("CREATE SCHEMA {RETIRED_SCHEMA}"),
-            format!("ALTER TABLE public.order_search SET SCHEMA {RETIRED_SCHEMA}"),
-            format!("ALTER TABLE {REBUILD_SCHEMA}.order_search SET SCHEMA public"),
-        ] {
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
+        crate::read_models::execute_all(
+            &mut tx,
+            [
+                "SET LOCAL client_min_messages = warning".to_owned(),
+                "SET LOCAL lock_timeout = '2s'".to_owned(),
+                format!("DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"),
+                format!("CREATE SCHEMA {RETIRED_SCHEMA}"),
+                format!("ALTER TABLE public.order_search SET SCHEMA {RETIRED_SCHEMA}"),
+                format!("ALTER TABLE {REBUILD_SCHEMA}.order_search SET SCHEMA public"),
+            ],
+        )
+        .await
+        .map_err(db)?;
         crate::read_models::restore_index_names(&mut tx, RETIRED_SCHEMA, "order_search")
             .await
-            .map_err(|e| SearchError::Backend(e.to_string()))?;
-        for sql in [
-            format!("DROP SCHEMA {RETIRED_SCHEMA} CASCADE"),
-            format!("DROP SCHEMA {REBUILD_SCHEMA} CASCADE"),
-        ] {
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
+            .map_err(db)?;
+        crate::read_models::execute_all(
+            &mut tx,
+            [
+                format!("DROP SCHEMA {RETIRED_SCHEMA} CASCADE"),
+                format!("DROP SCHEMA {REBUILD_SCHEMA} CASCADE"),
+            ],
+        )
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)
     }
 }

@@ -151,13 +151,7 @@ impl QueryService {
     ) -> Result<Positioned<OrderSummaryRow>, QueryError> {
         self.wait_for(ORDERS, min_position).await?;
         let found = self.models.order_summary(id).await?;
-        match found.value {
-            Some(row) if principal.can_read_customer(&row.customer_id) => Ok(Positioned {
-                value: row,
-                position: found.position,
-            }),
-            _ => Err(QueryError::NotFound("order")),
-        }
+        visible(principal, found, "order", |row| &row.customer_id)
     }
 
     /// A customer's orders, newest first.
@@ -184,21 +178,7 @@ impl QueryService {
             .models
             .customer_orders(customer_id, before, limit)
             .await?;
-        let next_cursor = (found.value.len() == limit)
-            .then(|| {
-                found
-                    .value
-                    .last()
-                    .map(|row| self.seal_cursor(&scope, row.placed_position))
-            })
-            .flatten();
-        Ok(Positioned {
-            value: Page {
-                items: found.value,
-                next_cursor,
-            },
-            position: found.position,
-        })
+        Ok(self.page(found, limit, &scope, |row| row.placed_position))
     }
 
     /// A customer's order statistics (all zero for a customer without orders).
@@ -240,13 +220,7 @@ impl QueryService {
     ) -> Result<Positioned<AccountRow>, QueryError> {
         self.wait_for(ACCOUNTS, min_position).await?;
         let found = self.models.account(id).await?;
-        match found.value {
-            Some(row) if principal.can_read_customer(&row.owner_customer_id) => Ok(Positioned {
-                value: row,
-                position: found.position,
-            }),
-            _ => Err(QueryError::NotFound("account")),
-        }
+        visible(principal, found, "account", |row| &row.owner_customer_id)
     }
 
     /// An account's transactions, oldest first, with the balance after each.
@@ -267,21 +241,32 @@ impl QueryService {
         // Ownership first, from the same projection, so a stranger learns nothing.
         self.account(principal, id, min_position).await?;
         let found = self.models.account_transactions(id, after, limit).await?;
+        Ok(self.page(found, limit, &scope, |row| row.version))
+    }
+
+    /// A page of `limit` rows: a full one gets the cursor of its last row's `key`.
+    fn page<T>(
+        &self,
+        found: Positioned<Vec<T>>,
+        limit: usize,
+        scope: &str,
+        key: impl Fn(&T) -> u64,
+    ) -> Positioned<Page<T>> {
         let next_cursor = (found.value.len() == limit)
             .then(|| {
                 found
                     .value
                     .last()
-                    .map(|row| self.seal_cursor(&scope, row.version))
+                    .map(|row| self.seal_cursor(scope, key(row)))
             })
             .flatten();
-        Ok(Positioned {
+        Positioned {
             value: Page {
                 items: found.value,
                 next_cursor,
             },
             position: found.position,
-        })
+        }
     }
 
     /// `<key>.<mac>`: the key in clear, and a keyed digest that binds it to this list.
@@ -312,6 +297,23 @@ impl QueryService {
             let _ = write!(text, "{byte:02x}");
         }
         text
+    }
+}
+
+/// The row if the principal may see its owner's data; otherwise (or without a row) not found,
+/// so existence does not leak.
+fn visible<T>(
+    principal: &Principal,
+    found: Positioned<Option<T>>,
+    what: &'static str,
+    owner: impl FnOnce(&T) -> &String,
+) -> Result<Positioned<T>, QueryError> {
+    match found.value {
+        Some(row) if principal.can_read_customer(owner(&row)) => Ok(Positioned {
+            value: row,
+            position: found.position,
+        }),
+        _ => Err(QueryError::NotFound(what)),
     }
 }
 

@@ -32,16 +32,8 @@ impl Projection for AccountsProjection {
             decode::<Account>(event).map_err(|e| HandlerError::Rejected(e.to_string()))?;
         let id = event.stream_id.id();
         let current = batch.account(id).await?;
-        let expected = current.as_ref().map_or(0, |row| row.version) + 1;
-        if event.stream_version < expected {
+        if !super::is_next("account", current.as_ref().map(|row| row.version), event)? {
             return Ok(()); // applied before: nothing changes
-        }
-        if event.stream_version > expected {
-            return Err(HandlerError::Rejected(format!(
-                "account {id}: event version {} cannot follow version {}",
-                event.stream_version,
-                expected - 1
-            )));
         }
         let mut row = match (current, &decoded) {
             (

@@ -55,6 +55,29 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
     ) -> Result<(), HandlerError>;
 }
 
+/// Whether `event` is the next one for a row last written at `row_version` (`None`: no row):
+/// `Ok(false)` when it was applied before (a replay: nothing to do), an error when it would
+/// skip a version (never applied out of order).
+pub(crate) fn is_next(
+    what: &str,
+    row_version: Option<u64>,
+    event: &RecordedEvent,
+) -> Result<bool, HandlerError> {
+    let expected = row_version.unwrap_or(0) + 1;
+    if event.stream_version < expected {
+        return Ok(false);
+    }
+    if event.stream_version > expected {
+        return Err(HandlerError::Rejected(format!(
+            "{what} {}: event version {} cannot follow version {}",
+            event.stream_id.id(),
+            event.stream_version,
+            expected - 1
+        )));
+    }
+    Ok(true)
+}
+
 /// The projections of this service, by name.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![

@@ -36,16 +36,8 @@ impl Projection for OrdersProjection {
             decode::<Order>(event).map_err(|e| HandlerError::Rejected(e.to_string()))?;
         let id = event.stream_id.id();
         let current = batch.order_summary(id).await?;
-        let expected = current.as_ref().map_or(0, |row| row.version) + 1;
-        if event.stream_version < expected {
+        if !super::is_next("order", current.as_ref().map(|row| row.version), event)? {
             return Ok(()); // applied before: nothing changes
-        }
-        if event.stream_version > expected {
-            return Err(HandlerError::Rejected(format!(
-                "order {id}: event version {} cannot follow version {}",
-                event.stream_version,
-                expected - 1
-            )));
         }
         let state: OrderState = current.as_ref().map(state_of).transpose()?;
         let Some(order) = Order::evolve(state, &decoded) else {
