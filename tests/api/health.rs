@@ -115,7 +115,7 @@ async fn a_graceful_shutdown_stops_the_in_process_projection_workers_too() {
         .await
         .unwrap()
     };
-    let running = || vec![Some("running".to_owned()); 2];
+    let running = || vec![Some("running".to_owned()); 3];
     for _ in 0..100 {
         if states().await == running() {
             break;
@@ -130,7 +130,7 @@ async fn a_graceful_shutdown_stops_the_in_process_projection_workers_too() {
     assert!(matches!(finished, Ok(Ok(Ok(())))), "{finished:?}");
     assert_eq!(
         states().await,
-        vec![Some("stopped".to_owned()); 2],
+        vec![Some("stopped".to_owned()); 3],
         "a worker outlived the server"
     );
 }

@@ -109,6 +109,8 @@ pub fn test_settings(database_url: &str) -> Settings {
         db_max_connections: 8,
         read_wait: Duration::from_secs(5),
         with_projector: true,
+        elasticsearch_url: None,
+        search_index_prefix: "strata-".to_owned(),
     }
 }
 

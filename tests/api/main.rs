@@ -15,4 +15,5 @@ mod orders;
 mod pagination;
 mod queries;
 mod read_your_writes;
+mod search;
 mod validation;

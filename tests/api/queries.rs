@@ -269,7 +269,7 @@ async fn the_projections_status_is_for_operators_and_auditors_only() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     names.sort_unstable();
-    assert_eq!(names, ["accounts", "orders"]);
+    assert_eq!(names, ["accounts", "orders", "search"]);
     let orders = projections.iter().find(|p| p["name"] == "orders").unwrap();
     assert!(orders["checkpoint"].as_u64().unwrap() >= position);
     assert!(orders["head"].as_u64().unwrap() >= position);

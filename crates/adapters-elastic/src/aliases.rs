@@ -112,6 +112,16 @@ pub(crate) async fn start_rebuild(
     client: &Elasticsearch,
     names: &Names,
 ) -> Result<(), SearchError> {
+    abandon_rebuild(client, names).await?;
+    create_index(client, &names.new_index(), &names.rebuild).await
+}
+
+/// Drops the indices behind the rebuild alias, except one readers use (only its rebuild alias
+/// goes).
+pub(crate) async fn abandon_rebuild(
+    client: &Elasticsearch,
+    names: &Names,
+) -> Result<(), SearchError> {
     let live = indices_of(client, &names.live).await?;
     for unfinished in indices_of(client, &names.rebuild).await? {
         if live.contains(&unfinished) {
@@ -125,7 +135,7 @@ pub(crate) async fn start_rebuild(
             delete_index(client, &unfinished).await?;
         }
     }
-    create_index(client, &names.new_index(), &names.rebuild).await
+    Ok(())
 }
 
 pub(crate) async fn finish_rebuild(

@@ -10,6 +10,8 @@ mod bulk;
 mod error;
 mod mapping;
 mod query;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod transport;
 
 use std::time::Duration;
@@ -37,6 +39,18 @@ pub struct ElasticSettings {
     /// How many times a write that failed for a retryable reason (429, 5xx, timeout) is tried
     /// again before the write is reported `Unavailable`.
     pub max_retries: u32,
+}
+
+impl ElasticSettings {
+    /// The settings the binaries use: 10 s per request, 3 retries of a retryable write.
+    pub fn for_cluster(url: &str, index_prefix: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            index_prefix: index_prefix.to_owned(),
+            request_timeout: Duration::from_secs(10),
+            max_retries: 3,
+        }
+    }
 }
 
 /// The order search index on Elasticsearch.
@@ -121,5 +135,9 @@ impl SearchIndex for EsSearchIndex {
 
     async fn finish_rebuild(&self) -> Result<(), SearchError> {
         aliases::finish_rebuild(&self.client, &self.names).await
+    }
+
+    async fn abandon_rebuild(&self) -> Result<(), SearchError> {
+        aliases::abandon_rebuild(&self.client, &self.names).await
     }
 }

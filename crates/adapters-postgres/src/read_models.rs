@@ -19,8 +19,8 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row, Transaction};
 use strata_ports::{
     AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,
     Metadata, OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease,
-    ProjectionLeases, ProjectionStore, ReadModelError, ReadModels, RecordedEvent, StatusCounts,
-    StreamId, TransactionKind, TransactionRow,
+    ProjectionLeases, ProjectionStore, ReadModelError, ReadModels, RebuildSwap, RecordedEvent,
+    StatusCounts, StreamId, TransactionKind, TransactionRow,
 };
 use uuid::Uuid;
 
@@ -98,6 +98,9 @@ const QUIET: &str = "SET LOCAL client_min_messages = warning";
 const PROJECTIONS: &[(&str, &[&str])] = &[
     ("orders", &["order_summaries", "customer_stats"]),
     ("accounts", &["account_summaries", "account_transactions"]),
+    // The search index lives behind the `SearchIndex` port; only its checkpoint and dead
+    // letters are here.
+    ("search", &[]),
 ];
 
 fn tables_of(projection: &str) -> Result<&'static [&'static str], ReadModelError> {
@@ -285,7 +288,11 @@ impl ProjectionStore for PgProjectionStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn finish_rebuild(&self, projection: &str) -> Result<bool, ReadModelError> {
+    async fn finish_rebuild(
+        &self,
+        projection: &str,
+        also: &dyn RebuildSwap,
+    ) -> Result<bool, ReadModelError> {
         let tables = tables_of(projection)?;
         let schema = rebuild_schema(projection);
         let live = key(projection, Generation::Live);
@@ -360,6 +367,10 @@ impl ProjectionStore for PgProjectionStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        // Last, so that a failure here still rolls everything above back. Should the commit
+        // fail after it succeeded, the live worker replays from its old checkpoint into what
+        // was swapped, which its idempotent writes allow.
+        also.swap().await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
     }

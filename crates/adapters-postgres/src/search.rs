@@ -358,4 +358,18 @@ impl SearchIndex for PgSearchIndex {
         .map_err(db)?;
         tx.commit().await.map_err(db)
     }
+
+    async fn abandon_rebuild(&self) -> Result<(), SearchError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        crate::read_models::execute_all(
+            &mut tx,
+            [
+                "SET LOCAL client_min_messages = warning".to_owned(),
+                format!("DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE"),
+            ],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
 }

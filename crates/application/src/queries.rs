@@ -1,6 +1,7 @@
 //! Queries: answered from the read models only, with the ownership rules of the commands, and
 //! read-your-writes (wait until the serving projection has reached a position, up to a bound).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use strata_ports::{
     AccountRow, CustomerStatsRow, OrderSummaryRow, Positioned, ReadModelError, ReadModels,
-    StatusCounts, TransactionRow,
+    SearchCursor, SearchError, SearchHit, SearchIndex, SearchQuery, StatusCounts, TransactionRow,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,6 +20,14 @@ use crate::access::{Principal, Role};
 pub const ORDERS: &str = "orders";
 /// The projection serving account queries.
 pub const ACCOUNTS: &str = "accounts";
+/// The projection serving order searches.
+pub const SEARCH: &str = "search";
+
+/// The statuses an order search can filter on.
+pub const ORDER_STATUSES: [&str; 5] = ["PENDING", "CONFIRMED", "SHIPPED", "DELIVERED", "CANCELLED"];
+
+/// The longest search text accepted, in characters.
+pub const MAX_SEARCH_TEXT: usize = 200;
 
 /// Bounds of the query side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +67,15 @@ pub enum QueryError {
     Internal(String),
 }
 
+impl From<SearchError> for QueryError {
+    fn from(error: SearchError) -> Self {
+        match error {
+            SearchError::Unavailable(reason) => Self::Unavailable(reason),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<ReadModelError> for QueryError {
     fn from(error: ReadModelError) -> Self {
         match error {
@@ -74,10 +92,35 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// An order search as a client asks it: every part optional, every filter narrows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OrderSearch {
+    pub text: Option<String>,
+    pub status: Option<String>,
+    pub customer_id: Option<String>,
+    pub min_total_cents: Option<i64>,
+    pub max_total_cents: Option<i64>,
+    pub placed_from: Option<OffsetDateTime>,
+    pub placed_to: Option<OffsetDateTime>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// A page of search results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResults {
+    /// Ranked by relevance, then newest first.
+    pub hits: Vec<SearchHit>,
+    /// Matches per status, for every criterion but the status filter.
+    pub status_counts: BTreeMap<String, u64>,
+    pub next_cursor: Option<String>,
+}
+
 /// The query use cases.
 #[derive(Clone)]
 pub struct QueryService {
     models: Arc<dyn ReadModels>,
+    search: Arc<dyn SearchIndex>,
     config: QueryConfig,
 }
 
@@ -103,8 +146,16 @@ impl Principal {
 }
 
 impl QueryService {
-    pub fn new(models: Arc<dyn ReadModels>, config: QueryConfig) -> Self {
-        Self { models, config }
+    pub fn new(
+        models: Arc<dyn ReadModels>,
+        search: Arc<dyn SearchIndex>,
+        config: QueryConfig,
+    ) -> Self {
+        Self {
+            models,
+            search,
+            config,
+        }
     }
 
     /// Waits until `projection` has processed `position` (at most `max_wait`).
@@ -244,6 +295,101 @@ impl QueryService {
         Ok(self.page(found, limit, &scope, |row| row.version))
     }
 
+    /// Orders matching words and filters, ranked by relevance then recency, with counts by
+    /// status. A customer only ever finds their own orders: a search for another customer's
+    /// finds nothing.
+    ///
+    /// # Errors
+    /// `BadRequest` for a limit outside 1..=100, an unknown status, an empty range, text
+    /// longer than [`MAX_SEARCH_TEXT`], or a cursor this search did not issue; `NotCaughtUp`;
+    /// `Unavailable` when the search index cannot be reached.
+    pub async fn search_orders(
+        &self,
+        principal: &Principal,
+        request: OrderSearch,
+        min_position: Option<u64>,
+    ) -> Result<Positioned<SearchResults>, QueryError> {
+        check_limit(request.limit)?;
+        let mut query = search_query(request.clone())?;
+        let mut nothing = false;
+        if principal.role == Role::Customer {
+            let own = principal
+                .customer_id
+                .as_ref()
+                .map(|c| c.as_str().to_owned());
+            nothing = own.is_none()
+                || request
+                    .customer_id
+                    .as_ref()
+                    .is_some_and(|asked| Some(asked) != own.as_ref());
+            query.customer_id = own;
+        }
+        // The cursor is bound to the search as it runs, owner included (not to the page size).
+        let scope = format!(
+            "order-search|{:?}",
+            (
+                &query.text,
+                &query.status,
+                &query.customer_id,
+                query.min_total_cents,
+                query.max_total_cents,
+                query.placed_from.map(OffsetDateTime::unix_timestamp_nanos),
+                query.placed_to.map(OffsetDateTime::unix_timestamp_nanos),
+            )
+        );
+        query.after = request
+            .cursor
+            .as_deref()
+            .map(|c| self.open_search_cursor(&scope, c))
+            .transpose()?;
+        self.wait_for(SEARCH, min_position).await?;
+        // Read before searching: the index then holds at least what this position says.
+        let position = self.models.position(SEARCH).await?;
+        if nothing {
+            return Ok(Positioned {
+                value: SearchResults {
+                    hits: Vec::new(),
+                    status_counts: BTreeMap::new(),
+                    next_cursor: None,
+                },
+                position,
+            });
+        }
+        let page = self.search.search(&query).await?;
+        let next_cursor = page.next.map(|after| {
+            let key = search_cursor_key(&after);
+            format!("{key}.{}", self.cursor_mac(&scope, key.as_bytes()))
+        });
+        Ok(Positioned {
+            value: SearchResults {
+                hits: page.hits,
+                status_counts: page.status_counts,
+                next_cursor,
+            },
+            position,
+        })
+    }
+
+    fn open_search_cursor(&self, scope: &str, cursor: &str) -> Result<SearchCursor, QueryError> {
+        let bad = || QueryError::BadRequest("the cursor is not one this search issued".to_owned());
+        let (key, mac) = cursor.rsplit_once('.').ok_or_else(bad)?;
+        if mac != self.cursor_mac(scope, key.as_bytes()) {
+            return Err(bad());
+        }
+        let mut parts = key.splitn(3, '_');
+        let (Some(score), Some(nanos), Some(id)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let score = u32::from_str_radix(score, 16).map_err(|_| bad())?;
+        let nanos: i128 = nanos.parse().map_err(|_| bad())?;
+        Ok(SearchCursor {
+            score: f32::from_bits(score),
+            placed_at: OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| bad())?,
+            order_id: Uuid::parse_str(id).map_err(|_| bad())?,
+        })
+    }
+
     /// A page of `limit` rows: a full one gets the cursor of its last row's `key`.
     fn page<T>(
         &self,
@@ -271,26 +417,26 @@ impl QueryService {
 
     /// `<key>.<mac>`: the key in clear, and a keyed digest that binds it to this list.
     fn seal_cursor(&self, scope: &str, key: u64) -> String {
-        format!("{key}.{}", self.cursor_mac(scope, key))
+        format!("{key}.{}", self.cursor_mac(scope, &key.to_be_bytes()))
     }
 
     fn open_cursor(&self, scope: &str, cursor: &str) -> Result<u64, QueryError> {
         let bad = || QueryError::BadRequest("the cursor is not one this list issued".to_owned());
         let (key, mac) = cursor.split_once('.').ok_or_else(bad)?;
         let key: u64 = key.parse().map_err(|_| bad())?;
-        if mac != self.cursor_mac(scope, key) {
+        if mac != self.cursor_mac(scope, &key.to_be_bytes()) {
             return Err(bad());
         }
         Ok(key)
     }
 
-    fn cursor_mac(&self, scope: &str, key: u64) -> String {
+    fn cursor_mac(&self, scope: &str, key: &[u8]) -> String {
         let mut hasher = Sha256::new();
         hasher.update((self.config.cursor_key.len() as u64).to_be_bytes());
         hasher.update(&self.config.cursor_key);
         hasher.update(scope.as_bytes());
         hasher.update(b"|");
-        hasher.update(key.to_be_bytes());
+        hasher.update(key);
         let digest = hasher.finalize();
         let mut text = String::with_capacity(32);
         for byte in &digest[..16] {
@@ -315,6 +461,61 @@ fn visible<T>(
         }),
         _ => Err(QueryError::NotFound(what)),
     }
+}
+
+/// `<score bits, hex>_<placed_at, unix nanoseconds>_<order id>`: exact, and free of `.`.
+fn search_cursor_key(after: &SearchCursor) -> String {
+    format!(
+        "{:08x}_{}_{}",
+        after.score.to_bits(),
+        after.placed_at.unix_timestamp_nanos(),
+        after.order_id
+    )
+}
+
+/// The port's query for a request, once its parts are checked.
+fn search_query(request: OrderSearch) -> Result<SearchQuery, QueryError> {
+    let bad = |reason: String| Err(QueryError::BadRequest(reason));
+    let text = request
+        .text
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    if let Some(text) = &text
+        && text.chars().count() > MAX_SEARCH_TEXT
+    {
+        return bad(format!("q must be at most {MAX_SEARCH_TEXT} characters"));
+    }
+    if let Some(status) = &request.status
+        && !ORDER_STATUSES.contains(&status.as_str())
+    {
+        return bad(format!(
+            "status must be one of {}, not {status:?}",
+            ORDER_STATUSES.join(", ")
+        ));
+    }
+    if let (Some(min), Some(max)) = (request.min_total_cents, request.max_total_cents)
+        && min > max
+    {
+        return bad(format!(
+            "minTotalCents ({min}) must not be above maxTotalCents ({max})"
+        ));
+    }
+    if let (Some(from), Some(to)) = (request.placed_from, request.placed_to)
+        && from > to
+    {
+        return bad("placedFrom must not be after placedTo".to_owned());
+    }
+    Ok(SearchQuery {
+        text,
+        status: request.status,
+        customer_id: request.customer_id,
+        min_total_cents: request.min_total_cents,
+        max_total_cents: request.max_total_cents,
+        placed_from: request.placed_from,
+        placed_to: request.placed_to,
+        limit: request.limit,
+        after: None,
+    })
 }
 
 fn check_limit(limit: usize) -> Result<(), QueryError> {

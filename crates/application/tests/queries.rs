@@ -1,15 +1,21 @@
-//! Queries against a mocked `ReadModels`: ownership, page limits, sealed cursors, and waiting
-//! for a projection position (read-your-writes).
+//! Queries against a mocked `ReadModels` and `SearchIndex`: ownership (a customer's search is
+//! always their own), page limits and search parameters, sealed cursors, and waiting for a
+//! projection position (read-your-writes).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_application::{QueryConfig, QueryError, QueryService};
-use strata_ports::{MockReadModels, OrderSummaryRow, Positioned};
+use mockall::Sequence;
+use strata_application::{OrderSearch, QueryConfig, QueryError, QueryService};
+use strata_ports::{
+    MockReadModels, MockSearchIndex, OrderSummaryRow, Positioned, SearchCursor, SearchError,
+    SearchPage,
+};
 use support::{auditor, customer, operator};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -34,8 +40,17 @@ fn summary(customer_id: &str, placed_position: u64) -> OrderSummaryRow {
 }
 
 fn service(models: MockReadModels, max_wait: Duration) -> QueryService {
+    search_service(models, MockSearchIndex::new(), max_wait)
+}
+
+fn search_service(
+    models: MockReadModels,
+    search: MockSearchIndex,
+    max_wait: Duration,
+) -> QueryService {
     QueryService::new(
         Arc::new(models),
+        Arc::new(search),
         QueryConfig {
             max_wait,
             cursor_key: b"test-key".to_vec(),
@@ -208,6 +223,7 @@ async fn tampered_foreign_or_garbage_cursors_are_bad_requests() {
     assert!(matches!(other_list, QueryError::BadRequest(_)));
     let other_key = QueryService::new(
         Arc::new(orders_of("c-1", 5)),
+        Arc::new(MockSearchIndex::new()),
         QueryConfig {
             max_wait: Duration::ZERO,
             cursor_key: b"another-key".to_vec(),
@@ -266,4 +282,250 @@ async fn a_query_gives_up_when_the_projection_stays_behind() {
             wanted: 5
         }
     );
+}
+
+fn search_position(models: &mut MockReadModels, position: u64) {
+    models.expect_position().returning(move |projection| {
+        assert_eq!(projection, "search");
+        Ok(position)
+    });
+}
+
+fn search_request(limit: usize) -> OrderSearch {
+    OrderSearch {
+        limit,
+        ..OrderSearch::default()
+    }
+}
+
+fn empty_page() -> SearchPage {
+    SearchPage {
+        hits: vec![],
+        next: None,
+        status_counts: BTreeMap::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_customers_search_is_always_restricted_to_their_own_orders() {
+    let mut models = MockReadModels::new();
+    search_position(&mut models, 9);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let mut search = MockSearchIndex::new();
+    let seen = asked.clone();
+    search.expect_search().returning(move |query| {
+        seen.lock().unwrap().push(query.customer_id.clone());
+        Ok(empty_page())
+    });
+    let queries = search_service(models, search, Duration::ZERO);
+    let with_customer = |id: Option<&str>| OrderSearch {
+        customer_id: id.map(str::to_owned),
+        ..search_request(20)
+    };
+
+    for request in [with_customer(None), with_customer(Some("c-1"))] {
+        queries
+            .search_orders(&customer("c-1"), request, None)
+            .await
+            .unwrap();
+    }
+    let strangers = queries
+        .search_orders(&customer("c-1"), with_customer(Some("c-2")), None)
+        .await
+        .unwrap();
+    queries
+        .search_orders(&operator(), with_customer(Some("c-2")), None)
+        .await
+        .unwrap();
+    queries
+        .search_orders(&auditor(), with_customer(None), None)
+        .await
+        .unwrap();
+
+    // Another customer's orders are not searched at all: nothing, and no counts, comes back.
+    assert!(strangers.value.hits.is_empty() && strangers.value.status_counts.is_empty());
+    assert_eq!(strangers.position, 9);
+    let own = Some("c-1".to_owned());
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec![own.clone(), own, Some("c-2".to_owned()), None]
+    );
+}
+
+#[tokio::test]
+async fn search_parameters_are_checked_before_anything_is_read() {
+    // No expectations: any read would panic.
+    let queries = search_service(
+        MockReadModels::new(),
+        MockSearchIndex::new(),
+        Duration::ZERO,
+    );
+    let bad = [
+        search_request(0),
+        search_request(101),
+        OrderSearch {
+            status: Some("LOST".to_owned()),
+            ..search_request(20)
+        },
+        OrderSearch {
+            min_total_cents: Some(10),
+            max_total_cents: Some(9),
+            ..search_request(20)
+        },
+        OrderSearch {
+            placed_from: Some(OffsetDateTime::UNIX_EPOCH + time::Duration::DAY),
+            placed_to: Some(OffsetDateTime::UNIX_EPOCH),
+            ..search_request(20)
+        },
+        OrderSearch {
+            text: Some("x".repeat(201)),
+            ..search_request(20)
+        },
+        OrderSearch {
+            cursor: Some("3f800000_0_not-a-uuid.00".to_owned()),
+            ..search_request(20)
+        },
+    ];
+    for request in bad {
+        let error = queries
+            .search_orders(&operator(), request.clone(), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, QueryError::BadRequest(_)),
+            "{request:?}: {error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_search_cursor_resumes_exactly_where_the_page_ended_and_only_for_that_search() {
+    let last = SearchCursor {
+        score: 1.234_567_9,
+        placed_at: OffsetDateTime::from_unix_timestamp_nanos(1_790_000_000_123_456_789).unwrap(),
+        order_id: Uuid::now_v7(),
+    };
+    let mut models = MockReadModels::new();
+    search_position(&mut models, 3);
+    let resumed = Arc::new(Mutex::new(Vec::new()));
+    let mut search = MockSearchIndex::new();
+    let seen = resumed.clone();
+    search.expect_search().returning(move |query| {
+        seen.lock().unwrap().push(query.after);
+        Ok(SearchPage {
+            next: query.after.is_none().then_some(last),
+            ..empty_page()
+        })
+    });
+    let queries = search_service(models, search, Duration::ZERO);
+    let words = |q: &str, cursor: Option<&str>| OrderSearch {
+        text: Some(q.to_owned()),
+        cursor: cursor.map(str::to_owned),
+        ..search_request(20)
+    };
+
+    let first = queries
+        .search_orders(&customer("c-1"), words("road", None), None)
+        .await
+        .unwrap();
+    let cursor = first.value.next_cursor.expect("a next page");
+    let second = queries
+        .search_orders(&customer("c-1"), words("road", Some(&cursor)), None)
+        .await
+        .unwrap();
+
+    assert_eq!(second.value.next_cursor, None);
+    assert_eq!(*resumed.lock().unwrap(), vec![None, Some(last)]);
+    let (key, mac) = cursor.rsplit_once('.').unwrap();
+    let flipped = if key.ends_with('0') { '1' } else { '0' };
+    let tampered = [
+        format!("{}{flipped}.{mac}", &key[..key.len() - 1]),
+        format!("{key}.{}", "0".repeat(mac.len())),
+        key.to_owned(),
+    ];
+    for bad in &tampered {
+        let error = queries
+            .search_orders(&customer("c-1"), words("road", Some(bad)), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, QueryError::BadRequest(_)),
+            "{bad}: {error:?}"
+        );
+    }
+    // Another search, or the same one by another customer, does not accept it.
+    for (principal, q) in [(customer("c-1"), "street"), (customer("c-2"), "road")] {
+        let error = queries
+            .search_orders(&principal, words(q, Some(&cursor)), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, QueryError::BadRequest(_)), "{error:?}");
+    }
+    // A page size of its own for the next page is fine.
+    queries
+        .search_orders(
+            &customer("c-1"),
+            OrderSearch {
+                limit: 5,
+                ..words("road", Some(&cursor))
+            },
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_search_position_is_read_before_the_index_is_searched() {
+    let mut sequence = Sequence::new();
+    let mut models = MockReadModels::new();
+    let mut search = MockSearchIndex::new();
+    models
+        .expect_position()
+        .times(1)
+        .in_sequence(&mut sequence)
+        .returning(|_| Ok(12));
+    search
+        .expect_search()
+        .times(1)
+        .in_sequence(&mut sequence)
+        .returning(|_| Ok(empty_page()));
+    let queries = search_service(models, search, Duration::ZERO);
+
+    let found = queries
+        .search_orders(&operator(), search_request(20), None)
+        .await
+        .unwrap();
+
+    assert_eq!(found.position, 12);
+}
+
+#[tokio::test]
+async fn a_search_waits_for_the_search_projection_and_reports_an_unreachable_index() {
+    let mut models = MockReadModels::new();
+    search_position(&mut models, 4);
+    let mut search = MockSearchIndex::new();
+    search
+        .expect_search()
+        .returning(|_| Err(SearchError::Unavailable("connection refused".to_owned())));
+    let queries = search_service(models, search, Duration::from_millis(20));
+
+    let behind = queries
+        .search_orders(&operator(), search_request(20), Some(5))
+        .await
+        .unwrap_err();
+    let down = queries
+        .search_orders(&operator(), search_request(20), Some(4))
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        behind,
+        QueryError::NotCaughtUp {
+            projection: "search",
+            position: 4,
+            wanted: 5
+        }
+    );
+    assert!(matches!(down, QueryError::Unavailable(_)), "{down:?}");
 }

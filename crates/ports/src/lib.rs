@@ -19,7 +19,8 @@ pub use event_store::{
 pub use read_model::{
     AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,
     OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
-    ProjectionStore, ReadModelError, ReadModels, StatusCounts, TransactionKind, TransactionRow,
+    ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind,
+    TransactionRow,
 };
 pub use search::{
     IndexFailure, SearchCursor, SearchDocument, SearchError, SearchHit, SearchIndex, SearchPage,
@@ -33,5 +34,7 @@ pub use clock::{MockClock, MockIdGenerator};
 pub use event_store::MockEventStore;
 #[cfg(feature = "mocks")]
 pub use read_model::MockReadModels;
+#[cfg(feature = "mocks")]
+pub use search::MockSearchIndex;
 #[cfg(feature = "mocks")]
 pub use snapshot::MockSnapshotStore;

@@ -246,7 +246,14 @@ pub trait ProjectionStore: Send + Sync {
     async fn start_rebuild(&self, projection: &str) -> Result<(), ReadModelError>;
     /// Replaces the live tables of `projection` with the rebuilt ones, in one transaction, once
     /// the rebuild has reached the live checkpoint (returns `false`, changing nothing, if not).
-    async fn finish_rebuild(&self, projection: &str) -> Result<bool, ReadModelError>;
+    /// `also` runs inside that window, after the check and before the commit, while the live
+    /// worker is held between two batches: it swaps what the projection keeps elsewhere (the
+    /// search index); if it fails, nothing is swapped here.
+    async fn finish_rebuild(
+        &self,
+        projection: &str,
+        also: &dyn RebuildSwap,
+    ) -> Result<bool, ReadModelError>;
     /// Drops an unfinished rebuild of `projection` (its tables, checkpoint and dead letters).
     async fn abandon_rebuild(&self, projection: &str) -> Result<(), ReadModelError>;
 
@@ -255,6 +262,12 @@ pub trait ProjectionStore: Send + Sync {
         &self,
         projection: Option<&str>,
     ) -> Result<Vec<DeadLetter>, ReadModelError>;
+}
+
+/// What a projection swaps outside the read models' storage when its rebuild is swapped in.
+#[async_trait]
+pub trait RebuildSwap: Send + Sync {
+    async fn swap(&self) -> Result<(), ReadModelError>;
 }
 
 /// The queries of the read side; each answer carries the projection position it was read at.

@@ -97,6 +97,7 @@ pub enum SearchError {
 }
 
 /// The order search index.
+#[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait SearchIndex: Send + Sync {
     /// Creates what the index needs (Elasticsearch: an index with the explicit mapping behind
@@ -123,4 +124,7 @@ pub trait SearchIndex: Send + Sync {
 
     /// Makes the rebuild generation the live one, atomically for readers, and drops the old.
     async fn finish_rebuild(&self) -> Result<(), SearchError>;
+
+    /// Drops an unfinished rebuild generation, if any; the live one is never touched.
+    async fn abandon_rebuild(&self) -> Result<(), SearchError>;
 }

@@ -71,6 +71,7 @@ pub async fn run(index: &dyn SearchIndex) {
     words_match_products_and_addresses(index).await;
     without_words_the_newest_come_first_and_pages_cover_everything(index).await;
     facets_count_statuses_without_the_status_filter(index).await;
+    an_abandoned_rebuild_leaves_the_live_generation_alone(index).await;
     a_rebuild_is_invisible_until_it_is_swapped_in(index).await;
 }
 
@@ -238,6 +239,38 @@ pub async fn facets_count_statuses_without_the_status_filter(index: &dyn SearchI
     assert_eq!(page.hits.len(), 1);
     let expected = BTreeMap::from([("CANCELLED".to_owned(), 1), ("PENDING".to_owned(), 2)]);
     assert_eq!(page.status_counts, expected);
+}
+
+/// Abandoning a rebuild drops only what it wrote; abandoning none is harmless.
+pub async fn an_abandoned_rebuild_leaves_the_live_generation_alone(index: &dyn SearchIndex) {
+    let c = "suite-abandon";
+    let live = document(c, "PENDING", &["p-1"], "1 Main St", 100, 0);
+    write(index, std::slice::from_ref(&live)).await;
+    index.abandon_rebuild().await.unwrap();
+    index.start_rebuild().await.unwrap();
+    let unfinished = SearchDocument {
+        status: "CANCELLED".to_owned(),
+        version: 2,
+        ..live.clone()
+    };
+    let failures = index
+        .upsert(Generation::Rebuild, std::slice::from_ref(&unfinished))
+        .await
+        .unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+
+    index.abandon_rebuild().await.unwrap();
+
+    let mine = SearchQuery {
+        customer_id: Some(c.to_owned()),
+        ..query()
+    };
+    let page = index.search(&mine).await.unwrap();
+    assert_eq!(page.hits.len(), 1);
+    assert_eq!(page.hits[0].document, live);
+    // Nothing is left to swap in.
+    assert!(index.finish_rebuild().await.is_err());
+    assert_eq!(index.search(&mine).await.unwrap().hits[0].document, live);
 }
 
 /// A rebuild fills a generation readers do not see until it is swapped in.

@@ -7,15 +7,17 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sqlx::PgPool;
+use strata_adapters_elastic::{ElasticSettings, EsSearchIndex};
 use strata_adapters_postgres::{
-    PgEventStore, PgLeases, PgLogWakeups, PgProjectionStore, PgReadModels, PgSettings,
-    projection_names,
+    PgEventStore, PgLeases, PgLogWakeups, PgProjectionStore, PgReadModels, PgSearchIndex,
+    PgSettings, projection_names,
 };
 use strata_application::StatusService;
 use strata_application::projection::{
-    self, Projection, ProjectorConfig, WorkerDeps, dlq_retry, dlq_skip, rebuild, run_workers,
+    self, Projection, ProjectorConfig, WorkerDeps, abandon_rebuild, dlq_retry, dlq_skip, rebuild,
+    run_workers,
 };
-use strata_ports::{EventStore, ReadModels, SystemClock};
+use strata_ports::{EventStore, ReadModels, SearchIndex, SystemClock};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -37,6 +39,18 @@ pub struct Cli {
         global = true
     )]
     pub database_url: String,
+    /// Elasticsearch (or OpenSearch) URL of the order search index; without it, the search
+    /// projection writes PostgreSQL's full-text search table.
+    #[arg(long, env = "ELASTICSEARCH_URL", global = true)]
+    pub elasticsearch_url: Option<String>,
+    /// Put before the search index's alias and index names (`<prefix>orders`).
+    #[arg(
+        long,
+        env = "STRATA_SEARCH_INDEX_PREFIX",
+        default_value = "strata-",
+        global = true
+    )]
+    pub search_index_prefix: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -66,9 +80,10 @@ pub enum Command {
     /// Rebuild a projection from the start of the log into fresh tables, then swap them in
     /// atomically; the live tables keep serving meanwhile.
     Rebuild {
-        /// The projection (`orders` or `accounts`).
+        /// The projection (`orders`, `accounts` or `search`).
         name: String,
-        /// Drop what a killed rebuild left behind (its tables and checkpoint) instead.
+        /// Drop what a killed rebuild left behind (its tables, checkpoint and new search index)
+        /// instead.
         #[arg(long)]
         abandon: bool,
         #[command(flatten)]
@@ -136,11 +151,12 @@ impl Tuning {
     }
 }
 
-/// The read side's adapters on one pool.
+/// The read side's adapters on one pool, and the search index.
 pub struct ReadSide {
     pub pool: PgPool,
     pub deps: WorkerDeps,
     pub status: StatusService,
+    pub search: Arc<dyn SearchIndex>,
 }
 
 impl std::fmt::Debug for ReadSide {
@@ -150,8 +166,8 @@ impl std::fmt::Debug for ReadSide {
 }
 
 impl ReadSide {
-    /// Wires the PostgreSQL adapters of the read side on `pool`.
-    pub fn on(pool: PgPool) -> Self {
+    /// Wires the PostgreSQL adapters of the read side on `pool`, with `search`.
+    pub fn on(pool: PgPool, search: Arc<dyn SearchIndex>) -> Self {
         let events: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
         let models: Arc<dyn ReadModels> = Arc::new(PgReadModels::new(pool.clone()));
         let deps = WorkerDeps {
@@ -162,7 +178,35 @@ impl ReadSide {
             wakeups: Some(Arc::new(PgLogWakeups::new(pool.clone()))),
         };
         let status = StatusService::new(events, models, projection_names());
-        Self { pool, deps, status }
+        Self {
+            pool,
+            deps,
+            status,
+            search,
+        }
+    }
+
+    /// Every projection, wired to these adapters.
+    pub fn projections(&self) -> Vec<Arc<dyn Projection>> {
+        projection::all(self.deps.events.clone(), self.search.clone())
+    }
+
+    /// The projections named (all when none).
+    ///
+    /// # Errors
+    /// A name that is not a projection.
+    pub fn select(&self, names: &[String]) -> anyhow::Result<Vec<Arc<dyn Projection>>> {
+        select_projections(self.projections(), names)
+    }
+
+    /// The one projection named.
+    ///
+    /// # Errors
+    /// A name that is not a projection.
+    pub fn projection(&self, name: &str) -> anyhow::Result<Arc<dyn Projection>> {
+        self.select(&[name.to_owned()])?
+            .pop()
+            .context("no projection")
     }
 
     /// Runs the workers of `projections` until `stop`.
@@ -176,15 +220,18 @@ impl ReadSide {
     }
 }
 
-/// The projections named (all when none), or which name is unknown.
+/// The projections of `all` named (all when none), or which name is unknown.
 ///
 /// # Errors
 /// A name that is not a projection.
-pub fn select_projections(names: &[String]) -> anyhow::Result<Vec<Arc<dyn Projection>>> {
-    let all = projection::all();
+pub fn select_projections(
+    all: Vec<Arc<dyn Projection>>,
+    names: &[String],
+) -> anyhow::Result<Vec<Arc<dyn Projection>>> {
     if names.is_empty() {
         return Ok(all);
     }
+    let known = || all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ");
     names
         .iter()
         .map(|name| {
@@ -196,12 +243,25 @@ pub fn select_projections(names: &[String]) -> anyhow::Result<Vec<Arc<dyn Projec
         .collect()
 }
 
-fn known() -> String {
-    projection::all()
-        .iter()
-        .map(|p| p.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The search index the flags select: Elasticsearch at `elasticsearch_url`, or else
+/// PostgreSQL's full-text search on `pool`.
+///
+/// # Errors
+/// An Elasticsearch URL that does not parse.
+pub fn search_index(cli: &Cli, pool: &PgPool) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    Ok(
+        match cli
+            .elasticsearch_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        {
+            Some(url) => Arc::new(
+                EsSearchIndex::new(&ElasticSettings::for_cluster(url, &cli.search_index_prefix))
+                    .context("cannot configure the Elasticsearch client")?,
+            ),
+            None => Arc::new(PgSearchIndex::new(pool.clone())),
+        },
+    )
 }
 
 /// Runs the command until done or until SIGINT/SIGTERM.
@@ -210,12 +270,13 @@ fn known() -> String {
 /// An unreachable database, or a failure of the command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = strata_adapters_postgres::connect(&PgSettings {
-        url: cli.database_url,
+        url: cli.database_url.clone(),
         max_connections: 8,
         acquire_timeout: Duration::from_secs(5),
     })
     .await
     .context("cannot connect to PostgreSQL")?;
+    let search = search_index(&cli, &pool)?;
     // `run` brings the schema up to date; the other commands only read or repair, so they
     // refuse a database whose schema is missing or older than this build.
     if !matches!(cli.command, Command::Run { .. } | Command::Follow { .. })
@@ -232,12 +293,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tuning,
             metrics_addr,
         } => {
-            let projections = select_projections(&projections)?;
             strata_adapters_postgres::migrate(&pool)
                 .await
                 .context("cannot apply the migrations")?;
+            let side = ReadSide::on(pool, search);
+            let projections = side.select(&projections)?;
             let stop = stop_on_signal().context("cannot install the signal handlers")?;
-            let side = ReadSide::on(pool);
             if let Some(addr) = metrics_addr {
                 crate::metrics::serve(addr, side.status.clone(), stop.clone())
                     .await
@@ -247,7 +308,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { json } => {
-            let side = ReadSide::on(pool);
+            let side = ReadSide::on(pool, search);
             let statuses = side.status.statuses(OffsetDateTime::now_utc()).await?;
             let mut out = std::io::stdout().lock();
             if json {
@@ -262,17 +323,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             abandon,
             tuning,
         } => {
-            let projection = select_projections(std::slice::from_ref(&name))?
-                .pop()
-                .context("no projection")?;
+            let side = ReadSide::on(pool, search);
+            let projection = side.projection(&name)?;
             if abandon {
-                let side = ReadSide::on(pool);
-                side.deps.store.abandon_rebuild(&name).await?;
+                abandon_rebuild(&side.deps, projection.as_ref()).await?;
                 println!("dropped the unfinished rebuild of {name}, if any");
                 return Ok(());
             }
             let stop = stop_on_signal().context("cannot install the signal handlers")?;
-            let side = ReadSide::on(pool);
             let mut progress = crate::report::RebuildBar::new(&name);
             let swapped = rebuild(&side.deps, projection, tuning.config(), &stop, &mut |p| {
                 progress.update(p)
@@ -286,7 +344,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Dlq { action } => {
-            let side = ReadSide::on(pool);
+            let side = ReadSide::on(pool, search);
             dlq(&side, action).await
         }
         Command::Follow {
@@ -318,7 +376,7 @@ async fn dlq(side: &ReadSide, action: DlqAction) -> anyhow::Result<()> {
     match action {
         DlqAction::List { projection } => {
             if let Some(name) = &projection {
-                select_projections(std::slice::from_ref(name))?;
+                side.projection(name)?;
             }
             let letters = side.deps.store.dead_letters(projection.as_deref()).await?;
             write!(out, "{}", crate::report::dead_letters_table(&letters))?;
@@ -327,9 +385,7 @@ async fn dlq(side: &ReadSide, action: DlqAction) -> anyhow::Result<()> {
             projection,
             position,
         } => {
-            let projection = select_projections(&[projection])?
-                .pop()
-                .context("no projection")?;
+            let projection = side.projection(&projection)?;
             let outcome = dlq_retry(&side.deps, projection.as_ref(), position).await?;
             writeln!(
                 out,
@@ -341,9 +397,7 @@ async fn dlq(side: &ReadSide, action: DlqAction) -> anyhow::Result<()> {
             projection,
             position,
         } => {
-            let projection = select_projections(&[projection])?
-                .pop()
-                .context("no projection")?;
+            let projection = side.projection(&projection)?;
             let outcome = dlq_skip(&side.deps, projection.as_ref(), position).await?;
             writeln!(
                 out,

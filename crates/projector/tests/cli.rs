@@ -1,5 +1,6 @@
 //! The `strata-projector` commands an operator types, run as processes against a real database:
-//! `status`, `dlq list`, `rebuild` (plain progress lines when not on a terminal), `run` woken by
+//! `status`, `dlq list`, `rebuild` (plain progress lines when not on a terminal; the search
+//! projection on PostgreSQL or on the Elasticsearch of `--elasticsearch-url`), `run` woken by
 //! NOTIFY long before its poll interval, and its `/metrics`.
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +21,8 @@ async fn projector(url: &str, args: &[&str]) -> Output {
         .arg(url)
         .args(args)
         .env("RUST_LOG", "warn")
+        // PostgreSQL search unless a test names a cluster.
+        .env_remove("ELASTICSEARCH_URL")
         .stdin(Stdio::null());
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
@@ -68,11 +71,24 @@ async fn status_dlq_and_rebuild_answer_an_operator(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(summaries, 3);
+    let search = projector(&url, &["rebuild", "search"]).await;
+    assert!(search.status.success(), "{}", text(&search.stderr));
+    assert!(
+        text(&search.stderr).contains("swapped in"),
+        "{}",
+        text(&search.stderr)
+    );
+    let documents: i64 = sqlx::query_scalar("SELECT count(*) FROM order_search")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(documents, 3);
 
     let unknown = projector(&url, &["rebuild", "nope"]).await;
     assert!(!unknown.status.success());
     assert!(
-        text(&unknown.stderr).contains("no projection named \"nope\" (known: orders, accounts)"),
+        text(&unknown.stderr)
+            .contains("no projection named \"nope\" (known: orders, accounts, search)"),
         "{}",
         text(&unknown.stderr)
     );
@@ -89,7 +105,7 @@ async fn a_running_projector_is_woken_by_a_commit_and_serves_metrics(pool: PgPoo
         &url,
         &["--poll-ms", "600000", "--metrics-addr", "127.0.0.1:0"],
     );
-    running.wait_for_log("lease taken", 2).await;
+    running.wait_for_log("lease taken", 3).await;
     running.wait_for_log("serving /metrics", 1).await;
     let addr = running
         .log
@@ -98,7 +114,7 @@ async fn a_running_projector_is_woken_by_a_commit_and_serves_metrics(pool: PgPoo
         .iter()
         .find_map(|line| line.split("addr=").nth(1).map(|a| a.trim().to_owned()))
         .unwrap();
-    // Both workers have run their first (empty) batch and now wait for a wake-up.
+    // The three workers have run their first (empty) batch and now wait for a wake-up.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let running: i64 = sqlx::query_scalar(
@@ -107,7 +123,7 @@ async fn a_running_projector_is_woken_by_a_commit_and_serves_metrics(pool: PgPoo
         .fetch_one(&pool)
         .await
         .unwrap();
-        if running == 2 {
+        if running == 3 {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "never running");
@@ -177,4 +193,44 @@ async fn commands_other_than_run_refuse_a_database_without_the_schema(pool: PgPo
             text(&output.stderr)
         );
     }
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn elasticsearch_url_puts_the_search_projection_on_elasticsearch(pool: PgPool) {
+    let Some(emulator) = strata_adapters_elastic::testkit::Emulator::start(
+        "elasticsearch_url_puts_the_search_projection_on_elasticsearch",
+    ) else {
+        return;
+    };
+    let url = url_of(&pool);
+    for _ in 0..3 {
+        place_order(&pool).await;
+    }
+
+    let rebuild = projector(
+        &url,
+        &[
+            "--elasticsearch-url",
+            &emulator.url,
+            "--search-index-prefix",
+            "cli-",
+            "rebuild",
+            "search",
+        ],
+    )
+    .await;
+
+    assert!(rebuild.status.success(), "{}", text(&rebuild.stderr));
+    let count: serde_json::Value = reqwest::get(format!("{}/cli-orders/_count", emulator.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count["count"], 3, "{count}");
+    let in_postgres: i64 = sqlx::query_scalar("SELECT count(*) FROM order_search")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(in_postgres, 0);
 }

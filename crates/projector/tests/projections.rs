@@ -4,116 +4,30 @@
 //! them, ordering holds under a held-open writer, and a rebuild swaps in identical tables.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
-use strata_adapters_postgres::{
-    PgEventStore, PgLeases, PgProjectionStore, PgReadModels, append_in,
-};
+use strata_adapters_postgres::{PgProjectionStore, PgReadModels, append_in};
 use strata_application::projection::{
-    AccountsProjection, HandlerError, OrdersProjection, Projection, ProjectionWorker,
-    ProjectorConfig, WorkerDeps, dlq_retry, dlq_skip, rebuild,
+    AccountsProjection, HandlerError, OrdersProjection, Projection, dlq_retry, dlq_skip, rebuild,
 };
-use strata_domain::DomainEvent;
 use strata_domain::account::AccountEvent;
-use strata_domain::order::{LineItem, OrderEvent};
-use strata_domain::values::{
-    Amount, Currency, CustomerId, ProductId, Quantity, Reference, ShippingAddress, UnitPrice,
-};
+use strata_domain::order::OrderEvent;
+use strata_domain::values::{Amount, Currency, CustomerId, Reference};
 use strata_ports::{
-    AppendRequest, EventStore, ExpectedVersion, Generation, Metadata, NewEvent, ProjectionBatch,
-    ProjectionStore, ReadModelError, ReadModels, RecordedEvent, StreamId, SystemClock,
+    ProjectionBatch, ProjectionStore, ReadModelError, ReadModels, RecordedEvent, StreamId,
+};
+use support::log::{
+    added, append, append_request, config, deps, order_stream, placed, spawn_live, spawn_writer,
+    wait_for_head, worker,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
-
-fn config() -> ProjectorConfig {
-    ProjectorConfig {
-        batch_size: 3,
-        poll_interval: Duration::from_millis(20),
-        max_attempts: 2,
-        first_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        lease_retry: Duration::from_millis(50),
-        heartbeat: Duration::from_secs(1),
-    }
-}
-
-fn deps(pool: &PgPool) -> WorkerDeps {
-    WorkerDeps {
-        events: Arc::new(PgEventStore::new(pool.clone())),
-        store: Arc::new(PgProjectionStore::new(pool.clone())),
-        leases: Arc::new(PgLeases::new(pool.clone())),
-        clock: Arc::new(SystemClock),
-        wakeups: None,
-    }
-}
-
-fn worker(pool: &PgPool, projection: Arc<dyn Projection>) -> ProjectionWorker {
-    ProjectionWorker::new(deps(pool), projection, Generation::Live, config())
-}
-
-fn new_event<E: DomainEvent>(event: &E) -> NewEvent {
-    let payload = event.encode();
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: payload.event_type,
-        schema_version: payload.schema_version,
-        data: payload.data,
-        metadata: Metadata::default(),
-        recorded_at: time::OffsetDateTime::now_utc(),
-    }
-}
-
-fn append_request<E: DomainEvent>(stream: &StreamId, events: &[E]) -> AppendRequest {
-    AppendRequest {
-        stream_id: stream.clone(),
-        expected: ExpectedVersion::Any,
-        events: events.iter().map(new_event).collect(),
-        idempotency: None,
-    }
-}
-
-async fn append<E: DomainEvent>(pool: &PgPool, stream: &StreamId, events: &[E]) -> u64 {
-    PgEventStore::new(pool.clone())
-        .append(append_request(stream, events))
-        .await
-        .unwrap()
-        .global_position
-}
-
-fn placed(customer: &str, product: &str, quantity: u32, cents: i64) -> OrderEvent {
-    OrderEvent::OrderPlaced {
-        customer_id: CustomerId::new(customer).unwrap(),
-        currency: Currency::new("EUR").unwrap(),
-        items: vec![item(product, quantity, cents)],
-        shipping_address: ShippingAddress::new("1 Main Street").unwrap(),
-    }
-}
-
-fn item(product: &str, quantity: u32, cents: i64) -> LineItem {
-    LineItem {
-        product_id: ProductId::new(product).unwrap(),
-        quantity: Quantity::new(quantity).unwrap(),
-        unit_price: UnitPrice::new(cents).unwrap(),
-    }
-}
-
-fn added(product: &str, quantity: u32, cents: i64) -> OrderEvent {
-    let line = item(product, quantity, cents);
-    OrderEvent::ItemAdded {
-        product_id: line.product_id,
-        quantity: line.quantity,
-        unit_price: line.unit_price,
-    }
-}
-
-fn order_stream() -> StreamId {
-    StreamId::new("order", Uuid::now_v7())
-}
 
 /// Every order summary as (id, status, total, item count, version), by id.
 async fn summaries(pool: &PgPool) -> Vec<(Uuid, String, i64, i64, i64)> {
@@ -584,23 +498,9 @@ async fn a_rebuild_under_load_swaps_in_what_a_fresh_projection_builds(pool: PgPo
         .await;
     }
     let (stop_tx, stop) = watch::channel(false);
-    let live = tokio::spawn({
-        let worker = worker(&pool, Arc::new(OrdersProjection));
-        let stop = stop.clone();
-        async move { worker.run(stop).await }
-    });
+    let live = spawn_live(&pool, Arc::new(OrdersProjection), &stop);
     // Commands keep arriving during the rebuild.
-    let writer = tokio::spawn({
-        let pool = pool.clone();
-        let streams = streams.clone();
-        async move {
-            for n in 0..60u32 {
-                let stream = &streams[(n as usize) % streams.len()];
-                append(&pool, stream, &[added(&format!("x-{n}"), 1, 1)]).await;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }
-    });
+    let writer = spawn_writer(&pool, &streams, 60);
     // Whoever reads during the rebuild never sees an empty table.
     let watcher = tokio::spawn({
         let pool = pool.clone();
@@ -630,18 +530,7 @@ async fn a_rebuild_under_load_swaps_in_what_a_fresh_projection_builds(pool: PgPo
     let (_never, no_stop) = watch::channel(false);
     let swapped = rebuild_orders(&pool, &no_stop).await;
     writer.await.unwrap();
-    let head = PgEventStore::new(pool.clone())
-        .head_position()
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while checkpoint(&pool, "orders").await < head {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the live worker did not catch up"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_head(&pool, "orders").await;
     stop_tx.send(true).unwrap();
     live.await.unwrap();
     assert!(

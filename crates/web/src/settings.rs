@@ -65,6 +65,13 @@ pub struct ServeArgs {
     /// Development mode of the read side: run the projection workers in this process too.
     #[arg(long, env = "STRATA_WITH_PROJECTOR", default_value_t = false)]
     pub with_projector: bool,
+    /// Elasticsearch (or OpenSearch) URL of the order search index; without it, search runs on
+    /// PostgreSQL's full-text search.
+    #[arg(long, env = "ELASTICSEARCH_URL")]
+    pub elasticsearch_url: Option<String>,
+    /// Put before the search index's alias and index names (`<prefix>orders`).
+    #[arg(long, env = "STRATA_SEARCH_INDEX_PREFIX", default_value = "strata-")]
+    pub search_index_prefix: String,
 }
 
 /// Why the settings cannot be used.
@@ -76,6 +83,10 @@ pub enum SettingsError {
     MissingJwtSecret,
     #[error("STRATA_JWT_SECRET must be at least 32 bytes long")]
     WeakJwtSecret,
+    #[error(
+        "STRATA_SEARCH_INDEX_PREFIX {0:?} cannot start an index name: use lowercase letters, digits, '-' and '_', starting with a letter"
+    )]
+    BadSearchIndexPrefix(String),
 }
 
 /// Validated settings of the server.
@@ -93,6 +104,9 @@ pub struct Settings {
     pub read_wait: Duration,
     /// Run the projection workers in-process (development: one process, a complete system).
     pub with_projector: bool,
+    /// Elasticsearch URL of the search index (`None`: PostgreSQL full-text search).
+    pub elasticsearch_url: Option<String>,
+    pub search_index_prefix: String,
 }
 
 impl Settings {
@@ -107,6 +121,17 @@ impl Settings {
             (None, true) => (DEVELOPMENT_JWT_SECRET.to_owned(), true),
             (None, false) => return Err(SettingsError::MissingJwtSecret),
         };
+        let prefix = &args.search_index_prefix;
+        if !prefix
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase())
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(SettingsError::BadSearchIndexPrefix(prefix.clone()));
+        }
         Ok(Self {
             http_addr: args.http_addr,
             database_url: args.database_url,
@@ -117,6 +142,8 @@ impl Settings {
             db_max_connections: args.db_max_connections,
             read_wait: Duration::from_millis(args.read_wait_ms),
             with_projector: args.with_projector,
+            elasticsearch_url: args.elasticsearch_url.filter(|url| !url.trim().is_empty()),
+            search_index_prefix: args.search_index_prefix,
         })
     }
 }

@@ -14,14 +14,15 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
+use strata_adapters_elastic::{ElasticSettings, EsSearchIndex};
 use strata_adapters_postgres::{
-    PgEventStore, PgReadModels, PgSettings, PgSnapshotStore, projection_names,
+    PgEventStore, PgReadModels, PgSearchIndex, PgSettings, PgSnapshotStore, projection_names,
 };
 use strata_application::{
     CommandConfig, CommandService, HistoryService, QueryConfig, QueryService, Rehydrator,
     StatusService,
 };
-use strata_ports::{EventStore, RandomIds, ReadModels, SnapshotStore, SystemClock};
+use strata_ports::{EventStore, RandomIds, ReadModels, SearchIndex, SnapshotStore, SystemClock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceBuilder;
@@ -55,6 +56,7 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     pub snapshots: Arc<dyn SnapshotStore>,
     pub read_models: Arc<dyn ReadModels>,
+    pub search: Arc<dyn SearchIndex>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -64,14 +66,40 @@ impl std::fmt::Debug for Stores {
 }
 
 impl Stores {
-    /// The PostgreSQL adapters on one pool.
+    /// The PostgreSQL adapters on one pool (search too: its full-text search).
     pub fn postgres(pool: &PgPool) -> Self {
         Self {
             events: Arc::new(PgEventStore::new(pool.clone())),
             snapshots: Arc::new(PgSnapshotStore::new(pool.clone())),
             read_models: Arc::new(PgReadModels::new(pool.clone())),
+            search: Arc::new(PgSearchIndex::new(pool.clone())),
         }
     }
+}
+
+/// The search index the settings select: Elasticsearch at `elasticsearch_url`, or else
+/// PostgreSQL's full-text search on `pool`.
+///
+/// # Errors
+/// An Elasticsearch URL that does not parse.
+pub fn search_index(
+    elasticsearch_url: Option<&str>,
+    index_prefix: &str,
+    pool: &PgPool,
+) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    Ok(match elasticsearch_url {
+        Some(url) => {
+            tracing::info!(url, index_prefix, "search runs on Elasticsearch");
+            Arc::new(
+                EsSearchIndex::new(&ElasticSettings::for_cluster(url, index_prefix))
+                    .context("cannot configure the Elasticsearch client")?,
+            )
+        }
+        None => {
+            tracing::info!("search runs on PostgreSQL full-text search (no ELASTICSEARCH_URL)");
+            Arc::new(PgSearchIndex::new(pool.clone()))
+        }
+    })
 }
 
 /// How often histogram samples are folded in when nobody scrapes `/metrics`.
@@ -120,10 +148,24 @@ impl Application {
         .await
         .context("cannot connect to PostgreSQL")?;
         let with_projector = settings.with_projector;
-        let mut application = Self::with_stores(settings, Stores::postgres(&pool)).await?;
+        let search = search_index(
+            settings.elasticsearch_url.as_deref(),
+            &settings.search_index_prefix,
+            &pool,
+        )?;
+        // Readers need the index to exist; the projector creates it too, so an engine that is
+        // down now only makes searches answer 503 until it is back.
+        if let Err(error) = search.prepare().await {
+            tracing::warn!(%error, "the search index is not ready; searches fail until it is");
+        }
+        let stores = Stores {
+            search: search.clone(),
+            ..Stores::postgres(&pool)
+        };
+        let mut application = Self::with_stores(settings, stores).await?;
         if with_projector {
             tracing::info!("development mode: the projection workers run in this process");
-            application.projector = Some(InProcessProjector::on(pool));
+            application.projector = Some(InProcessProjector::on(pool, search));
         }
         Ok(application)
     }
@@ -139,6 +181,7 @@ impl Application {
             events: store,
             snapshots,
             read_models,
+            search,
         } = stores;
         if settings.using_development_secret {
             tracing::warn!(
@@ -161,6 +204,7 @@ impl Application {
             history: HistoryService::new(Rehydrator::new(store.clone(), snapshots)),
             queries: QueryService::new(
                 read_models.clone(),
+                search,
                 QueryConfig {
                     max_wait: settings.read_wait,
                     // Every instance shares the secret, so each accepts the others' cursors.
@@ -241,6 +285,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let routes = Router::new()
         .merge(routes::orders::router())
         .merge(routes::order_queries::router())
+        .merge(routes::search::router())
         .merge(routes::accounts::router())
         .merge(routes::account_queries::router())
         .merge(routes::projections::router())

@@ -5,16 +5,23 @@
 mod accounts;
 mod orders;
 mod runner;
+mod search;
 
 pub use accounts::AccountsProjection;
 pub use orders::OrdersProjection;
 pub use runner::{
     BatchReport, DlqOutcome, ProjectionWorker, ProjectorConfig, ProjectorError, RebuildProgress,
-    WorkerDeps, dlq_retry, dlq_skip, rebuild, run_workers,
+    WorkerDeps, abandon_rebuild, dlq_retry, dlq_skip, rebuild, run_workers,
 };
+pub use search::SearchProjection;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use strata_ports::{ProjectionBatch, ReadModelError, RecordedEvent};
+use strata_ports::{
+    EventStore, EventStoreError, Generation, ProjectionBatch, ReadModelError, RecordedEvent,
+    SearchError, SearchIndex,
+};
 
 /// Why a handler could not apply an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +33,23 @@ pub enum HandlerError {
     /// The read models' storage failed.
     #[error(transparent)]
     Storage(#[from] ReadModelError),
+    /// Reading the log failed (a projection that folds streams).
+    #[error(transparent)]
+    Events(#[from] EventStoreError),
+    /// The search index failed as a whole (a refused document is a [`Flushed`] failure).
+    #[error(transparent)]
+    Search(#[from] SearchError),
 }
+
+/// An event whose effect a projection could not write when it flushed a batch; it is parked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushFailure {
+    pub position: u64,
+    pub reason: String,
+}
+
+/// The events whose effects [`Projection::flush`] could not write (empty: all written).
+pub type Flushed = Vec<FlushFailure>;
 
 /// A read model fed from the log. Handlers must be idempotent: applying an event already
 /// applied (its stream version is not above the row's) changes nothing.
@@ -53,6 +76,36 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
         batch: &mut dyn ProjectionBatch,
         event: &RecordedEvent,
     ) -> Result<(), HandlerError>;
+
+    /// Writes what the projection keeps outside the batch's storage (the search index) for the
+    /// events `apply` accepted in this batch, once, before the batch commits: its checkpoint
+    /// moves only after this returned. The events it reports as failed are parked.
+    ///
+    /// # Errors
+    /// A failure of the whole write: the batch is rolled back and tried again later.
+    async fn flush(
+        &self,
+        _generation: Generation,
+        _applied: &[&RecordedEvent],
+    ) -> Result<Flushed, HandlerError> {
+        Ok(Vec::new())
+    }
+
+    /// Prepares an empty rebuild generation of what the projection keeps outside the batch's
+    /// storage.
+    async fn start_rebuild(&self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    /// Makes that generation the live one; runs inside the read models' swap window.
+    async fn swap_rebuilt(&self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    /// Drops that generation.
+    async fn abandon_rebuild(&self) -> Result<(), HandlerError> {
+        Ok(())
+    }
 }
 
 /// Whether `event` is the next one for a row last written at `row_version` (`None`: no row):
@@ -78,10 +131,12 @@ pub(crate) fn is_next(
     Ok(true)
 }
 
-/// The projections of this service, by name.
-pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+/// The projections of this service; the search projection folds orders from `events` into
+/// `search`.
+pub fn all(events: Arc<dyn EventStore>, search: Arc<dyn SearchIndex>) -> Vec<Arc<dyn Projection>> {
     vec![
-        std::sync::Arc::new(OrdersProjection),
-        std::sync::Arc::new(AccountsProjection),
+        Arc::new(OrdersProjection),
+        Arc::new(AccountsProjection),
+        Arc::new(SearchProjection::new(events, search)),
     ]
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 use strata_ports::{
     Clock, DeadLetter, EventStore, EventStoreError, Generation, LogWakeup, LogWakeups,
     ProjectionBatch, ProjectionLease, ProjectionLeases, ProjectionStore, ReadModelError,
-    RecordedEvent,
+    RebuildSwap, RecordedEvent, SearchError,
 };
 use tokio::sync::watch;
 
-use super::{HandlerError, Projection};
+use super::{Flushed, HandlerError, Projection};
 
 /// A lease check that takes longer is treated as a lost lease (a half-open connection).
 const LEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,6 +87,8 @@ pub enum ProjectorError {
     ReadModel(#[from] ReadModelError),
     #[error("event at position {position} failed: {reason}")]
     Handler { position: u64, reason: String },
+    #[error(transparent)]
+    Search(#[from] SearchError),
     #[error("a rebuild of {0} is already running")]
     Rebuilding(String),
 }
@@ -98,6 +100,7 @@ impl ProjectorError {
             self,
             Self::Events(EventStoreError::Unavailable(_))
                 | Self::ReadModel(ReadModelError::Unavailable(_))
+                | Self::Search(SearchError::Unavailable(_))
         )
     }
 }
@@ -219,6 +222,7 @@ impl ProjectionWorker {
             parked: 0,
             caught_up: events.len() < self.config.batch_size.max(1),
         };
+        let mut applied: Vec<&RecordedEvent> = Vec::with_capacity(mine.len());
         for event in mine {
             // Events before the failed one were applied already (a replay after the checkpoint
             // moved back): they go through the handlers, whose version guard ignores them.
@@ -242,6 +246,7 @@ impl ProjectionWorker {
                     .apply(&mut *batch, event)
                     .await
                     .map_err(|e| failure(event, e))?;
+                applied.push(event);
                 report.applied += 1;
                 continue;
             }
@@ -249,6 +254,7 @@ impl ProjectionWorker {
             match self.projection.apply(&mut *batch, event).await {
                 Ok(()) => {
                     batch.release_savepoint().await?;
+                    applied.push(event);
                     report.applied += 1;
                 }
                 Err(error) => {
@@ -271,6 +277,27 @@ impl ProjectionWorker {
                     report.parked += 1;
                 }
             }
+        }
+        // Effects kept outside the batch's storage are written before the checkpoint moves;
+        // an event whose effect was refused for good is parked like one that failed to apply.
+        let flushed = self
+            .projection
+            .flush(self.generation, &applied)
+            .await
+            .map_err(|e| flush_error(e, last))?;
+        for (event, reason) in refused(&applied, flushed, last)? {
+            let attempts = failures.get(&event.global_position).copied().unwrap_or(0) + 1;
+            tracing::error!(
+                projection = self.name(),
+                position = event.global_position,
+                stream = %event.stream_id,
+                %reason,
+                "event parked: its effect was refused"
+            );
+            self.park(&mut *batch, event, &reason, attempts, None)
+                .await?;
+            report.applied -= 1;
+            report.parked += 1;
         }
         batch.commit(last).await?;
         Ok(report)
@@ -475,10 +502,67 @@ fn failure(event: &RecordedEvent, error: HandlerError) -> ProjectorError {
         HandlerError::Storage(ReadModelError::Unavailable(reason)) => {
             ProjectorError::ReadModel(ReadModelError::Unavailable(reason))
         }
+        HandlerError::Events(error) => ProjectorError::Events(error),
+        HandlerError::Search(error) => ProjectorError::Search(error),
         other => ProjectorError::Handler {
             position: event.global_position,
             reason: other.to_string(),
         },
+    }
+}
+
+/// A flush that failed as a whole fails the batch (never parks an event): the effects of none
+/// of its events are known to be written.
+fn flush_error(error: HandlerError, last: u64) -> ProjectorError {
+    match error {
+        HandlerError::Storage(error) => ProjectorError::ReadModel(error),
+        HandlerError::Events(error) => ProjectorError::Events(error),
+        HandlerError::Search(error) => ProjectorError::Search(error),
+        HandlerError::Rejected(reason) => ProjectorError::Handler {
+            position: last,
+            reason,
+        },
+    }
+}
+
+/// The applied events a flush refused, with why.
+fn refused<'a>(
+    applied: &[&'a RecordedEvent],
+    flushed: Flushed,
+    last: u64,
+) -> Result<Vec<(&'a RecordedEvent, String)>, ProjectorError> {
+    flushed
+        .into_iter()
+        .map(|failure| {
+            applied
+                .iter()
+                .find(|e| e.global_position == failure.position)
+                .map(|&event| (event, failure.reason))
+                .ok_or_else(|| ProjectorError::Handler {
+                    position: last,
+                    reason: format!(
+                        "the projection refused position {}, which it was not given",
+                        failure.position
+                    ),
+                })
+        })
+        .collect()
+}
+
+/// Runs a projection's own swap inside the read models' swap window.
+struct SwapOf<'a>(&'a dyn Projection);
+
+#[async_trait::async_trait]
+impl RebuildSwap for SwapOf<'_> {
+    async fn swap(&self) -> Result<(), ReadModelError> {
+        self.0.swap_rebuilt().await.map_err(|error| match error {
+            HandlerError::Storage(error) => error,
+            HandlerError::Search(SearchError::Unavailable(reason))
+            | HandlerError::Events(EventStoreError::Unavailable(reason)) => {
+                ReadModelError::Unavailable(reason)
+            }
+            other => ReadModelError::Backend(other.to_string()),
+        })
     }
 }
 
@@ -547,6 +631,7 @@ async fn replay_dead_letters(
         parked_again: 0,
     };
     let mut failed: Option<u64> = None;
+    let mut applied: Vec<&DeadLetter> = Vec::with_capacity(letters.len());
     let attempts: HashMap<u64, u32> = letters
         .iter()
         .map(|l| (l.event.global_position, l.attempts))
@@ -580,6 +665,7 @@ async fn replay_dead_letters(
         match projection.apply(&mut *batch, event).await {
             Ok(()) => {
                 batch.release_savepoint().await?;
+                applied.push(letter);
                 outcome.applied += 1;
             }
             Err(error) => {
@@ -601,6 +687,30 @@ async fn replay_dead_letters(
                 outcome.parked_again += 1;
             }
         }
+    }
+    let events: Vec<&RecordedEvent> = applied.iter().map(|l| &l.event).collect();
+    let flushed = projection
+        .flush(Generation::Live, &events)
+        .await
+        .map_err(|e| flush_error(e, position))?;
+    for (event, reason) in refused(&events, flushed, position)? {
+        let Some(letter) = applied
+            .iter()
+            .find(|l| l.event.global_position == event.global_position)
+        else {
+            continue;
+        };
+        batch
+            .park(&DeadLetter {
+                error: reason,
+                attempts: letter.attempts + 1,
+                blocked_by: None,
+                parked_at: deps.clock.now(),
+                ..(*letter).clone()
+            })
+            .await?;
+        outcome.applied -= 1;
+        outcome.parked_again += 1;
     }
     batch.commit(checkpoint).await?;
     Ok(outcome)
@@ -633,9 +743,13 @@ pub async fn rebuild(
         return Err(ProjectorError::Rebuilding(name.to_owned()));
     };
     deps.store.start_rebuild(name).await?;
+    projection
+        .start_rebuild()
+        .await
+        .map_err(|e| flush_error(e, 0))?;
     let worker = ProjectionWorker::new(
         deps.clone(),
-        projection,
+        projection.clone(),
         Generation::Rebuild,
         config.clone(),
     );
@@ -653,11 +767,11 @@ pub async fn rebuild(
         let caught_up = worker.catch_up(stop, &mut on_batch).await;
         if caught_up.is_err() || stopping(stop) {
             // The live tables were never touched; leave nothing half-built behind.
-            deps.store.abandon_rebuild(name).await?;
+            abandon_rebuild(deps, &*projection).await?;
             caught_up?;
             return Ok(false);
         }
-        match deps.store.finish_rebuild(name).await {
+        match deps.store.finish_rebuild(name, &SwapOf(&*projection)).await {
             Ok(true) => {
                 tracing::info!(projection = name, "rebuilt tables swapped in");
                 return Ok(true);
@@ -671,6 +785,22 @@ pub async fn rebuild(
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// Drops an unfinished rebuild of `projection` (its tables, checkpoint, dead letters and what
+/// it keeps elsewhere); the live generation is never touched.
+///
+/// # Errors
+/// Storage failures; [`ReadModelError::NotFound`] for an unknown projection.
+pub async fn abandon_rebuild(
+    deps: &WorkerDeps,
+    projection: &dyn Projection,
+) -> Result<(), ProjectorError> {
+    deps.store.abandon_rebuild(projection.name()).await?;
+    projection
+        .abandon_rebuild()
+        .await
+        .map_err(|e| flush_error(e, 0))
 }
 
 /// Runs a live worker for each of `projections` until `stop`, and waits for them all to end.

@@ -1,6 +1,8 @@
 //! What the projector's process tests share: the test database's URL and a real event.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod log;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -73,6 +75,7 @@ impl Instance {
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .env_remove("ELASTICSEARCH_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -213,7 +213,7 @@ impl AsOfParams {
                     "version must be a non-negative integer, not {version:?}"
                 ))
             }),
-            (None, Some(at)) => parse_instant(at).map(AsOf::Time),
+            (None, Some(at)) => parse_instant("at", at).map(AsOf::Time),
             (None, None) => Ok(AsOf::Latest),
         }
     }
@@ -251,14 +251,14 @@ pub fn positioned<T: Serialize>(body: T, position: u64) -> Response {
     response
 }
 
-/// Parses an RFC 3339 instant.
+/// Parses the RFC 3339 instant of the parameter `name`.
 ///
 /// # Errors
-/// [`ApiError::BadRequest`] naming the expected format.
-fn parse_instant(text: &str) -> Result<OffsetDateTime, ApiError> {
+/// [`ApiError::BadRequest`] naming the parameter and the expected format.
+pub fn parse_instant(name: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
         ApiError::BadRequest(format!(
-            "at must be an RFC 3339 instant such as 2026-01-31T12:00:00Z: {e}"
+            "{name} must be an RFC 3339 instant such as 2026-01-31T12:00:00Z: {e}"
         ))
     })
 }

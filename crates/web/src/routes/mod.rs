@@ -10,3 +10,4 @@ pub mod openapi;
 pub mod order_queries;
 pub mod orders;
 pub mod projections;
+pub mod search;

@@ -8,7 +8,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::Problem;
 use crate::routes::{
-    account_queries, accounts, common, health, metrics, order_queries, orders, projections,
+    account_queries, accounts, common, health, metrics, order_queries, orders, projections, search,
 };
 use crate::state::AppState;
 
@@ -22,7 +22,7 @@ use crate::state::AppState;
         orders::deliver, orders::cancel, orders::events, orders::state,
         accounts::open, accounts::deposit, accounts::withdraw, accounts::close, accounts::events,
         accounts::balance, order_queries::order, order_queries::customer_orders,
-        order_queries::customer_stats, account_queries::account, account_queries::transactions,
+        order_queries::customer_stats, search::search, account_queries::account, account_queries::transactions,
         projections::projections, metrics::metrics, health::live, health::ready,
     ),
     components(schemas(Problem, common::EventDto, common::EventMetadataDto, common::AuditTrail)),

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use strata_adapters_postgres::{PgEventStore, PgLeases, PgLogWakeups, PgProjectionStore};
 use strata_application::projection::{self, ProjectorConfig, WorkerDeps, run_workers};
-use strata_ports::SystemClock;
+use strata_ports::{SearchIndex, SystemClock};
 use tokio::sync::watch;
 
 /// Every projection's worker, ready to run.
 pub struct InProcessProjector {
     deps: WorkerDeps,
+    search: Arc<dyn SearchIndex>,
 }
 
 impl std::fmt::Debug for InProcessProjector {
@@ -22,8 +23,8 @@ impl std::fmt::Debug for InProcessProjector {
 }
 
 impl InProcessProjector {
-    /// Wires the read side's PostgreSQL adapters on `pool`.
-    pub fn on(pool: PgPool) -> Self {
+    /// Wires the read side's PostgreSQL adapters on `pool`, and `search`.
+    pub fn on(pool: PgPool, search: Arc<dyn SearchIndex>) -> Self {
         let deps = WorkerDeps {
             events: Arc::new(PgEventStore::new(pool.clone())),
             store: Arc::new(PgProjectionStore::new(pool.clone())),
@@ -31,7 +32,7 @@ impl InProcessProjector {
             clock: Arc::new(SystemClock),
             wakeups: Some(Arc::new(PgLogWakeups::new(pool))),
         };
-        Self { deps }
+        Self { deps, search }
     }
 
     /// Runs every projection until `stop` turns true. A `strata-projector` running elsewhere
@@ -39,7 +40,7 @@ impl InProcessProjector {
     pub async fn run(self, stop: watch::Receiver<bool>) {
         run_workers(
             &self.deps,
-            projection::all(),
+            projection::all(self.deps.events.clone(), self.search.clone()),
             &ProjectorConfig::default(),
             &stop,
         )

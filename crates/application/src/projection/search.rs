@@ -1,0 +1,229 @@
+//! Projection `search`: one document per order in the [`SearchIndex`], written once per batch
+//! for the orders the batch touched. A document is folded from the order's stream up to the
+//! version the batch reached, by the domain's own `evolve`, so it is a function of that prefix
+//! alone: writing it again, or late, changes nothing, because the index keeps the highest
+//! version of each order. Its checkpoint and dead letters live with the other projections'.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use strata_domain::Aggregate;
+use strata_domain::order::{Order, PlacedOrder};
+use strata_ports::{
+    EventStore, Generation, ProjectionBatch, RecordedEvent, SearchDocument, SearchIndex,
+};
+use uuid::Uuid;
+
+use super::{FlushFailure, Flushed, HandlerError, Projection};
+use crate::rehydrate::decode;
+
+/// The order search index.
+#[derive(Clone)]
+pub struct SearchProjection {
+    events: Arc<dyn EventStore>,
+    index: Arc<dyn SearchIndex>,
+    /// Whether `prepare` succeeded once (it is idempotent, so a race only repeats it).
+    prepared: Arc<AtomicBool>,
+}
+
+impl SearchProjection {
+    pub fn new(events: Arc<dyn EventStore>, index: Arc<dyn SearchIndex>) -> Self {
+        Self {
+            events,
+            index,
+            prepared: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Creates the index before the first write: an engine that is down when the projector
+    /// starts then only delays this projection (its batches fail and are retried).
+    async fn prepare(&self) -> Result<(), HandlerError> {
+        if !self.prepared.load(Ordering::Acquire) {
+            self.index.prepare().await?;
+            self.prepared.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// The document of the order of `last` as of `last`'s version, or why there is none.
+    async fn document(
+        &self,
+        last: &RecordedEvent,
+    ) -> Result<Result<SearchDocument, String>, HandlerError> {
+        let stream = self.events.read_stream(&last.stream_id, 0).await?;
+        let prefix: Vec<&RecordedEvent> = stream
+            .iter()
+            .take_while(|e| e.stream_version <= last.stream_version)
+            .collect();
+        let (Some(first), Some(end)) = (prefix.first(), prefix.last()) else {
+            return Ok(Err(format!(
+                "order {}: stream not found",
+                last.stream_id.id()
+            )));
+        };
+        if end.stream_version != last.stream_version {
+            return Ok(Err(format!(
+                "order {}: version {} not in the stream",
+                last.stream_id.id(),
+                last.stream_version
+            )));
+        }
+        let mut state = None;
+        for recorded in &prefix {
+            match decode::<Order>(recorded) {
+                Ok(event) => state = Order::evolve(state, &event),
+                // Only an event an operator skipped gets here (the worker parks the events it
+                // cannot read, and the later ones of their stream wait behind them): the
+                // document goes on without it, as the other read models do.
+                Err(error) => {
+                    tracing::warn!(position = recorded.global_position, %error,
+                        "search: leaving an unreadable (skipped) event out of the document");
+                }
+            }
+        }
+        let Some(order) = state else {
+            return Ok(Err(format!(
+                "order {}: no OrderPlaced up to version {}",
+                last.stream_id.id(),
+                last.stream_version
+            )));
+        };
+        Ok(Ok(document_of(
+            last.stream_id.id(),
+            &order,
+            first.recorded_at,
+            end,
+        )))
+    }
+}
+
+impl std::fmt::Debug for SearchProjection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchProjection").finish_non_exhaustive()
+    }
+}
+
+fn document_of(
+    order_id: Uuid,
+    order: &PlacedOrder,
+    placed_at: time::OffsetDateTime,
+    last: &RecordedEvent,
+) -> SearchDocument {
+    SearchDocument {
+        order_id,
+        customer_id: order.customer_id.as_str().to_owned(),
+        status: order.status.as_str().to_owned(),
+        product_ids: order
+            .items
+            .iter()
+            .map(|i| i.product_id.as_str().to_owned())
+            .collect(),
+        shipping_address: order.shipping_address.as_str().to_owned(),
+        tracking_number: order
+            .tracking_number
+            .as_ref()
+            .map(|t| t.as_str().to_owned()),
+        total_cents: order.total_cents,
+        currency: order.currency.as_str().to_owned(),
+        item_count: order
+            .items
+            .iter()
+            .map(|i| u64::from(i.quantity.get()))
+            .sum(),
+        placed_at,
+        updated_at: last.recorded_at,
+        version: last.stream_version,
+    }
+}
+
+#[async_trait]
+impl Projection for SearchProjection {
+    fn name(&self) -> &'static str {
+        "search"
+    }
+
+    fn handles(&self, category: &str) -> bool {
+        category == Order::CATEGORY
+    }
+
+    /// Only checks the event can be read: the document is written by [`Self::flush`].
+    async fn apply(
+        &self,
+        _batch: &mut dyn ProjectionBatch,
+        event: &RecordedEvent,
+    ) -> Result<(), HandlerError> {
+        decode::<Order>(event)
+            .map(|_| ())
+            .map_err(|e| HandlerError::Rejected(e.to_string()))
+    }
+
+    /// Nothing to move past: documents are folded from the stream, not from the last one.
+    async fn skip(
+        &self,
+        _batch: &mut dyn ProjectionBatch,
+        _event: &RecordedEvent,
+    ) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    async fn flush(
+        &self,
+        generation: Generation,
+        applied: &[&RecordedEvent],
+    ) -> Result<Flushed, HandlerError> {
+        // The last event of each order: its document covers the earlier ones.
+        let mut last: BTreeMap<Uuid, &RecordedEvent> = BTreeMap::new();
+        for &event in applied {
+            let entry = last.entry(event.stream_id.id()).or_insert(event);
+            if event.stream_version > entry.stream_version {
+                *entry = event;
+            }
+        }
+        let mut failures = Vec::new();
+        let mut documents = Vec::with_capacity(last.len());
+        for event in last.values() {
+            match self.document(event).await? {
+                Ok(document) => documents.push(document),
+                Err(reason) => failures.push(FlushFailure {
+                    position: event.global_position,
+                    reason,
+                }),
+            }
+        }
+        if documents.is_empty() {
+            return Ok(failures);
+        }
+        self.prepare().await?;
+        for refused in self.index.upsert(generation, &documents).await? {
+            let Some(event) = last.get(&refused.order_id) else {
+                return Err(HandlerError::Rejected(format!(
+                    "the search index refused order {}, which this batch did not write",
+                    refused.order_id
+                )));
+            };
+            failures.push(FlushFailure {
+                position: event.global_position,
+                reason: format!(
+                    "the search index refused order {} at version {}: {}",
+                    refused.order_id, refused.version, refused.reason
+                ),
+            });
+        }
+        Ok(failures)
+    }
+
+    async fn start_rebuild(&self) -> Result<(), HandlerError> {
+        self.prepare().await?;
+        Ok(self.index.start_rebuild().await?)
+    }
+
+    async fn swap_rebuilt(&self) -> Result<(), HandlerError> {
+        Ok(self.index.finish_rebuild().await?)
+    }
+
+    async fn abandon_rebuild(&self) -> Result<(), HandlerError> {
+        Ok(self.index.abandon_rebuild().await?)
+    }
+}
