@@ -172,7 +172,10 @@ fn outcome(item: &Value) -> Result<Outcome, SearchError> {
     };
     Ok(match status {
         200..=299 | 409 => Outcome::Written,
-        s if is_retryable(s) => Outcome::Retry(reason()),
+        // 404: the alias is gone (`require_alias`), 403: the index is blocked (read-only, disk
+        // full). Neither is about the document: retried, then the whole write is unavailable,
+        // so nothing is parked for it and the checkpoint waits.
+        s if is_retryable(s) || s == 403 || s == 404 => Outcome::Retry(reason()),
         _ => Outcome::Refused(reason()),
     })
 }

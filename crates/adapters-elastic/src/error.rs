@@ -11,6 +11,10 @@ pub enum ElasticSetupError {
     InvalidUrl { url: String, reason: String },
     #[error("cannot build the elasticsearch client: {0}")]
     Client(String),
+    #[error(
+        "index prefix {0:?} cannot start an index name: use lowercase letters, digits, '-' and '_', starting with a letter"
+    )]
+    InvalidIndexPrefix(String),
 }
 
 /// A request that got no (complete) answer. Connection failures and timeouts are worth

@@ -65,8 +65,20 @@ impl EsSearchIndex {
     /// A client for the cluster at `settings.url`; nothing is sent until the first call.
     ///
     /// # Errors
-    /// `InvalidUrl` when the URL does not parse, `Client` when the HTTP client cannot be built.
+    /// `InvalidUrl` when the URL does not parse, `InvalidIndexPrefix` for a prefix that cannot
+    /// start an index name, `Client` when the HTTP client cannot be built.
     pub fn new(settings: &ElasticSettings) -> Result<Self, ElasticSetupError> {
+        let prefix = &settings.index_prefix;
+        if !prefix
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase())
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(ElasticSetupError::InvalidIndexPrefix(prefix.clone()));
+        }
         let url = Url::parse(&settings.url).map_err(|e| ElasticSetupError::InvalidUrl {
             url: settings.url.clone(),
             reason: e.to_string(),

@@ -28,7 +28,15 @@ pub(crate) async fn search(
         .body(body)
         .send()
         .await;
-    let answer = Answer::of(sent).await?.json("search")?;
+    let answer = Answer::of(sent).await?;
+    if answer.status == 404 {
+        // The projector (or a starting server) creates it: "not yet", not a fault.
+        return Err(SearchError::Unavailable(format!(
+            "the search index {alias} does not exist yet: {}",
+            crate::error::reason_of(&answer.body)
+        )));
+    }
+    let answer = answer.json("search")?;
     page(&answer, query.limit)
 }
 

@@ -458,3 +458,82 @@ async fn an_unreachable_cluster_is_unavailable() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn a_missing_alias_or_a_blocked_index_makes_the_write_unavailable_not_refused() {
+    for (status, ty) in [
+        (404, "index_not_found_exception"),
+        (403, "cluster_block_exception"),
+    ] {
+        let server = MockServer::start().await;
+        let docs = documents(1);
+        Mock::given(method("POST"))
+            .and(path("/t-orders/_bulk"))
+            .respond_with(bulk_answer(&[failed(
+                &docs[0].order_id.to_string(),
+                status,
+                ty,
+                "no such index [t-orders] and [require_alias] request flag is [true]",
+            )]))
+            .mount(&server)
+            .await;
+
+        let result = patient(&server, 1).upsert(Generation::Live, &docs).await;
+
+        assert!(
+            matches!(&result, Err(SearchError::Unavailable(reason)) if reason.contains(ty)),
+            "{status}: {result:?}"
+        );
+        assert_eq!(bulk_requests(&server).await.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn searching_an_index_that_does_not_exist_yet_is_unavailable() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/t-orders/_search"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(error_body(
+            404,
+            "index_not_found_exception",
+            "no such index [t-orders]",
+        )))
+        .mount(&server)
+        .await;
+
+    let result = patient(&server, 1)
+        .search(&SearchQuery {
+            limit: 10,
+            ..SearchQuery::default()
+        })
+        .await;
+
+    assert!(
+        matches!(&result, Err(SearchError::Unavailable(reason)) if reason.contains("does not exist yet")),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn an_index_prefix_that_cannot_start_an_index_name_is_refused() {
+    for prefix in ["", "Strata-", "-strata", "strata orders", "strata/"] {
+        let built = EsSearchIndex::new(&ElasticSettings::for_cluster(
+            "http://127.0.0.1:9200",
+            prefix,
+        ));
+        assert!(
+            matches!(
+                built,
+                Err(strata_adapters_elastic::ElasticSetupError::InvalidIndexPrefix(_))
+            ),
+            "{prefix:?}"
+        );
+    }
+    assert!(
+        EsSearchIndex::new(&ElasticSettings::for_cluster(
+            "http://127.0.0.1:9200",
+            "strata_1-"
+        ))
+        .is_ok()
+    );
+}

@@ -298,6 +298,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("cannot apply the migrations")?;
             let side = ReadSide::on(pool, search);
             let projections = side.select(&projections)?;
+            // Created on start if missing; an engine that is down only delays the search
+            // projection, which prepares the index again before its first write.
+            if let Err(error) = side.search.prepare().await {
+                tracing::warn!(%error, "the search index is not ready; the search projection waits for it");
+            }
             let stop = stop_on_signal().context("cannot install the signal handlers")?;
             if let Some(addr) = metrics_addr {
                 crate::metrics::serve(addr, side.status.clone(), stop.clone())

@@ -234,3 +234,52 @@ async fn elasticsearch_url_puts_the_search_projection_on_elasticsearch(pool: PgP
         .unwrap();
     assert_eq!(in_postgres, 0);
 }
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn run_with_elasticsearch_url_creates_the_index_and_keeps_it_up_to_date(pool: PgPool) {
+    let Some(emulator) = strata_adapters_elastic::testkit::Emulator::start(
+        "run_with_elasticsearch_url_creates_the_index_and_keeps_it_up_to_date",
+    ) else {
+        return;
+    };
+    let url = url_of(&pool);
+    let running = Instance::start(
+        &url,
+        &[
+            "--poll-ms",
+            "50",
+            "--elasticsearch-url",
+            &emulator.url,
+            "--search-index-prefix",
+            "run-",
+        ],
+    );
+    running.wait_for_log("lease taken", 3).await;
+    // The alias exists before any order: created on start.
+    let alias = reqwest::get(format!("{}/_alias/run-orders", emulator.url))
+        .await
+        .unwrap();
+    assert_eq!(alias.status().as_u16(), 200);
+
+    place_order(&pool).await;
+    place_order(&pool).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let count: serde_json::Value = reqwest::get(format!("{}/run-orders/_count", emulator.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if count["count"] == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not indexed: {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(running);
+}

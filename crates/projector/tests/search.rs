@@ -17,7 +17,7 @@ use strata_adapters_elastic::testkit::Emulator;
 use strata_adapters_elastic::{ElasticSettings, EsSearchIndex};
 use strata_adapters_postgres::{PgEventStore, PgProjectionStore, PgReadModels, PgSearchIndex};
 use strata_application::projection::{
-    Projection, ProjectorError, SearchProjection, dlq_retry, rebuild,
+    Projection, ProjectorError, SearchProjection, dlq_retry, dlq_skip, rebuild,
 };
 use strata_domain::order::OrderEvent;
 use strata_domain::values::TrackingNumber;
@@ -434,6 +434,16 @@ async fn on_postgres_a_search_rebuild_under_load_is_swapped_in_whole(pool: PgPoo
     assert_eq!(leftovers, 0, "the rebuild left schemas behind");
 }
 
+/// Every index of the emulator, with its aliases (`GET /_alias`).
+async fn aliases_of(emulator: &Emulator) -> serde_json::Value {
+    reqwest::get(format!("{}/_alias", emulator.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
 async fn on_elasticsearch_a_search_rebuild_under_load_is_swapped_in_whole(pool: PgPool) {
     let Some(emulator) = Emulator::start("on_elasticsearch_a_search_rebuild_under_load") else {
@@ -442,15 +452,7 @@ async fn on_elasticsearch_a_search_rebuild_under_load_is_swapped_in_whole(pool: 
     let index = emulated(&emulator);
     a_rebuild_under_load_is_swapped_in_whole(&pool, index).await;
     // The old index is gone: one concrete index behind the live alias, none behind the other.
-    let client = reqwest::Client::new();
-    let aliases: serde_json::Value = client
-        .get(format!("{}/_alias", emulator.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let aliases = aliases_of(&emulator).await;
     let indices: Vec<&String> = aliases.as_object().unwrap().keys().collect();
     assert_eq!(indices.len(), 1, "{aliases}");
     let only = &aliases[indices[0].as_str()]["aliases"];
@@ -459,4 +461,69 @@ async fn on_elasticsearch_a_search_rebuild_under_load_is_swapped_in_whole(pool: 
         only.get("strata-test-orders-rebuild").is_none(),
         "{aliases}"
     );
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_wiped_index_is_created_again_and_nothing_is_lost(pool: PgPool) {
+    let Some(emulator) = Emulator::start("a_wiped_index_is_created_again_and_nothing_is_lost")
+    else {
+        return;
+    };
+    let index = emulated(&emulator);
+    let search = projection(&pool, index.clone());
+    let first = order_stream();
+    append(&pool, &first, &[placed("c-1", "p-1", 1, 10)]).await;
+    catch_up(&pool, &search).await;
+    // The cluster loses everything (a restart of an in-memory node, an operator's mistake).
+    let client = reqwest::Client::new();
+    let aliases = aliases_of(&emulator).await;
+    for name in aliases.as_object().unwrap().keys() {
+        let deleted = client
+            .delete(format!("{}/{name}", emulator.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(deleted.status().is_success());
+    }
+    let second = order_stream();
+    append(&pool, &second, &[placed("c-2", "p-2", 1, 20)]).await;
+    let worker = worker(&pool, search.clone());
+
+    let failed = worker.run_batch().await.unwrap_err();
+    assert!(failed.is_unavailable(), "{failed:?}");
+    assert_eq!(checkpoint(&pool).await, 1);
+    while !worker.run_batch().await.unwrap().caught_up {}
+
+    assert!(document(&*index, second.id()).await.is_some());
+    let store = PgProjectionStore::new(pool.clone());
+    assert!(store.dead_letters(Some("search")).await.unwrap().is_empty());
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn skipping_a_parked_search_event_writes_the_order_again(pool: PgPool) {
+    let a = order_stream();
+    append(
+        &pool,
+        &a,
+        &[
+            placed("c-1", "p-1", 1, 10),
+            added("p-2", 1, 5),
+            OrderEvent::OrderConfirmed {},
+        ],
+    )
+    .await;
+    let flaky = Arc::new(Flaky::new(&pool));
+    flaky.refuse.lock().unwrap().insert(a.id());
+    let search = projection(&pool, flaky.clone());
+    catch_up(&pool, &search).await;
+    assert!(document(&*flaky, a.id()).await.is_none());
+
+    flaky.refuse.lock().unwrap().clear();
+    dlq_skip(&deps(&pool), search.as_ref(), 3).await.unwrap();
+
+    // Documents are folded from the whole stream: the skipped event is in it.
+    let written = document(&*flaky, a.id()).await.unwrap();
+    assert_eq!((written.version, written.status.as_str()), (3, "CONFIRMED"));
+    let store = PgProjectionStore::new(pool.clone());
+    assert!(store.dead_letters(Some("search")).await.unwrap().is_empty());
 }

@@ -83,10 +83,6 @@ pub enum SettingsError {
     MissingJwtSecret,
     #[error("STRATA_JWT_SECRET must be at least 32 bytes long")]
     WeakJwtSecret,
-    #[error(
-        "STRATA_SEARCH_INDEX_PREFIX {0:?} cannot start an index name: use lowercase letters, digits, '-' and '_', starting with a letter"
-    )]
-    BadSearchIndexPrefix(String),
 }
 
 /// Validated settings of the server.
@@ -121,17 +117,6 @@ impl Settings {
             (None, true) => (DEVELOPMENT_JWT_SECRET.to_owned(), true),
             (None, false) => return Err(SettingsError::MissingJwtSecret),
         };
-        let prefix = &args.search_index_prefix;
-        if !prefix
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase())
-            || !prefix
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
-            return Err(SettingsError::BadSearchIndexPrefix(prefix.clone()));
-        }
         Ok(Self {
             http_addr: args.http_addr,
             database_url: args.database_url,

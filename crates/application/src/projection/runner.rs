@@ -688,13 +688,17 @@ async fn replay_dead_letters(
             }
         }
     }
-    let events: Vec<&RecordedEvent> = applied.iter().map(|l| &l.event).collect();
+    // A skipped event is flushed too: a projection that folds whole streams (search) writes the
+    // stream's state again, leaving out only what it cannot read.
+    let skipped = letters.first().filter(|_| skip_first);
+    let flushed_letters: Vec<&DeadLetter> = skipped.into_iter().chain(applied).collect();
+    let events: Vec<&RecordedEvent> = flushed_letters.iter().map(|l| &l.event).collect();
     let flushed = projection
         .flush(Generation::Live, &events)
         .await
         .map_err(|e| flush_error(e, position))?;
     for (event, reason) in refused(&events, flushed, position)? {
-        let Some(letter) = applied
+        let Some(letter) = flushed_letters
             .iter()
             .find(|l| l.event.global_position == event.global_position)
         else {
@@ -709,7 +713,9 @@ async fn replay_dead_letters(
                 ..(*letter).clone()
             })
             .await?;
-        outcome.applied -= 1;
+        if skipped.is_none_or(|s| s.event.global_position != event.global_position) {
+            outcome.applied -= 1;
+        }
         outcome.parked_again += 1;
     }
     batch.commit(checkpoint).await?;

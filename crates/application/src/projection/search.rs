@@ -181,6 +181,7 @@ impl Projection for SearchProjection {
                 *entry = event;
             }
         }
+        self.prepare().await?;
         let mut failures = Vec::new();
         let mut documents = Vec::with_capacity(last.len());
         for event in last.values() {
@@ -195,8 +196,15 @@ impl Projection for SearchProjection {
         if documents.is_empty() {
             return Ok(failures);
         }
-        self.prepare().await?;
-        for refused in self.index.upsert(generation, &documents).await? {
+        let refused = match self.index.upsert(generation, &documents).await {
+            Ok(refused) => refused,
+            Err(error) => {
+                // The index may have gone (a wiped cluster): create it again next time.
+                self.prepared.store(false, Ordering::Release);
+                return Err(error.into());
+            }
+        };
+        for refused in refused {
             let Some(event) = last.get(&refused.order_id) else {
                 return Err(HandlerError::Rejected(format!(
                     "the search index refused order {}, which this batch did not write",
