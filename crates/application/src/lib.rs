@@ -17,8 +17,6 @@ pub use command::{
     CommandAck, CommandConfig, CommandContext, CommandError, CommandService, Target,
 };
 pub use history::{AsOf, HistoryService};
-pub use queries::{
-    ORDER_STATUSES, OrderSearch, Page, QueryConfig, QueryError, QueryService, SearchResults,
-};
+pub use queries::{Page, QueryConfig, QueryError, QueryService, SearchResults};
 pub use rehydrate::{LoadError, Loaded, Rehydrator};
 pub use status::{ProjectionStatus, StatusService};

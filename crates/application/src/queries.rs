@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use strata_domain::order::OrderStatus;
 use strata_ports::{
     AccountRow, CustomerStatsRow, OrderSummaryRow, Positioned, ReadModelError, ReadModels,
     SearchCursor, SearchError, SearchHit, SearchIndex, SearchQuery, StatusCounts, TransactionRow,
@@ -22,9 +23,6 @@ pub const ORDERS: &str = "orders";
 pub const ACCOUNTS: &str = "accounts";
 /// The projection serving order searches.
 pub const SEARCH: &str = "search";
-
-/// The statuses an order search can filter on.
-pub const ORDER_STATUSES: [&str; 5] = ["PENDING", "CONFIRMED", "SHIPPED", "DELIVERED", "CANCELLED"];
 
 /// The longest search text accepted, in characters.
 pub const MAX_SEARCH_TEXT: usize = 200;
@@ -90,20 +88,6 @@ impl From<ReadModelError> for QueryError {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
-}
-
-/// An order search as a client asks it: every part optional, every filter narrows.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OrderSearch {
-    pub text: Option<String>,
-    pub status: Option<String>,
-    pub customer_id: Option<String>,
-    pub min_total_cents: Option<i64>,
-    pub max_total_cents: Option<i64>,
-    pub placed_from: Option<OffsetDateTime>,
-    pub placed_to: Option<OffsetDateTime>,
-    pub limit: usize,
-    pub cursor: Option<String>,
 }
 
 /// A page of search results.
@@ -296,8 +280,9 @@ impl QueryService {
     }
 
     /// Orders matching words and filters, ranked by relevance then recency, with counts by
-    /// status. A customer only ever finds their own orders: a search for another customer's
-    /// finds nothing.
+    /// status, resuming after `cursor` (`query.after` is ignored: only a sealed cursor sets it).
+    /// A customer only ever finds their own orders: a search for another customer's finds
+    /// nothing.
     ///
     /// # Errors
     /// `BadRequest` for a limit outside 1..=100, an unknown status, an empty range, text
@@ -306,11 +291,11 @@ impl QueryService {
     pub async fn search_orders(
         &self,
         principal: &Principal,
-        request: OrderSearch,
+        mut query: SearchQuery,
+        cursor: Option<&str>,
         min_position: Option<u64>,
     ) -> Result<Positioned<SearchResults>, QueryError> {
-        check_limit(request.limit)?;
-        let mut query = search_query(request.clone())?;
+        check_search(&mut query)?;
         let mut nothing = false;
         if principal.role == Role::Customer {
             let own = principal
@@ -318,7 +303,7 @@ impl QueryService {
                 .as_ref()
                 .map(|c| c.as_str().to_owned());
             nothing = own.is_none()
-                || request
+                || query
                     .customer_id
                     .as_ref()
                     .is_some_and(|asked| Some(asked) != own.as_ref());
@@ -337,9 +322,7 @@ impl QueryService {
                 query.placed_to.map(OffsetDateTime::unix_timestamp_nanos),
             )
         );
-        query.after = request
-            .cursor
-            .as_deref()
+        query.after = cursor
             .map(|c| self.open_search_cursor(&scope, c))
             .transpose()?;
         self.wait_for(SEARCH, min_position).await?;
@@ -473,49 +456,42 @@ fn search_cursor_key(after: &SearchCursor) -> String {
     )
 }
 
-/// The port's query for a request, once its parts are checked.
-fn search_query(request: OrderSearch) -> Result<SearchQuery, QueryError> {
+/// Checks a search's parts (trimming its words, an empty text is none).
+fn check_search(query: &mut SearchQuery) -> Result<(), QueryError> {
+    check_limit(query.limit)?;
     let bad = |reason: String| Err(QueryError::BadRequest(reason));
-    let text = request
+    query.text = query
         .text
+        .take()
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty());
-    if let Some(text) = &text
+    if let Some(text) = &query.text
         && text.chars().count() > MAX_SEARCH_TEXT
     {
         return bad(format!("q must be at most {MAX_SEARCH_TEXT} characters"));
     }
-    if let Some(status) = &request.status
-        && !ORDER_STATUSES.contains(&status.as_str())
+    if let Some(status) = &query.status
+        && !OrderStatus::ALL.iter().any(|s| s.as_str() == status)
     {
+        let known: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
         return bad(format!(
             "status must be one of {}, not {status:?}",
-            ORDER_STATUSES.join(", ")
+            known.join(", ")
         ));
     }
-    if let (Some(min), Some(max)) = (request.min_total_cents, request.max_total_cents)
+    if let (Some(min), Some(max)) = (query.min_total_cents, query.max_total_cents)
         && min > max
     {
         return bad(format!(
             "minTotalCents ({min}) must not be above maxTotalCents ({max})"
         ));
     }
-    if let (Some(from), Some(to)) = (request.placed_from, request.placed_to)
+    if let (Some(from), Some(to)) = (query.placed_from, query.placed_to)
         && from > to
     {
         return bad("placedFrom must not be after placedTo".to_owned());
     }
-    Ok(SearchQuery {
-        text,
-        status: request.status,
-        customer_id: request.customer_id,
-        min_total_cents: request.min_total_cents,
-        max_total_cents: request.max_total_cents,
-        placed_from: request.placed_from,
-        placed_to: request.placed_to,
-        limit: request.limit,
-        after: None,
-    })
+    Ok(())
 }
 
 fn check_limit(limit: usize) -> Result<(), QueryError> {

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mockall::Sequence;
-use strata_application::{OrderSearch, QueryConfig, QueryError, QueryService};
+use strata_application::{QueryConfig, QueryError, QueryService};
 use strata_ports::{
     MockReadModels, MockSearchIndex, OrderSummaryRow, Positioned, SearchCursor, SearchError,
-    SearchPage,
+    SearchPage, SearchQuery,
 };
 use support::{auditor, customer, operator};
 use time::OffsetDateTime;
@@ -291,10 +291,10 @@ fn search_position(models: &mut MockReadModels, position: u64) {
     });
 }
 
-fn search_request(limit: usize) -> OrderSearch {
-    OrderSearch {
+fn search_request(limit: usize) -> SearchQuery {
+    SearchQuery {
         limit,
-        ..OrderSearch::default()
+        ..SearchQuery::default()
     }
 }
 
@@ -318,27 +318,27 @@ async fn a_customers_search_is_always_restricted_to_their_own_orders() {
         Ok(empty_page())
     });
     let queries = search_service(models, search, Duration::ZERO);
-    let with_customer = |id: Option<&str>| OrderSearch {
+    let with_customer = |id: Option<&str>| SearchQuery {
         customer_id: id.map(str::to_owned),
         ..search_request(20)
     };
 
     for request in [with_customer(None), with_customer(Some("c-1"))] {
         queries
-            .search_orders(&customer("c-1"), request, None)
+            .search_orders(&customer("c-1"), request, None, None)
             .await
             .unwrap();
     }
     let strangers = queries
-        .search_orders(&customer("c-1"), with_customer(Some("c-2")), None)
+        .search_orders(&customer("c-1"), with_customer(Some("c-2")), None, None)
         .await
         .unwrap();
     queries
-        .search_orders(&operator(), with_customer(Some("c-2")), None)
+        .search_orders(&operator(), with_customer(Some("c-2")), None, None)
         .await
         .unwrap();
     queries
-        .search_orders(&auditor(), with_customer(None), None)
+        .search_orders(&auditor(), with_customer(None), None, None)
         .await
         .unwrap();
 
@@ -363,37 +363,37 @@ async fn search_parameters_are_checked_before_anything_is_read() {
     let bad = [
         search_request(0),
         search_request(101),
-        OrderSearch {
+        SearchQuery {
             status: Some("LOST".to_owned()),
             ..search_request(20)
         },
-        OrderSearch {
+        SearchQuery {
             min_total_cents: Some(10),
             max_total_cents: Some(9),
             ..search_request(20)
         },
-        OrderSearch {
+        SearchQuery {
             placed_from: Some(OffsetDateTime::UNIX_EPOCH + time::Duration::DAY),
             placed_to: Some(OffsetDateTime::UNIX_EPOCH),
             ..search_request(20)
         },
-        OrderSearch {
+        SearchQuery {
             text: Some("x".repeat(201)),
             ..search_request(20)
         },
-        OrderSearch {
-            cursor: Some("3f800000_0_not-a-uuid.00".to_owned()),
-            ..search_request(20)
-        },
     ];
-    for request in bad {
+    for (request, cursor) in bad
+        .into_iter()
+        .map(|r| (r, None))
+        .chain([(search_request(20), Some("3f800000_0_not-a-uuid.00"))])
+    {
         let error = queries
-            .search_orders(&operator(), request.clone(), None)
+            .search_orders(&operator(), request.clone(), cursor, None)
             .await
             .unwrap_err();
         assert!(
             matches!(error, QueryError::BadRequest(_)),
-            "{request:?}: {error:?}"
+            "{request:?} {cursor:?}: {error:?}"
         );
     }
 }
@@ -418,19 +418,18 @@ async fn a_search_cursor_resumes_exactly_where_the_page_ended_and_only_for_that_
         })
     });
     let queries = search_service(models, search, Duration::ZERO);
-    let words = |q: &str, cursor: Option<&str>| OrderSearch {
+    let words = |q: &str| SearchQuery {
         text: Some(q.to_owned()),
-        cursor: cursor.map(str::to_owned),
         ..search_request(20)
     };
 
     let first = queries
-        .search_orders(&customer("c-1"), words("road", None), None)
+        .search_orders(&customer("c-1"), words("road"), None, None)
         .await
         .unwrap();
     let cursor = first.value.next_cursor.expect("a next page");
     let second = queries
-        .search_orders(&customer("c-1"), words("road", Some(&cursor)), None)
+        .search_orders(&customer("c-1"), words("road"), Some(&cursor), None)
         .await
         .unwrap();
 
@@ -445,7 +444,7 @@ async fn a_search_cursor_resumes_exactly_where_the_page_ended_and_only_for_that_
     ];
     for bad in &tampered {
         let error = queries
-            .search_orders(&customer("c-1"), words("road", Some(bad)), None)
+            .search_orders(&customer("c-1"), words("road"), Some(bad), None)
             .await
             .unwrap_err();
         assert!(
@@ -456,7 +455,7 @@ async fn a_search_cursor_resumes_exactly_where_the_page_ended_and_only_for_that_
     // Another search, or the same one by another customer, does not accept it.
     for (principal, q) in [(customer("c-1"), "street"), (customer("c-2"), "road")] {
         let error = queries
-            .search_orders(&principal, words(q, Some(&cursor)), None)
+            .search_orders(&principal, words(q), Some(&cursor), None)
             .await
             .unwrap_err();
         assert!(matches!(error, QueryError::BadRequest(_)), "{error:?}");
@@ -465,10 +464,11 @@ async fn a_search_cursor_resumes_exactly_where_the_page_ended_and_only_for_that_
     queries
         .search_orders(
             &customer("c-1"),
-            OrderSearch {
+            SearchQuery {
                 limit: 5,
-                ..words("road", Some(&cursor))
+                ..words("road")
             },
+            Some(&cursor),
             None,
         )
         .await
@@ -493,7 +493,7 @@ async fn the_search_position_is_read_before_the_index_is_searched() {
     let queries = search_service(models, search, Duration::ZERO);
 
     let found = queries
-        .search_orders(&operator(), search_request(20), None)
+        .search_orders(&operator(), search_request(20), None, None)
         .await
         .unwrap();
 
@@ -511,11 +511,11 @@ async fn a_search_waits_for_the_search_projection_and_reports_an_unreachable_ind
     let queries = search_service(models, search, Duration::from_millis(20));
 
     let behind = queries
-        .search_orders(&operator(), search_request(20), Some(5))
+        .search_orders(&operator(), search_request(20), None, Some(5))
         .await
         .unwrap_err();
     let down = queries
-        .search_orders(&operator(), search_request(20), Some(4))
+        .search_orders(&operator(), search_request(20), None, Some(4))
         .await
         .unwrap_err();
 

@@ -23,6 +23,15 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Confirmed,
+        Self::Shipped,
+        Self::Delivered,
+        Self::Cancelled,
+    ];
+
     /// Nothing can happen to an order in a terminal state.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Delivered | Self::Cancelled)

@@ -527,3 +527,83 @@ async fn skipping_a_parked_search_event_writes_the_order_again(pool: PgPool) {
     let store = PgProjectionStore::new(pool.clone());
     assert!(store.dead_letters(Some("search")).await.unwrap().is_empty());
 }
+
+/// The event store, noting where each `read_stream` started.
+struct Reads {
+    inner: PgEventStore,
+    after: Mutex<Vec<(Uuid, u64)>>,
+}
+
+#[async_trait]
+impl EventStore for Reads {
+    async fn append(
+        &self,
+        request: strata_ports::AppendRequest,
+    ) -> Result<strata_ports::AppendOutcome, strata_ports::EventStoreError> {
+        self.inner.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<strata_ports::RecordedEvent>, strata_ports::EventStoreError> {
+        self.after
+            .lock()
+            .unwrap()
+            .push((stream_id.id(), after_version));
+        self.inner.read_stream(stream_id, after_version).await
+    }
+
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<strata_ports::RecordedEvent>, strata_ports::EventStoreError> {
+        self.inner.read_all(after_position, limit).await
+    }
+
+    async fn head_position(&self) -> Result<u64, strata_ports::EventStoreError> {
+        self.inner.head_position().await
+    }
+
+    async fn find_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<strata_ports::IdempotencyRecord>, strata_ports::EventStoreError> {
+        self.inner.find_idempotency(user_id, key).await
+    }
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_batch_reads_only_the_events_after_what_earlier_batches_folded(pool: PgPool) {
+    let (a, b) = two_orders(&pool).await;
+    let reads = Arc::new(Reads {
+        inner: PgEventStore::new(pool.clone()),
+        after: Mutex::default(),
+    });
+    let index = Arc::new(PgSearchIndex::new(pool.clone()));
+    let search: Arc<dyn Projection> = Arc::new(SearchProjection::new(reads.clone(), index.clone()));
+
+    // Batches of three: order a to version 3, then a's version 4 and order b.
+    catch_up(&pool, &search).await;
+    // A replay from an older position folds from the start again, then goes on from there.
+    sqlx::query("UPDATE projection_checkpoints SET position = 0 WHERE projection = 'search'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    catch_up(&pool, &search).await;
+
+    let of = |stream: &StreamId| -> Vec<u64> {
+        let reads = reads.after.lock().unwrap();
+        reads
+            .iter()
+            .filter(|(id, _)| *id == stream.id())
+            .map(|(_, after)| *after)
+            .collect()
+    };
+    // Order b was at version 1 all along: the replay did not read it again.
+    assert_eq!((of(&a), of(&b)), (vec![0, 3, 0, 3], vec![0]));
+    assert_eq!(document(&*index, a.id()).await.unwrap().version, 4);
+}

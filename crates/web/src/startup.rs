@@ -77,29 +77,26 @@ impl Stores {
     }
 }
 
-/// The search index the settings select: Elasticsearch at `elasticsearch_url`, or else
-/// PostgreSQL's full-text search on `pool`.
+/// The stores of `pool`, with the search index on Elasticsearch when `elasticsearch_url` is set.
 ///
 /// # Errors
-/// An Elasticsearch URL that does not parse.
-pub fn search_index(
-    elasticsearch_url: Option<&str>,
-    index_prefix: &str,
-    pool: &PgPool,
-) -> anyhow::Result<Arc<dyn SearchIndex>> {
-    Ok(match elasticsearch_url {
+/// An Elasticsearch URL or index prefix the client refuses.
+fn stores_of(settings: &Settings, pool: &PgPool) -> anyhow::Result<Stores> {
+    let mut stores = Stores::postgres(pool);
+    match &settings.elasticsearch_url {
         Some(url) => {
-            tracing::info!(url, index_prefix, "search runs on Elasticsearch");
-            Arc::new(
-                EsSearchIndex::new(&ElasticSettings::for_cluster(url, index_prefix))
+            let prefix = &settings.search_index_prefix;
+            tracing::info!(url, prefix, "search runs on Elasticsearch");
+            stores.search = Arc::new(
+                EsSearchIndex::new(&ElasticSettings::for_cluster(url, prefix))
                     .context("cannot configure the Elasticsearch client")?,
-            )
+            );
         }
         None => {
             tracing::info!("search runs on PostgreSQL full-text search (no ELASTICSEARCH_URL)");
-            Arc::new(PgSearchIndex::new(pool.clone()))
         }
-    })
+    }
+    Ok(stores)
 }
 
 /// How often histogram samples are folded in when nobody scrapes `/metrics`.
@@ -148,20 +145,13 @@ impl Application {
         .await
         .context("cannot connect to PostgreSQL")?;
         let with_projector = settings.with_projector;
-        let search = search_index(
-            settings.elasticsearch_url.as_deref(),
-            &settings.search_index_prefix,
-            &pool,
-        )?;
+        let stores = stores_of(&settings, &pool)?;
+        let search = stores.search.clone();
         // Readers need the index to exist; the projector creates it too, so an engine that is
         // down now only makes searches answer 503 until it is back.
         if let Err(error) = search.prepare().await {
             tracing::warn!(%error, "the search index is not ready; searches fail until it is");
         }
-        let stores = Stores {
-            search: search.clone(),
-            ..Stores::postgres(&pool)
-        };
         let mut application = Self::with_stores(settings, stores).await?;
         if with_projector {
             tracing::info!("development mode: the projection workers run in this process");

@@ -4,16 +4,17 @@
 //! alone: writing it again, or late, changes nothing, because the index keeps the highest
 //! version of each order. Its checkpoint and dead letters live with the other projections'.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use strata_domain::Aggregate;
-use strata_domain::order::{Order, PlacedOrder};
+use strata_domain::order::{Order, OrderState, PlacedOrder};
 use strata_ports::{
     EventStore, Generation, ProjectionBatch, RecordedEvent, SearchDocument, SearchIndex,
 };
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{FlushFailure, Flushed, HandlerError, Projection};
@@ -26,6 +27,9 @@ pub struct SearchProjection {
     index: Arc<dyn SearchIndex>,
     /// Whether `prepare` succeeded once (it is idempotent, so a race only repeats it).
     prepared: Arc<AtomicBool>,
+    /// Orders as earlier batches folded them: a stream prefix never changes, so these stay
+    /// true for any generation and any replay.
+    folded: Arc<Mutex<HashMap<Uuid, Folded>>>,
 }
 
 impl SearchProjection {
@@ -34,6 +38,7 @@ impl SearchProjection {
             events,
             index,
             prepared: Arc::new(AtomicBool::new(false)),
+            folded: Arc::default(),
         }
     }
 
@@ -47,55 +52,88 @@ impl SearchProjection {
         Ok(())
     }
 
-    /// The document of the order of `last` as of `last`'s version, or why there is none.
+    /// The document of the order of `last` as of `last`'s version, or why there is none. The
+    /// fold starts from the order as an earlier batch left it when it can (reading only the
+    /// events after it), else from the start of the stream (a replay from an older position).
     async fn document(
         &self,
         last: &RecordedEvent,
     ) -> Result<Result<SearchDocument, String>, HandlerError> {
-        let stream = self.events.read_stream(&last.stream_id, 0).await?;
-        let prefix: Vec<&RecordedEvent> = stream
-            .iter()
-            .take_while(|e| e.stream_version <= last.stream_version)
-            .collect();
-        let (Some(first), Some(end)) = (prefix.first(), prefix.last()) else {
-            return Ok(Err(format!(
-                "order {}: stream not found",
-                last.stream_id.id()
-            )));
-        };
-        if end.stream_version != last.stream_version {
-            return Ok(Err(format!(
-                "order {}: version {} not in the stream",
-                last.stream_id.id(),
-                last.stream_version
-            )));
-        }
-        let mut state = None;
-        for recorded in &prefix {
-            match decode::<Order>(recorded) {
-                Ok(event) => state = Order::evolve(state, &event),
-                // Only an event an operator skipped gets here (the worker parks the events it
-                // cannot read, and the later ones of their stream wait behind them): the
-                // document goes on without it, as the other read models do.
-                Err(error) => {
-                    tracing::warn!(position = recorded.global_position, %error,
-                        "search: leaving an unreadable (skipped) event out of the document");
-                }
+        let id = last.stream_id.id();
+        let cached = self
+            .folded()
+            .get(&id)
+            .filter(|f| f.version <= last.stream_version)
+            .cloned();
+        let mut folded = cached.unwrap_or_default();
+        if folded.version < last.stream_version {
+            let events = self
+                .events
+                .read_stream(&last.stream_id, folded.version)
+                .await?;
+            for recorded in events
+                .iter()
+                .take_while(|e| e.stream_version <= last.stream_version)
+            {
+                folded.apply(recorded);
             }
         }
-        let Some(order) = state else {
-            return Ok(Err(format!(
-                "order {}: no OrderPlaced up to version {}",
-                last.stream_id.id(),
-                last.stream_version
-            )));
+        let order = match (&folded.state, folded.placed_at) {
+            _ if folded.version != last.stream_version => {
+                return Ok(Err(format!(
+                    "order {id}: version {} not in the stream",
+                    last.stream_version
+                )));
+            }
+            (Some(order), Some(placed_at)) => document_of(id, order, placed_at, &folded),
+            _ => {
+                return Ok(Err(format!(
+                    "order {id}: no OrderPlaced up to version {}",
+                    last.stream_version
+                )));
+            }
         };
-        Ok(Ok(document_of(
-            last.stream_id.id(),
-            &order,
-            first.recorded_at,
-            end,
-        )))
+        let mut cache = self.folded();
+        if cache.len() >= FOLDED_CAPACITY && !cache.contains_key(&id) {
+            cache.clear(); // a bound, not an LRU: a cold cache only costs full reads
+        }
+        cache.insert(id, folded);
+        Ok(Ok(order))
+    }
+
+    fn folded(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Folded>> {
+        // The map holds only complete folds, so one left by a panicking holder is still valid.
+        self.folded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How many folded orders a search projection keeps between batches.
+const FOLDED_CAPACITY: usize = 10_000;
+
+/// An order folded up to `version` (0: nothing yet).
+#[derive(Debug, Clone, Default)]
+struct Folded {
+    version: u64,
+    state: OrderState,
+    placed_at: Option<OffsetDateTime>,
+    updated_at: Option<OffsetDateTime>,
+}
+
+impl Folded {
+    fn apply(&mut self, recorded: &RecordedEvent) {
+        match decode::<Order>(recorded) {
+            Ok(event) => self.state = Order::evolve(self.state.take(), &event),
+            // Only an event an operator skipped gets here (the worker parks the events it
+            // cannot read, and the later ones of their stream wait behind them): the document
+            // goes on without it, as the other read models do.
+            Err(error) => {
+                tracing::warn!(position = recorded.global_position, %error,
+                    "search: leaving an unreadable (skipped) event out of the document");
+            }
+        }
+        self.placed_at.get_or_insert(recorded.recorded_at);
+        self.updated_at = Some(recorded.recorded_at);
+        self.version = recorded.stream_version;
     }
 }
 
@@ -108,8 +146,8 @@ impl std::fmt::Debug for SearchProjection {
 fn document_of(
     order_id: Uuid,
     order: &PlacedOrder,
-    placed_at: time::OffsetDateTime,
-    last: &RecordedEvent,
+    placed_at: OffsetDateTime,
+    folded: &Folded,
 ) -> SearchDocument {
     SearchDocument {
         order_id,
@@ -133,8 +171,8 @@ fn document_of(
             .map(|i| u64::from(i.quantity.get()))
             .sum(),
         placed_at,
-        updated_at: last.recorded_at,
-        version: last.stream_version,
+        updated_at: folded.updated_at.unwrap_or(placed_at),
+        version: folded.version,
     }
 }
 

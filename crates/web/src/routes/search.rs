@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use strata_application::{OrderSearch, SearchResults};
-use strata_ports::SearchHit;
+use strata_application::SearchResults;
+use strata_ports::{SearchHit, SearchQuery};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -55,11 +55,12 @@ pub struct SearchParams {
 }
 
 impl SearchParams {
-    fn into_search(self) -> Result<OrderSearch, ApiError> {
+    /// The search, and the cursor to resume after.
+    fn into_search(self) -> Result<(SearchQuery, Option<String>), ApiError> {
         let instant = |name: &str, value: Option<String>| {
             value.map(|text| parse_instant(name, &text)).transpose()
         };
-        Ok(OrderSearch {
+        let query = SearchQuery {
             text: self.q,
             status: self.status,
             customer_id: self.customer_id,
@@ -68,8 +69,9 @@ impl SearchParams {
             placed_from: instant("placedFrom", self.placed_from)?,
             placed_to: instant("placedTo", self.placed_to)?,
             limit: self.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
-            cursor: self.cursor,
-        })
+            after: None,
+        };
+        Ok((query, self.cursor))
     }
 }
 
@@ -160,9 +162,10 @@ pub async fn search(
     ApiQuery(params): ApiQuery<SearchParams>,
     MinPosition(min_position): MinPosition,
 ) -> Result<Response, ApiError> {
+    let (query, cursor) = params.into_search()?;
     let found = state
         .queries
-        .search_orders(&principal, params.into_search()?, min_position)
+        .search_orders(&principal, query, cursor.as_deref(), min_position)
         .await?;
     Ok(positioned(
         SearchResultsDto::from(found.value),
