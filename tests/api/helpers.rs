@@ -1,15 +1,19 @@
-//! `spawn_app()`: a real `strata-web` on a free port against a fresh PostgreSQL database, with
-//! the projection workers in-process (so queries see what commands did), and a client that
-//! signs real HS256 tokens. Logs stay quiet unless `TEST_LOG` is set.
+//! `spawn_app()`: a real `strata-web` on a free port against a fresh database, with the
+//! projection workers in-process (so queries see what commands did), and a client that signs
+//! real HS256 tokens. The database is PostgreSQL, or a SQLite file in a temporary directory when
+//! `STRATA_TEST_STORAGE=sqlite` (`cargo xtask test` runs the suite both ways). Logs stay quiet
+//! unless `TEST_LOG` is set.
 
 use std::future::Future;
-use std::sync::LazyLock;
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use strata_web::auth::{Claims, JwtKeys};
-use strata_web::{Application, Settings};
+use strata_web::{Application, Settings, Storage};
+use tempfile::TempDir;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -26,6 +30,21 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 });
 
 static CLEANUP: OnceCell<()> = OnceCell::const_new();
+
+/// True when this run tests the SQLite storage (`STRATA_TEST_STORAGE=sqlite`).
+pub fn on_sqlite() -> bool {
+    std::env::var("STRATA_TEST_STORAGE").is_ok_and(|storage| storage == "sqlite")
+}
+
+/// For the tests that stage what only PostgreSQL can (its row locks, its tables): true, with the
+/// reason printed, when this run tests SQLite; the PostgreSQL run has them.
+pub fn skipped_on_sqlite(why: &str) -> bool {
+    let skip = on_sqlite();
+    if skip {
+        eprintln!("skipped on SQLite (the PostgreSQL run has it): {why}");
+    }
+    skip
+}
 
 /// The server to test against: PostgreSQL at `DATABASE_URL` (its database part is replaced).
 fn server_url() -> String {
@@ -62,9 +81,12 @@ async fn drop_stale_databases() {
 /// A running server and a client for it.
 pub struct TestApp {
     pub address: String,
+    /// The server's storage: `postgres://…`, or `sqlite://…` for a file in `data`.
     pub database_url: String,
     pub client: reqwest::Client,
     keys: JwtKeys,
+    /// The SQLite run's directory, removed once the last handle of the test is gone.
+    data: Option<Arc<TempDir>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -83,17 +105,26 @@ pub async fn spawn_stoppable_app_with(
     adjust: impl FnOnce(&mut Settings),
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> (TestApp, JoinHandle<std::io::Result<()>>) {
-    CLEANUP.get_or_init(drop_stale_databases).await;
-    let database_url = with_database(
-        &server_url(),
-        &format!("{DB_PREFIX}{}", Uuid::new_v4().simple()),
-    );
+    let (database_url, data) = if on_sqlite() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("strata.db").display());
+        (url, Some(Arc::new(dir)))
+    } else {
+        CLEANUP.get_or_init(drop_stale_databases).await;
+        let url = with_database(
+            &server_url(),
+            &format!("{DB_PREFIX}{}", Uuid::new_v4().simple()),
+        );
+        (url, None)
+    };
     let mut settings = test_settings(&database_url);
     adjust(&mut settings);
     let app = Application::build(settings)
         .await
         .expect("application builds");
-    start(app, database_url, stop)
+    let (mut app, server) = start(app, database_url, stop);
+    app.data = data;
+    (app, server)
 }
 
 /// The settings of a test server: a free port, the test secret, the default limits, and the
@@ -101,7 +132,7 @@ pub async fn spawn_stoppable_app_with(
 pub fn test_settings(database_url: &str) -> Settings {
     Settings {
         http_addr: "127.0.0.1:0".parse().expect("address"),
-        database_url: database_url.to_owned(),
+        storage: Storage::resolve(Some(database_url), Path::new("data")).expect("storage URL"),
         jwt_secret: TEST_SECRET.to_owned(),
         using_development_secret: false,
         body_limit: 1024 * 1024,
@@ -128,6 +159,7 @@ pub fn start(
         database_url,
         client: reqwest::Client::new(),
         keys: JwtKeys::new(TEST_SECRET.as_bytes()),
+        data: None,
     };
     (app, server)
 }
@@ -319,6 +351,58 @@ impl TestApp {
             .as_str()
             .expect("accountId")
             .to_owned()
+    }
+}
+
+/// The server's database, for the few tests that look under the API with raw SQL.
+pub enum Database {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Database {
+    async fn open(url: &str) -> Self {
+        if url.starts_with("sqlite:") {
+            Self::Sqlite(sqlx::SqlitePool::connect(url).await.expect("SQLite file"))
+        } else {
+            Self::Postgres(sqlx::PgPool::connect(url).await.expect("PostgreSQL"))
+        }
+    }
+
+    /// The first column of every row of `sql`, as text.
+    pub async fn strings(&self, sql: &'static str) -> Vec<Option<String>> {
+        match self {
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        }
+        .expect("query")
+    }
+
+    /// The single number `sql` selects.
+    pub async fn number(&self, sql: &'static str) -> i64 {
+        match self {
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .expect("query")
+    }
+}
+
+impl TestApp {
+    /// The database of the server's event log and read models.
+    pub async fn database(&self) -> Database {
+        Database::open(&self.database_url).await
+    }
+
+    /// The database of the server's own search index: the main one on PostgreSQL, the file
+    /// beside it on SQLite.
+    pub async fn search_database(&self) -> Database {
+        match self.database_url.strip_suffix("strata.db") {
+            Some(dir) if self.database_url.starts_with("sqlite:") => {
+                Database::open(&format!("{dir}strata-search.db")).await
+            }
+            _ => self.database().await,
+        }
     }
 }
 

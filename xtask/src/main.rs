@@ -22,10 +22,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Create the development database if missing and apply the migrations.
+    /// Create the PostgreSQL development database if missing and apply the migrations.
     Db,
     /// Run the service locally in development mode, projector included (it creates and migrates
-    /// the database itself).
+    /// the database itself): on SQLite in ./data, or on DATABASE_URL when set.
     Dev {
         /// Extra arguments for `strata-web`, after `--` (e.g. `-- --http-addr 127.0.0.1:3000`).
         #[arg(last = true)]

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: the whole test suite against a running PostgreSQL.
+//! `cargo xtask test`: the whole test suite against a running PostgreSQL, then the end-to-end
+//! HTTP suite a second time on the embedded SQLite storage.
 
 use std::path::Path;
 
@@ -6,17 +7,51 @@ use crate::postgres::{self, TEST_DATABASE_URL};
 use crate::process::{self, cargo};
 
 /// Runs `cargo test --workspace --no-fail-fast` plus `extra`, with `DATABASE_URL` defaulting to
-/// the local server, after checking that the server answers.
+/// the local server, after checking that the server answers. A full run (no packages chosen in
+/// `extra`) then runs the HTTP suite with `STRATA_TEST_STORAGE=sqlite`, whatever the first
+/// run's outcome, so one command shows both storages' failures.
 pub fn run(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     let url = postgres::database_url_or(TEST_DATABASE_URL);
     postgres::ensure_reachable(&url)?;
     let mut command = cargo(root);
     command.args(["test", "--no-fail-fast"]);
-    if !selects_packages(extra) {
+    let full = !selects_packages(extra);
+    if full {
         command.arg("--workspace");
     }
     command.args(extra).env("DATABASE_URL", &url);
-    process::run(&mut command)
+    let on_postgres = process::run(&mut command);
+    if !full {
+        return on_postgres;
+    }
+    eprintln!("\n==> the end-to-end HTTP suite again, on SQLite (STRATA_TEST_STORAGE=sqlite)");
+    let on_sqlite = process::run(&mut sqlite_pass(root, extra, &url));
+    match (on_postgres, on_sqlite) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(error), Ok(())) => Err(error.context("the suite failed on PostgreSQL")),
+        (Ok(()), Err(error)) => Err(error.context("the HTTP suite failed on SQLite")),
+        (Err(_), Err(error)) => {
+            Err(error.context("the suite failed on PostgreSQL and the HTTP suite on SQLite"))
+        }
+    }
+}
+
+/// The HTTP suite on SQLite, with the test binary's arguments of `extra` (after `--`).
+fn sqlite_pass(root: &Path, extra: &[String], url: &str) -> std::process::Command {
+    let mut command = cargo(root);
+    command
+        .args([
+            "test",
+            "--no-fail-fast",
+            "-p",
+            "strata-tests",
+            "--test",
+            "api",
+        ])
+        .args(extra.iter().skip_while(|arg| *arg != "--"))
+        .env("DATABASE_URL", url)
+        .env("STRATA_TEST_STORAGE", "sqlite");
+    command
 }
 
 /// Whether the extra arguments choose packages themselves (then `--workspace` is left out).
@@ -40,6 +75,38 @@ mod tests {
         assert!(selects_packages(&args(&["-p", "strata-domain"])));
         assert!(selects_packages(&args(&["--package=strata-domain"])));
         assert!(selects_packages(&args(&["-pstrata-domain"])));
+    }
+
+    #[test]
+    fn the_sqlite_pass_runs_the_http_suite_with_the_test_binarys_arguments() {
+        let command = sqlite_pass(
+            Path::new("."),
+            &args(&["--lib", "--", "--nocapture"]),
+            TEST_DATABASE_URL,
+        );
+
+        let line: Vec<String> = command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            line,
+            args(&[
+                "test",
+                "--no-fail-fast",
+                "-p",
+                "strata-tests",
+                "--test",
+                "api",
+                "--",
+                "--nocapture"
+            ])
+        );
+        let storage = command
+            .get_envs()
+            .find(|(key, _)| *key == "STRATA_TEST_STORAGE")
+            .and_then(|(_, value)| value);
+        assert_eq!(storage, Some(std::ffi::OsStr::new("sqlite")));
     }
 
     #[test]

@@ -699,6 +699,8 @@ impl ProjectionBatch for PgBatch {
         let rows = sqlx::query(
             "DELETE FROM public.projection_dead_letters \
              WHERE projection = $1 AND (global_position = $2 OR blocked_by = $2) \
+             AND EXISTS (SELECT 1 FROM public.projection_dead_letters \
+                         WHERE projection = $1 AND global_position = $2 AND blocked_by IS NULL) \
              RETURNING *",
         )
         .bind(&self.key)

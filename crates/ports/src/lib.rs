@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+#[cfg(feature = "testkit")]
+pub mod conformance;
 pub mod event_store;
 pub mod read_model;
 pub mod search;

@@ -257,7 +257,8 @@ pub trait ProjectionStore: Send + Sync {
     /// Drops an unfinished rebuild of `projection` (its tables, checkpoint and dead letters).
     async fn abandon_rebuild(&self, projection: &str) -> Result<(), ReadModelError>;
 
-    /// The dead letters of a projection (all when `None`), in position order.
+    /// The dead letters of a projection in position order; all of them when `None`, by
+    /// projection and then by position.
     async fn dead_letters(
         &self,
         projection: Option<&str>,

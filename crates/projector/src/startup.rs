@@ -1,16 +1,21 @@
 //! Start-up: the only place of the projector that names concrete adapters.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sqlx::PgPool;
+use sqlx::{PgPool, SqlitePool};
 use strata_adapters_elastic::{ElasticSettings, EsSearchIndex};
 use strata_adapters_postgres::{
     PgEventStore, PgLeases, PgLogWakeups, PgProjectionStore, PgReadModels, PgSearchIndex,
-    PgSettings, projection_names,
+    PgSettings,
+};
+use strata_adapters_sqlite::{
+    SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteReadModels, SqliteSearchIndex,
+    SqliteSettings, Storage,
 };
 use strata_application::StatusService;
 use strata_application::projection::{
@@ -31,16 +36,16 @@ use crate::follow::{FollowOptions, follow, to_json_line};
     about = "Keeps Strata's read models up to date from the event log"
 )]
 pub struct Cli {
-    /// PostgreSQL URL of the event store and the read models.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/strata",
-        global = true
-    )]
-    pub database_url: String,
+    /// Where the event log and the read models are, as for strata-web: `postgres://…` for
+    /// PostgreSQL, `sqlite://PATH` for that SQLite file; without it, SQLite in the data
+    /// directory.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Directory of the embedded SQLite database when no DATABASE_URL is given.
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
     /// Elasticsearch (or OpenSearch) URL of the order search index; without it, the search
-    /// projection writes PostgreSQL's full-text search table.
+    /// projection writes the database's own full-text search.
     #[arg(long, env = "ELASTICSEARCH_URL", global = true)]
     pub elasticsearch_url: Option<String>,
     /// Put before the search index's alias and index names (`<prefix>orders`).
@@ -59,7 +64,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the projections until SIGINT/SIGTERM: catch up from each checkpoint, then follow the
-    /// log live (woken by LISTEN/NOTIFY, polling as a fallback). A second instance waits and
+    /// log live (on PostgreSQL woken by LISTEN/NOTIFY, polling as a fallback; on SQLite polling). A second instance waits and
     /// takes over a projection when the first one dies.
     Run {
         /// Projections to run (all when omitted).
@@ -151,9 +156,8 @@ impl Tuning {
     }
 }
 
-/// The read side's adapters on one pool, and the search index.
+/// The read side's adapters on one storage, and the search index.
 pub struct ReadSide {
-    pub pool: PgPool,
     pub deps: WorkerDeps,
     pub status: StatusService,
     pub search: Arc<dyn SearchIndex>,
@@ -175,11 +179,31 @@ impl ReadSide {
             store: Arc::new(PgProjectionStore::new(pool.clone())),
             leases: Arc::new(PgLeases::new(pool.clone())),
             clock: Arc::new(SystemClock),
-            wakeups: Some(Arc::new(PgLogWakeups::new(pool.clone()))),
+            wakeups: Some(Arc::new(PgLogWakeups::new(pool))),
         };
-        let status = StatusService::new(events, models, projection_names());
+        let status =
+            StatusService::new(events, models, strata_adapters_postgres::projection_names());
         Self {
-            pool,
+            deps,
+            status,
+            search,
+        }
+    }
+
+    /// Wires the SQLite adapters of the read side on `pool`, with `search`. Appends made by
+    /// another process wake nobody here: the workers poll.
+    pub fn on_sqlite(pool: SqlitePool, search: Arc<dyn SearchIndex>) -> Self {
+        let events: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(pool.clone()));
+        let models: Arc<dyn ReadModels> = Arc::new(SqliteReadModels::new(pool.clone()));
+        let deps = WorkerDeps {
+            events: events.clone(),
+            store: Arc::new(SqliteProjectionStore::new(pool.clone())),
+            leases: Arc::new(SqliteLeases::new(pool)),
+            clock: Arc::new(SystemClock),
+            wakeups: None,
+        };
+        let status = StatusService::new(events, models, strata_adapters_sqlite::projection_names());
+        Self {
             deps,
             status,
             search,
@@ -243,25 +267,107 @@ pub fn select_projections(
         .collect()
 }
 
-/// The search index the flags select: Elasticsearch at `elasticsearch_url`, or else
-/// PostgreSQL's full-text search on `pool`.
+/// An Elasticsearch index when the flags name a cluster.
 ///
 /// # Errors
 /// An Elasticsearch URL that does not parse.
-pub fn search_index(cli: &Cli, pool: &PgPool) -> anyhow::Result<Arc<dyn SearchIndex>> {
-    Ok(
-        match cli
-            .elasticsearch_url
-            .as_deref()
-            .filter(|u| !u.trim().is_empty())
-        {
-            Some(url) => Arc::new(
-                EsSearchIndex::new(&ElasticSettings::for_cluster(url, &cli.search_index_prefix))
-                    .context("cannot configure the Elasticsearch client")?,
-            ),
-            None => Arc::new(PgSearchIndex::new(pool.clone())),
-        },
-    )
+fn elastic_index(cli: &Cli) -> anyhow::Result<Option<Arc<dyn SearchIndex>>> {
+    let Some(url) = cli
+        .elasticsearch_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let index = EsSearchIndex::new(&ElasticSettings::for_cluster(url, &cli.search_index_prefix))
+        .context("cannot configure the Elasticsearch client")?;
+    Ok(Some(Arc::new(index)))
+}
+
+/// The storage the command works on, opened.
+enum Database {
+    Postgres(PgPool),
+    Sqlite(SqliteSettings, SqlitePool),
+}
+
+impl Database {
+    /// Opens the storage the flags name. Only `run` may create a SQLite file; the other
+    /// commands read or repair one that exists.
+    async fn open(cli: &Cli) -> anyhow::Result<Self> {
+        match Storage::resolve(cli.database_url.as_deref(), &cli.data_dir)? {
+            Storage::Postgres(url) => {
+                let pool = strata_adapters_postgres::connect(&PgSettings {
+                    url,
+                    max_connections: 8,
+                    acquire_timeout: Duration::from_secs(5),
+                })
+                .await
+                .context("cannot connect to PostgreSQL")?;
+                Ok(Self::Postgres(pool))
+            }
+            Storage::Sqlite(path) => {
+                if !matches!(cli.command, Command::Run { .. }) && !path.exists() {
+                    anyhow::bail!(
+                        "no SQLite database at {}: start strata-web (or strata-projector run) \
+                         first, or set DATABASE_URL / STRATA_DATA_DIR",
+                        path.display()
+                    );
+                }
+                let settings = SqliteSettings::at(&path);
+                let pool = strata_adapters_sqlite::connect(&settings)
+                    .await
+                    .with_context(|| {
+                        format!("cannot open the SQLite database {}", path.display())
+                    })?;
+                Ok(Self::Sqlite(settings, pool))
+            }
+        }
+    }
+
+    async fn is_migrated(&self) -> anyhow::Result<bool> {
+        Ok(match self {
+            Self::Postgres(pool) => strata_adapters_postgres::is_migrated(pool).await?,
+            Self::Sqlite(_, pool) => strata_adapters_sqlite::is_migrated(pool).await?,
+        })
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(pool) => strata_adapters_postgres::migrate(pool).await?,
+            Self::Sqlite(_, pool) => strata_adapters_sqlite::migrate(pool).await?,
+        }
+        Ok(())
+    }
+
+    fn events(&self) -> Arc<dyn EventStore> {
+        match self {
+            Self::Postgres(pool) => Arc::new(PgEventStore::new(pool.clone())),
+            Self::Sqlite(_, pool) => Arc::new(SqliteEventStore::new(pool.clone())),
+        }
+    }
+
+    /// The read side, its search on Elasticsearch when the flags name a cluster, else on the
+    /// database's own full-text search.
+    async fn read_side(self, cli: &Cli) -> anyhow::Result<ReadSide> {
+        let elastic = elastic_index(cli)?;
+        Ok(match self {
+            Self::Postgres(pool) => {
+                let search = elastic.unwrap_or_else(|| Arc::new(PgSearchIndex::new(pool.clone())));
+                ReadSide::on(pool, search)
+            }
+            Self::Sqlite(settings, pool) => {
+                let search = match elastic {
+                    Some(search) => search,
+                    None => Arc::new(SqliteSearchIndex::new(
+                        strata_adapters_sqlite::connect_search(&settings)
+                            .await
+                            .context("cannot open the search index's SQLite file")?,
+                    )),
+                };
+                ReadSide::on_sqlite(pool, search)
+            }
+        })
+    }
 }
 
 /// Runs the command until done or until SIGINT/SIGTERM.
@@ -269,34 +375,52 @@ pub fn search_index(cli: &Cli, pool: &PgPool) -> anyhow::Result<Arc<dyn SearchIn
 /// # Errors
 /// An unreachable database, or a failure of the command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let pool = strata_adapters_postgres::connect(&PgSettings {
-        url: cli.database_url.clone(),
-        max_connections: 8,
-        acquire_timeout: Duration::from_secs(5),
-    })
-    .await
-    .context("cannot connect to PostgreSQL")?;
-    let search = search_index(&cli, &pool)?;
+    let database = Database::open(&cli).await?;
     // `run` brings the schema up to date; the other commands only read or repair, so they
     // refuse a database whose schema is missing or older than this build.
     if !matches!(cli.command, Command::Run { .. } | Command::Follow { .. })
-        && !strata_adapters_postgres::is_migrated(&pool).await?
+        && !database.is_migrated().await?
     {
         anyhow::bail!(
             "the database's schema is missing or older than this strata-projector: run \
              `strata-web migrate` (or start `strata-projector run`) first"
         );
     }
+    if let Command::Follow {
+        from,
+        batch_size,
+        poll_ms,
+        until_caught_up,
+    } = cli.command
+    {
+        let store = database.events();
+        let stop = stop_on_signal().context("cannot install the signal handlers")?;
+        let options = FollowOptions {
+            batch_size,
+            poll_interval: Duration::from_millis(poll_ms),
+            until_caught_up,
+        };
+        let mut out = std::io::stdout();
+        let last = follow(store.as_ref(), from, options, stop, &mut |event| {
+            writeln!(out, "{}", to_json_line(event))
+        })
+        .await?;
+        tracing::info!(last_position = last, "stopped following");
+        return Ok(());
+    }
+    if matches!(cli.command, Command::Run { .. }) {
+        database
+            .migrate()
+            .await
+            .context("cannot apply the migrations")?;
+    }
+    let side = database.read_side(&cli).await?;
     match cli.command {
         Command::Run {
             projections,
             tuning,
             metrics_addr,
         } => {
-            strata_adapters_postgres::migrate(&pool)
-                .await
-                .context("cannot apply the migrations")?;
-            let side = ReadSide::on(pool, search);
             let projections = side.select(&projections)?;
             // Created on start if missing; an engine that is down only delays the search
             // projection, which prepares the index again before its first write.
@@ -313,7 +437,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { json } => {
-            let side = ReadSide::on(pool, search);
             let statuses = side.status.statuses(OffsetDateTime::now_utc()).await?;
             let mut out = std::io::stdout().lock();
             if json {
@@ -328,7 +451,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             abandon,
             tuning,
         } => {
-            let side = ReadSide::on(pool, search);
             let projection = side.projection(&name)?;
             if abandon {
                 abandon_rebuild(&side.deps, projection.as_ref()).await?;
@@ -348,31 +470,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("rebuild of {name} interrupted; the live tables are unchanged")
             }
         }
-        Command::Dlq { action } => {
-            let side = ReadSide::on(pool, search);
-            dlq(&side, action).await
-        }
-        Command::Follow {
-            from,
-            batch_size,
-            poll_ms,
-            until_caught_up,
-        } => {
-            let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool));
-            let stop = stop_on_signal().context("cannot install the signal handlers")?;
-            let options = FollowOptions {
-                batch_size,
-                poll_interval: Duration::from_millis(poll_ms),
-                until_caught_up,
-            };
-            let mut out = std::io::stdout();
-            let last = follow(store.as_ref(), from, options, stop, &mut |event| {
-                writeln!(out, "{}", to_json_line(event))
-            })
-            .await?;
-            tracing::info!(last_position = last, "stopped following");
-            Ok(())
-        }
+        Command::Dlq { action } => dlq(&side, action).await,
+        // Followed above, on the event store alone.
+        Command::Follow { .. } => Ok(()),
     }
 }
 

@@ -12,7 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use support::{Instance, place_order, url_of};
+use strata_adapters_sqlite::{SqliteEventStore, SqliteSettings};
+use support::{Instance, place_order, place_order_in, url_of};
 
 async fn projector(url: &str, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_strata-projector"));
@@ -175,6 +176,66 @@ async fn a_running_projector_is_woken_by_a_commit_and_serves_metrics(pool: PgPoo
             "missing {expected:?} in {metrics}"
         );
     }
+}
+
+#[tokio::test]
+async fn on_a_sqlite_file_status_rebuild_and_dlq_answer_as_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = SqliteSettings::at(dir.path().join("strata.db"));
+    let pool = strata_adapters_sqlite::connect(&settings).await.unwrap();
+    strata_adapters_sqlite::migrate(&pool).await.unwrap();
+    let events = SqliteEventStore::new(pool.clone());
+    for _ in 0..3 {
+        place_order_in(&events).await;
+    }
+    let url = format!("sqlite://{}", settings.path.display());
+
+    let status = projector(&url, &["status", "--json"]).await;
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["projections"][0]["name"], "orders");
+    assert_eq!(json["projections"][0]["lagEvents"], 3);
+    let rebuild = projector(&url, &["rebuild", "orders"]).await;
+    assert!(rebuild.status.success(), "{}", text(&rebuild.stderr));
+    assert!(text(&rebuild.stderr).contains("swapped in"));
+    let search = projector(&url, &["rebuild", "search"]).await;
+    assert!(search.status.success(), "{}", text(&search.stderr));
+    let dlq = projector(&url, &["dlq", "list"]).await;
+    assert_eq!(text(&dlq.stdout), "no parked events\n");
+    let follow = projector(&url, &["follow", "--until-caught-up"]).await;
+    assert!(follow.status.success(), "{}", text(&follow.stderr));
+
+    let summaries: i64 = sqlx::query_scalar("SELECT count(*) FROM order_summaries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(summaries, 3);
+    let search_pool = strata_adapters_sqlite::connect_search(&settings)
+        .await
+        .unwrap();
+    let documents: i64 = sqlx::query_scalar("SELECT count(*) FROM order_search")
+        .fetch_one(&search_pool)
+        .await
+        .unwrap();
+    assert_eq!(documents, 3);
+    assert_eq!(text(&follow.stdout).lines().count(), 3);
+}
+
+#[tokio::test]
+async fn commands_other_than_run_refuse_a_missing_sqlite_file_and_leave_none_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nothing-here").join("strata.db");
+    let url = format!("sqlite://{}", file.display());
+
+    let output = projector(&url, &["status"]).await;
+
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("no SQLite database at"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!file.exists());
 }
 
 #[sqlx::test(migrations = false)]

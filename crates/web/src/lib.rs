@@ -15,4 +15,4 @@ pub mod state;
 pub mod telemetry;
 
 pub use settings::{Cli, Command, Settings};
-pub use startup::{Application, Stores};
+pub use startup::{Application, Storage, Stores};

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata_web::{Application, Cli, Command, Settings, telemetry};
+use strata_web::{Application, Cli, Command, Settings, Storage, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,7 +21,10 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Migrate => strata_web::startup::migrate(&cli.serve.database_url).await,
+        Command::Migrate => {
+            let storage = Storage::resolve(cli.serve.database_url.as_deref(), &cli.serve.data_dir)?;
+            strata_web::startup::migrate(&storage).await
+        }
         Command::Serve => {
             let settings = Settings::from_args(cli.serve)?;
             Ok(Application::build(settings)

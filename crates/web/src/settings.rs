@@ -2,15 +2,15 @@
 //! public contract; every one is documented in the README).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::startup::{Storage, StorageError};
+
 /// The published development secret: only ever used with `--dev`, and announced in the log.
 pub const DEVELOPMENT_JWT_SECRET: &str = "strata-development-secret-not-for-production";
-
-/// The default PostgreSQL URL of a local development database.
-pub const DEVELOPMENT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/strata";
 
 /// Command line of `strata-web`.
 #[derive(Debug, Parser)]
@@ -41,9 +41,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "STRATA_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
-    /// PostgreSQL URL of the event store.
-    #[arg(long, env = "DATABASE_URL", default_value = DEVELOPMENT_DATABASE_URL)]
-    pub database_url: String,
+    /// Where everything is stored: `postgres://…` for PostgreSQL, `sqlite://PATH` for that SQLite
+    /// file; without it, SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory of the embedded SQLite database when no DATABASE_URL is given.
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
     /// HS256 secret that signs access tokens. Required unless `--dev`.
     #[arg(long, env = "STRATA_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -83,13 +87,15 @@ pub enum SettingsError {
     MissingJwtSecret,
     #[error("STRATA_JWT_SECRET must be at least 32 bytes long")]
     WeakJwtSecret,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 /// Validated settings of the server.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub http_addr: SocketAddr,
-    pub database_url: String,
+    pub storage: Storage,
     pub jwt_secret: String,
     /// True when the development secret is in use (logged loudly at start-up).
     pub using_development_secret: bool,
@@ -99,6 +105,7 @@ pub struct Settings {
     /// Longest a query waits for its projection to reach the client's `X-Min-Position`.
     pub read_wait: Duration,
     /// Run the projection workers in-process (development: one process, a complete system).
+    /// Always on when read from flags with SQLite, the embedded single-process deployment.
     pub with_projector: bool,
     /// Elasticsearch URL of the search index (`None`: PostgreSQL full-text search).
     pub elasticsearch_url: Option<String>,
@@ -109,24 +116,28 @@ impl Settings {
     /// Resolves the JWT secret: an explicit one wins; `--dev` falls back to the published one.
     ///
     /// # Errors
-    /// No secret outside development mode, or a secret too short to be safe.
+    /// No secret outside development mode, a secret too short to be safe, or an unusable
+    /// `DATABASE_URL`.
     pub fn from_args(args: ServeArgs) -> Result<Self, SettingsError> {
+        let storage = Storage::resolve(args.database_url.as_deref(), &args.data_dir)?;
         let (jwt_secret, using_development_secret) = match (args.jwt_secret, args.dev) {
             (Some(secret), _) if secret.len() < 32 => return Err(SettingsError::WeakJwtSecret),
             (Some(secret), _) => (secret, false),
             (None, true) => (DEVELOPMENT_JWT_SECRET.to_owned(), true),
             (None, false) => return Err(SettingsError::MissingJwtSecret),
         };
+        // SQLite is the embedded single-node deployment: one process serves a complete system.
+        let with_projector = args.with_projector || matches!(storage, Storage::Sqlite(_));
         Ok(Self {
             http_addr: args.http_addr,
-            database_url: args.database_url,
+            storage,
             jwt_secret,
             using_development_secret,
             body_limit: args.body_limit,
             snapshot_every: args.snapshot_every,
             db_max_connections: args.db_max_connections,
             read_wait: Duration::from_millis(args.read_wait_ms),
-            with_projector: args.with_projector,
+            with_projector,
             elasticsearch_url: args.elasticsearch_url.filter(|url| !url.trim().is_empty()),
             search_index_prefix: args.search_index_prefix,
         })
@@ -139,6 +150,9 @@ mod tests {
 
     fn args(secret: Option<&str>, dev: bool) -> ServeArgs {
         let mut cli = Cli::parse_from(["strata-web"]).serve;
+        // The environment of a test run may name a database: these tests choose their own.
+        cli.database_url = None;
+        cli.data_dir = PathBuf::from("data");
         cli.jwt_secret = secret.map(str::to_owned);
         cli.dev = dev;
         cli
@@ -156,8 +170,10 @@ mod tests {
     }
 
     #[test]
-    fn queries_wait_five_seconds_and_the_projector_runs_elsewhere_by_default() {
-        let settings = Settings::from_args(args(None, true)).unwrap();
+    fn queries_wait_five_seconds_and_the_projector_runs_elsewhere_by_default_on_postgres() {
+        let mut on_postgres = args(None, true);
+        on_postgres.database_url = Some("postgres://db/strata".to_owned());
+        let settings = Settings::from_args(on_postgres).unwrap();
         assert_eq!(settings.read_wait, Duration::from_secs(5));
         assert!(!settings.with_projector);
 
@@ -171,6 +187,27 @@ mod tests {
         let settings = Settings::from_args(cli.serve).unwrap();
         assert_eq!(settings.read_wait, Duration::from_millis(250));
         assert!(settings.with_projector);
+    }
+
+    #[test]
+    fn without_a_database_url_everything_is_stored_in_sqlite_in_the_data_directory() {
+        let settings = Settings::from_args(args(None, true)).unwrap();
+        assert_eq!(
+            settings.storage,
+            Storage::Sqlite(PathBuf::from("data/strata.db"))
+        );
+        assert!(
+            settings.with_projector,
+            "the embedded deployment is one process"
+        );
+    }
+
+    #[test]
+    fn a_database_url_of_another_database_is_refused() {
+        let mut mysql = args(None, true);
+        mysql.database_url = Some("mysql://db/strata".to_owned());
+        let refused = Settings::from_args(mysql).unwrap_err();
+        assert!(refused.to_string().contains("postgres://"), "{refused}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod concurrency;
+mod conformance;
 mod errors;
 mod expected_version;
 mod helpers;
@@ -11,4 +12,3 @@ mod immutability;
 mod ordering;
 mod reads;
 mod search;
-mod snapshots;

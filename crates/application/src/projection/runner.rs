@@ -36,6 +36,11 @@ pub struct ProjectorConfig {
     pub lease_retry: Duration,
     /// How often a worker refreshes its state for the status even when nothing changes.
     pub heartbeat: Duration,
+    /// How long a woken worker waits before its batch, so that a burst of appends is projected
+    /// in one batch. Zero (the default) projects each append at once; on a storage with one
+    /// writer (SQLite) every batch takes the write lock from the commands, and a few
+    /// milliseconds here keep bursts of commands from queueing behind one batch per append.
+    pub linger: Duration,
 }
 
 impl Default for ProjectorConfig {
@@ -48,6 +53,7 @@ impl Default for ProjectorConfig {
             max_backoff: Duration::from_secs(5),
             lease_retry: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5),
+            linger: Duration::ZERO,
         }
     }
 }
@@ -472,12 +478,16 @@ impl ProjectionWorker {
         match wakeup {
             Some(signal) => {
                 tokio::select! {
-                    woken = signal.wait() => {
-                        if let Err(error) = woken {
+                    woken = signal.wait() => match woken {
+                        Ok(()) if !self.config.linger.is_zero() => {
+                            pause(stop, self.config.linger).await;
+                        }
+                        Ok(()) => {}
+                        Err(error) => {
                             tracing::warn!(projection = self.name(), %error, "wake-up channel failed; polling");
                             pause(stop, interval).await;
                         }
-                    }
+                    },
                     () = tokio::time::sleep(interval) => {}
                     () = wait_stop(stop) => {}
                 }

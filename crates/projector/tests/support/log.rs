@@ -30,6 +30,7 @@ pub fn config() -> ProjectorConfig {
         max_backoff: Duration::from_millis(5),
         lease_retry: Duration::from_millis(50),
         heartbeat: Duration::from_secs(1),
+        linger: Duration::ZERO,
     }
 }
 

@@ -30,6 +30,11 @@ pub fn url_of(pool: &PgPool) -> String {
 
 /// Appends an `OrderPlaced` to a new order stream; returns its position.
 pub async fn place_order(pool: &PgPool) -> u64 {
+    place_order_in(&PgEventStore::new(pool.clone())).await
+}
+
+/// Appends an `OrderPlaced` to a new order stream of `store`; returns its position.
+pub async fn place_order_in(store: &dyn EventStore) -> u64 {
     let event = OrderEvent::OrderPlaced {
         customer_id: CustomerId::new("c-1").unwrap(),
         currency: Currency::new("EUR").unwrap(),
@@ -54,11 +59,7 @@ pub async fn place_order(pool: &PgPool) -> u64 {
         }],
         idempotency: None,
     };
-    PgEventStore::new(pool.clone())
-        .append(request)
-        .await
-        .unwrap()
-        .global_position
+    store.append(request).await.unwrap().global_position
 }
 
 /// A running `strata-projector run` and the log lines it has written so far.

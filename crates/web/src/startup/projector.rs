@@ -1,19 +1,19 @@
-//! Development mode (`--with-projector`): the projection workers in the server's process, on its
-//! pool, stopped with it. In production `strata-projector run` runs the same workers
+//! The projection workers in the server's process, stopped with it: always on SQLite (the
+//! embedded deployment), and in development mode (`--with-projector`) on PostgreSQL. In
+//! production on PostgreSQL `strata-projector run` runs the same workers
 //! (`strata_application::projection::run_workers`) in a process of its own.
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
-use strata_adapters_postgres::{PgEventStore, PgLeases, PgLogWakeups, PgProjectionStore};
 use strata_application::projection::{self, ProjectorConfig, WorkerDeps, run_workers};
-use strata_ports::{SearchIndex, SystemClock};
+use strata_ports::SearchIndex;
 use tokio::sync::watch;
 
 /// Every projection's worker, ready to run.
 pub struct InProcessProjector {
     deps: WorkerDeps,
     search: Arc<dyn SearchIndex>,
+    config: ProjectorConfig,
 }
 
 impl std::fmt::Debug for InProcessProjector {
@@ -23,16 +23,13 @@ impl std::fmt::Debug for InProcessProjector {
 }
 
 impl InProcessProjector {
-    /// Wires the read side's PostgreSQL adapters on `pool`, and `search`.
-    pub fn on(pool: PgPool, search: Arc<dyn SearchIndex>) -> Self {
-        let deps = WorkerDeps {
-            events: Arc::new(PgEventStore::new(pool.clone())),
-            store: Arc::new(PgProjectionStore::new(pool.clone())),
-            leases: Arc::new(PgLeases::new(pool.clone())),
-            clock: Arc::new(SystemClock),
-            wakeups: Some(Arc::new(PgLogWakeups::new(pool))),
-        };
-        Self { deps, search }
+    /// Workers on the read side's adapters `deps`, and `search`, paced by `config`.
+    pub fn new(deps: WorkerDeps, search: Arc<dyn SearchIndex>, config: ProjectorConfig) -> Self {
+        Self {
+            deps,
+            search,
+            config,
+        }
     }
 
     /// Runs every projection until `stop` turns true. A `strata-projector` running elsewhere
@@ -41,7 +38,7 @@ impl InProcessProjector {
         run_workers(
             &self.deps,
             projection::all(self.deps.events.clone(), self.search.clone()),
-            &ProjectorConfig::default(),
+            &self.config,
             &stop,
         )
         .await;

@@ -1,0 +1,124 @@
+//! The one place where sqlx errors become port errors, plus this crate's own public errors.
+
+use std::path::Path;
+
+use strata_ports::{EventStoreError, ReadModelError, SearchError, SnapshotError};
+
+/// Why [`crate::migrate`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MigrateError {
+    /// The database is locked or cannot be read now: worth retrying later.
+    #[error("database unavailable while migrating: {0}")]
+    Unavailable(String),
+    /// A migration failed, or the database's migration history does not match this build.
+    #[error("migration failed: {0}")]
+    Failed(String),
+}
+
+/// Why [`crate::connect`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The file or its directory cannot be created or is not a database.
+    #[error("invalid database settings: {0}")]
+    InvalidSettings(String),
+    /// The database cannot be opened now: worth retrying later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Whether a sqlx error means "not now" rather than "no": the write lock held past the busy
+/// timeout (SQLITE_BUSY, SQLITE_LOCKED, with their extended codes), a pool timeout, I/O.
+pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            // The primary result code is the low byte of an extended one.
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)),
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+pub(crate) fn event_store_error(error: &sqlx::Error) -> EventStoreError {
+    let message = error.to_string();
+    if is_unavailable(error) {
+        tracing::warn!(error = %message, "event store unavailable");
+        EventStoreError::Unavailable(message)
+    } else {
+        tracing::warn!(error = %message, "event store failed");
+        EventStoreError::Backend(message)
+    }
+}
+
+pub(crate) fn snapshot_error(error: &sqlx::Error) -> SnapshotError {
+    let message = error.to_string();
+    if is_unavailable(error) {
+        tracing::warn!(error = %message, "snapshot store unavailable");
+        SnapshotError::Unavailable(message)
+    } else {
+        tracing::warn!(error = %message, "snapshot store failed");
+        SnapshotError::Backend(message)
+    }
+}
+
+pub(crate) fn read_model_error(error: &sqlx::Error) -> ReadModelError {
+    let message = error.to_string();
+    if is_unavailable(error) {
+        tracing::warn!(error = %message, "read model storage unavailable");
+        ReadModelError::Unavailable(message)
+    } else {
+        tracing::warn!(error = %message, "read model storage failed");
+        ReadModelError::Backend(message)
+    }
+}
+
+pub(crate) fn search_error(error: &sqlx::Error) -> SearchError {
+    let message = error.to_string();
+    if is_unavailable(error) {
+        SearchError::Unavailable(message)
+    } else {
+        SearchError::Backend(message)
+    }
+}
+
+pub(crate) fn connect_error(error: &sqlx::Error, path: &Path) -> ConnectError {
+    let message = format!("{}: {error}", path.display());
+    if is_unavailable(error) && !matches!(error, sqlx::Error::Io(_)) {
+        ConnectError::Unavailable(message)
+    } else {
+        ConnectError::InvalidSettings(message)
+    }
+}
+
+pub(crate) fn migrate_error(error: &sqlx::migrate::MigrateError) -> MigrateError {
+    match error {
+        sqlx::migrate::MigrateError::Execute(inner)
+        | sqlx::migrate::MigrateError::ExecuteMigration(inner, _)
+            if is_unavailable(inner) =>
+        {
+            MigrateError::Unavailable(error.to_string())
+        }
+        _ => MigrateError::Failed(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_timeouts_are_unavailable_and_missing_rows_are_not() {
+        assert!(matches!(
+            event_store_error(&sqlx::Error::PoolTimedOut),
+            EventStoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            read_model_error(&sqlx::Error::RowNotFound),
+            ReadModelError::Backend(_)
+        ));
+    }
+}

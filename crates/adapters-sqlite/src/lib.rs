@@ -1,0 +1,173 @@
+//! SQLite adapters of Strata's ports, the embedded default: the event store, the snapshot store,
+//! the read models with their projection batches, leases and wake-ups, and the order search on
+//! FTS5 — through sqlx with a bundled SQLite, so nothing needs installing. Every connection runs
+//! in WAL mode (readers never wait for the writer) and every write transaction begins with
+//! `BEGIN IMMEDIATE` (it takes the single write lock before its first read, so a read-then-write
+//! transaction never fails half-way with SQLITE_BUSY). Adapters never read the environment: they
+//! take [`SqliteSettings`].
+#![forbid(unsafe_code)]
+
+mod codec;
+mod error;
+mod event_store;
+mod leases;
+mod projection_store;
+mod queries;
+mod rows;
+mod search;
+mod snapshot_store;
+mod storage;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use error::{ConnectError, MigrateError};
+pub use event_store::SqliteEventStore;
+pub use leases::{SqliteLeases, SqliteLogWakeups};
+pub use projection_store::{SqliteProjectionStore, projection_names};
+pub use queries::SqliteReadModels;
+pub use search::SqliteSearchIndex;
+pub use snapshot_store::SqliteSnapshotStore;
+pub use storage::{SQLITE_FILE, Storage, StorageError};
+
+/// The schema of the main database file, embedded from `migrations/`. The search file's schema
+/// is created by [`SqliteSearchIndex`]'s `prepare`, as a search engine's index would be.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Where the database lives and how to use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteSettings {
+    /// The main database file (created with its directory when missing).
+    pub path: PathBuf,
+    /// The most connections the pool opens (readers run in parallel; writers take turns).
+    pub max_connections: u32,
+    /// How long a writer waits for the write lock (and an operation for a connection) before it
+    /// fails as unavailable.
+    pub busy_timeout: Duration,
+}
+
+impl SqliteSettings {
+    /// Settings for `path` with the defaults: 8 connections, 5 s of patience.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The file of the search index, beside the main one: `strata.db` → `strata-search.db`.
+    pub fn search_path(&self) -> PathBuf {
+        let stem = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "strata".to_owned());
+        let name = match self.path.extension() {
+            Some(ext) => format!("{stem}-search.{}", ext.to_string_lossy()),
+            None => format!("{stem}-search"),
+        };
+        self.path.with_file_name(name)
+    }
+
+    fn options(&self, path: &Path) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit survives a power cut, as a PostgreSQL commit does.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(self.busy_timeout)
+    }
+
+    async fn pool(&self, path: &Path) -> Result<SqlitePool, ConnectError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ConnectError::InvalidSettings(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        SqlitePoolOptions::new()
+            .max_connections(self.max_connections.max(1))
+            .acquire_timeout(self.busy_timeout)
+            .connect_with(self.options(path))
+            .await
+            .map_err(|e| error::connect_error(&e, path))
+    }
+}
+
+/// Opens (creating when missing) the main database file and one connection of it.
+///
+/// # Errors
+/// [`ConnectError::InvalidSettings`] when the file or its directory cannot be created;
+/// [`ConnectError::Unavailable`] when it cannot be opened now.
+pub async fn connect(settings: &SqliteSettings) -> Result<SqlitePool, ConnectError> {
+    settings.pool(&settings.path).await
+}
+
+/// Opens (creating when missing) the search index's file, [`SqliteSettings::search_path`].
+///
+/// # Errors
+/// As for [`connect`].
+pub async fn connect_search(settings: &SqliteSettings) -> Result<SqlitePool, ConnectError> {
+    settings.pool(&settings.search_path()).await
+}
+
+/// Brings the main database's schema up to date; running it again is harmless.
+///
+/// # Errors
+/// [`MigrateError::Unavailable`] when the database is locked for too long;
+/// [`MigrateError::Failed`] when a migration fails or the applied history does not match.
+pub async fn migrate(pool: &SqlitePool) -> Result<(), MigrateError> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| error::migrate_error(&e))
+}
+
+/// Whether every migration of this build has been applied (`false` on an empty database).
+///
+/// # Errors
+/// [`MigrateError::Unavailable`] when the database cannot be read now.
+pub async fn is_migrated(pool: &SqlitePool) -> Result<bool, MigrateError> {
+    let execute = |e| error::migrate_error(&sqlx::migrate::MigrateError::Execute(e));
+    let table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(execute)?;
+    if table.is_none() {
+        return Ok(false);
+    }
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .map_err(execute)?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .all(|m| applied.contains(&m.version)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_file_sits_beside_the_main_one() {
+        assert_eq!(
+            SqliteSettings::at("data/strata.db").search_path(),
+            PathBuf::from("data/strata-search.db")
+        );
+        assert_eq!(
+            SqliteSettings::at("/var/lib/strata/events").search_path(),
+            PathBuf::from("/var/lib/strata/events-search")
+        );
+    }
+}

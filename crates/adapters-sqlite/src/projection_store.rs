@@ -1,0 +1,631 @@
+//! `SqliteProjectionStore`: a batch is one `BEGIN IMMEDIATE` transaction, so it holds the
+//! database's write lock — and with it the projection's checkpoint — from its first statement to
+//! its commit: a second worker's batch waits, and the read-model changes, dead letters and
+//! checkpoint commit together or not at all.
+//!
+//! Rebuilds fill copies of a projection's tables named `rebuild_<table>`, created from the live
+//! tables' own definitions; the swap copies them over the live tables and drops them, in one
+//! transaction (readers, in WAL mode, see the old rows until it commits). The copy makes the
+//! swap's cost grow with the table, which suits the single-node sizes SQLite serves; PostgreSQL
+//! renames instead.
+
+use async_trait::async_trait;
+use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
+use strata_ports::{
+    AccountRow, CustomerStatsRow, DeadLetter, Generation, OrderSummaryRow, ProjectionBatch,
+    ProjectionStore, ReadModelError, RebuildSwap, TransactionRow,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::codec::micros;
+use crate::error::read_model_error;
+use crate::rows::{self, to_i64, to_u64};
+use crate::write::{WriteTx, begin_write};
+
+/// The tables of each projection, as on PostgreSQL.
+const PROJECTIONS: &[(&str, &[&str])] = &[
+    ("orders", &["order_summaries", "customer_stats"]),
+    ("accounts", &["account_summaries", "account_transactions"]),
+    // The search index lives behind the `SearchIndex` port; only its checkpoint and dead
+    // letters are here.
+    ("search", &[]),
+];
+
+/// The names of the projections this adapter stores.
+pub fn projection_names() -> Vec<&'static str> {
+    PROJECTIONS.iter().map(|(name, _)| *name).collect()
+}
+
+fn tables_of(projection: &str) -> Result<&'static [&'static str], ReadModelError> {
+    PROJECTIONS
+        .iter()
+        .find(|(name, _)| *name == projection)
+        .map(|(_, tables)| *tables)
+        .ok_or_else(|| ReadModelError::NotFound(format!("no projection named {projection:?}")))
+}
+
+/// The row key of a projection's checkpoint and dead letters in a generation.
+fn key(projection: &str, generation: Generation) -> String {
+    match generation {
+        Generation::Live => projection.to_owned(),
+        Generation::Rebuild => format!("{projection}:rebuild"),
+    }
+}
+
+/// What a generation's table names start with.
+fn prefix(generation: Generation) -> &'static str {
+    match generation {
+        Generation::Live => "",
+        Generation::Rebuild => "rebuild_",
+    }
+}
+
+pub(crate) fn db(error: sqlx::Error) -> ReadModelError {
+    read_model_error(&error)
+}
+
+/// Runs statements built from trusted parts (this adapter's table names), in order.
+async fn execute_all(
+    conn: &mut SqliteConnection,
+    statements: impl IntoIterator<Item = String>,
+) -> Result<(), ReadModelError> {
+    for sql in statements {
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+async fn checkpoint_of(
+    conn: &mut SqliteConnection,
+    key: &str,
+) -> Result<Option<u64>, ReadModelError> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = ?1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+    position.map(|p| to_u64(p, "checkpoint")).transpose()
+}
+
+/// The checkpoint of `key`, created at 0 when missing (the caller holds the write lock).
+async fn ensure_checkpoint(conn: &mut SqliteConnection, key: &str) -> Result<u64, ReadModelError> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection) VALUES (?1) \
+         ON CONFLICT (projection) DO NOTHING",
+    )
+    .bind(key)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(checkpoint_of(conn, key).await?.unwrap_or(0))
+}
+
+fn now() -> i64 {
+    micros(OffsetDateTime::now_utc())
+}
+
+/// The read models' storage on a SQLite pool (migrated with [`crate::migrate`]).
+#[derive(Debug, Clone)]
+pub struct SqliteProjectionStore {
+    pool: SqlitePool,
+}
+
+impl SqliteProjectionStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    async fn write(&self) -> Result<WriteTx, ReadModelError> {
+        begin_write(&self.pool).await.map_err(db)
+    }
+}
+
+#[async_trait]
+impl ProjectionStore for SqliteProjectionStore {
+    async fn begin(
+        &self,
+        projection: &str,
+        generation: Generation,
+    ) -> Result<Box<dyn ProjectionBatch>, ReadModelError> {
+        tables_of(projection)?;
+        let key = key(projection, generation);
+        let mut tx = self.write().await?;
+        let checkpoint = match generation {
+            Generation::Live => ensure_checkpoint(&mut tx, &key).await?,
+            // The rebuild's checkpoint exists from `start_rebuild` until the swap or abandon;
+            // without it there are no rebuild tables to write either.
+            Generation::Rebuild => checkpoint_of(&mut tx, &key).await?.ok_or_else(|| {
+                ReadModelError::NotFound(format!("no rebuild of {projection} in progress"))
+            })?,
+        };
+        Ok(Box::new(SqliteBatch {
+            tx,
+            key,
+            checkpoint,
+            prefix: prefix(generation),
+        }))
+    }
+
+    async fn set_state(&self, projection: &str, state: &str) -> Result<(), ReadModelError> {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (projection, state, state_updated_at) \
+             VALUES (?1, ?2, ?3) ON CONFLICT (projection) DO UPDATE \
+             SET state = excluded.state, state_updated_at = excluded.state_updated_at",
+        )
+        .bind(projection)
+        .bind(state)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn start_rebuild(&self, projection: &str) -> Result<(), ReadModelError> {
+        let tables = tables_of(projection)?;
+        let rebuild = key(projection, Generation::Rebuild);
+        let mut tx = self.write().await?;
+        for table in tables {
+            let definition: Option<String> = sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            )
+            .bind(table)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            // The migrations write `CREATE TABLE <name> (`; anything else is not ours to copy.
+            let live_head = format!("CREATE TABLE {table} (");
+            let copy = definition
+                .as_deref()
+                .and_then(|sql| sql.strip_prefix(&live_head))
+                .map(|rest| format!("CREATE TABLE rebuild_{table} ({rest}"))
+                .ok_or_else(|| {
+                    ReadModelError::Backend(format!("unexpected definition of table {table}"))
+                })?;
+            execute_all(
+                &mut tx,
+                [format!("DROP TABLE IF EXISTS rebuild_{table}"), copy],
+            )
+            .await?;
+        }
+        sqlx::query("DELETE FROM projection_dead_letters WHERE projection = ?1")
+            .bind(&rebuild)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (projection, position, updated_at) \
+             VALUES (?1, 0, ?2) ON CONFLICT (projection) DO UPDATE \
+             SET position = 0, updated_at = excluded.updated_at",
+        )
+        .bind(&rebuild)
+        .bind(now())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn finish_rebuild(
+        &self,
+        projection: &str,
+        also: &dyn RebuildSwap,
+    ) -> Result<bool, ReadModelError> {
+        let tables = tables_of(projection)?;
+        let live = key(projection, Generation::Live);
+        let rebuild = key(projection, Generation::Rebuild);
+        // The write lock keeps the live worker between two batches until the swap commits.
+        let mut tx = self.write().await?;
+        let live_position = ensure_checkpoint(&mut tx, &live).await?;
+        let rebuilt_position = checkpoint_of(&mut tx, &rebuild).await?.ok_or_else(|| {
+            ReadModelError::NotFound(format!("no rebuild of {projection} in progress"))
+        })?;
+        if rebuilt_position < live_position {
+            return Ok(false);
+        }
+        for table in tables {
+            execute_all(
+                &mut tx,
+                [
+                    format!("DELETE FROM {table}"),
+                    format!("INSERT INTO {table} SELECT * FROM rebuild_{table}"),
+                    format!("DROP TABLE rebuild_{table}"),
+                ],
+            )
+            .await?;
+        }
+        // The live dead letters belong to the replaced rows; the rebuild's take their place.
+        sqlx::query("DELETE FROM projection_dead_letters WHERE projection = ?1")
+            .bind(&live)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE projection_dead_letters SET projection = ?1 WHERE projection = ?2")
+            .bind(&live)
+            .bind(&rebuild)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "UPDATE projection_checkpoints SET position = ?2, updated_at = ?3 \
+             WHERE projection = ?1",
+        )
+        .bind(&live)
+        .bind(to_i64(rebuilt_position, "checkpoint")?)
+        .bind(now())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM projection_checkpoints WHERE projection = ?1")
+            .bind(&rebuild)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        // Last, so that a failure here still rolls everything above back.
+        also.swap().await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn abandon_rebuild(&self, projection: &str) -> Result<(), ReadModelError> {
+        let tables = tables_of(projection)?;
+        let rebuild = key(projection, Generation::Rebuild);
+        let mut tx = self.write().await?;
+        let drops: Vec<String> = tables
+            .iter()
+            .map(|table| format!("DROP TABLE IF EXISTS rebuild_{table}"))
+            .collect();
+        execute_all(&mut tx, drops).await?;
+        for table in ["projection_dead_letters", "projection_checkpoints"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE projection = ?1"
+            )))
+            .bind(&rebuild)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn dead_letters(
+        &self,
+        projection: Option<&str>,
+    ) -> Result<Vec<DeadLetter>, ReadModelError> {
+        let rows = sqlx::query(
+            "SELECT * FROM projection_dead_letters \
+             WHERE ?1 IS NULL OR projection = ?1 ORDER BY projection, global_position",
+        )
+        .bind(projection)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::dead_letter_of).collect()
+    }
+}
+
+/// One batch: a write transaction, and the generation's table prefix.
+struct SqliteBatch {
+    tx: WriteTx,
+    key: String,
+    checkpoint: u64,
+    prefix: &'static str,
+}
+
+impl std::fmt::Debug for SqliteBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBatch")
+            .field("key", &self.key)
+            .field("checkpoint", &self.checkpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteBatch {
+    /// `template` with `{p}` replaced by the generation's table prefix.
+    fn sql(&self, template: &str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(template.replace("{p}", self.prefix))
+    }
+
+    async fn run(&mut self, sql: &str) -> Result<(), ReadModelError> {
+        sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+const UPSERT_ORDER: &str = "\
+    INSERT INTO {p}order_summaries (order_id, customer_id, status, items, item_count, \
+        total_cents, currency, shipping_address, tracking_number, cancellation_reason, \
+        placed_at, updated_at, version, placed_position) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+    ON CONFLICT (order_id) DO UPDATE SET \
+        customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, \
+        item_count = excluded.item_count, total_cents = excluded.total_cents, \
+        currency = excluded.currency, shipping_address = excluded.shipping_address, \
+        tracking_number = excluded.tracking_number, \
+        cancellation_reason = excluded.cancellation_reason, placed_at = excluded.placed_at, \
+        updated_at = excluded.updated_at, version = excluded.version, \
+        placed_position = excluded.placed_position \
+    WHERE {p}order_summaries.version < excluded.version";
+
+const UPSERT_STATS: &str = "\
+    INSERT INTO {p}customer_stats (customer_id, order_count, pending, confirmed, shipped, \
+        delivered, cancelled, lifetime_value, updated_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+    ON CONFLICT (customer_id) DO UPDATE SET \
+        order_count = excluded.order_count, pending = excluded.pending, \
+        confirmed = excluded.confirmed, shipped = excluded.shipped, \
+        delivered = excluded.delivered, cancelled = excluded.cancelled, \
+        lifetime_value = excluded.lifetime_value, updated_at = excluded.updated_at";
+
+const UPSERT_ACCOUNT: &str = "\
+    INSERT INTO {p}account_summaries (account_id, owner_customer_id, currency, balance_cents, \
+        closed, transaction_count, opened_at, updated_at, version) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+    ON CONFLICT (account_id) DO UPDATE SET \
+        owner_customer_id = excluded.owner_customer_id, currency = excluded.currency, \
+        balance_cents = excluded.balance_cents, closed = excluded.closed, \
+        transaction_count = excluded.transaction_count, opened_at = excluded.opened_at, \
+        updated_at = excluded.updated_at, version = excluded.version \
+    WHERE {p}account_summaries.version < excluded.version";
+
+const INSERT_TRANSACTION: &str = "\
+    INSERT INTO {p}account_transactions (account_id, version, global_position, kind, \
+        amount_cents, reference, balance_after_cents, recorded_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+    ON CONFLICT (account_id, version) DO NOTHING";
+
+const PARK: &str = "\
+    INSERT INTO projection_dead_letters (projection, global_position, event_id, stream_id, \
+        stream_version, event_type, schema_version, data, metadata, recorded_at, error, \
+        attempts, blocked_by, parked_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+    ON CONFLICT (projection, global_position) DO NOTHING";
+
+fn text_id(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+#[async_trait]
+impl ProjectionBatch for SqliteBatch {
+    async fn checkpoint(&mut self) -> Result<u64, ReadModelError> {
+        Ok(self.checkpoint)
+    }
+
+    async fn savepoint(&mut self) -> Result<(), ReadModelError> {
+        self.run("SAVEPOINT strata_event").await
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> Result<(), ReadModelError> {
+        self.run("ROLLBACK TO SAVEPOINT strata_event").await
+    }
+
+    async fn release_savepoint(&mut self) -> Result<(), ReadModelError> {
+        self.run("RELEASE SAVEPOINT strata_event").await
+    }
+
+    async fn order_summary(&mut self, id: Uuid) -> Result<Option<OrderSummaryRow>, ReadModelError> {
+        let sql = self.sql("SELECT * FROM {p}order_summaries WHERE order_id = ?1");
+        let row = sqlx::query(sql)
+            .bind(text_id(id))
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::order_of).transpose()
+    }
+
+    async fn put_order_summary(&mut self, row: &OrderSummaryRow) -> Result<(), ReadModelError> {
+        let sql = self.sql(UPSERT_ORDER);
+        sqlx::query(sql)
+            .bind(text_id(row.order_id))
+            .bind(&row.customer_id)
+            .bind(&row.status)
+            .bind(rows::items_json(&row.items))
+            .bind(to_i64(row.item_count, "item count")?)
+            .bind(row.total_cents)
+            .bind(&row.currency)
+            .bind(&row.shipping_address)
+            .bind(&row.tracking_number)
+            .bind(&row.cancellation_reason)
+            .bind(micros(row.placed_at))
+            .bind(micros(row.updated_at))
+            .bind(to_i64(row.version, "version")?)
+            .bind(to_i64(row.placed_position, "position")?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn customer_stats(
+        &mut self,
+        customer_id: &str,
+    ) -> Result<Option<CustomerStatsRow>, ReadModelError> {
+        let sql = self.sql("SELECT * FROM {p}customer_stats WHERE customer_id = ?1");
+        let row = sqlx::query(sql)
+            .bind(customer_id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::stats_of).transpose()
+    }
+
+    async fn put_customer_stats(&mut self, row: &CustomerStatsRow) -> Result<(), ReadModelError> {
+        let counts = &row.by_status;
+        let sql = self.sql(UPSERT_STATS);
+        sqlx::query(sql)
+            .bind(&row.customer_id)
+            .bind(to_i64(row.order_count, "order count")?)
+            .bind(to_i64(counts.pending, "count")?)
+            .bind(to_i64(counts.confirmed, "count")?)
+            .bind(to_i64(counts.shipped, "count")?)
+            .bind(to_i64(counts.delivered, "count")?)
+            .bind(to_i64(counts.cancelled, "count")?)
+            .bind(rows::lifetime_json(&row.lifetime_value_cents))
+            .bind(micros(row.updated_at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn account(&mut self, id: Uuid) -> Result<Option<AccountRow>, ReadModelError> {
+        let sql = self.sql("SELECT * FROM {p}account_summaries WHERE account_id = ?1");
+        let row = sqlx::query(sql)
+            .bind(text_id(id))
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::account_of).transpose()
+    }
+
+    async fn put_account(&mut self, row: &AccountRow) -> Result<(), ReadModelError> {
+        let sql = self.sql(UPSERT_ACCOUNT);
+        sqlx::query(sql)
+            .bind(text_id(row.account_id))
+            .bind(&row.owner_customer_id)
+            .bind(&row.currency)
+            .bind(row.balance_cents)
+            .bind(i64::from(row.closed))
+            .bind(to_i64(row.transaction_count, "transaction count")?)
+            .bind(micros(row.opened_at))
+            .bind(micros(row.updated_at))
+            .bind(to_i64(row.version, "version")?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn add_transaction(&mut self, row: &TransactionRow) -> Result<(), ReadModelError> {
+        let sql = self.sql(INSERT_TRANSACTION);
+        sqlx::query(sql)
+            .bind(text_id(row.account_id))
+            .bind(to_i64(row.version, "version")?)
+            .bind(to_i64(row.global_position, "position")?)
+            .bind(row.kind.as_str())
+            .bind(row.amount_cents)
+            .bind(&row.reference)
+            .bind(row.balance_after_cents)
+            .bind(micros(row.recorded_at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn blocked_streams(
+        &mut self,
+        streams: &[String],
+    ) -> Result<std::collections::HashMap<String, u64>, ReadModelError> {
+        let streams = serde_json::to_string(streams)
+            .map_err(|e| ReadModelError::Backend(format!("stream ids: {e}")))?;
+        let blocked: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT stream_id, global_position FROM projection_dead_letters \
+             WHERE projection = ?1 AND blocked_by IS NULL \
+               AND stream_id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(&self.key)
+        .bind(streams)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        blocked
+            .into_iter()
+            .map(|(stream, position)| Ok((stream, to_u64(position, "position")?)))
+            .collect()
+    }
+
+    async fn park(&mut self, letter: &DeadLetter) -> Result<(), ReadModelError> {
+        let event = &letter.event;
+        let metadata = serde_json::to_string(&event.metadata)
+            .map_err(|e| ReadModelError::Backend(format!("metadata: {e}")))?;
+        sqlx::query(PARK)
+            .bind(&self.key)
+            .bind(to_i64(event.global_position, "position")?)
+            .bind(text_id(event.event_id))
+            .bind(event.stream_id.as_str())
+            .bind(to_i64(event.stream_version, "version")?)
+            .bind(&event.event_type)
+            .bind(i64::from(event.schema_version))
+            .bind(event.data.to_string())
+            .bind(metadata)
+            .bind(micros(event.recorded_at))
+            .bind(&letter.error)
+            .bind(i64::from(letter.attempts))
+            .bind(
+                letter
+                    .blocked_by
+                    .map(|p| to_i64(p, "position"))
+                    .transpose()?,
+            )
+            .bind(micros(letter.parked_at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn take_dead_letters(
+        &mut self,
+        position: u64,
+    ) -> Result<Vec<DeadLetter>, ReadModelError> {
+        let rows = sqlx::query(
+            "DELETE FROM projection_dead_letters \
+             WHERE projection = ?1 AND (global_position = ?2 OR blocked_by = ?2) \
+             AND EXISTS (SELECT 1 FROM projection_dead_letters \
+                         WHERE projection = ?1 AND global_position = ?2 AND blocked_by IS NULL) \
+             RETURNING *",
+        )
+        .bind(&self.key)
+        .bind(to_i64(position, "position")?)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        let mut letters = rows
+            .iter()
+            .map(rows::dead_letter_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        letters.sort_by_key(|l| l.event.global_position);
+        match letters.first() {
+            Some(first)
+                if first.blocked_by.is_none() && first.event.global_position == position =>
+            {
+                Ok(letters)
+            }
+            _ => Err(ReadModelError::NotFound(format!(
+                "no failed event at position {position} in {}",
+                self.key
+            ))),
+        }
+    }
+
+    async fn commit(mut self: Box<Self>, position: u64) -> Result<(), ReadModelError> {
+        let moved = sqlx::query(
+            "UPDATE projection_checkpoints SET position = ?2, updated_at = ?4 \
+             WHERE projection = ?1 AND position = ?3",
+        )
+        .bind(&self.key)
+        .bind(to_i64(position, "checkpoint")?)
+        .bind(to_i64(self.checkpoint, "checkpoint")?)
+        .bind(now())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        if moved.rows_affected() != 1 {
+            return Err(ReadModelError::CheckpointMoved {
+                projection: self.key.clone(),
+                expected: self.checkpoint,
+            });
+        }
+        self.tx.commit().await.map_err(db)
+    }
+}

@@ -1,0 +1,187 @@
+//! `SqliteReadModels`: the read side's queries. Each answer carries the projection's checkpoint,
+//! read just before the rows: the rows reflect at least that position (they commit together,
+//! and are read later).
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use strata_ports::{
+    AccountRow, CheckpointRow, CustomerStatsRow, OrderSummaryRow, Positioned, ReadModelError,
+    ReadModels, TransactionRow,
+};
+use uuid::Uuid;
+
+use crate::projection_store::db;
+use crate::rows::{self, to_i64, to_u64};
+
+/// The read models' queries on a SQLite pool.
+#[derive(Debug, Clone)]
+pub struct SqliteReadModels {
+    pool: SqlitePool,
+}
+
+impl SqliteReadModels {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    async fn checkpoint(&self, projection: &str) -> Result<u64, ReadModelError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = ?1")
+                .bind(projection)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        to_u64(position.unwrap_or(0), "checkpoint")
+    }
+
+    async fn positioned<T>(
+        &self,
+        projection: &str,
+        rows: impl std::future::Future<Output = Result<T, ReadModelError>>,
+    ) -> Result<Positioned<T>, ReadModelError> {
+        let position = self.checkpoint(projection).await?;
+        Ok(Positioned {
+            value: rows.await?,
+            position,
+        })
+    }
+}
+
+fn text_id(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+#[async_trait]
+impl ReadModels for SqliteReadModels {
+    async fn order_summary(
+        &self,
+        id: Uuid,
+    ) -> Result<Positioned<Option<OrderSummaryRow>>, ReadModelError> {
+        self.positioned("orders", async {
+            let row = sqlx::query("SELECT * FROM order_summaries WHERE order_id = ?1")
+                .bind(text_id(id))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            row.as_ref().map(rows::order_of).transpose()
+        })
+        .await
+    }
+
+    async fn customer_orders(
+        &self,
+        customer_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Positioned<Vec<OrderSummaryRow>>, ReadModelError> {
+        let before = match before {
+            Some(position) => to_i64(position, "cursor")?,
+            None => i64::MAX,
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.positioned("orders", async {
+            let rows = sqlx::query(
+                "SELECT * FROM order_summaries WHERE customer_id = ?1 AND placed_position < ?2 \
+                 ORDER BY placed_position DESC LIMIT ?3",
+            )
+            .bind(customer_id)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.iter().map(rows::order_of).collect()
+        })
+        .await
+    }
+
+    async fn customer_stats(
+        &self,
+        customer_id: &str,
+    ) -> Result<Positioned<Option<CustomerStatsRow>>, ReadModelError> {
+        self.positioned("orders", async {
+            let row = sqlx::query("SELECT * FROM customer_stats WHERE customer_id = ?1")
+                .bind(customer_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            row.as_ref().map(rows::stats_of).transpose()
+        })
+        .await
+    }
+
+    async fn account(&self, id: Uuid) -> Result<Positioned<Option<AccountRow>>, ReadModelError> {
+        self.positioned("accounts", async {
+            let row = sqlx::query("SELECT * FROM account_summaries WHERE account_id = ?1")
+                .bind(text_id(id))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            row.as_ref().map(rows::account_of).transpose()
+        })
+        .await
+    }
+
+    async fn account_transactions(
+        &self,
+        id: Uuid,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Positioned<Vec<TransactionRow>>, ReadModelError> {
+        let after = to_i64(after.unwrap_or(0), "cursor")?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.positioned("accounts", async {
+            let rows = sqlx::query(
+                "SELECT * FROM account_transactions WHERE account_id = ?1 AND version > ?2 \
+                 ORDER BY version LIMIT ?3",
+            )
+            .bind(text_id(id))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.iter().map(rows::transaction_of).collect()
+        })
+        .await
+    }
+
+    async fn position(&self, projection: &str) -> Result<u64, ReadModelError> {
+        self.checkpoint(projection).await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, ReadModelError> {
+        let rows = sqlx::query(
+            "SELECT c.projection, c.position, c.updated_at, c.state, c.state_updated_at, \
+                    (SELECT e.recorded_at FROM events e WHERE e.global_position = c.position) \
+                        AS position_recorded_at, \
+                    (SELECT count(*) FROM projection_dead_letters d \
+                      WHERE d.projection = c.projection) AS dead_letters \
+             FROM projection_checkpoints c ORDER BY c.projection",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                use sqlx::Row;
+                let corrupt = |e: sqlx::Error| ReadModelError::Corrupt(e.to_string());
+                Ok(CheckpointRow {
+                    projection: row.try_get("projection").map_err(corrupt)?,
+                    position: to_u64(row.try_get("position").map_err(corrupt)?, "checkpoint")?,
+                    updated_at: rows::optional_instant(row, "updated_at")?,
+                    position_recorded_at: rows::optional_instant(row, "position_recorded_at")?,
+                    dead_letters: to_u64(row.try_get("dead_letters").map_err(corrupt)?, "count")?,
+                    state: row.try_get("state").map_err(corrupt)?,
+                    state_updated_at: rows::optional_instant(row, "state_updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn oldest_open_transaction_age(&self) -> Result<Option<f64>, ReadModelError> {
+        // SQLite keeps no record of other connections' transactions. A long one cannot hold
+        // readers back here anyway: positions follow commit order without a visibility horizon.
+        Ok(None)
+    }
+}

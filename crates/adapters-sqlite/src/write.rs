@@ -1,0 +1,101 @@
+//! Write transactions: `BEGIN IMMEDIATE`, after waiting for this process's turn at the file.
+//!
+//! SQLite has one writer per file. Writers that all waited inside `BEGIN IMMEDIATE` would each
+//! hold a pooled connection while they wait, so a writer holding the lock that needs a second
+//! connection (a projection batch reads the log while it holds its batch) could find the pool
+//! empty and stall every writer until their busy timeouts. Waiting for the turn first, holding
+//! no connection, avoids that; other processes sharing the file are still kept apart by
+//! SQLite's own lock and busy timeout.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use tokio::sync::OwnedMutexGuard;
+
+/// Longest a writer waits for its turn: as long as SQLite's default busy timeout, so a stuck
+/// writer makes the others unavailable (retry later) rather than hang.
+const TURN_WAIT: Duration = Duration::from_secs(5);
+
+type Turn = tokio::sync::Mutex<()>;
+
+/// The turn of each open database file in this process.
+static TURNS: LazyLock<Mutex<HashMap<PathBuf, Weak<Turn>>>> = LazyLock::new(Mutex::default);
+
+fn turn_of(pool: &SqlitePool) -> Arc<Turn> {
+    let file = pool.connect_options().get_filename().to_path_buf();
+    let mut turns = TURNS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(turn) = turns.get(&file).and_then(Weak::upgrade) {
+        return turn;
+    }
+    turns.retain(|_, turn| turn.strong_count() > 0);
+    let turn = Arc::new(Turn::new(()));
+    turns.insert(file, Arc::downgrade(&turn));
+    turn
+}
+
+/// A write transaction holding this process's turn at its file until it ends.
+pub(crate) struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl std::fmt::Debug for WriteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTx").finish_non_exhaustive()
+    }
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
+
+/// Waits for this process's turn at the file, then begins an immediate transaction.
+///
+/// # Errors
+/// [`sqlx::Error::PoolTimedOut`] when the turn does not come within [`TURN_WAIT`]; whatever
+/// `BEGIN IMMEDIATE` fails with.
+pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<WriteTx, sqlx::Error> {
+    let turn = tokio::time::timeout(TURN_WAIT, turn_of(pool).lock_owned())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?;
+    let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    Ok(WriteTx { tx, _turn: turn })
+}
+
+/// Runs one statement as its own write transaction, in this process's turn.
+///
+/// # Errors
+/// As [`begin_write`], and whatever the statement or the commit fails with.
+pub(crate) async fn write_one<'q>(
+    pool: &SqlitePool,
+    statement: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+) -> Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error> {
+    let mut tx = begin_write(pool).await?;
+    let result = statement.execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(result)
+}

@@ -1,0 +1,372 @@
+//! The rows of the read models: each reads back exactly as written, the version guard keeps a
+//! replayed or late older write from replacing a newer row, the lists come in their order page
+//! by page, and every answer carries its projection's checkpoint.
+
+use uuid::Uuid;
+
+use super::{
+    ACCOUNTS, ORDERS, account, customer, head, order, order_at_version, order_now, put_orders,
+    stats, transaction,
+};
+use crate::read_model::{
+    AccountRow, CustomerStatsRow, Generation, OrderSummaryRow, ProjectionStore, ReadModels,
+    StatusCounts, TransactionRow,
+};
+
+/// Every field of an order summary, set or empty, through the batch and through the queries.
+pub async fn an_order_summary_reads_back_exactly_as_written(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    let base = head(store, models).await;
+    let c = customer("order-fields");
+    let plain = order(&c, base + 1, 1);
+    let full = OrderSummaryRow {
+        status: "CANCELLED".to_owned(),
+        tracking_number: Some("TRK-42".to_owned()),
+        cancellation_reason: Some("changed my mind, sorry — ü".to_owned()),
+        total_cents: -5,
+        currency: "NOK".to_owned(),
+        version: 9,
+        ..order(&c, base + 2, 9)
+    };
+
+    let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
+    let position = batch.checkpoint().await.unwrap() + 1;
+    batch.put_order_summary(&plain).await.unwrap();
+    batch.put_order_summary(&full).await.unwrap();
+    let inside = batch.order_summary(full.order_id).await.unwrap();
+    let missing = batch.order_summary(Uuid::now_v7()).await.unwrap();
+    batch.commit(position).await.unwrap();
+
+    assert_eq!(inside.as_ref(), Some(&full), "within the batch");
+    assert_eq!(missing, None);
+    assert_eq!(order_now(models, plain.order_id).await, Some(plain));
+    assert_eq!(order_now(models, full.order_id).await, Some(full));
+    assert_eq!(order_now(models, Uuid::now_v7()).await, None);
+}
+
+/// A put with a lower or equal version than the stored row's is ignored, within a batch or
+/// across batches; a higher version replaces the row.
+pub async fn an_order_summary_is_replaced_only_by_a_higher_version(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    let base = head(store, models).await;
+    let placed = order(&customer("order-versions"), base + 1, 1);
+    let confirmed = order_at_version(&placed, 2, "CONFIRMED");
+    let replayed = order_at_version(&placed, 2, "CANCELLED");
+    let shipped = order_at_version(&placed, 3, "SHIPPED");
+    put_orders(store, &[&confirmed]).await;
+
+    put_orders(store, &[&placed, &replayed]).await;
+    let after_older = order_now(models, placed.order_id).await;
+    put_orders(store, &[&shipped, &confirmed]).await;
+    let after_newer = order_now(models, placed.order_id).await;
+
+    assert_eq!(after_older, Some(confirmed), "lower and equal versions");
+    assert_eq!(
+        after_newer,
+        Some(shipped),
+        "a higher version, then a lower one"
+    );
+}
+
+/// A customer's orders, newest placed first; `before` is exclusive and need not be a position
+/// of theirs; `limit` caps a page; other customers' orders never appear.
+pub async fn a_customers_orders_come_newest_first_page_by_page_without_other_customers(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    let base = head(store, models).await;
+    let c = customer("customer-orders");
+    let at = |offset: u64| order(&c, base + offset, 1);
+    let (o10, o20, o30, o40) = (at(10), at(20), at(30), at(40));
+    let someone_else = order(&customer("someone-else"), base + 25, 1);
+    put_orders(store, &[&o30, &o10, &someone_else, &o40, &o20]).await;
+    let page = |before: Option<u64>, limit: usize| {
+        let c = c.clone();
+        async move {
+            let rows = models.customer_orders(&c, before, limit).await.unwrap();
+            rows.value
+                .into_iter()
+                .map(|row| row.placed_position - base)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let everything = models.customer_orders(&c, None, 10).await.unwrap().value;
+
+    assert_eq!(everything, [o40, o30, o20, o10]);
+    assert_eq!(page(None, 2).await, [40, 30]);
+    assert_eq!(page(Some(base + 30), 2).await, [20, 10]);
+    assert_eq!(page(Some(base + 31), 1).await, [30]);
+    assert_eq!(page(Some(base + 10), 10).await, Vec::<u64>::new());
+    assert!(
+        models
+            .customer_orders(&customer("nobody"), None, 10)
+            .await
+            .unwrap()
+            .value
+            .is_empty()
+    );
+}
+
+/// Every field of the customer statistics, lifetime values per currency included; a later put
+/// replaces them (they carry no version: the projection reads, changes and writes them).
+pub async fn customer_stats_read_back_exactly_as_written_and_a_later_put_replaces_them(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    let c = customer("stats");
+    let first = stats(&c);
+    let later = CustomerStatsRow {
+        order_count: 7,
+        by_status: StatusCounts {
+            pending: 0,
+            confirmed: 2,
+            shipped: 1,
+            delivered: 3,
+            cancelled: 1,
+        },
+        lifetime_value_cents: [("EUR", 45_000), ("NOK", 129_900), ("USD", 1)]
+            .into_iter()
+            .map(|(currency, cents)| (currency.to_owned(), cents))
+            .collect(),
+        updated_at: first.updated_at + time::Duration::microseconds(1),
+        ..first.clone()
+    };
+    let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
+    let position = batch.checkpoint().await.unwrap() + 1;
+    batch.put_customer_stats(&first).await.unwrap();
+    let inside = batch.customer_stats(&c).await.unwrap();
+    batch.commit(position).await.unwrap();
+    let read_first = models.customer_stats(&c).await.unwrap().value;
+
+    let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
+    let position = batch.checkpoint().await.unwrap() + 1;
+    batch.put_customer_stats(&later).await.unwrap();
+    batch.commit(position).await.unwrap();
+
+    assert_eq!(inside.as_ref(), Some(&first), "within the batch");
+    assert_eq!(read_first, Some(first));
+    assert_eq!(models.customer_stats(&c).await.unwrap().value, Some(later));
+    assert_eq!(
+        models
+            .customer_stats(&customer("nobody"))
+            .await
+            .unwrap()
+            .value,
+        None
+    );
+}
+
+/// Writes rows of the accounts projection in one live batch, one position further.
+async fn put_accounts(
+    store: &dyn ProjectionStore,
+    accounts: &[&AccountRow],
+    transactions: &[&TransactionRow],
+) {
+    let mut batch = store.begin(ACCOUNTS, Generation::Live).await.unwrap();
+    let position = batch.checkpoint().await.unwrap() + 1;
+    for row in accounts {
+        batch.put_account(row).await.unwrap();
+    }
+    for row in transactions {
+        batch.add_transaction(row).await.unwrap();
+    }
+    batch.commit(position).await.unwrap();
+}
+
+/// Every field of an account, through the batch and through the queries.
+pub async fn an_account_reads_back_exactly_as_written(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    let open = account(&customer("account-fields"), 1);
+    let closed = AccountRow {
+        closed: true,
+        balance_cents: -250,
+        currency: "NOK".to_owned(),
+        transaction_count: 12,
+        ..account(&customer("account-fields"), 13)
+    };
+
+    let mut batch = store.begin(ACCOUNTS, Generation::Live).await.unwrap();
+    let position = batch.checkpoint().await.unwrap() + 1;
+    batch.put_account(&open).await.unwrap();
+    batch.put_account(&closed).await.unwrap();
+    let inside = batch.account(closed.account_id).await.unwrap();
+    let missing = batch.account(Uuid::now_v7()).await.unwrap();
+    batch.commit(position).await.unwrap();
+
+    assert_eq!(inside.as_ref(), Some(&closed), "within the batch");
+    assert_eq!(missing, None);
+    let read = |id| async move { models.account(id).await.unwrap().value };
+    assert_eq!(read(open.account_id).await, Some(open));
+    assert_eq!(read(closed.account_id).await, Some(closed));
+    assert_eq!(read(Uuid::now_v7()).await, None);
+}
+
+/// The account's version guard: lower and equal versions are ignored, a higher one replaces.
+pub async fn an_account_is_replaced_only_by_a_higher_version(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    let opened = account(&customer("account-versions"), 1);
+    let version = |version: u64, balance_cents: i64| AccountRow {
+        version,
+        balance_cents,
+        updated_at: opened.updated_at + time::Duration::minutes(i64::try_from(version).unwrap()),
+        ..opened.clone()
+    };
+    let (deposited, replayed, withdrawn) = (version(2, 15_000), version(2, 99), version(3, 7_000));
+    put_accounts(store, &[&deposited], &[]).await;
+
+    put_accounts(store, &[&opened, &replayed], &[]).await;
+    let after_older = models.account(opened.account_id).await.unwrap().value;
+    put_accounts(store, &[&withdrawn, &deposited], &[]).await;
+    let after_newer = models.account(opened.account_id).await.unwrap().value;
+
+    assert_eq!(after_older, Some(deposited), "lower and equal versions");
+    assert_eq!(
+        after_newer,
+        Some(withdrawn),
+        "a higher version, then a lower one"
+    );
+}
+
+/// A transaction line already there (same account and version) is kept as it is.
+pub async fn a_transaction_line_is_added_once_per_account_and_version(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    let base = head(store, models).await;
+    let owner = account(&customer("transactions-once"), 1);
+    let first = transaction(owner.account_id, 1, base + 1);
+    let again = TransactionRow {
+        amount_cents: 1,
+        reference: "replayed".to_owned(),
+        ..first.clone()
+    };
+    put_accounts(store, &[&owner], &[&first, &again]).await;
+
+    put_accounts(store, &[], &[&again]).await;
+
+    let lines = models
+        .account_transactions(owner.account_id, None, 10)
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(lines, [first]);
+}
+
+/// An account's transactions, oldest first; `after` is an exclusive stream version; `limit`
+/// caps a page; other accounts' lines never appear.
+pub async fn an_accounts_transactions_come_oldest_first_page_by_page_without_other_accounts(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    let base = head(store, models).await;
+    let mine = account(&customer("transactions-pages"), 4);
+    let other = account(&customer("transactions-other"), 2);
+    let line = |version: u64| transaction(mine.account_id, version, base + version * 2);
+    let (t1, t2, t3, t4) = (line(1), line(2), line(3), line(4));
+    let others = [
+        transaction(other.account_id, 1, base + 1),
+        transaction(other.account_id, 2, base + 3),
+    ];
+    put_accounts(
+        store,
+        &[&mine, &other],
+        &[&t3, &others[0], &t1, &t4, &others[1], &t2],
+    )
+    .await;
+    let page = |after: Option<u64>, limit: usize| async move {
+        let rows = models
+            .account_transactions(mine.account_id, after, limit)
+            .await
+            .unwrap();
+        rows.value.iter().map(|t| t.version).collect::<Vec<_>>()
+    };
+
+    let everything = models
+        .account_transactions(mine.account_id, None, 10)
+        .await
+        .unwrap()
+        .value;
+
+    assert_eq!(everything, [t1, t2, t3, t4]);
+    assert_eq!(page(None, 2).await, [1, 2]);
+    assert_eq!(page(Some(2), 10).await, [3, 4]);
+    assert_eq!(page(Some(1), 2).await, [2, 3]);
+    assert_eq!(page(Some(4), 10).await, Vec::<u64>::new());
+    assert!(
+        models
+            .account_transactions(Uuid::now_v7(), None, 10)
+            .await
+            .unwrap()
+            .value
+            .is_empty()
+    );
+}
+
+/// Each query answers with the checkpoint of the projection that writes what it reads (orders
+/// for orders and customer statistics, accounts for accounts and transactions), found rows or
+/// not.
+pub async fn every_answer_carries_the_checkpoint_of_its_projection(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    // Two different checkpoints, so that answering with the wrong projection's shows.
+    let base = head(store, models).await;
+    let (orders_at, accounts_at) = (base + 1, base + 2);
+    let c = customer("positions");
+    let row = order(&c, base + 1, 1);
+    let owner = account(&c, 1);
+    let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
+    batch.put_order_summary(&row).await.unwrap();
+    batch.put_customer_stats(&stats(&c)).await.unwrap();
+    batch.commit(orders_at).await.unwrap();
+    let mut batch = store.begin(ACCOUNTS, Generation::Live).await.unwrap();
+    batch.put_account(&owner).await.unwrap();
+    batch
+        .add_transaction(&transaction(owner.account_id, 1, base + 2))
+        .await
+        .unwrap();
+    batch.commit(accounts_at).await.unwrap();
+
+    let id = row.order_id;
+    let found = [
+        models.order_summary(id).await.unwrap().position,
+        models.customer_orders(&c, None, 10).await.unwrap().position,
+        models.customer_stats(&c).await.unwrap().position,
+    ];
+    let missing = [
+        models.order_summary(Uuid::now_v7()).await.unwrap().position,
+        models
+            .customer_orders("nobody", None, 10)
+            .await
+            .unwrap()
+            .position,
+        models.customer_stats("nobody").await.unwrap().position,
+    ];
+    let accounts = [
+        models.account(owner.account_id).await.unwrap().position,
+        (models
+            .account_transactions(owner.account_id, None, 10)
+            .await)
+            .unwrap()
+            .position,
+        models.account(Uuid::now_v7()).await.unwrap().position,
+        (models.account_transactions(Uuid::now_v7(), None, 10).await)
+            .unwrap()
+            .position,
+    ];
+
+    assert_eq!(found, [orders_at; 3], "orders, found");
+    assert_eq!(missing, [orders_at; 3], "orders, missing");
+    assert_eq!(accounts, [accounts_at; 4], "accounts, found and missing");
+    assert_eq!(models.position(ORDERS).await.unwrap(), orders_at);
+    assert_eq!(models.position(ACCOUNTS).await.unwrap(), accounts_at);
+}
