@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use strata_ports::{
-    AppendOutcome, AppendRequest, EventStore, EventStoreError, ExpectedVersion, IdempotencyRecord,
-    Metadata, NewEvent, RecordedEvent, StreamId,
+    AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
+    NewEvent, RecordedEvent, StreamId,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -225,7 +225,7 @@ pub async fn append_in(
             });
         }
     }
-    check_expected(&request.stream_id, request.expected, current)?;
+    request.expected.check(&request.stream_id, current)?;
 
     let columns = EventColumns::of(&request.events)?;
     let base_version = i64::try_from(current).ok();
@@ -285,29 +285,6 @@ pub async fn append_in(
         stream_version: to_u64(last_version, "stream version")?,
         global_position: to_u64(last_position, "global position")?,
     })
-}
-
-/// The optimistic concurrency check, against the version read under the stream's row lock.
-fn check_expected(
-    stream_id: &StreamId,
-    expected: ExpectedVersion,
-    actual: u64,
-) -> Result<(), EventStoreError> {
-    let accepted = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => actual == 0,
-        ExpectedVersion::StreamExists => actual >= 1,
-        ExpectedVersion::Exact(version) => actual == version,
-    };
-    if accepted {
-        Ok(())
-    } else {
-        Err(EventStoreError::WrongExpectedVersion {
-            stream_id: stream_id.clone(),
-            expected,
-            actual,
-        })
-    }
 }
 
 /// The events of one append as column arrays, for a single `UNNEST` insert.

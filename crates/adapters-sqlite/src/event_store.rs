@@ -9,8 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::{SqliteConnection, SqlitePool};
 use strata_ports::{
-    AppendOutcome, AppendRequest, EventStore, EventStoreError, ExpectedVersion, IdempotencyRecord,
-    Metadata, RecordedEvent, StreamId,
+    AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
+    RecordedEvent, StreamId,
 };
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -87,12 +87,8 @@ impl EventStore for SqliteEventStore {
                 .await
                 .map_err(|e| event_store_error(&e))?;
             let current = to_u64(current.unwrap_or(0), "stream version")?;
-            if refused_for_good(request.expected, current) {
-                return Err(EventStoreError::WrongExpectedVersion {
-                    stream_id: request.stream_id.clone(),
-                    expected: request.expected,
-                    actual: current,
-                });
+            if request.expected.refused_for_good(current) {
+                request.expected.check(&request.stream_id, current)?;
             }
         }
         let mut tx = begin_write(&self.pool)
@@ -233,7 +229,7 @@ async fn append_in(
             });
         }
     }
-    check_expected(&request.stream_id, request.expected, current)?;
+    request.expected.check(&request.stream_id, current)?;
 
     let head: i64 = sqlx::query_scalar(HEAD_POSITION)
         .fetch_one(&mut *conn)
@@ -289,38 +285,6 @@ async fn append_in(
         stream_version: to_u64(version, "stream version")?,
         global_position: to_u64(position, "global position")?,
     })
-}
-
-/// The optimistic concurrency check, against the version read under the write lock.
-/// Whether no later append can make `expected` acceptable at a stream now at `actual`.
-fn refused_for_good(expected: ExpectedVersion, actual: u64) -> bool {
-    match expected {
-        ExpectedVersion::Any | ExpectedVersion::StreamExists => false,
-        ExpectedVersion::NoStream => actual > 0,
-        ExpectedVersion::Exact(version) => actual > version,
-    }
-}
-
-fn check_expected(
-    stream_id: &StreamId,
-    expected: ExpectedVersion,
-    actual: u64,
-) -> Result<(), EventStoreError> {
-    let accepted = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => actual == 0,
-        ExpectedVersion::StreamExists => actual >= 1,
-        ExpectedVersion::Exact(version) => actual == version,
-    };
-    if accepted {
-        Ok(())
-    } else {
-        Err(EventStoreError::WrongExpectedVersion {
-            stream_id: stream_id.clone(),
-            expected,
-            actual,
-        })
-    }
 }
 
 /// A row of `events`, as read.

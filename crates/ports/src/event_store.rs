@@ -85,6 +85,41 @@ pub enum ExpectedVersion {
     Exact(u64),
 }
 
+impl ExpectedVersion {
+    /// The optimistic concurrency check: `Ok` when an append expecting `self` may go on at
+    /// `stream_id`, whose last version is `actual` (read under the adapter's write lock).
+    ///
+    /// # Errors
+    /// [`EventStoreError::WrongExpectedVersion`] with `actual`.
+    pub fn check(self, stream_id: &StreamId, actual: u64) -> Result<(), EventStoreError> {
+        let accepted = match self {
+            Self::Any => true,
+            Self::NoStream => actual == 0,
+            Self::StreamExists => actual >= 1,
+            Self::Exact(version) => actual == version,
+        };
+        if accepted {
+            Ok(())
+        } else {
+            Err(EventStoreError::WrongExpectedVersion {
+                stream_id: stream_id.clone(),
+                expected: self,
+                actual,
+            })
+        }
+    }
+
+    /// Whether no later append can make `self` acceptable at a stream now at `actual`:
+    /// versions only grow, so an adapter may refuse such an append without taking its lock.
+    pub fn refused_for_good(self, actual: u64) -> bool {
+        match self {
+            Self::Any | Self::StreamExists => false,
+            Self::NoStream => actual > 0,
+            Self::Exact(version) => actual > version,
+        }
+    }
+}
+
 impl fmt::Display for ExpectedVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -258,6 +293,59 @@ pub trait EventStore: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn modes() -> Vec<ExpectedVersion> {
+        let mut modes = vec![
+            ExpectedVersion::Any,
+            ExpectedVersion::NoStream,
+            ExpectedVersion::StreamExists,
+        ];
+        modes.extend((0..6).map(ExpectedVersion::Exact));
+        modes
+    }
+
+    #[test]
+    fn the_check_accepts_exactly_what_each_mode_promises() {
+        let stream = StreamId::new("order", Uuid::now_v7());
+        for actual in 0..6 {
+            for mode in modes() {
+                let accepted = match mode {
+                    ExpectedVersion::Any => true,
+                    ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => actual == 0,
+                    ExpectedVersion::StreamExists => actual > 0,
+                    ExpectedVersion::Exact(version) => version == actual,
+                };
+                let checked = mode.check(&stream, actual);
+                assert_eq!(checked.is_ok(), accepted, "{mode} at {actual}");
+                if let Err(error) = checked {
+                    assert_eq!(
+                        error,
+                        EventStoreError::WrongExpectedVersion {
+                            stream_id: stream.clone(),
+                            expected: mode,
+                            actual,
+                        }
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refused_for_good_means_no_later_version_is_accepted_and_only_then() {
+        let stream = StreamId::new("order", Uuid::now_v7());
+        for actual in 0..6 {
+            for mode in modes() {
+                let some_later_accepted =
+                    (actual..12).any(|later| mode.check(&stream, later).is_ok());
+                assert_eq!(
+                    mode.refused_for_good(actual),
+                    !some_later_accepted,
+                    "{mode} at {actual}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_stream_id_round_trips_through_its_text() {
