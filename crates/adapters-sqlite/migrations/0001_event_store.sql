@@ -53,9 +53,31 @@ BEGIN
     SELECT RAISE(ABORT, 'events are immutable');
 END;
 
+-- `INSERT OR REPLACE` deletes the row it replaces without firing DELETE triggers (unless the
+-- connection turned `recursive_triggers` on, which the adapter does but another client may
+-- not): refuse any insert onto a taken position, event id or stream version instead.
+CREATE TRIGGER events_are_never_replaced BEFORE INSERT ON events
+WHEN EXISTS (
+    SELECT 1 FROM events
+    WHERE global_position = NEW.global_position
+       OR event_id = NEW.event_id
+       OR (stream_id = NEW.stream_id AND stream_version = NEW.stream_version)
+)
+BEGIN
+    SELECT RAISE(ABORT, 'events are immutable');
+END;
+
 -- An idempotency record is the acknowledgement of an applied command: it never changes.
 -- Deleting old records stays possible, for a future expiry job.
 CREATE TRIGGER idempotency_keys_are_immutable BEFORE UPDATE ON idempotency_keys
+BEGIN
+    SELECT RAISE(ABORT, 'idempotency records are immutable');
+END;
+
+CREATE TRIGGER idempotency_keys_are_never_replaced BEFORE INSERT ON idempotency_keys
+WHEN EXISTS (
+    SELECT 1 FROM idempotency_keys WHERE principal = NEW.principal AND key = NEW.key
+)
 BEGIN
     SELECT RAISE(ABORT, 'idempotency records are immutable');
 END;

@@ -3,8 +3,8 @@
 //! the row over once it has expired (within [`LEASE_TTL`]). Wake-ups are in-process: the event
 //! store signals its own commits; appends of another process reach its projectors by polling.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +13,7 @@ use strata_ports::{LogWakeup, LogWakeups, ProjectionLease, ProjectionLeases, Rea
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::codec::micros;
@@ -37,8 +38,31 @@ const RENEW: &str =
 
 const RELEASE: &str = "DELETE FROM projection_leases WHERE projection = ?1 AND holder = ?2";
 
+/// How much sooner than the stored expiry a holder stops believing it holds the lease, for
+/// the clocks of two processes reading the row.
+const MARGIN: Duration = Duration::from_secs(1);
+
 fn expiry_from_now() -> i64 {
     micros(OffsetDateTime::now_utc() + LEASE_TTL)
+}
+
+/// Until when the holder may believe the lease is its own: the stored expiry was computed when
+/// the write was attempted, before it waited for the write lock, so count from then.
+#[derive(Debug, Clone)]
+struct ValidUntil(Arc<Mutex<Instant>>);
+
+impl ValidUntil {
+    fn from_attempt(attempted: Instant) -> Self {
+        Self(Arc::new(Mutex::new(attempted + LEASE_TTL - MARGIN)))
+    }
+
+    fn renewed(&self, attempted: Instant) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = attempted + LEASE_TTL - MARGIN;
+    }
+
+    fn passed(&self) -> bool {
+        Instant::now() >= *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Grants leases stored in the database, so that instances in other processes see them too.
@@ -60,6 +84,7 @@ impl ProjectionLeases for SqliteLeases {
         projection: &str,
     ) -> Result<Option<Box<dyn ProjectionLease>>, ReadModelError> {
         let holder = Uuid::new_v4().to_string();
+        let attempted = Instant::now();
         let take = sqlx::query(TAKE)
             .bind(projection)
             .bind(&holder)
@@ -74,41 +99,50 @@ impl ProjectionLeases for SqliteLeases {
             return Ok(None);
         }
         let lost = Arc::new(AtomicBool::new(false));
+        let valid_until = ValidUntil::from_attempt(attempted);
         let renewer = tokio::spawn(renew(
             self.pool.clone(),
             projection.to_owned(),
             holder.clone(),
             lost.clone(),
+            valid_until.clone(),
         ));
         Ok(Some(Box::new(SqliteLease {
             pool: self.pool.clone(),
             projection: projection.to_owned(),
             holder,
             lost,
+            valid_until,
             renewer,
         })))
     }
 }
 
 /// Renews the lease until it is dropped, or marks it lost when another holder has it.
-async fn renew(pool: SqlitePool, projection: String, holder: String, lost: Arc<AtomicBool>) {
-    let mut renewed_at = tokio::time::Instant::now();
+async fn renew(
+    pool: SqlitePool,
+    projection: String,
+    holder: String,
+    lost: Arc<AtomicBool>,
+    valid_until: ValidUntil,
+) {
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
+        let attempted = Instant::now();
         let renew = sqlx::query(RENEW)
             .bind(&projection)
             .bind(&holder)
             .bind(expiry_from_now());
         let renewed = write_one(&pool, renew).await;
         match renewed {
-            Ok(done) if done.rows_affected() == 1 => renewed_at = tokio::time::Instant::now(),
+            Ok(done) if done.rows_affected() == 1 => valid_until.renewed(attempted),
             Ok(_) => {
                 tracing::warn!(projection, "lease taken over by another holder");
                 lost.store(true, Ordering::SeqCst);
                 return;
             }
             // A busy database is not a lost lease, unless it stays busy past the expiry.
-            Err(error) if renewed_at.elapsed() + RENEW_EVERY < LEASE_TTL => {
+            Err(error) if !valid_until.passed() => {
                 tracing::warn!(projection, %error, "cannot renew the lease; retrying");
             }
             Err(error) => {
@@ -126,13 +160,19 @@ struct SqliteLease {
     projection: String,
     holder: String,
     lost: Arc<AtomicBool>,
+    valid_until: ValidUntil,
     renewer: JoinHandle<()>,
 }
 
 #[async_trait]
 impl ProjectionLease for SqliteLease {
     async fn check(&mut self) -> Result<(), ReadModelError> {
-        if self.lost.load(Ordering::SeqCst) || self.renewer.is_finished() {
+        // Past its expiry the row may be another holder's already, even before the renewer
+        // learns it.
+        if self.lost.load(Ordering::SeqCst)
+            || self.renewer.is_finished()
+            || self.valid_until.passed()
+        {
             return Err(ReadModelError::NotFound(format!(
                 "the lease of {} is lost",
                 self.projection

@@ -82,6 +82,8 @@ impl SqliteSettings {
             // FULL: a commit survives a power cut, as a PostgreSQL commit does.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // REPLACE then fires the DELETE triggers of the rows it replaces.
+            .pragma("recursive_triggers", "ON")
             .busy_timeout(self.busy_timeout)
     }
 
@@ -92,7 +94,8 @@ impl SqliteSettings {
             })?;
         }
         SqlitePoolOptions::new()
-            .max_connections(self.max_connections.max(1))
+            // Two at least: a projection batch holds one and reads the log on another.
+            .max_connections(self.max_connections.max(2))
             .acquire_timeout(self.busy_timeout)
             .connect_with(self.options(path))
             .await
@@ -123,11 +126,30 @@ pub async fn connect_search(settings: &SqliteSettings) -> Result<SqlitePool, Con
 /// [`MigrateError::Unavailable`] when the database is locked for too long;
 /// [`MigrateError::Failed`] when a migration fails or the applied history does not match.
 pub async fn migrate(pool: &SqlitePool) -> Result<(), MigrateError> {
-    MIGRATOR
-        .run(pool)
-        .await
-        .map_err(|e| error::migrate_error(&e))
+    // sqlx takes no lock to migrate SQLite: two processes opening a new file at once (the
+    // server and a projector) can both apply a migration, and the later one fails on what the
+    // other created. Each migration is its own transaction, so the loser changed nothing; once
+    // everything is applied, that failure is a success, and otherwise it tries again.
+    let mut attempt = 1;
+    loop {
+        let failed = match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error::migrate_error(&error),
+        };
+        if is_migrated(pool).await.unwrap_or(false) {
+            return Ok(());
+        }
+        if attempt >= MIGRATE_ATTEMPTS {
+            return Err(failed);
+        }
+        tracing::debug!(attempt, error = %failed, "migration raced another process; again");
+        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+        attempt += 1;
+    }
 }
+
+/// How often [`migrate`] tries when another process migrates the same file at the same time.
+const MIGRATE_ATTEMPTS: u32 = 5;
 
 /// Whether every migration of this build has been applied (`false` on an empty database).
 ///

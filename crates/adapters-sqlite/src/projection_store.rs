@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::codec::micros;
 use crate::error::read_model_error;
 use crate::rows::{self, to_i64, to_u64};
-use crate::write::{WriteTx, begin_write};
+use crate::write::{WriteTx, begin_write, write_one};
 
 /// The tables of each projection, as on PostgreSQL.
 const PROJECTIONS: &[(&str, &[&str])] = &[
@@ -152,17 +152,15 @@ impl ProjectionStore for SqliteProjectionStore {
     }
 
     async fn set_state(&self, projection: &str, state: &str) -> Result<(), ReadModelError> {
-        sqlx::query(
+        let set = sqlx::query(
             "INSERT INTO projection_checkpoints (projection, state, state_updated_at) \
              VALUES (?1, ?2, ?3) ON CONFLICT (projection) DO UPDATE \
              SET state = excluded.state, state_updated_at = excluded.state_updated_at",
         )
         .bind(projection)
         .bind(state)
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        .bind(now());
+        write_one(&self.pool, set).await.map_err(db)?;
         Ok(())
     }
 

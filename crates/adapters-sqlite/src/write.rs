@@ -17,7 +17,9 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
 /// Longest a writer waits for its turn: as long as SQLite's default busy timeout, so a stuck
-/// writer makes the others unavailable (retry later) rather than hang.
+/// writer makes the others unavailable (retry later) rather than hang. The turn is not
+/// re-entrant: a task holding a write transaction of a file must not begin another on it (the
+/// search index has its own file for that reason).
 const TURN_WAIT: Duration = Duration::from_secs(5);
 
 type Turn = tokio::sync::Mutex<()>;
@@ -26,7 +28,9 @@ type Turn = tokio::sync::Mutex<()>;
 static TURNS: LazyLock<Mutex<HashMap<PathBuf, Weak<Turn>>>> = LazyLock::new(Mutex::default);
 
 fn turn_of(pool: &SqlitePool) -> Arc<Turn> {
-    let file = pool.connect_options().get_filename().to_path_buf();
+    let named = pool.connect_options().get_filename().to_path_buf();
+    // `./data/x.db` and `data/x.db` are one file, so one turn.
+    let file = std::fs::canonicalize(&named).unwrap_or(named);
     let mut turns = TURNS.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(turn) = turns.get(&file).and_then(Weak::upgrade) {
         return turn;

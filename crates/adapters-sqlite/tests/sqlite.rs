@@ -107,6 +107,61 @@ async fn idempotency_records_cannot_be_changed() {
 }
 
 #[tokio::test]
+async fn insert_or_replace_cannot_rewrite_an_event_or_an_idempotency_record() {
+    let db = fresh().await;
+    let store = SqliteEventStore::new(db.pool.clone());
+    let stream = StreamId::new("order", Uuid::now_v7());
+    store.append(append_of(&stream, Some("k1"))).await.unwrap();
+    let original = store.read_all(0, 10).await.unwrap();
+    // A client of its own, without the adapter's pragmas (recursive_triggers off).
+    let url = format!("sqlite://{}", db.settings.path.display());
+    let other = sqlx::SqlitePool::connect(&url).await.unwrap();
+
+    for (pool, who) in [(&db.pool, "adapter"), (&other, "other client")] {
+        for sql in [
+            "INSERT OR REPLACE INTO events SELECT 1, 'forged-id', stream_id, stream_version, \
+             'Forged', schema_version, data, metadata, recorded_at FROM events",
+            "REPLACE INTO events SELECT global_position + 1, event_id, stream_id, \
+             stream_version, 'Forged', schema_version, data, metadata, recorded_at FROM events",
+            "INSERT OR REPLACE INTO idempotency_keys SELECT principal, key, 'forged', \
+             stream_id, stream_version, global_position, recorded_at FROM idempotency_keys",
+        ] {
+            let refused = sqlx::query(sql).execute(pool).await.unwrap_err();
+            assert!(
+                refused.to_string().contains("immutable"),
+                "{who}: {sql}: {refused}"
+            );
+        }
+    }
+    assert_eq!(store.read_all(0, 10).await.unwrap(), original);
+    let fingerprint: String = sqlx::query_scalar("SELECT fingerprint FROM idempotency_keys")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(fingerprint, "f");
+}
+
+#[tokio::test]
+async fn two_processes_migrating_a_new_file_at_once_both_succeed() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SqliteSettings::at(dir.path().join("strata.db"));
+        // Two pools on one file stand for the server and a projector starting together.
+        let first = strata_adapters_sqlite::connect(&settings).await.unwrap();
+        let second = strata_adapters_sqlite::connect(&settings).await.unwrap();
+
+        let (a, b) = futures::join!(
+            strata_adapters_sqlite::migrate(&first),
+            strata_adapters_sqlite::migrate(&second)
+        );
+
+        a.unwrap();
+        b.unwrap();
+        assert!(strata_adapters_sqlite::is_migrated(&first).await.unwrap());
+    }
+}
+
+#[tokio::test]
 async fn the_database_runs_in_wal_mode_and_migrating_again_is_harmless() {
     let db = fresh().await;
 
