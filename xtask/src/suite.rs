@@ -36,18 +36,13 @@ pub fn run(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// The HTTP suite on SQLite, with the test binary's arguments of `extra` (after `--`).
+/// The HTTP suite on SQLite, with the test binary's arguments of `extra` (after `--`). Chosen
+/// by its target in the whole workspace, not by its package: the features then resolve as in
+/// the first run, so nothing is compiled again.
 fn sqlite_pass(root: &Path, extra: &[String], url: &str) -> std::process::Command {
     let mut command = cargo(root);
     command
-        .args([
-            "test",
-            "--no-fail-fast",
-            "-p",
-            "strata-tests",
-            "--test",
-            "api",
-        ])
+        .args(["test", "--no-fail-fast", "--workspace", "--test", "api"])
         .args(extra.iter().skip_while(|arg| *arg != "--"))
         .env("DATABASE_URL", url)
         .env("STRATA_TEST_STORAGE", "sqlite");
@@ -94,8 +89,7 @@ mod tests {
             args(&[
                 "test",
                 "--no-fail-fast",
-                "-p",
-                "strata-tests",
+                "--workspace",
                 "--test",
                 "api",
                 "--",
