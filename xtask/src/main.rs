@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's tasks (database, local service, tokens, tests, tidy checks, CI).
 
+mod bench;
 mod ci;
 mod postgres;
 mod process;
@@ -33,6 +34,8 @@ enum Task {
     },
     /// Print a signed development JWT on stdout.
     Token(token::TokenArgs),
+    /// Run the benchmark workloads in release mode: one JSON line per workload on stdout.
+    Bench(bench::BenchArgs),
     /// Run the whole test suite against PostgreSQL (`cargo test --workspace`).
     Test {
         /// Extra arguments for `cargo test`, after `--` (e.g. `-- -p strata-domain`).
@@ -62,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Db => service::db(&root),
         Task::Dev { args } => service::dev(&root, &args),
         Task::Token(args) => token::run(&args),
+        Task::Bench(args) => bench::run(&root, &args),
         Task::Test { args } => suite::run(&root, &args),
         Task::Tidy => tidy::run(&root),
         Task::Ci => ci::run_all(&root),

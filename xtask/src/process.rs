@@ -64,3 +64,25 @@ fn display(command: &Command) -> String {
     );
     parts.join(" ")
 }
+
+/// What the tests of the tasks read back from the commands they build.
+#[cfg(test)]
+pub mod inspect {
+    use std::process::Command;
+
+    /// The command's arguments, as text.
+    pub fn args(command: &Command) -> Vec<String> {
+        command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// What the command does with `key`: `None` leaves it inherited, `Some(None)` removes it.
+    pub fn env(command: &Command, key: &str) -> Option<Option<String>> {
+        command
+            .get_envs()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value.map(|v| v.to_string_lossy().into_owned()))
+    }
+}

@@ -69,19 +69,10 @@ fn migrate(root: &Path, url: &str) -> Command {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(command: &Command) -> Vec<String> {
-        command
-            .get_args()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect()
-    }
+    use crate::process::inspect::{args, env};
 
     fn database_url(command: &Command) -> Option<Option<String>> {
-        command
-            .get_envs()
-            .find(|(key, _)| *key == "DATABASE_URL")
-            .map(|(_, value)| value.map(|v| v.to_string_lossy().into_owned()))
+        env(command, "DATABASE_URL")
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn selects_packages(extra: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::inspect;
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|arg| (*arg).to_owned()).collect()
@@ -80,12 +81,8 @@ mod tests {
             TEST_DATABASE_URL,
         );
 
-        let line: Vec<String> = command
-            .get_args()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect();
         assert_eq!(
-            line,
+            inspect::args(&command),
             args(&[
                 "test",
                 "--no-fail-fast",
@@ -96,11 +93,10 @@ mod tests {
                 "--nocapture"
             ])
         );
-        let storage = command
-            .get_envs()
-            .find(|(key, _)| *key == "STRATA_TEST_STORAGE")
-            .and_then(|(_, value)| value);
-        assert_eq!(storage, Some(std::ffi::OsStr::new("sqlite")));
+        assert_eq!(
+            inspect::env(&command, "STRATA_TEST_STORAGE"),
+            Some(Some("sqlite".to_owned()))
+        );
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct CommandAck {
     /// True when this answers a replayed idempotency key (nothing was appended).
     #[serde(skip)]
     pub replayed: bool,
+    /// How often the command was tried again after losing a race to a concurrent writer.
+    #[serde(skip)]
+    pub retries: u32,
 }
 
 impl CommandAck {
@@ -92,6 +95,7 @@ impl CommandAck {
             version: record.stream_version,
             position: record.global_position,
             replayed: true,
+            retries: 0,
         }
     }
 }
@@ -271,6 +275,7 @@ impl CommandService {
                         version: outcome.stream_version,
                         position: outcome.global_position,
                         replayed: false,
+                        retries: attempt - 1,
                     });
                 }
                 Err(EventStoreError::WrongExpectedVersion { actual, .. }) => {

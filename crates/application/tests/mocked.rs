@@ -142,7 +142,10 @@ async fn a_lost_race_reloads_the_stream_and_appends_at_the_new_version() {
         .execute::<Order>(&operator(), Target::Existing(id), add("c"))
         .await;
 
-    assert_eq!(ack.map(|a| (a.version, a.position)), Ok((3, 3)));
+    assert_eq!(
+        ack.map(|a| (a.version, a.position, a.retries)),
+        Ok((3, 3, 1))
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,198 @@
+//! `cargo xtask bench`: Strata's workloads against a fresh storage each, through the
+//! application layer and the real adapters. One JSON line per workload on stdout, nothing
+//! else there; progress on stderr. Figures and how to read them: `docs/performance.md`.
+
+mod stats;
+mod storage;
+mod workloads;
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::{Map, Value};
+use strata_adapters_sqlite::Storage;
+
+use storage::Fresh;
+use workloads::Measured;
+
+/// The workloads this harness runs, in the order it runs them.
+const WORKLOADS: &[&str] = &[
+    "append",
+    "append-contended",
+    "load-1000",
+    "load-10000",
+    "project",
+];
+
+/// Workloads of the benchmark contract that this harness does not run yet.
+const NOT_YET: &[&str] = &["rebuild", "lag", "http"];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "Strata's benchmark workloads; JSON lines on stdout"
+)]
+struct Cli {
+    /// A workload to run (repeatable); all by default.
+    #[arg(long = "workload", value_name = "W")]
+    workloads: Vec<String>,
+    /// Concurrent tasks of `append` and `append-contended`.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Operations per workload (each workload has its own default).
+    #[arg(long)]
+    ops: Option<u64>,
+    /// PostgreSQL server (each workload gets a new database on it) or `sqlite://PATH` (each
+    /// workload gets a new file in PATH's directory).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Events per batch of the `project` workload.
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+    /// What `cargo bench` passes to every bench target; nothing to do with it here.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let storage = Storage::resolve(Some(&cli.database_url), Path::new("."))?;
+    let chosen: Vec<String> = if cli.workloads.is_empty() {
+        WORKLOADS.iter().map(|w| (*w).to_owned()).collect()
+    } else {
+        cli.workloads.clone()
+    };
+    for workload in &chosen {
+        if NOT_YET.contains(&workload.as_str()) {
+            anyhow::bail!(
+                "workload {workload:?} is not implemented yet (runs: {})",
+                WORKLOADS.join(", ")
+            );
+        }
+        if !WORKLOADS.contains(&workload.as_str()) {
+            anyhow::bail!("no workload {workload:?} (known: {})", WORKLOADS.join(", "));
+        }
+    }
+    anyhow::ensure!(cli.concurrency >= 1, "--concurrency must be at least 1");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        for workload in &chosen {
+            for line in run_workload(&cli, &storage, workload).await? {
+                println!("{line}");
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs one workload (twice for the loads: without and with snapshots); its output lines.
+async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::Result<Vec<String>> {
+    let c = cli.concurrency;
+    let c_u64 = u64::try_from(c)?;
+    let mut lines = Vec::new();
+    let runs: Vec<(usize, Option<bool>)> = match workload {
+        "load-1000" | "load-10000" => vec![(1, Some(false)), (1, Some(true))],
+        "project" => vec![(1, None)],
+        _ => vec![(c, None)],
+    };
+    for (concurrency, snapshots) in runs {
+        let connections = u32::try_from(concurrency + 4)?.max(8);
+        eprintln!(
+            "bench: {workload} (concurrency {concurrency}{}) on a fresh storage",
+            match snapshots {
+                Some(true) => ", snapshots on",
+                Some(false) => ", snapshots off",
+                None => "",
+            }
+        );
+        let fresh = Fresh::create(storage, connections).await?;
+        let kind = fresh.kind;
+        let measured = match (workload, snapshots) {
+            ("append", _) => {
+                let ops = cli.ops.unwrap_or(if c == 1 {
+                    3_000
+                } else {
+                    (750 * c_u64).max(3_000)
+                });
+                workloads::append(&fresh, concurrency, ops).await
+            }
+            ("append-contended", _) => {
+                let ops = cli.ops.unwrap_or((750 * c_u64).max(3_000));
+                workloads::append_contended(&fresh, concurrency, ops).await
+            }
+            ("load-1000", Some(snapshots)) => {
+                workloads::load(&fresh, 1_000, snapshots, cli.ops.unwrap_or(500)).await
+            }
+            ("load-10000", Some(snapshots)) => {
+                let ops = cli.ops.unwrap_or(if snapshots { 1_000 } else { 50 });
+                workloads::load(&fresh, 10_000, snapshots, ops).await
+            }
+            _ => workloads::project(&fresh, cli.ops.unwrap_or(100_000), cli.batch_size).await,
+        };
+        let removed = fresh.remove().await;
+        let measured = measured?;
+        removed.context("cannot remove the benchmark's storage")?;
+        let line = output(workload, kind, concurrency, measured);
+        eprintln!("bench: {workload}: {line}");
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+/// One output line: the contract's fields first, in the contract's order, then the
+/// workload's own.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    system: String,
+    workload: &'a str,
+    storage: &'a str,
+    concurrency: usize,
+    ops: u64,
+    seconds: f64,
+    ops_per_sec: f64,
+    p50_us: u64,
+    p99_us: u64,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+fn output(workload: &str, storage: &str, concurrency: usize, mut measured: Measured) -> String {
+    let seconds = measured.elapsed.as_secs_f64();
+    #[allow(clippy::cast_precision_loss)] // op counts are far below 2^52
+    let ops_per_sec = if seconds > 0.0 {
+        measured.ops as f64 / seconds
+    } else {
+        0.0
+    };
+    let line = Line {
+        system: format!("strata {}", env!("CARGO_PKG_VERSION")),
+        workload,
+        storage,
+        concurrency,
+        ops: measured.ops,
+        seconds: (seconds * 1000.0).round() / 1000.0,
+        ops_per_sec: (ops_per_sec * 10.0).round() / 10.0,
+        p50_us: measured.latencies.percentile(50),
+        p99_us: measured.latencies.percentile(99),
+        extra: std::mem::take(&mut measured.extra),
+    };
+    // A struct of numbers, strings and a JSON map always serialises.
+    serde_json::to_string(&line).unwrap_or_default()
+}

@@ -1,0 +1,103 @@
+//! `cargo xtask bench`: builds the workloads in release mode (cargo's bench profile) and runs
+//! them; their JSON lines reach stdout untouched, everything else goes to stderr.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::postgres::{self, TEST_DATABASE_URL};
+use crate::process::{self, cargo};
+
+/// Flags of `cargo xtask bench`, passed on to the harness.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// A workload to run (repeatable): append, append-contended, load-1000, load-10000,
+    /// project. All by default.
+    #[arg(long = "workload", value_name = "W")]
+    pub workloads: Vec<String>,
+    /// Concurrent tasks of the append workloads.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Operations per workload (each has its own default).
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// PostgreSQL server (a new database per workload) or `sqlite://PATH`; default
+    /// `DATABASE_URL`, else the local server.
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| postgres::database_url_or(TEST_DATABASE_URL));
+    if url.starts_with("postgres") {
+        postgres::ensure_reachable(&url)?;
+    }
+    process::run(&mut command(root, args, &url))
+}
+
+fn command(root: &Path, args: &BenchArgs, url: &str) -> Command {
+    let mut command = cargo(root);
+    command.args([
+        "bench",
+        "--package",
+        "strata-tests",
+        "--bench",
+        "workloads",
+        "--",
+    ]);
+    for workload in &args.workloads {
+        command.args(["--workload", workload]);
+    }
+    if let Some(concurrency) = args.concurrency {
+        command.args(["--concurrency", &concurrency.to_string()]);
+    }
+    if let Some(ops) = args.ops {
+        command.args(["--ops", &ops.to_string()]);
+    }
+    command.env("DATABASE_URL", url);
+    command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::inspect;
+
+    #[test]
+    fn the_flags_reach_the_harness_after_the_separator() {
+        let args = BenchArgs {
+            workloads: vec!["append".to_owned(), "project".to_owned()],
+            concurrency: Some(32),
+            ops: Some(100),
+            database_url: None,
+        };
+
+        let command = command(Path::new("."), &args, "sqlite://bench/x.db");
+
+        assert_eq!(
+            inspect::args(&command),
+            [
+                "bench",
+                "--package",
+                "strata-tests",
+                "--bench",
+                "workloads",
+                "--",
+                "--workload",
+                "append",
+                "--workload",
+                "project",
+                "--concurrency",
+                "32",
+                "--ops",
+                "100"
+            ]
+        );
+        assert_eq!(
+            inspect::env(&command, "DATABASE_URL"),
+            Some(Some("sqlite://bench/x.db".to_owned()))
+        );
+    }
+}
