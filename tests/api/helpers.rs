@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use strata_adapters_sqlite::SqliteSettings;
 use strata_web::auth::{Claims, JwtKeys};
 use strata_web::{Application, Settings, Storage};
 use tempfile::TempDir;
@@ -394,14 +395,22 @@ impl TestApp {
         Database::open(&self.database_url).await
     }
 
+    /// The server's SQLite settings, when it runs on SQLite.
+    pub fn sqlite(&self) -> Option<SqliteSettings> {
+        match Storage::resolve(Some(&self.database_url), Path::new("data")) {
+            Ok(Storage::Sqlite(path)) => Some(SqliteSettings::at(path)),
+            _ => None,
+        }
+    }
+
     /// The database of the server's own search index: the main one on PostgreSQL, the file
     /// beside it on SQLite.
     pub async fn search_database(&self) -> Database {
-        match self.database_url.strip_suffix("strata.db") {
-            Some(dir) if self.database_url.starts_with("sqlite:") => {
-                Database::open(&format!("{dir}strata-search.db")).await
+        match self.sqlite() {
+            Some(sqlite) => {
+                Database::open(&format!("sqlite://{}", sqlite.search_path().display())).await
             }
-            _ => self.database().await,
+            None => self.database().await,
         }
     }
 }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::json;
 use strata_adapters_postgres::{PgEventStore, PgSettings};
-use strata_adapters_sqlite::{SqliteEventStore, SqliteSettings};
+use strata_adapters_sqlite::SqliteEventStore;
 use strata_ports::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
 use uuid::Uuid;
 
-use crate::helpers::{item, on_sqlite, spawn_app};
+use crate::helpers::{item, spawn_app};
 
 #[tokio::test]
 async fn the_audit_trail_lists_every_event_with_its_envelope_and_who_caused_it() {
@@ -189,11 +189,8 @@ async fn a_balance_can_be_read_as_of_an_instant() {
 #[tokio::test]
 async fn order_placed_v1_rows_stored_in_the_database_are_upcast_when_read() {
     let app = spawn_app().await;
-    let store: Arc<dyn EventStore> = if on_sqlite() {
-        let path = app.database_url.trim_start_matches("sqlite://");
-        let pool = strata_adapters_sqlite::connect(&SqliteSettings::at(path))
-            .await
-            .unwrap();
+    let store: Arc<dyn EventStore> = if let Some(sqlite) = app.sqlite() {
+        let pool = strata_adapters_sqlite::connect(&sqlite).await.unwrap();
         Arc::new(SqliteEventStore::new(pool))
     } else {
         let pool = strata_adapters_postgres::connect(&PgSettings {

@@ -149,7 +149,7 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
         let removed = fresh.remove().await;
         let measured = measured?;
         removed.context("cannot remove the benchmark's storage")?;
-        let line = output(workload, kind, concurrency, measured);
+        let line = output(workload, kind, concurrency, measured)?;
         eprintln!("bench: {workload}: {line}");
         lines.push(line);
     }
@@ -173,7 +173,12 @@ struct Line<'a> {
     extra: Map<String, Value>,
 }
 
-fn output(workload: &str, storage: &str, concurrency: usize, mut measured: Measured) -> String {
+fn output(
+    workload: &str,
+    storage: &str,
+    concurrency: usize,
+    mut measured: Measured,
+) -> anyhow::Result<String> {
     let seconds = measured.elapsed.as_secs_f64();
     #[allow(clippy::cast_precision_loss)] // op counts are far below 2^52
     let ops_per_sec = if seconds > 0.0 {
@@ -193,6 +198,5 @@ fn output(workload: &str, storage: &str, concurrency: usize, mut measured: Measu
         p99_us: measured.latencies.percentile(99),
         extra: std::mem::take(&mut measured.extra),
     };
-    // A struct of numbers, strings and a JSON map always serialises.
-    serde_json::to_string(&line).unwrap_or_default()
+    Ok(serde_json::to_string(&line)?)
 }

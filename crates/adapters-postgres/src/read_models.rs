@@ -712,18 +712,15 @@ impl ProjectionBatch for PgBatch {
             .iter()
             .map(dead_letter_of)
             .collect::<Result<Vec<_>, _>>()?;
-        letters.sort_by_key(|l| l.event.global_position);
-        match letters.first() {
-            Some(first)
-                if first.blocked_by.is_none() && first.event.global_position == position =>
-            {
-                Ok(letters)
-            }
-            _ => Err(ReadModelError::NotFound(format!(
+        // The statement removes nothing unless a failed event is at `position`.
+        if letters.is_empty() {
+            return Err(ReadModelError::NotFound(format!(
                 "no failed event at position {position} in {}",
                 self.key
-            ))),
+            )));
         }
+        letters.sort_by_key(|l| l.event.global_position);
+        Ok(letters)
     }
 
     async fn commit(mut self: Box<Self>, position: u64) -> Result<(), ReadModelError> {

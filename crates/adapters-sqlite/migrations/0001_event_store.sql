@@ -53,9 +53,9 @@ BEGIN
     SELECT RAISE(ABORT, 'events are immutable');
 END;
 
--- `INSERT OR REPLACE` deletes the row it replaces without firing DELETE triggers (unless the
--- connection turned `recursive_triggers` on, which the adapter does but another client may
--- not): refuse any insert onto a taken position, event id or stream version instead.
+-- `INSERT OR REPLACE` deletes the row it replaces without firing DELETE triggers (unless a
+-- connection turns `recursive_triggers` on, which no client has to): refuse any insert onto a
+-- taken position, event id or stream version instead, whoever connects.
 CREATE TRIGGER events_are_never_replaced BEFORE INSERT ON events
 WHEN EXISTS (
     SELECT 1 FROM events

@@ -16,6 +16,11 @@ pub(crate) fn instant(micros: i64) -> Result<OffsetDateTime, String> {
         .map_err(|e| format!("instant {micros}: {e}"))
 }
 
+/// The stored form of a UUID: lowercase hyphenated text, which sorts as the bytes do.
+pub(crate) fn text_id(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
 pub(crate) fn uuid(text: &str) -> Result<Uuid, String> {
     Uuid::parse_str(text).map_err(|e| format!("uuid {text:?}: {e}"))
 }

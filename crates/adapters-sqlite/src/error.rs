@@ -43,46 +43,56 @@ pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
-pub(crate) fn event_store_error(error: &sqlx::Error) -> EventStoreError {
+/// `error` as a port's error: `unavailable` when it means "not now", else `backend`; logged
+/// under `what` (the search index is not: its callers report its failures).
+fn classify<E>(
+    error: &sqlx::Error,
+    what: Option<&str>,
+    unavailable: fn(String) -> E,
+    backend: fn(String) -> E,
+) -> E {
     let message = error.to_string();
-    if is_unavailable(error) {
-        tracing::warn!(error = %message, "event store unavailable");
-        EventStoreError::Unavailable(message)
-    } else {
-        tracing::warn!(error = %message, "event store failed");
-        EventStoreError::Backend(message)
+    let retryable = is_unavailable(error);
+    if let Some(what) = what {
+        let outcome = if retryable { "unavailable" } else { "failed" };
+        tracing::warn!(error = %message, "{what} {outcome}");
     }
+    if retryable {
+        unavailable(message)
+    } else {
+        backend(message)
+    }
+}
+
+pub(crate) fn event_store_error(error: &sqlx::Error) -> EventStoreError {
+    classify(
+        error,
+        Some("event store"),
+        EventStoreError::Unavailable,
+        EventStoreError::Backend,
+    )
 }
 
 pub(crate) fn snapshot_error(error: &sqlx::Error) -> SnapshotError {
-    let message = error.to_string();
-    if is_unavailable(error) {
-        tracing::warn!(error = %message, "snapshot store unavailable");
-        SnapshotError::Unavailable(message)
-    } else {
-        tracing::warn!(error = %message, "snapshot store failed");
-        SnapshotError::Backend(message)
-    }
+    classify(
+        error,
+        Some("snapshot store"),
+        SnapshotError::Unavailable,
+        SnapshotError::Backend,
+    )
 }
 
 pub(crate) fn read_model_error(error: &sqlx::Error) -> ReadModelError {
-    let message = error.to_string();
-    if is_unavailable(error) {
-        tracing::warn!(error = %message, "read model storage unavailable");
-        ReadModelError::Unavailable(message)
-    } else {
-        tracing::warn!(error = %message, "read model storage failed");
-        ReadModelError::Backend(message)
-    }
+    classify(
+        error,
+        Some("read model storage"),
+        ReadModelError::Unavailable,
+        ReadModelError::Backend,
+    )
 }
 
 pub(crate) fn search_error(error: &sqlx::Error) -> SearchError {
-    let message = error.to_string();
-    if is_unavailable(error) {
-        SearchError::Unavailable(message)
-    } else {
-        SearchError::Backend(message)
-    }
+    classify(error, None, SearchError::Unavailable, SearchError::Backend)
 }
 
 pub(crate) fn connect_error(error: &sqlx::Error, path: &Path) -> ConnectError {

@@ -41,8 +41,15 @@ const INSERT_IDEMPOTENCY: &str = "\
                                   global_position, recorded_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-const COLUMNS: &str = "global_position, event_id, stream_id, stream_version, event_type, \
-                       schema_version, data, metadata, recorded_at";
+const READ_STREAM: &str = "\
+    SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \
+           data, metadata, recorded_at \
+    FROM events WHERE stream_id = ?1 AND stream_version > ?2 ORDER BY stream_version";
+
+const READ_ALL: &str = "\
+    SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \
+           data, metadata, recorded_at \
+    FROM events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2";
 
 const FIND_IDEMPOTENCY: &str = "\
     SELECT principal, key, fingerprint, stream_id, stream_version, global_position \
@@ -127,11 +134,7 @@ impl EventStore for SqliteEventStore {
         let Ok(after_version) = i64::try_from(after_version) else {
             return Ok(Vec::new());
         };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version > ?2 \
-             ORDER BY stream_version"
-        );
-        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let rows: Vec<EventRow> = sqlx::query_as(READ_STREAM)
             .bind(stream_id.as_str())
             .bind(after_version)
             .fetch_all(&self.pool)
@@ -152,11 +155,7 @@ impl EventStore for SqliteEventStore {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE global_position > ?1 \
-             ORDER BY global_position LIMIT ?2"
-        );
-        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let rows: Vec<EventRow> = sqlx::query_as(READ_ALL)
             .bind(after_position)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -250,7 +249,7 @@ async fn append_in(
         })?;
         sqlx::query(INSERT_EVENT)
             .bind(position)
-            .bind(event.event_id.hyphenated().to_string())
+            .bind(codec::text_id(event.event_id))
             .bind(stream)
             .bind(version)
             .bind(&event.event_type)

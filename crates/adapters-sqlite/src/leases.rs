@@ -3,7 +3,6 @@
 //! the row over once it has expired (within [`LEASE_TTL`]). Wake-ups are in-process: the event
 //! store signals its own commits; appends of another process reach its projectors by polling.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -98,34 +97,26 @@ impl ProjectionLeases for SqliteLeases {
         if !taken {
             return Ok(None);
         }
-        let lost = Arc::new(AtomicBool::new(false));
         let valid_until = ValidUntil::from_attempt(attempted);
         let renewer = tokio::spawn(renew(
             self.pool.clone(),
             projection.to_owned(),
             holder.clone(),
-            lost.clone(),
             valid_until.clone(),
         ));
         Ok(Some(Box::new(SqliteLease {
             pool: self.pool.clone(),
             projection: projection.to_owned(),
             holder,
-            lost,
             valid_until,
             renewer,
         })))
     }
 }
 
-/// Renews the lease until it is dropped, or marks it lost when another holder has it.
-async fn renew(
-    pool: SqlitePool,
-    projection: String,
-    holder: String,
-    lost: Arc<AtomicBool>,
-    valid_until: ValidUntil,
-) {
+/// Renews the lease until it is dropped; returns (which is how the holder learns it) when
+/// another holder has the row or the expiry passed without a renewal.
+async fn renew(pool: SqlitePool, projection: String, holder: String, valid_until: ValidUntil) {
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
         let attempted = Instant::now();
@@ -138,7 +129,6 @@ async fn renew(
             Ok(done) if done.rows_affected() == 1 => valid_until.renewed(attempted),
             Ok(_) => {
                 tracing::warn!(projection, "lease taken over by another holder");
-                lost.store(true, Ordering::SeqCst);
                 return;
             }
             // A busy database is not a lost lease, unless it stays busy past the expiry.
@@ -147,7 +137,6 @@ async fn renew(
             }
             Err(error) => {
                 tracing::warn!(projection, %error, "lease expired without renewal");
-                lost.store(true, Ordering::SeqCst);
                 return;
             }
         }
@@ -159,8 +148,8 @@ struct SqliteLease {
     pool: SqlitePool,
     projection: String,
     holder: String,
-    lost: Arc<AtomicBool>,
     valid_until: ValidUntil,
+    /// Ends only when the lease is lost (or on drop).
     renewer: JoinHandle<()>,
 }
 
@@ -169,10 +158,7 @@ impl ProjectionLease for SqliteLease {
     async fn check(&mut self) -> Result<(), ReadModelError> {
         // Past its expiry the row may be another holder's already, even before the renewer
         // learns it.
-        if self.lost.load(Ordering::SeqCst)
-            || self.renewer.is_finished()
-            || self.valid_until.passed()
-        {
+        if self.renewer.is_finished() || self.valid_until.passed() {
             return Err(ReadModelError::NotFound(format!(
                 "the lease of {} is lost",
                 self.projection

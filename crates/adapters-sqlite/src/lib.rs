@@ -82,24 +82,31 @@ impl SqliteSettings {
             // FULL: a commit survives a power cut, as a PostgreSQL commit does.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            // REPLACE then fires the DELETE triggers of the rows it replaces.
-            .pragma("recursive_triggers", "ON")
             .busy_timeout(self.busy_timeout)
     }
 
     async fn pool(&self, path: &Path) -> Result<SqlitePool, ConnectError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                ConnectError::InvalidSettings(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
+        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => dir,
+            None => Path::new("."),
+        };
+        let invalid = |e: std::io::Error| {
+            ConnectError::InvalidSettings(format!("cannot create {}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(invalid)?;
+        // The canonical name: this process's writers take turns per file (`write.rs`), and two
+        // spellings of one path must be one file there.
+        let path = match path.file_name() {
+            Some(name) => std::fs::canonicalize(dir).map_err(invalid)?.join(name),
+            None => path.to_path_buf(),
+        };
         SqlitePoolOptions::new()
             // Two at least: a projection batch holds one and reads the log on another.
             .max_connections(self.max_connections.max(2))
             .acquire_timeout(self.busy_timeout)
-            .connect_with(self.options(path))
+            .connect_with(self.options(&path))
             .await
-            .map_err(|e| error::connect_error(&e, path))
+            .map_err(|e| error::connect_error(&e, &path))
     }
 }
 

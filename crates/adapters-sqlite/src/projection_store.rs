@@ -18,7 +18,7 @@ use strata_ports::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::codec::micros;
+use crate::codec::{self, micros};
 use crate::error::read_model_error;
 use crate::rows::{self, to_i64, to_u64};
 use crate::write::{WriteTx, begin_write, write_one};
@@ -79,14 +79,15 @@ async fn execute_all(
     Ok(())
 }
 
-async fn checkpoint_of(
-    conn: &mut SqliteConnection,
+/// The checkpoint of `key` (a projection's, or its rebuild's), if it has one.
+pub(crate) async fn checkpoint_of<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
     key: &str,
 ) -> Result<Option<u64>, ReadModelError> {
     let position: Option<i64> =
         sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = ?1")
             .bind(key)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(executor)
             .await
             .map_err(db)?;
     position.map(|p| to_u64(p, "checkpoint")).transpose()
@@ -102,7 +103,7 @@ async fn ensure_checkpoint(conn: &mut SqliteConnection, key: &str) -> Result<u64
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    Ok(checkpoint_of(conn, key).await?.unwrap_or(0))
+    Ok(checkpoint_of(&mut *conn, key).await?.unwrap_or(0))
 }
 
 fn now() -> i64 {
@@ -139,7 +140,7 @@ impl ProjectionStore for SqliteProjectionStore {
             Generation::Live => ensure_checkpoint(&mut tx, &key).await?,
             // The rebuild's checkpoint exists from `start_rebuild` until the swap or abandon;
             // without it there are no rebuild tables to write either.
-            Generation::Rebuild => checkpoint_of(&mut tx, &key).await?.ok_or_else(|| {
+            Generation::Rebuild => checkpoint_of(&mut *tx, &key).await?.ok_or_else(|| {
                 ReadModelError::NotFound(format!("no rebuild of {projection} in progress"))
             })?,
         };
@@ -220,7 +221,7 @@ impl ProjectionStore for SqliteProjectionStore {
         // The write lock keeps the live worker between two batches until the swap commits.
         let mut tx = self.write().await?;
         let live_position = ensure_checkpoint(&mut tx, &live).await?;
-        let rebuilt_position = checkpoint_of(&mut tx, &rebuild).await?.ok_or_else(|| {
+        let rebuilt_position = checkpoint_of(&mut *tx, &rebuild).await?.ok_or_else(|| {
             ReadModelError::NotFound(format!("no rebuild of {projection} in progress"))
         })?;
         if rebuilt_position < live_position {
@@ -388,10 +389,6 @@ const PARK: &str = "\
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
     ON CONFLICT (projection, global_position) DO NOTHING";
 
-fn text_id(id: Uuid) -> String {
-    id.hyphenated().to_string()
-}
-
 #[async_trait]
 impl ProjectionBatch for SqliteBatch {
     async fn checkpoint(&mut self) -> Result<u64, ReadModelError> {
@@ -413,7 +410,7 @@ impl ProjectionBatch for SqliteBatch {
     async fn order_summary(&mut self, id: Uuid) -> Result<Option<OrderSummaryRow>, ReadModelError> {
         let sql = self.sql("SELECT * FROM {p}order_summaries WHERE order_id = ?1");
         let row = sqlx::query(sql)
-            .bind(text_id(id))
+            .bind(codec::text_id(id))
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(db)?;
@@ -423,7 +420,7 @@ impl ProjectionBatch for SqliteBatch {
     async fn put_order_summary(&mut self, row: &OrderSummaryRow) -> Result<(), ReadModelError> {
         let sql = self.sql(UPSERT_ORDER);
         sqlx::query(sql)
-            .bind(text_id(row.order_id))
+            .bind(codec::text_id(row.order_id))
             .bind(&row.customer_id)
             .bind(&row.status)
             .bind(rows::items_json(&row.items))
@@ -478,7 +475,7 @@ impl ProjectionBatch for SqliteBatch {
     async fn account(&mut self, id: Uuid) -> Result<Option<AccountRow>, ReadModelError> {
         let sql = self.sql("SELECT * FROM {p}account_summaries WHERE account_id = ?1");
         let row = sqlx::query(sql)
-            .bind(text_id(id))
+            .bind(codec::text_id(id))
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(db)?;
@@ -488,7 +485,7 @@ impl ProjectionBatch for SqliteBatch {
     async fn put_account(&mut self, row: &AccountRow) -> Result<(), ReadModelError> {
         let sql = self.sql(UPSERT_ACCOUNT);
         sqlx::query(sql)
-            .bind(text_id(row.account_id))
+            .bind(codec::text_id(row.account_id))
             .bind(&row.owner_customer_id)
             .bind(&row.currency)
             .bind(row.balance_cents)
@@ -506,7 +503,7 @@ impl ProjectionBatch for SqliteBatch {
     async fn add_transaction(&mut self, row: &TransactionRow) -> Result<(), ReadModelError> {
         let sql = self.sql(INSERT_TRANSACTION);
         sqlx::query(sql)
-            .bind(text_id(row.account_id))
+            .bind(codec::text_id(row.account_id))
             .bind(to_i64(row.version, "version")?)
             .bind(to_i64(row.global_position, "position")?)
             .bind(row.kind.as_str())
@@ -549,7 +546,7 @@ impl ProjectionBatch for SqliteBatch {
         sqlx::query(PARK)
             .bind(&self.key)
             .bind(to_i64(event.global_position, "position")?)
-            .bind(text_id(event.event_id))
+            .bind(codec::text_id(event.event_id))
             .bind(event.stream_id.as_str())
             .bind(to_i64(event.stream_version, "version")?)
             .bind(&event.event_type)
@@ -592,18 +589,15 @@ impl ProjectionBatch for SqliteBatch {
             .iter()
             .map(rows::dead_letter_of)
             .collect::<Result<Vec<_>, _>>()?;
-        letters.sort_by_key(|l| l.event.global_position);
-        match letters.first() {
-            Some(first)
-                if first.blocked_by.is_none() && first.event.global_position == position =>
-            {
-                Ok(letters)
-            }
-            _ => Err(ReadModelError::NotFound(format!(
+        // The statement removes nothing unless a failed event is at `position`.
+        if letters.is_empty() {
+            return Err(ReadModelError::NotFound(format!(
                 "no failed event at position {position} in {}",
                 self.key
-            ))),
+            )));
         }
+        letters.sort_by_key(|l| l.event.global_position);
+        Ok(letters)
     }
 
     async fn commit(mut self: Box<Self>, position: u64) -> Result<(), ReadModelError> {

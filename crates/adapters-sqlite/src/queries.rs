@@ -10,8 +10,9 @@ use strata_ports::{
 };
 use uuid::Uuid;
 
-use crate::projection_store::db;
-use crate::rows::{self, to_i64, to_u64};
+use crate::codec;
+use crate::projection_store::{checkpoint_of, db};
+use crate::rows::{self, to_i64};
 
 /// The read models' queries on a SQLite pool.
 #[derive(Debug, Clone)]
@@ -25,13 +26,7 @@ impl SqliteReadModels {
     }
 
     async fn checkpoint(&self, projection: &str) -> Result<u64, ReadModelError> {
-        let position: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = ?1")
-                .bind(projection)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-        to_u64(position.unwrap_or(0), "checkpoint")
+        Ok(checkpoint_of(&self.pool, projection).await?.unwrap_or(0))
     }
 
     async fn positioned<T>(
@@ -47,10 +42,6 @@ impl SqliteReadModels {
     }
 }
 
-fn text_id(id: Uuid) -> String {
-    id.hyphenated().to_string()
-}
-
 #[async_trait]
 impl ReadModels for SqliteReadModels {
     async fn order_summary(
@@ -59,7 +50,7 @@ impl ReadModels for SqliteReadModels {
     ) -> Result<Positioned<Option<OrderSummaryRow>>, ReadModelError> {
         self.positioned("orders", async {
             let row = sqlx::query("SELECT * FROM order_summaries WHERE order_id = ?1")
-                .bind(text_id(id))
+                .bind(codec::text_id(id))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
@@ -113,7 +104,7 @@ impl ReadModels for SqliteReadModels {
     async fn account(&self, id: Uuid) -> Result<Positioned<Option<AccountRow>>, ReadModelError> {
         self.positioned("accounts", async {
             let row = sqlx::query("SELECT * FROM account_summaries WHERE account_id = ?1")
-                .bind(text_id(id))
+                .bind(codec::text_id(id))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
@@ -135,7 +126,7 @@ impl ReadModels for SqliteReadModels {
                 "SELECT * FROM account_transactions WHERE account_id = ?1 AND version > ?2 \
                  ORDER BY version LIMIT ?3",
             )
-            .bind(text_id(id))
+            .bind(codec::text_id(id))
             .bind(after)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -162,21 +153,7 @@ impl ReadModels for SqliteReadModels {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|row| {
-                use sqlx::Row;
-                let corrupt = |e: sqlx::Error| ReadModelError::Corrupt(e.to_string());
-                Ok(CheckpointRow {
-                    projection: row.try_get("projection").map_err(corrupt)?,
-                    position: to_u64(row.try_get("position").map_err(corrupt)?, "checkpoint")?,
-                    updated_at: rows::optional_instant(row, "updated_at")?,
-                    position_recorded_at: rows::optional_instant(row, "position_recorded_at")?,
-                    dead_letters: to_u64(row.try_get("dead_letters").map_err(corrupt)?, "count")?,
-                    state: row.try_get("state").map_err(corrupt)?,
-                    state_updated_at: rows::optional_instant(row, "state_updated_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::checkpoint_row_of).collect()
     }
 
     async fn oldest_open_transaction_age(&self) -> Result<Option<f64>, ReadModelError> {

@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use strata_ports::{
-    AccountRow, CustomerStatsRow, DeadLetter, Metadata, OrderLineRow, OrderSummaryRow,
-    ReadModelError, RecordedEvent, StatusCounts, StreamId, TransactionKind, TransactionRow,
+    AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Metadata, OrderLineRow,
+    OrderSummaryRow, ReadModelError, RecordedEvent, StatusCounts, StreamId, TransactionKind,
+    TransactionRow,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -203,5 +204,17 @@ pub(crate) fn dead_letter_of(row: &SqliteRow) -> Result<DeadLetter, ReadModelErr
             .map_err(|_| corrupt("attempts out of range"))?,
         blocked_by: blocked_by.map(|p| to_u64(p, "position")).transpose()?,
         parked_at: instant(row, "parked_at")?,
+    })
+}
+
+pub(crate) fn checkpoint_row_of(row: &SqliteRow) -> Result<CheckpointRow, ReadModelError> {
+    Ok(CheckpointRow {
+        projection: text(row, "projection")?,
+        position: count(row, "position")?,
+        updated_at: optional_instant(row, "updated_at")?,
+        position_recorded_at: optional_instant(row, "position_recorded_at")?,
+        dead_letters: count(row, "dead_letters")?,
+        state: optional_text(row, "state")?,
+        state_updated_at: optional_instant(row, "state_updated_at")?,
     })
 }

@@ -8,6 +8,7 @@
 //! `rebuild_order_search` and copies it over the live table in one transaction.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
@@ -24,7 +25,8 @@ use crate::write::begin_write;
 const LIVE: &str = "order_search";
 const REBUILD: &str = "rebuild_order_search";
 
-/// The document columns, in the order of [`UPSERT`]'s values (the copy of a rebuild uses them).
+/// The document columns, in the order of [`upsert_sql`]'s values (the copy of a rebuild uses
+/// them).
 const COLUMNS: &str = "order_id, customer_id, status, product_ids, shipping_address, \
                        tracking_number, total_cents, currency, item_count, placed_at, \
                        updated_at, version, search_text";
@@ -35,13 +37,6 @@ const SCORE_SCALE: f64 = 1024.0;
 
 fn db(error: sqlx::Error) -> SearchError {
     search_error(&error)
-}
-
-fn table(generation: Generation) -> &'static str {
-    match generation {
-        Generation::Live => LIVE,
-        Generation::Rebuild => REBUILD,
-    }
 }
 
 /// The schema of one generation. `doc_id` is the stable rowid the FTS index refers to (an
@@ -106,6 +101,16 @@ async fn execute_all(
             .map_err(db)?;
     }
     Ok(())
+}
+
+/// The upsert of each generation, built once.
+static UPSERTS: LazyLock<[String; 2]> = LazyLock::new(|| [upsert_sql(LIVE), upsert_sql(REBUILD)]);
+
+fn upsert(generation: Generation) -> &'static str {
+    match generation {
+        Generation::Live => &UPSERTS[0],
+        Generation::Rebuild => &UPSERTS[1],
+    }
 }
 
 /// One document per order, replacing a stored row only with a higher version.
@@ -250,14 +255,14 @@ impl SearchIndex for SqliteSearchIndex {
         if documents.is_empty() {
             return Ok(Vec::new());
         }
-        let statement = upsert_sql(table(generation));
+        let statement = upsert(generation);
         let mut tx = begin_write(&self.pool).await.map_err(db)?;
         for d in documents {
             let product_ids = serde_json::to_string(&d.product_ids)
                 .map_err(|e| SearchError::Backend(format!("product ids: {e}")))?;
             let too_large = SearchError::Backend;
-            sqlx::query(AssertSqlSafe(statement.clone()))
-                .bind(d.order_id.hyphenated().to_string())
+            sqlx::query(statement)
+                .bind(codec::text_id(d.order_id))
                 .bind(&d.customer_id)
                 .bind(&d.status)
                 .bind(product_ids)
@@ -308,7 +313,7 @@ impl SearchIndex for SqliteSearchIndex {
                 .push(" OR (placed_at = ")
                 .push_bind(placed_at)
                 .push(" AND order_id > ")
-                .push_bind(order_id.hyphenated().to_string())
+                .push_bind(codec::text_id(order_id))
                 .push("))))");
         }
         sql.push(" ORDER BY score DESC, placed_at DESC, order_id ASC LIMIT ")

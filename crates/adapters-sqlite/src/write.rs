@@ -28,9 +28,9 @@ type Turn = tokio::sync::Mutex<()>;
 static TURNS: LazyLock<Mutex<HashMap<PathBuf, Weak<Turn>>>> = LazyLock::new(Mutex::default);
 
 fn turn_of(pool: &SqlitePool) -> Arc<Turn> {
-    let named = pool.connect_options().get_filename().to_path_buf();
-    // `./data/x.db` and `data/x.db` are one file, so one turn.
-    let file = std::fs::canonicalize(&named).unwrap_or(named);
+    // Canonical already: `SqliteSettings` names the file by its canonical directory, so
+    // `./data/x.db` and `data/x.db` share one turn.
+    let file = pool.connect_options().get_filename().to_path_buf();
     let mut turns = TURNS.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(turn) = turns.get(&file).and_then(Weak::upgrade) {
         return turn;

@@ -113,7 +113,7 @@ async fn insert_or_replace_cannot_rewrite_an_event_or_an_idempotency_record() {
     let stream = StreamId::new("order", Uuid::now_v7());
     store.append(append_of(&stream, Some("k1"))).await.unwrap();
     let original = store.read_all(0, 10).await.unwrap();
-    // A client of its own, without the adapter's pragmas (recursive_triggers off).
+    // A client of its own, without the adapter's settings.
     let url = format!("sqlite://{}", db.settings.path.display());
     let other = sqlx::SqlitePool::connect(&url).await.unwrap();
 

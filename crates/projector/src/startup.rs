@@ -346,10 +346,9 @@ impl Database {
         }
     }
 
-    /// The read side, its search on Elasticsearch when the flags name a cluster, else on the
+    /// The read side, its search on `elastic` when the flags name a cluster, else on the
     /// database's own full-text search.
-    async fn read_side(self, cli: &Cli) -> anyhow::Result<ReadSide> {
-        let elastic = elastic_index(cli)?;
+    async fn read_side(self, elastic: Option<Arc<dyn SearchIndex>>) -> anyhow::Result<ReadSide> {
         Ok(match self {
             Self::Postgres(pool) => {
                 let search = elastic.unwrap_or_else(|| Arc::new(PgSearchIndex::new(pool.clone())));
@@ -386,41 +385,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
              `strata-web migrate` (or start `strata-projector run`) first"
         );
     }
-    if let Command::Follow {
-        from,
-        batch_size,
-        poll_ms,
-        until_caught_up,
-    } = cli.command
-    {
-        let store = database.events();
-        let stop = stop_on_signal().context("cannot install the signal handlers")?;
-        let options = FollowOptions {
-            batch_size,
-            poll_interval: Duration::from_millis(poll_ms),
-            until_caught_up,
-        };
-        let mut out = std::io::stdout();
-        let last = follow(store.as_ref(), from, options, stop, &mut |event| {
-            writeln!(out, "{}", to_json_line(event))
-        })
-        .await?;
-        tracing::info!(last_position = last, "stopped following");
-        return Ok(());
-    }
-    if matches!(cli.command, Command::Run { .. }) {
-        database
-            .migrate()
-            .await
-            .context("cannot apply the migrations")?;
-    }
-    let side = database.read_side(&cli).await?;
+    let elastic = elastic_index(&cli)?;
     match cli.command {
+        Command::Follow {
+            from,
+            batch_size,
+            poll_ms,
+            until_caught_up,
+        } => {
+            let options = FollowOptions {
+                batch_size,
+                poll_interval: Duration::from_millis(poll_ms),
+                until_caught_up,
+            };
+            follow_log(database.events().as_ref(), from, options).await
+        }
         Command::Run {
             projections,
             tuning,
             metrics_addr,
         } => {
+            database
+                .migrate()
+                .await
+                .context("cannot apply the migrations")?;
+            let side = database.read_side(elastic).await?;
             let projections = side.select(&projections)?;
             // Created on start if missing; an engine that is down only delays the search
             // projection, which prepares the index again before its first write.
@@ -437,6 +426,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { json } => {
+            let side = database.read_side(elastic).await?;
             let statuses = side.status.statuses(OffsetDateTime::now_utc()).await?;
             let mut out = std::io::stdout().lock();
             if json {
@@ -451,6 +441,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             abandon,
             tuning,
         } => {
+            let side = database.read_side(elastic).await?;
             let projection = side.projection(&name)?;
             if abandon {
                 abandon_rebuild(&side.deps, projection.as_ref()).await?;
@@ -470,10 +461,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("rebuild of {name} interrupted; the live tables are unchanged")
             }
         }
-        Command::Dlq { action } => dlq(&side, action).await,
-        // Followed above, on the event store alone.
-        Command::Follow { .. } => Ok(()),
+        Command::Dlq { action } => dlq(&database.read_side(elastic).await?, action).await,
     }
+}
+
+/// Prints the log as JSON lines from `from` until caught up (if asked) or SIGINT/SIGTERM.
+async fn follow_log(
+    events: &dyn EventStore,
+    from: u64,
+    options: FollowOptions,
+) -> anyhow::Result<()> {
+    let stop = stop_on_signal().context("cannot install the signal handlers")?;
+    let mut out = std::io::stdout();
+    let last = follow(events, from, options, stop, &mut |event| {
+        writeln!(out, "{}", to_json_line(event))
+    })
+    .await?;
+    tracing::info!(last_position = last, "stopped following");
+    Ok(())
 }
 
 async fn dlq(side: &ReadSide, action: DlqAction) -> anyhow::Result<()> {

@@ -157,7 +157,10 @@ async fn open(settings: &Settings) -> anyhow::Result<Backend> {
         }
         Storage::Sqlite(path) => {
             let sqlite = sqlite_settings(path, settings.db_max_connections);
-            let (pool, search) = open_sqlite(&sqlite).await?;
+            let pool = open_sqlite(&sqlite).await?;
+            let search = strata_adapters_sqlite::connect_search(&sqlite)
+                .await
+                .context("cannot open the search index's SQLite file")?;
             tracing::info!(path = %path.display(), "storage: embedded SQLite");
             let events = SqliteEventStore::new(pool.clone());
             Ok(Backend {
@@ -178,8 +181,9 @@ async fn open(settings: &Settings) -> anyhow::Result<Backend> {
     }
 }
 
-/// Opens (creating) and migrates the SQLite file and the search index's file beside it.
-async fn open_sqlite(settings: &SqliteSettings) -> anyhow::Result<(SqlitePool, SqlitePool)> {
+/// Opens (creating) and migrates the SQLite file. The search index's file beside it needs no
+/// migration: its index is made by `SearchIndex::prepare`.
+async fn open_sqlite(settings: &SqliteSettings) -> anyhow::Result<SqlitePool> {
     let path = settings.path.display();
     let pool = strata_adapters_sqlite::connect(settings)
         .await
@@ -187,10 +191,7 @@ async fn open_sqlite(settings: &SqliteSettings) -> anyhow::Result<(SqlitePool, S
     strata_adapters_sqlite::migrate(&pool)
         .await
         .with_context(|| format!("cannot apply the migrations to {path}"))?;
-    let search = strata_adapters_sqlite::connect_search(settings)
-        .await
-        .with_context(|| format!("cannot open the search index beside {path}"))?;
-    Ok((pool, search))
+    Ok(pool)
 }
 
 /// Replaces the search index with Elasticsearch when `elasticsearch_url` is set.
@@ -245,9 +246,7 @@ pub async fn migrate(storage: &Storage) -> anyhow::Result<()> {
             pool.close().await;
         }
         Storage::Sqlite(path) => {
-            let (pool, search) = open_sqlite(&sqlite_settings(path, 1)).await?;
-            pool.close().await;
-            search.close().await;
+            open_sqlite(&sqlite_settings(path, 1)).await?.close().await;
         }
     }
     Ok(())

@@ -1,68 +1,11 @@
-//! Builders of requests and events, and a reader that follows the log like a projector.
+//! Builders of requests (the conformance suite's), and a reader that follows the log like a
+//! projector.
 
-use serde_json::json;
 use strata_adapters_postgres::PgEventStore;
-use strata_ports::{
-    AppendOutcome, AppendRequest, EventStore, EventStoreError, ExpectedVersion, IdempotencyClaim,
-    Metadata, NewEvent, RecordedEvent, StreamId,
-};
-use time::OffsetDateTime;
-use time::macros::datetime;
-use uuid::Uuid;
+use strata_ports::{EventStore, RecordedEvent};
 
-/// A fresh stream of `category`.
-pub fn stream(category: &str) -> StreamId {
-    StreamId::new(category, Uuid::now_v7())
-}
-
-/// A microsecond-precise instant, as PostgreSQL stores them, so envelopes compare equal.
-pub const RECORDED_AT: OffsetDateTime = datetime!(2026-11-02 09:30:00.123456 UTC);
-
-/// An event of `event_type`, schema version 1, carrying `n` in its data.
-pub fn event(event_type: &str, n: u64) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: event_type.to_owned(),
-        schema_version: 1,
-        data: json!({ "n": n }),
-        metadata: Metadata {
-            correlation_id: Some("req-1".into()),
-            user_id: Some("alice".into()),
-            ..Metadata::default()
-        },
-        recorded_at: RECORDED_AT,
-    }
-}
-
-/// An append of `count` events to `stream_id`, without idempotency claim.
-pub fn request(stream_id: &StreamId, expected: ExpectedVersion, count: u64) -> AppendRequest {
-    AppendRequest {
-        stream_id: stream_id.clone(),
-        expected,
-        events: (1..=count).map(|n| event("ItemAdded", n)).collect(),
-        idempotency: None,
-    }
-}
-
-/// `request`, claiming `key` for `principal`.
-pub fn claiming(mut request: AppendRequest, principal: &str, key: &str) -> AppendRequest {
-    request.idempotency = Some(IdempotencyClaim {
-        principal: principal.to_owned(),
-        key: key.to_owned(),
-        fingerprint: format!("POST /orders {key}"),
-    });
-    request
-}
-
-/// Appends `count` events to `stream_id`.
-pub async fn append(
-    store: &PgEventStore,
-    stream_id: &StreamId,
-    expected: ExpectedVersion,
-    count: u64,
-) -> Result<AppendOutcome, EventStoreError> {
-    store.append(request(stream_id, expected, count)).await
-}
+// The requests and events of the conformance suite, so that these tests build them alike.
+pub use strata_ports::conformance::event_store::{append, claiming, request, stream};
 
 /// The whole log, in position order.
 pub async fn read_everything(store: &PgEventStore) -> Vec<RecordedEvent> {

@@ -102,14 +102,14 @@ pub async fn run(store: &dyn EventStore) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fixtures
+// Fixtures (public: an adapter's own tests build their requests with them too)
 
 /// A microsecond-precise instant, the precision every backend keeps (PostgreSQL keeps no
 /// more), so envelopes compare equal after a round trip.
 const RECORDED_AT: OffsetDateTime = datetime!(2026-11-02 09:30:00.123456 UTC);
 
 /// A fresh stream of `category`.
-fn stream(category: &str) -> StreamId {
+pub fn stream(category: &str) -> StreamId {
     StreamId::new(category, Uuid::now_v7())
 }
 
@@ -119,7 +119,7 @@ fn fresh_key() -> String {
 }
 
 /// An event of `event_type`, schema version 1, carrying `n` in its data.
-fn event(event_type: &str, n: u64) -> NewEvent {
+pub fn event(event_type: &str, n: u64) -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
         event_type: event_type.to_owned(),
@@ -135,7 +135,7 @@ fn event(event_type: &str, n: u64) -> NewEvent {
 }
 
 /// An append of `count` events to `stream_id`, without idempotency claim.
-fn request(stream_id: &StreamId, expected: ExpectedVersion, count: u64) -> AppendRequest {
+pub fn request(stream_id: &StreamId, expected: ExpectedVersion, count: u64) -> AppendRequest {
     AppendRequest {
         stream_id: stream_id.clone(),
         expected,
@@ -145,7 +145,7 @@ fn request(stream_id: &StreamId, expected: ExpectedVersion, count: u64) -> Appen
 }
 
 /// `request`, claiming `key` for `principal`.
-fn claiming(mut request: AppendRequest, principal: &str, key: &str) -> AppendRequest {
+pub fn claiming(mut request: AppendRequest, principal: &str, key: &str) -> AppendRequest {
     request.idempotency = Some(IdempotencyClaim {
         principal: principal.to_owned(),
         key: key.to_owned(),
@@ -173,7 +173,10 @@ fn taken(key: &str) -> EventStoreError {
 // Helpers
 
 /// Appends `count` events to `stream_id`.
-async fn append(
+///
+/// # Errors
+/// Whatever the store refuses the append with.
+pub async fn append(
     store: &dyn EventStore,
     stream_id: &StreamId,
     expected: ExpectedVersion,
