@@ -2,6 +2,8 @@
 //! application layer and the real adapters. One JSON line per workload on stdout, nothing
 //! else there; progress on stderr. Figures and how to read them: `docs/performance.md`.
 
+mod binaries;
+mod live;
 mod stats;
 mod storage;
 mod workloads;
@@ -23,10 +25,10 @@ const WORKLOADS: &[&str] = &[
     "load-1000",
     "load-10000",
     "project",
+    "rebuild",
+    "lag",
+    "http",
 ];
-
-/// Workloads of the benchmark contract that this harness does not run yet.
-const NOT_YET: &[&str] = &["rebuild", "lag", "http"];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,7 +39,7 @@ struct Cli {
     /// A workload to run (repeatable); all by default.
     #[arg(long = "workload", value_name = "W")]
     workloads: Vec<String>,
-    /// Concurrent tasks of `append` and `append-contended`.
+    /// Concurrent tasks of `append` and `append-contended`; connections of `http`.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Operations per workload (each workload has its own default).
@@ -54,6 +56,12 @@ struct Cli {
     /// Events per batch of the `project` workload.
     #[arg(long, default_value_t = 500)]
     batch_size: usize,
+    /// Commands per second of the `lag` workload.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    /// How long `http` keeps the load on, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
     /// What `cargo bench` passes to every bench target; nothing to do with it here.
     #[arg(long, hide = true)]
     bench: bool,
@@ -77,12 +85,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cli.workloads.clone()
     };
     for workload in &chosen {
-        if NOT_YET.contains(&workload.as_str()) {
-            anyhow::bail!(
-                "workload {workload:?} is not implemented yet (runs: {})",
-                WORKLOADS.join(", ")
-            );
-        }
         if !WORKLOADS.contains(&workload.as_str()) {
             anyhow::bail!("no workload {workload:?} (known: {})", WORKLOADS.join(", "));
         }
@@ -109,11 +111,17 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
     let mut lines = Vec::new();
     let runs: Vec<(usize, Option<bool>)> = match workload {
         "load-1000" | "load-10000" => vec![(1, Some(false)), (1, Some(true))],
-        "project" => vec![(1, None)],
+        "project" | "rebuild" | "lag" => vec![(1, None)],
         _ => vec![(c, None)],
     };
     for (concurrency, snapshots) in runs {
-        let connections = u32::try_from(concurrency + 4)?.max(8);
+        // Every task gets a connection, and the projector and the reader of `lag` theirs.
+        let tasks = if workload == "lag" {
+            live::LANES
+        } else {
+            concurrency
+        };
+        let connections = u32::try_from(tasks + 4)?.max(8);
         eprintln!(
             "bench: {workload} (concurrency {concurrency}{}) on a fresh storage",
             match snapshots {
@@ -144,7 +152,12 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
                 let ops = cli.ops.unwrap_or(if snapshots { 1_000 } else { 50 });
                 workloads::load(&fresh, 10_000, snapshots, ops).await
             }
-            _ => workloads::project(&fresh, cli.ops.unwrap_or(100_000), cli.batch_size).await,
+            ("project", _) => {
+                workloads::project(&fresh, cli.ops.unwrap_or(100_000), cli.batch_size).await
+            }
+            ("rebuild", _) => binaries::rebuild(&fresh, cli.ops.unwrap_or(1_000_000)).await,
+            ("lag", _) => live::lag(&fresh, cli.rate, cli.ops.unwrap_or(10 * cli.rate)).await,
+            _ => binaries::http(&fresh, concurrency, cli.seconds).await,
         };
         let removed = fresh.remove().await;
         let measured = measured?;

@@ -6,13 +6,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use strata_adapters_postgres::{
-    PgEventStore, PgLeases, PgProjectionStore, PgSettings, PgSnapshotStore,
+    PgEventStore, PgLeases, PgLogWakeups, PgProjectionStore, PgReadModels, PgSettings,
+    PgSnapshotStore,
 };
 use strata_adapters_sqlite::{
-    SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteSettings, SqliteSnapshotStore,
-    Storage,
+    SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteReadModels, SqliteSettings,
+    SqliteSnapshotStore, Storage,
 };
-use strata_ports::{EventStore, ProjectionLeases, ProjectionStore, SnapshotStore};
+use strata_application::projection::WorkerDeps;
+use strata_ports::{
+    EventStore, LogWakeups, ProjectionLeases, ProjectionStore, ReadModels, SnapshotStore,
+    SystemClock,
+};
 use uuid::Uuid;
 
 /// The adapters of one fresh storage.
@@ -21,6 +26,10 @@ pub struct Fresh {
     pub snapshots: Arc<dyn SnapshotStore>,
     pub projections: Arc<dyn ProjectionStore>,
     pub leases: Arc<dyn ProjectionLeases>,
+    pub models: Arc<dyn ReadModels>,
+    pub wakeups: Arc<dyn LogWakeups>,
+    /// Where it is, as `DATABASE_URL` of the binaries says it.
+    pub url: String,
     /// `postgres` or `sqlite`, for the output.
     pub kind: &'static str,
     cleanup: Cleanup,
@@ -44,7 +53,7 @@ impl Fresh {
                     .context("DATABASE_URL has no database part")?;
                 let url = format!("{base}/{database}");
                 let settings = PgSettings {
-                    url,
+                    url: url.clone(),
                     max_connections: connections,
                     acquire_timeout: Duration::from_secs(30),
                 };
@@ -57,7 +66,10 @@ impl Fresh {
                     events: Arc::new(PgEventStore::new(pool.clone())),
                     snapshots: Arc::new(PgSnapshotStore::new(pool.clone())),
                     projections: Arc::new(PgProjectionStore::new(pool.clone())),
-                    leases: Arc::new(PgLeases::new(pool)),
+                    leases: Arc::new(PgLeases::new(pool.clone())),
+                    models: Arc::new(PgReadModels::new(pool.clone())),
+                    wakeups: Arc::new(PgLogWakeups::new(pool)),
+                    url,
                     kind: "postgres",
                     cleanup: Cleanup::Postgres {
                         server: server.clone(),
@@ -75,21 +87,38 @@ impl Fresh {
                     }
                     None => tempfile::tempdir()?,
                 };
+                let file = dir.path().join("strata.db");
                 let settings = SqliteSettings {
                     max_connections: connections,
-                    ..SqliteSettings::at(dir.path().join("strata.db"))
+                    ..SqliteSettings::at(file.clone())
                 };
                 let pool = strata_adapters_sqlite::connect(&settings).await?;
                 strata_adapters_sqlite::migrate(&pool).await?;
+                let events = SqliteEventStore::new(pool.clone());
                 Ok(Self {
-                    events: Arc::new(SqliteEventStore::new(pool.clone())),
+                    wakeups: Arc::new(events.wakeups()),
+                    events: Arc::new(events),
                     snapshots: Arc::new(SqliteSnapshotStore::new(pool.clone())),
                     projections: Arc::new(SqliteProjectionStore::new(pool.clone())),
-                    leases: Arc::new(SqliteLeases::new(pool)),
+                    leases: Arc::new(SqliteLeases::new(pool.clone())),
+                    models: Arc::new(SqliteReadModels::new(pool)),
+                    url: format!("sqlite://{}", file.display()),
                     kind: "sqlite",
                     cleanup: Cleanup::Sqlite(dir),
                 })
             }
+        }
+    }
+
+    /// What a projection worker on this storage needs; `live` subscribes it to the log's
+    /// wake-ups (a catch-up polls no head it has reached).
+    pub fn worker_deps(&self, live: bool) -> WorkerDeps {
+        WorkerDeps {
+            events: self.events.clone(),
+            store: self.projections.clone(),
+            leases: self.leases.clone(),
+            clock: Arc::new(SystemClock),
+            wakeups: live.then(|| self.wakeups.clone()),
         }
     }
 
@@ -99,6 +128,8 @@ impl Fresh {
         drop(self.snapshots);
         drop(self.projections);
         drop(self.leases);
+        drop(self.models);
+        drop(self.wakeups);
         match self.cleanup {
             Cleanup::Postgres { server, database } => {
                 let pool = sqlx::PgPool::connect(&server).await?;

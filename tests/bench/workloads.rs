@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Map, Value, json};
-use strata_application::projection::{
-    OrdersProjection, ProjectionWorker, ProjectorConfig, WorkerDeps,
-};
+use strata_application::projection::{OrdersProjection, ProjectionWorker, ProjectorConfig};
 use strata_application::{
     CommandConfig, CommandContext, CommandError, CommandService, Principal, Rehydrator, Role,
     Target,
@@ -38,9 +36,9 @@ pub struct Measured {
 }
 
 /// Commands per order in `append`: the order's `PlaceOrder`, then its `AddItem`s.
-const COMMANDS_PER_ORDER: u64 = 21;
+pub const COMMANDS_PER_ORDER: u64 = 21;
 
-fn operator() -> Principal {
+pub fn operator() -> Principal {
     Principal {
         user_id: "bench".to_owned(),
         role: Role::Operator,
@@ -48,7 +46,7 @@ fn operator() -> Principal {
     }
 }
 
-fn line(n: u64) -> anyhow::Result<LineItem> {
+pub fn line(n: u64) -> anyhow::Result<LineItem> {
     Ok(LineItem {
         product_id: ProductId::new(format!("sku-{}", n % 20))?,
         quantity: Quantity::new(1)?,
@@ -56,7 +54,7 @@ fn line(n: u64) -> anyhow::Result<LineItem> {
     })
 }
 
-fn place(n: u64) -> anyhow::Result<OrderCommand> {
+pub fn place(n: u64) -> anyhow::Result<OrderCommand> {
     Ok(OrderCommand::PlaceOrder(PlaceOrder {
         customer_id: CustomerId::new(format!("customer-{}", n % 100))?,
         currency: Currency::new("EUR")?,
@@ -65,7 +63,7 @@ fn place(n: u64) -> anyhow::Result<OrderCommand> {
     }))
 }
 
-fn commands(fresh: &Fresh, snapshot_every: u64) -> CommandService {
+pub fn commands(fresh: &Fresh, snapshot_every: u64) -> CommandService {
     CommandService::new(
         fresh.events.clone(),
         fresh.snapshots.clone(),
@@ -253,6 +251,45 @@ async fn seed(
     Ok(())
 }
 
+/// Writes `total` events beforehand as orders of `per_order` events (one append each), from
+/// `writers` concurrent tasks, with progress on stderr.
+pub async fn seed_orders(
+    fresh: &Fresh,
+    total: u64,
+    per_order: u64,
+    writers: usize,
+) -> anyhow::Result<()> {
+    let orders = total.div_ceil(per_order.max(1));
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tasks: Vec<_> = shares(orders, writers)
+        .into_iter()
+        .map(|share| {
+            let events = fresh.events.clone();
+            let written = written.clone();
+            tokio::spawn(async move {
+                for _ in 0..share {
+                    let before = written.fetch_add(per_order, std::sync::atomic::Ordering::Relaxed);
+                    let count = per_order.min(total.saturating_sub(before));
+                    if count == 0 {
+                        break;
+                    }
+                    let stream_id = StreamId::new("order", Uuid::now_v7());
+                    seed(events.as_ref(), &stream_id, order_events(count)?).await?;
+                    let after = before + count;
+                    if after / 100_000 > before / 100_000 {
+                        eprintln!("  seeding: {after}/{total} events written");
+                    }
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
 /// `load-N`: full loads of one order of `length` events, from a snapshot at its last version
 /// or from its first event.
 pub async fn load(
@@ -299,25 +336,9 @@ pub async fn load(
 /// `project`: catch-up of the order-summary projection over `events` events written
 /// beforehand (orders of 100 events); ops are events, latencies are batches.
 pub async fn project(fresh: &Fresh, events: u64, batch_size: usize) -> anyhow::Result<Measured> {
-    let per_order = 100;
-    let mut written = 0;
-    while written < events {
-        let count = per_order.min(events - written);
-        let stream_id = StreamId::new("order", Uuid::now_v7());
-        seed(fresh.events.as_ref(), &stream_id, order_events(count)?).await?;
-        written += count;
-        if written % 10_000 == 0 {
-            eprintln!("  project: {written}/{events} events written");
-        }
-    }
+    seed_orders(fresh, events, 100, 4).await?;
     let worker = ProjectionWorker::new(
-        WorkerDeps {
-            events: fresh.events.clone(),
-            store: fresh.projections.clone(),
-            leases: fresh.leases.clone(),
-            clock: Arc::new(SystemClock),
-            wakeups: None,
-        },
+        fresh.worker_deps(false),
         Arc::new(OrdersProjection),
         Generation::Live,
         ProjectorConfig {

@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: builds the workloads in release mode (cargo's bench profile) and runs
-//! them; their JSON lines reach stdout untouched, everything else goes to stderr.
+//! `cargo xtask bench`: builds the workloads in release mode (cargo's bench profile), and the
+//! two binaries that `rebuild` and `http` run, and runs them; their JSON lines reach stdout
+//! untouched, everything else goes to stderr.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,15 +12,24 @@ use crate::process::{self, cargo};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// A workload to run (repeatable): append, append-contended, load-1000, load-10000,
-    /// project. All by default.
+    /// project, rebuild, lag, http. All by default.
     #[arg(long = "workload", value_name = "W")]
     pub workloads: Vec<String>,
-    /// Concurrent tasks of the append workloads.
+    /// Concurrent tasks of the append workloads; connections of `http`.
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Operations per workload (each has its own default).
     #[arg(long)]
     pub ops: Option<u64>,
+    /// Events per batch of `project`.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Commands per second of `lag`.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Seconds of load of `http`.
+    #[arg(long)]
+    pub seconds: Option<u64>,
     /// PostgreSQL server (a new database per workload) or `sqlite://PATH`; default
     /// `DATABASE_URL`, else the local server.
     #[arg(long)]
@@ -34,6 +44,15 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     if url.starts_with("postgres") {
         postgres::ensure_reachable(&url)?;
     }
+    // The binaries land beside the harness (the bench profile builds into target/release).
+    process::run(cargo(root).args([
+        "build",
+        "--release",
+        "--package",
+        "strata-projector",
+        "--package",
+        "strata-web",
+    ]))?;
     process::run(&mut command(root, args, &url))
 }
 
@@ -53,8 +72,18 @@ fn command(root: &Path, args: &BenchArgs, url: &str) -> Command {
     if let Some(concurrency) = args.concurrency {
         command.args(["--concurrency", &concurrency.to_string()]);
     }
-    if let Some(ops) = args.ops {
-        command.args(["--ops", &ops.to_string()]);
+    for (flag, value) in [
+        ("--ops", args.ops),
+        (
+            "--batch-size",
+            args.batch_size.and_then(|b| u64::try_from(b).ok()),
+        ),
+        ("--rate", args.rate),
+        ("--seconds", args.seconds),
+    ] {
+        if let Some(value) = value {
+            command.args([flag, &value.to_string()]);
+        }
     }
     command.env("DATABASE_URL", url);
     command
@@ -71,6 +100,9 @@ mod tests {
             workloads: vec!["append".to_owned(), "project".to_owned()],
             concurrency: Some(32),
             ops: Some(100),
+            batch_size: Some(2_000),
+            rate: None,
+            seconds: Some(5),
             database_url: None,
         };
 
@@ -92,7 +124,11 @@ mod tests {
                 "--concurrency",
                 "32",
                 "--ops",
-                "100"
+                "100",
+                "--batch-size",
+                "2000",
+                "--seconds",
+                "5"
             ]
         );
         assert_eq!(

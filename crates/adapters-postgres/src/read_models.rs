@@ -459,6 +459,36 @@ const UPSERT_ORDER: &str = "\
         placed_position = EXCLUDED.placed_position \
     WHERE order_summaries.version < EXCLUDED.version";
 
+/// `UPSERT_ORDER` for many rows (distinct orders): one column array per parameter.
+const UPSERT_ORDERS: &str = "\
+    INSERT INTO order_summaries (order_id, customer_id, status, items, item_count, total_cents, \
+        currency, shipping_address, tracking_number, cancellation_reason, placed_at, updated_at, \
+        version, placed_position) \
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int8[], \
+        $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], \
+        $12::timestamptz[], $13::int8[], $14::int8[]) \
+    ON CONFLICT (order_id) DO UPDATE SET \
+        customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, items = EXCLUDED.items, \
+        item_count = EXCLUDED.item_count, total_cents = EXCLUDED.total_cents, \
+        currency = EXCLUDED.currency, shipping_address = EXCLUDED.shipping_address, \
+        tracking_number = EXCLUDED.tracking_number, \
+        cancellation_reason = EXCLUDED.cancellation_reason, placed_at = EXCLUDED.placed_at, \
+        updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, \
+        placed_position = EXCLUDED.placed_position \
+    WHERE order_summaries.version < EXCLUDED.version";
+
+/// `UPSERT_STATS` for many rows (distinct customers).
+const UPSERT_STATS_MANY: &str = "\
+    INSERT INTO customer_stats (customer_id, order_count, pending, confirmed, shipped, \
+        delivered, cancelled, lifetime_value, updated_at) \
+    SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], \
+        $6::int8[], $7::int8[], $8::jsonb[], $9::timestamptz[]) \
+    ON CONFLICT (customer_id) DO UPDATE SET \
+        order_count = EXCLUDED.order_count, pending = EXCLUDED.pending, \
+        confirmed = EXCLUDED.confirmed, shipped = EXCLUDED.shipped, \
+        delivered = EXCLUDED.delivered, cancelled = EXCLUDED.cancelled, \
+        lifetime_value = EXCLUDED.lifetime_value, updated_at = EXCLUDED.updated_at";
+
 const UPSERT_STATS: &str = "\
     INSERT INTO customer_stats (customer_id, order_count, pending, confirmed, shipped, \
         delivered, cancelled, lifetime_value, updated_at) \
@@ -533,23 +563,11 @@ impl ProjectionBatch for PgBatch {
     }
 
     async fn put_order_summary(&mut self, row: &OrderSummaryRow) -> Result<(), ReadModelError> {
-        let items: Vec<Value> = row
-            .items
-            .iter()
-            .map(|line| {
-                json!({
-                    "productId": line.product_id,
-                    "quantity": line.quantity,
-                    "unitPriceCents": line.unit_price_cents,
-                    "lineTotalCents": line.line_total_cents,
-                })
-            })
-            .collect();
         sqlx::query(UPSERT_ORDER)
             .bind(row.order_id)
             .bind(&row.customer_id)
             .bind(&row.status)
-            .bind(Value::Array(items))
+            .bind(items_json(row))
             .bind(to_i64(row.item_count, "item count")?)
             .bind(row.total_cents)
             .bind(&row.currency)
@@ -579,11 +597,6 @@ impl ProjectionBatch for PgBatch {
     }
 
     async fn put_customer_stats(&mut self, row: &CustomerStatsRow) -> Result<(), ReadModelError> {
-        let lifetime: serde_json::Map<String, Value> = row
-            .lifetime_value_cents
-            .iter()
-            .map(|(currency, cents)| (currency.clone(), json!(cents)))
-            .collect();
         let counts = &row.by_status;
         sqlx::query(UPSERT_STATS)
             .bind(&row.customer_id)
@@ -593,8 +606,115 @@ impl ProjectionBatch for PgBatch {
             .bind(to_i64(counts.shipped, "count")?)
             .bind(to_i64(counts.delivered, "count")?)
             .bind(to_i64(counts.cancelled, "count")?)
-            .bind(Value::Object(lifetime))
+            .bind(lifetime_json(row))
             .bind(row.updated_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn order_summaries(
+        &mut self,
+        ids: &[Uuid],
+    ) -> Result<Vec<OrderSummaryRow>, ReadModelError> {
+        let rows = sqlx::query("SELECT * FROM order_summaries WHERE order_id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        rows.iter().map(order_of).collect()
+    }
+
+    async fn put_order_summaries(
+        &mut self,
+        rows: &[OrderSummaryRow],
+    ) -> Result<(), ReadModelError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let column = |f: fn(&OrderSummaryRow) -> Result<i64, ReadModelError>| {
+            rows.iter().map(f).collect::<Result<Vec<i64>, _>>()
+        };
+        sqlx::query(UPSERT_ORDERS)
+            .bind(rows.iter().map(|r| r.order_id).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.customer_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(items_json).collect::<Vec<_>>())
+            .bind(column(|r| to_i64(r.item_count, "item count"))?)
+            .bind(rows.iter().map(|r| r.total_cents).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.currency.as_str()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.shipping_address.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.tracking_number.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.cancellation_reason.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.placed_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(column(|r| to_i64(r.version, "version"))?)
+            .bind(column(|r| to_i64(r.placed_position, "position"))?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn customer_stats_many(
+        &mut self,
+        customer_ids: &[String],
+    ) -> Result<Vec<CustomerStatsRow>, ReadModelError> {
+        let rows = sqlx::query("SELECT * FROM customer_stats WHERE customer_id = ANY($1)")
+            .bind(customer_ids)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        rows.iter().map(stats_of).collect()
+    }
+
+    async fn put_customer_stats_many(
+        &mut self,
+        rows: &[CustomerStatsRow],
+    ) -> Result<(), ReadModelError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let count = |f: fn(&StatusCounts) -> u64| {
+            rows.iter()
+                .map(|r| to_i64(f(&r.by_status), "count"))
+                .collect::<Result<Vec<i64>, _>>()
+        };
+        sqlx::query(UPSERT_STATS_MANY)
+            .bind(
+                rows.iter()
+                    .map(|r| r.customer_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| to_i64(r.order_count, "order count"))
+                    .collect::<Result<Vec<i64>, _>>()?,
+            )
+            .bind(count(|c| c.pending)?)
+            .bind(count(|c| c.confirmed)?)
+            .bind(count(|c| c.shipped)?)
+            .bind(count(|c| c.delivered)?)
+            .bind(count(|c| c.cancelled)?)
+            .bind(rows.iter().map(lifetime_json).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await
             .map_err(db)?;
@@ -742,6 +862,33 @@ impl ProjectionBatch for PgBatch {
         }
         self.tx.commit().await.map_err(db)
     }
+}
+
+/// The stored form of an order's lines.
+fn items_json(row: &OrderSummaryRow) -> Value {
+    Value::Array(
+        row.items
+            .iter()
+            .map(|line| {
+                json!({
+                    "productId": line.product_id,
+                    "quantity": line.quantity,
+                    "unitPriceCents": line.unit_price_cents,
+                    "lineTotalCents": line.line_total_cents,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The stored form of a customer's lifetime value: `{"EUR": cents, ...}`.
+fn lifetime_json(row: &CustomerStatsRow) -> Value {
+    Value::Object(
+        row.lifetime_value_cents
+            .iter()
+            .map(|(currency, cents)| (currency.clone(), json!(cents)))
+            .collect(),
+    )
 }
 
 fn corrupt(error: sqlx::Error) -> ReadModelError {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use strata_domain::{Aggregate, DomainEvent, EventDecodeError, EventPayload};
+use strata_domain::{Aggregate, DomainEvent, EventDecodeError};
 use strata_ports::{EventStore, EventStoreError, RecordedEvent, SnapshotStore, StreamId};
 
 /// A state folded up to `version` (0: no event).
@@ -31,11 +31,11 @@ pub enum LoadError {
 /// # Errors
 /// [`LoadError::Decode`] for an unknown type, a failing upcaster or malformed data.
 pub fn decode<A: Aggregate>(recorded: &RecordedEvent) -> Result<A::Event, LoadError> {
-    A::Event::decode(EventPayload {
-        event_type: recorded.event_type.clone(),
-        schema_version: recorded.schema_version,
-        data: recorded.data.clone(),
-    })
+    A::Event::decode_stored(
+        &recorded.event_type,
+        recorded.schema_version,
+        &recorded.data,
+    )
     .map_err(|source| LoadError::Decode {
         stream_id: recorded.stream_id.to_string(),
         position: recorded.global_position,

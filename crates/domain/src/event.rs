@@ -1,6 +1,7 @@
 //! How domain events are written down and read back: type name, schema version, JSON data, and
 //! the chain of pure upcasters that brings an old stored shape to the current one.
 
+use serde::de::value::MapDeserializer;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
@@ -127,6 +128,35 @@ pub trait DomainEvent: Serialize + DeserializeOwned {
         tagged.insert("data".to_owned(), payload.data);
         serde_json::from_value(Value::Object(tagged)).map_err(|e| EventDecodeError::Malformed {
             event_type: payload.event_type,
+            reason: e.to_string(),
+        })
+    }
+
+    /// [`DomainEvent::decode`] of a stored event it only borrows: an event at its current
+    /// schema version is read in place (no copy of its data), an older one is upcast first.
+    ///
+    /// # Errors
+    /// As for [`DomainEvent::decode`].
+    fn decode_stored(
+        event_type: &str,
+        schema_version: u32,
+        data: &Value,
+    ) -> Result<Self, EventDecodeError> {
+        if Self::current_version(event_type) != Some(schema_version) {
+            return Self::decode(EventPayload {
+                event_type: event_type.to_owned(),
+                schema_version,
+                data: data.clone(),
+            });
+        }
+        // The tag before the content, so serde reads the content straight into its variant
+        // instead of buffering it (a JSON object would put "data" first).
+        let tag = Value::String(event_type.to_owned());
+        let tagged = MapDeserializer::<_, serde_json::Error>::new(
+            [("type", &tag), ("data", data)].into_iter(),
+        );
+        Self::deserialize(tagged).map_err(|e| EventDecodeError::Malformed {
+            event_type: event_type.to_owned(),
             reason: e.to_string(),
         })
     }

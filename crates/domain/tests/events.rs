@@ -23,6 +23,18 @@ fn payload(event_type: &str, schema_version: u32, data: Value) -> EventPayload {
     }
 }
 
+/// Decodes `stored` both ways, owned and borrowed, and asserts they agree.
+#[track_caller]
+fn decoded<E>(stored: EventPayload) -> Result<E, EventDecodeError>
+where
+    E: DomainEvent + Debug + PartialEq,
+{
+    let borrowed = E::decode_stored(&stored.event_type, stored.schema_version, &stored.data);
+    let owned = E::decode(stored);
+    assert_eq!(borrowed, owned, "decode_stored agrees with decode");
+    owned
+}
+
 /// Asserts both directions: `event` is written as exactly this payload, and this payload reads
 /// back as `event`.
 #[track_caller]
@@ -33,7 +45,7 @@ where
     let stored = payload(event_type, schema_version, data);
     assert_eq!(event.encode(), stored, "written form");
     assert_eq!(E::current_version(event_type), Some(schema_version));
-    assert_eq!(E::decode(stored), Ok(event), "read-back form");
+    assert_eq!(decoded::<E>(stored), Ok(event), "read-back form");
 }
 
 /// The JSON of an `OrderPlaced` v1 for the fixture customer, without a currency.
@@ -219,7 +231,7 @@ fn the_legacy_currency_is_eur() {
 
 #[test]
 fn an_order_placed_v1_without_a_currency_reads_back_in_the_legacy_currency() {
-    let event = OrderEvent::decode(payload("OrderPlaced", 1, order_placed_v1_data())).unwrap();
+    let event = decoded::<OrderEvent>(payload("OrderPlaced", 1, order_placed_v1_data())).unwrap();
     assert_eq!(event, placed(vec![line("sku-1", 3, 333)]));
     assert_eq!(eur(), currency(order::LEGACY_CURRENCY));
 }
@@ -229,7 +241,7 @@ fn an_order_placed_v1_that_already_carries_a_currency_keeps_it() {
     let mut data = order_placed_v1_data();
     data["currency"] = json!("USD");
 
-    let event = OrderEvent::decode(payload("OrderPlaced", 1, data)).unwrap();
+    let event = decoded::<OrderEvent>(payload("OrderPlaced", 1, data)).unwrap();
 
     let OrderEvent::OrderPlaced {
         currency: found, ..
@@ -260,7 +272,7 @@ fn upcasting_an_order_placed_v1_adds_only_the_currency_and_bumps_the_version() {
 
 #[test]
 fn an_order_placed_v1_whose_data_is_not_an_object_is_refused_by_the_upcaster() {
-    let result = OrderEvent::decode(payload("OrderPlaced", 1, json!(["cust-42"])));
+    let result = decoded::<OrderEvent>(payload("OrderPlaced", 1, json!(["cust-42"])));
     match result {
         Err(EventDecodeError::Upcast(UpcastError {
             event_type,
@@ -273,7 +285,7 @@ fn an_order_placed_v1_whose_data_is_not_an_object_is_refused_by_the_upcaster() {
 
 #[test]
 fn a_schema_version_without_an_upcaster_is_refused() {
-    let result = OrderEvent::decode(payload("ItemRemoved", 0, json!({ "productId": "sku-1" })));
+    let result = decoded::<OrderEvent>(payload("ItemRemoved", 0, json!({ "productId": "sku-1" })));
     match result {
         Err(EventDecodeError::Upcast(UpcastError {
             event_type,
@@ -289,7 +301,7 @@ fn a_schema_version_without_an_upcaster_is_refused() {
 #[test]
 fn an_unknown_event_type_is_refused() {
     assert_eq!(
-        OrderEvent::decode(payload("OrderTeleported", 1, json!({}))),
+        decoded::<OrderEvent>(payload("OrderTeleported", 1, json!({}))),
         Err(EventDecodeError::UnknownType("OrderTeleported".to_owned()))
     );
 }
@@ -298,7 +310,7 @@ fn an_unknown_event_type_is_refused() {
 fn an_order_event_is_an_unknown_type_to_an_account_stream() {
     let stored = placed(vec![line("sku-1", 1, 100)]).encode();
     assert_eq!(
-        AccountEvent::decode(stored),
+        decoded::<AccountEvent>(stored),
         Err(EventDecodeError::UnknownType("OrderPlaced".to_owned()))
     );
 }
@@ -308,7 +320,7 @@ fn a_schema_version_newer_than_this_code_is_refused() {
     let mut data = order_placed_v1_data();
     data["currency"] = json!("EUR");
     assert_eq!(
-        OrderEvent::decode(payload("OrderPlaced", 3, data)),
+        decoded::<OrderEvent>(payload("OrderPlaced", 3, data)),
         Err(EventDecodeError::FromTheFuture {
             event_type: "OrderPlaced".to_owned(),
             found: 3,
@@ -316,7 +328,7 @@ fn a_schema_version_newer_than_this_code_is_refused() {
         })
     );
     assert_eq!(
-        AccountEvent::decode(payload("AccountClosed", 2, json!({}))),
+        decoded::<AccountEvent>(payload("AccountClosed", 2, json!({}))),
         Err(EventDecodeError::FromTheFuture {
             event_type: "AccountClosed".to_owned(),
             found: 2,
@@ -328,7 +340,7 @@ fn a_schema_version_newer_than_this_code_is_refused() {
 #[test]
 fn data_missing_a_field_is_malformed() {
     assert_malformed(
-        OrderEvent::decode(payload(
+        decoded::<OrderEvent>(payload(
             "ItemAdded",
             1,
             json!({ "productId": "sku-1", "quantity": 1 }),
@@ -340,7 +352,7 @@ fn data_missing_a_field_is_malformed() {
 #[test]
 fn data_of_the_wrong_json_type_is_malformed() {
     assert_malformed(
-        AccountEvent::decode(payload(
+        decoded::<AccountEvent>(payload(
             "MoneyDeposited",
             1,
             json!({ "amountCents": "12.50", "reference": "inv-1" }),
@@ -352,7 +364,7 @@ fn data_of_the_wrong_json_type_is_malformed() {
 #[test]
 fn snake_case_field_names_are_not_the_stored_shape() {
     assert_malformed(
-        OrderEvent::decode(payload("ItemRemoved", 1, json!({ "product_id": "sku-1" }))),
+        decoded::<OrderEvent>(payload("ItemRemoved", 1, json!({ "product_id": "sku-1" }))),
         "ItemRemoved",
     );
 }
@@ -362,7 +374,7 @@ fn snake_case_field_names_are_not_the_stored_shape() {
 #[test]
 fn a_stored_quantity_of_zero_is_refused_at_decode() {
     assert_malformed(
-        OrderEvent::decode(payload(
+        decoded::<OrderEvent>(payload(
             "ItemAdded",
             1,
             json!({ "productId": "sku-1", "quantity": 0, "unitPriceCents": 100 }),
@@ -376,7 +388,7 @@ fn a_stored_order_line_with_a_quantity_of_zero_is_refused_at_decode_even_from_v1
     let mut data = order_placed_v1_data();
     data["items"][0]["quantity"] = json!(0);
     assert_malformed(
-        OrderEvent::decode(payload("OrderPlaced", 1, data)),
+        decoded::<OrderEvent>(payload("OrderPlaced", 1, data)),
         "OrderPlaced",
     );
 }
@@ -384,7 +396,7 @@ fn a_stored_order_line_with_a_quantity_of_zero_is_refused_at_decode_even_from_v1
 #[test]
 fn a_stored_negative_unit_price_is_refused_at_decode() {
     assert_malformed(
-        OrderEvent::decode(payload(
+        decoded::<OrderEvent>(payload(
             "ItemAdded",
             1,
             json!({ "productId": "sku-1", "quantity": 1, "unitPriceCents": -1 }),
@@ -396,7 +408,7 @@ fn a_stored_negative_unit_price_is_refused_at_decode() {
 #[test]
 fn a_stored_amount_of_zero_is_refused_at_decode() {
     assert_malformed(
-        AccountEvent::decode(payload(
+        decoded::<AccountEvent>(payload(
             "MoneyWithdrawn",
             1,
             json!({ "amountCents": 0, "reference": "tr-1" }),
@@ -408,7 +420,7 @@ fn a_stored_amount_of_zero_is_refused_at_decode() {
 #[test]
 fn a_stored_unknown_currency_is_refused_at_decode() {
     assert_malformed(
-        AccountEvent::decode(payload(
+        decoded::<AccountEvent>(payload(
             "AccountOpened",
             1,
             json!({ "ownerCustomerId": "cust-42", "currency": "XYZ" }),
@@ -422,7 +434,7 @@ fn a_stored_empty_customer_id_is_refused_at_decode() {
     let mut data = order_placed_v1_data();
     data["customerId"] = json!("  ");
     assert_malformed(
-        OrderEvent::decode(payload("OrderPlaced", 1, data)),
+        decoded::<OrderEvent>(payload("OrderPlaced", 1, data)),
         "OrderPlaced",
     );
 }

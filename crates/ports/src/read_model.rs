@@ -199,6 +199,52 @@ pub trait ProjectionBatch: Send {
         customer_id: &str,
     ) -> Result<Option<CustomerStatsRow>, ReadModelError>;
     async fn put_customer_stats(&mut self, row: &CustomerStatsRow) -> Result<(), ReadModelError>;
+
+    // The bulk forms let a projection that folds a whole batch read and write each row once;
+    // the defaults go one row at a time, an adapter with round trips to save overrides them.
+
+    /// The summaries of those of `ids` that exist, in no particular order.
+    async fn order_summaries(
+        &mut self,
+        ids: &[Uuid],
+    ) -> Result<Vec<OrderSummaryRow>, ReadModelError> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            rows.extend(self.order_summary(*id).await?);
+        }
+        Ok(rows)
+    }
+    /// Writes each row as [`ProjectionBatch::put_order_summary`] does (one row per order).
+    async fn put_order_summaries(
+        &mut self,
+        rows: &[OrderSummaryRow],
+    ) -> Result<(), ReadModelError> {
+        for row in rows {
+            self.put_order_summary(row).await?;
+        }
+        Ok(())
+    }
+    /// The statistics of those of `customer_ids` that have some, in no particular order.
+    async fn customer_stats_many(
+        &mut self,
+        customer_ids: &[String],
+    ) -> Result<Vec<CustomerStatsRow>, ReadModelError> {
+        let mut rows = Vec::with_capacity(customer_ids.len());
+        for id in customer_ids {
+            rows.extend(self.customer_stats(id).await?);
+        }
+        Ok(rows)
+    }
+    /// Writes each row as [`ProjectionBatch::put_customer_stats`] does (one row per customer).
+    async fn put_customer_stats_many(
+        &mut self,
+        rows: &[CustomerStatsRow],
+    ) -> Result<(), ReadModelError> {
+        for row in rows {
+            self.put_customer_stats(row).await?;
+        }
+        Ok(())
+    }
     async fn account(&mut self, id: Uuid) -> Result<Option<AccountRow>, ReadModelError>;
     async fn put_account(&mut self, row: &AccountRow) -> Result<(), ReadModelError>;
     /// Adds a transaction line; a line already there (same account and version) is kept as is.

@@ -14,13 +14,15 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use strata_adapters_postgres::{PgProjectionStore, PgReadModels, append_in};
 use strata_application::projection::{
-    AccountsProjection, HandlerError, OrdersProjection, Projection, dlq_retry, dlq_skip, rebuild,
+    AccountsProjection, HandlerError, OrdersProjection, Projection, ProjectionWorker,
+    ProjectorConfig, dlq_retry, dlq_skip, rebuild,
 };
 use strata_domain::account::AccountEvent;
 use strata_domain::order::OrderEvent;
 use strata_domain::values::{Amount, Currency, CustomerId, Reference};
 use strata_ports::{
-    ProjectionBatch, ProjectionStore, ReadModelError, ReadModels, RecordedEvent, StreamId,
+    Generation, ProjectionBatch, ProjectionStore, ReadModelError, ReadModels, RecordedEvent,
+    StreamId,
 };
 use support::log::{
     added, append, append_request, config, deps, order_stream, placed, spawn_live, spawn_writer,
@@ -796,4 +798,93 @@ async fn a_standby_that_stops_says_nothing_about_the_running_instance(pool: PgPo
     active_stop_tx.send(true).unwrap();
     active.await.unwrap();
     assert_eq!(state(pool.clone()).await.as_deref(), Some("stopped"));
+}
+
+/// Folding a whole batch at once (one read and one write per row) must write exactly what
+/// applying its events one batch at a time writes: summaries, versions, status counts and
+/// lifetime values included.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_batch_folded_at_once_writes_what_one_event_per_batch_writes(pool: PgPool) {
+    use strata_domain::values::{CancellationReason, ProductId, TrackingNumber};
+    let (a, b, c) = (order_stream(), order_stream(), order_stream());
+    append(&pool, &a, &[placed("c-1", "p-1", 1, 100)]).await;
+    append(&pool, &b, &[placed("c-1", "p-2", 2, 50)]).await;
+    append(
+        &pool,
+        &a,
+        &[added("p-3", 2, 30), OrderEvent::OrderConfirmed {}],
+    )
+    .await;
+    append(
+        &pool,
+        &c,
+        &[placed("c-2", "p-1", 1, 70), added("p-4", 1, 5)],
+    )
+    .await;
+    append(
+        &pool,
+        &b,
+        &[OrderEvent::ItemRemoved {
+            product_id: ProductId::new("p-2").unwrap(),
+        }],
+    )
+    .await;
+    append(
+        &pool,
+        &a,
+        &[
+            OrderEvent::OrderShipped {
+                tracking_number: TrackingNumber::new("T-9").unwrap(),
+            },
+            OrderEvent::OrderDelivered {},
+        ],
+    )
+    .await;
+    append(
+        &pool,
+        &c,
+        &[OrderEvent::OrderCancelled {
+            reason: CancellationReason::new("changed mind").unwrap(),
+        }],
+    )
+    .await;
+
+    let one_by_one = ProjectionWorker::new(
+        deps(&pool),
+        Arc::new(OrdersProjection),
+        Generation::Live,
+        ProjectorConfig {
+            batch_size: 1,
+            ..config()
+        },
+    );
+    while !one_by_one.run_batch().await.unwrap().caught_up {}
+    let expected = read_model_dump(&pool).await;
+    sqlx::query("TRUNCATE order_summaries, customer_stats")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE projection_checkpoints SET position = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let at_once = ProjectionWorker::new(
+        deps(&pool),
+        Arc::new(OrdersProjection),
+        Generation::Live,
+        ProjectorConfig {
+            batch_size: 500,
+            ..config()
+        },
+    );
+    let report = at_once.run_batch().await.unwrap();
+
+    assert_eq!((report.events, report.caught_up), (10, true));
+    assert_eq!(read_model_dump(&pool).await, expected);
+    assert!(
+        expected
+            .iter()
+            .any(|r| r.contains(r#""lifetime_value":{"EUR": 160}"#)),
+        "{expected:#?}"
+    );
 }

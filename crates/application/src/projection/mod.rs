@@ -68,6 +68,24 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
         event: &RecordedEvent,
     ) -> Result<(), HandlerError>;
 
+    /// Applies events (in log order) as [`Projection::apply`] would one after the other; a
+    /// projection that writes one row per stream overrides it to read and write each row once
+    /// per batch instead of once per event.
+    ///
+    /// # Errors
+    /// The event that failed, with why; the caller rolls the whole batch back, so what was
+    /// applied before it does not matter.
+    async fn apply_all<'e>(
+        &self,
+        batch: &mut dyn ProjectionBatch,
+        events: &[&'e RecordedEvent],
+    ) -> Result<(), (&'e RecordedEvent, HandlerError)> {
+        for event in events {
+            self.apply(batch, event).await.map_err(|e| (*event, e))?;
+        }
+        Ok(())
+    }
+
     /// Acknowledges an event without applying it (an operator skipped it): the row moves past
     /// its stream version, so the stream's later events apply instead of waiting forever. Does
     /// nothing when the row is missing or not just before the event (a skipped first event).

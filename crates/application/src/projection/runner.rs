@@ -5,7 +5,7 @@
 //! events of its stream wait behind it), so the projection goes on with the other streams.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_ports::{
@@ -14,6 +14,7 @@ use strata_ports::{
     RebuildSwap, RecordedEvent, SearchError,
 };
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::{Flushed, HandlerError, Projection};
 
@@ -134,6 +135,16 @@ pub struct ProjectionWorker {
     projection: Arc<dyn Projection>,
     generation: Generation,
     config: ProjectorConfig,
+    read_ahead: Arc<Mutex<Option<ReadAhead>>>,
+}
+
+/// The read of the next batch's events, started while the current batch is applied and
+/// committed (the read and the commit overlap instead of adding up while catching up).
+#[derive(Debug)]
+struct ReadAhead {
+    /// The position the events follow: usable only by a batch starting from it.
+    after: u64,
+    events: JoinHandle<Result<Vec<RecordedEvent>, EventStoreError>>,
 }
 
 impl ProjectionWorker {
@@ -148,6 +159,7 @@ impl ProjectionWorker {
             projection,
             generation,
             config,
+            read_ahead: Arc::default(),
         }
     }
 
@@ -196,11 +208,15 @@ impl ProjectionWorker {
     ) -> Result<BatchReport, ProjectorError> {
         let mut batch = self.deps.store.begin(self.name(), self.generation).await?;
         let from = batch.checkpoint().await?;
-        let events = self
-            .deps
-            .events
-            .read_all(from, self.config.batch_size.max(1))
-            .await?;
+        let size = self.config.batch_size.max(1);
+        let events = match self.read_ahead_from(from).await {
+            Some(events) => events,
+            None => self.deps.events.read_all(from, size).await?,
+        };
+        if events.len() == size {
+            // A full batch: the log probably goes on, so its next part is read meanwhile.
+            self.start_read_ahead(events.last().map_or(from, |e| e.global_position));
+        }
         let Some(last) = events.last().map(|e| e.global_position) else {
             // Nothing new: dropping the batch rolls it back.
             return Ok(BatchReport {
@@ -229,6 +245,7 @@ impl ProjectionWorker {
             caught_up: events.len() < self.config.batch_size.max(1),
         };
         let mut applied: Vec<&RecordedEvent> = Vec::with_capacity(mine.len());
+        let mut pending: Vec<&RecordedEvent> = Vec::with_capacity(mine.len());
         for event in mine {
             // Events before the failed one were applied already (a replay after the checkpoint
             // moved back): they go through the handlers, whose version guard ignores them.
@@ -248,12 +265,8 @@ impl ProjectionWorker {
                 continue;
             }
             if !park {
-                self.projection
-                    .apply(&mut *batch, event)
-                    .await
-                    .map_err(|e| failure(event, e))?;
-                applied.push(event);
-                report.applied += 1;
+                // Applied together below: one failure rolls the whole batch back anyway.
+                pending.push(event);
                 continue;
             }
             batch.savepoint().await?;
@@ -284,6 +297,12 @@ impl ProjectionWorker {
                 }
             }
         }
+        self.projection
+            .apply_all(&mut *batch, &pending)
+            .await
+            .map_err(|(event, e)| failure(event, e))?;
+        report.applied += pending.len();
+        applied.extend(pending);
         // Effects kept outside the batch's storage are written before the checkpoint moves;
         // an event whose effect was refused for good is parked like one that failed to apply.
         let flushed = self
@@ -307,6 +326,40 @@ impl ProjectionWorker {
         }
         batch.commit(last).await?;
         Ok(report)
+    }
+
+    /// The events read ahead after `from`, if a read ahead started there and found some;
+    /// positions are dense and in commit order, so what it found is exactly what a read now
+    /// would start with (a read ahead from elsewhere, or one that failed, is dropped).
+    async fn read_ahead_from(&self, from: u64) -> Option<Vec<RecordedEvent>> {
+        let ahead = self.lock_read_ahead().take()?;
+        if ahead.after != from {
+            ahead.events.abort();
+            return None;
+        }
+        match ahead.events.await {
+            Ok(Ok(events)) if !events.is_empty() => Some(events),
+            _ => None,
+        }
+    }
+
+    fn start_read_ahead(&self, after: u64) {
+        let events = self.deps.events.clone();
+        let size = self.config.batch_size.max(1);
+        let handle = tokio::spawn(async move { events.read_all(after, size).await });
+        if let Some(old) = self.lock_read_ahead().replace(ReadAhead {
+            after,
+            events: handle,
+        }) {
+            old.events.abort();
+        }
+    }
+
+    fn lock_read_ahead(&self) -> std::sync::MutexGuard<'_, Option<ReadAhead>> {
+        // The slot holds no invariant a panic elsewhere could break.
+        self.read_ahead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn record(&self, report: &BatchReport, took: Duration) {

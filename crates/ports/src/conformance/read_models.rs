@@ -61,6 +61,7 @@ pub use rows::{
     an_order_summary_reads_back_exactly_as_written,
     customer_stats_read_back_exactly_as_written_and_a_later_put_replaces_them,
     every_answer_carries_the_checkpoint_of_its_projection,
+    order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time,
 };
 
 /// The projection of order summaries and customer statistics.
@@ -90,6 +91,7 @@ pub async fn run(store: &dyn ProjectionStore, models: &dyn ReadModels) {
     an_order_summary_is_replaced_only_by_a_higher_version(store, models).await;
     a_customers_orders_come_newest_first_page_by_page_without_other_customers(store, models).await;
     customer_stats_read_back_exactly_as_written_and_a_later_put_replaces_them(store, models).await;
+    order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time(store, models).await;
     an_account_reads_back_exactly_as_written(store, models).await;
     an_account_is_replaced_only_by_a_higher_version(store, models).await;
     a_transaction_line_is_added_once_per_account_and_version(store, models).await;

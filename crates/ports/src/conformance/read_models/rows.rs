@@ -72,6 +72,87 @@ pub async fn an_order_summary_is_replaced_only_by_a_higher_version(
     );
 }
 
+/// The bulk reads answer the rows that exist (none for unknown keys, nothing for no keys); the
+/// bulk writes store every field as the single ones do, with the same version guard for orders.
+pub async fn order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    let base = head(store, models).await;
+    let c = customer("bulk");
+    let plain = order(&c, base + 1, 1);
+    let full = OrderSummaryRow {
+        status: "CANCELLED".to_owned(),
+        tracking_number: Some("TRK-7".to_owned()),
+        cancellation_reason: Some("ü, and a \"quote\"".to_owned()),
+        version: 4,
+        ..order(&c, base + 2, 4)
+    };
+    let newer = order_at_version(&plain, 2, "CONFIRMED");
+    let stale = order_at_version(&full, 3, "PENDING");
+    let first_stats = stats(&c);
+    let other = CustomerStatsRow {
+        lifetime_value_cents: Default::default(),
+        ..stats(&customer("bulk-other"))
+    };
+
+    let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
+    let position = batch.checkpoint().await.unwrap() + 1;
+    batch.put_order_summaries(&[]).await.unwrap();
+    batch
+        .put_order_summaries(&[plain.clone(), full.clone()])
+        .await
+        .unwrap();
+    batch
+        .put_order_summaries(&[newer.clone(), stale])
+        .await
+        .unwrap();
+    let mut inside = batch
+        .order_summaries(&[full.order_id, Uuid::now_v7(), plain.order_id])
+        .await
+        .unwrap();
+    let none = batch.order_summaries(&[]).await.unwrap();
+    batch.put_customer_stats_many(&[]).await.unwrap();
+    batch
+        .put_customer_stats_many(&[first_stats.clone(), other.clone()])
+        .await
+        .unwrap();
+    let mut stats_inside = batch
+        .customer_stats_many(&[other.customer_id.clone(), customer("nobody")])
+        .await
+        .unwrap();
+    stats_inside.extend(
+        batch
+            .customer_stats_many(std::slice::from_ref(&c))
+            .await
+            .unwrap(),
+    );
+    batch.commit(position).await.unwrap();
+
+    inside.sort_by_key(|row| row.version);
+    assert_eq!(
+        inside,
+        vec![newer.clone(), full.clone()],
+        "within the batch"
+    );
+    assert!(none.is_empty());
+    assert_eq!(stats_inside, vec![other.clone(), first_stats.clone()]);
+    assert_eq!(order_now(models, plain.order_id).await, Some(newer));
+    assert_eq!(order_now(models, full.order_id).await, Some(full));
+    assert_eq!(
+        models.customer_stats(&c).await.unwrap().value,
+        Some(first_stats)
+    );
+    assert_eq!(
+        models
+            .customer_stats(&other.customer_id)
+            .await
+            .unwrap()
+            .value,
+        Some(other)
+    );
+}
+
 /// A customer's orders, newest placed first; `before` is exclusive and need not be a position
 /// of theirs; `limit` caps a page; other customers' orders never appear.
 pub async fn a_customers_orders_come_newest_first_page_by_page_without_other_customers(
