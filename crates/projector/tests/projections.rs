@@ -888,3 +888,28 @@ async fn a_batch_folded_at_once_writes_what_one_event_per_batch_writes(pool: PgP
         "{expected:#?}"
     );
 }
+
+/// The next batch is read while one is applied; when the checkpoint is no longer where that
+/// read started (moved back for a replay, or by another worker), the read is not used.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_read_ahead_from_another_position_is_not_used(pool: PgPool) {
+    let stream = order_stream();
+    append(&pool, &stream, &[placed("c-1", "p-1", 1, 100)]).await;
+    for n in 0..8 {
+        append(&pool, &stream, &[added(&format!("p-{n}"), 1, 10)]).await;
+    }
+    let worker = worker(&pool, Arc::new(OrdersProjection));
+    let first = worker.run_batch().await.unwrap();
+    assert_eq!((first.from, first.to), (0, 3), "a full batch of 3");
+
+    sqlx::query("UPDATE projection_checkpoints SET position = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let replay = worker.run_batch().await.unwrap();
+    let next = worker.run_batch().await.unwrap();
+
+    assert_eq!((replay.from, replay.to), (1, 4), "read again from the checkpoint");
+    assert_eq!((next.from, next.to), (4, 7), "the read ahead from 4 is used");
+    assert_eq!(checkpoint(&pool, "orders").await, 7);
+}
