@@ -2,6 +2,8 @@
 //! the expected version, then allocates global positions from the single-row head counter and
 //! inserts its events in one statement, just before the commit (see the first migration for why).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
@@ -13,6 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Failure, event_store_error};
+use crate::group_commit::GroupCommit;
 
 /// Locks the stream's row (creating it at version 0 for a new stream) and returns its version.
 /// A concurrent writer of the same stream waits here until the holder commits or rolls back,
@@ -73,16 +76,51 @@ const FIND_IDEMPOTENCY: &str = "\
     SELECT principal, key, fingerprint, stream_id, stream_version, global_position \
     FROM idempotency_keys WHERE principal = $1 AND key = $2";
 
-/// The event store on a PostgreSQL pool (migrated with [`crate::migrate`]).
+/// The event store on a PostgreSQL pool (migrated with [`crate::migrate`]). Its clones share
+/// one queue of appends, written in groups ([`crate::group_commit`]).
 #[derive(Debug, Clone)]
 pub struct PgEventStore {
     pool: PgPool,
+    group: Arc<GroupCommit>,
 }
 
 impl PgEventStore {
     /// An event store that runs every operation on a connection of `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            group: Arc::default(),
+        }
+    }
+}
+
+/// One append in its own transaction.
+pub(crate) async fn append_alone(
+    pool: &PgPool,
+    request: &AppendRequest,
+) -> Result<AppendOutcome, EventStoreError> {
+    let mut tx = pool.begin().await.map_err(|e| event_store_error(&e))?;
+    match append_in(&mut tx, request).await {
+        Ok(outcome) => {
+            tx.commit().await.map_err(|e| event_store_error(&e))?;
+            tracing::debug!(
+                stream_id = %request.stream_id,
+                stream_version = outcome.stream_version,
+                global_position = outcome.global_position,
+                events = request.events.len(),
+                "appended"
+            );
+            Ok(outcome)
+        }
+        Err(error) => {
+            // Release the stream lock now rather than when the pool recycles the connection;
+            // the append failed already, so a failed rollback adds nothing to report.
+            if let Err(rollback) = tx.rollback().await {
+                tracing::debug!(error = %rollback, "rollback after a failed append failed");
+            }
+            tracing::debug!(stream_id = %request.stream_id, %error, "append refused");
+            Err(error)
+        }
     }
 }
 
@@ -92,29 +130,7 @@ impl EventStore for PgEventStore {
         if request.events.is_empty() {
             return Err(EventStoreError::EmptyAppend);
         }
-        let mut tx = self.pool.begin().await.map_err(|e| event_store_error(&e))?;
-        match append_in(&mut tx, &request).await {
-            Ok(outcome) => {
-                tx.commit().await.map_err(|e| event_store_error(&e))?;
-                tracing::debug!(
-                    stream_id = %request.stream_id,
-                    stream_version = outcome.stream_version,
-                    global_position = outcome.global_position,
-                    events = request.events.len(),
-                    "appended"
-                );
-                Ok(outcome)
-            }
-            Err(error) => {
-                // Release the stream lock now rather than when the pool recycles the connection;
-                // the append failed already, so a failed rollback adds nothing to report.
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::debug!(error = %rollback, "rollback after a failed append failed");
-                }
-                tracing::debug!(stream_id = %request.stream_id, %error, "append refused");
-                Err(error)
-            }
-        }
+        self.group.append(&self.pool, request).await
     }
 
     async fn read_stream(
@@ -288,18 +304,18 @@ pub async fn append_in(
 }
 
 /// The events of one append as column arrays, for a single `UNNEST` insert.
-struct EventColumns {
-    count: i64,
-    event_ids: Vec<Uuid>,
-    event_types: Vec<String>,
-    schema_versions: Vec<i32>,
-    data: Vec<Value>,
-    metadata: Vec<Value>,
-    recorded_at: Vec<OffsetDateTime>,
+pub(crate) struct EventColumns {
+    pub(crate) count: i64,
+    pub(crate) event_ids: Vec<Uuid>,
+    pub(crate) event_types: Vec<String>,
+    pub(crate) schema_versions: Vec<i32>,
+    pub(crate) data: Vec<Value>,
+    pub(crate) metadata: Vec<Value>,
+    pub(crate) recorded_at: Vec<OffsetDateTime>,
 }
 
 impl EventColumns {
-    fn of(events: &[NewEvent]) -> Result<Self, EventStoreError> {
+    pub(crate) fn of(events: &[NewEvent]) -> Result<Self, EventStoreError> {
         let mut columns = Self {
             count: i64::try_from(events.len())
                 .map_err(|_| EventStoreError::Backend("too many events in one append".into()))?,
@@ -399,6 +415,6 @@ fn parse_stream_id(text: &str) -> Result<StreamId, EventStoreError> {
 }
 
 /// A stored version or position; negative ones break the envelope's rules.
-fn to_u64(value: i64, what: &str) -> Result<u64, EventStoreError> {
+pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, EventStoreError> {
     u64::try_from(value).map_err(|_| EventStoreError::Corrupt(format!("negative {what} {value}")))
 }

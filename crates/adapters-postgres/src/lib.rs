@@ -5,6 +5,7 @@
 mod database;
 mod error;
 mod event_store;
+mod group_commit;
 mod read_models;
 mod search;
 mod snapshot_store;

@@ -909,7 +909,15 @@ async fn a_read_ahead_from_another_position_is_not_used(pool: PgPool) {
     let replay = worker.run_batch().await.unwrap();
     let next = worker.run_batch().await.unwrap();
 
-    assert_eq!((replay.from, replay.to), (1, 4), "read again from the checkpoint");
-    assert_eq!((next.from, next.to), (4, 7), "the read ahead from 4 is used");
+    assert_eq!(
+        (replay.from, replay.to),
+        (1, 4),
+        "read again from the checkpoint"
+    );
+    assert_eq!(
+        (next.from, next.to),
+        (4, 7),
+        "the read ahead from 4 is used"
+    );
     assert_eq!(checkpoint(&pool, "orders").await, 7);
 }
