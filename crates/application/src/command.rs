@@ -17,7 +17,8 @@ use strata_ports::{
 use uuid::Uuid;
 
 use crate::access::{Owned, Principal, Role};
-use crate::rehydrate::{LoadError, Loaded, Rehydrator};
+use crate::cache::AggregateCache;
+use crate::rehydrate::{LoadError, Rehydrator};
 
 /// Tunables of command handling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,9 @@ pub struct CommandConfig {
     /// How many times a command without a client-supplied version is retried after losing a
     /// race with a concurrent writer.
     pub max_retries: u32,
+    /// How many aggregates the service keeps as it last wrote them, so that the next command on
+    /// one skips its load (0: load every time). See `cache.rs` for why a stale one is harmless.
+    pub cached_aggregates: usize,
 }
 
 impl Default for CommandConfig {
@@ -34,6 +38,7 @@ impl Default for CommandConfig {
         Self {
             snapshot_every: 100,
             max_retries: 16,
+            cached_aggregates: 1_000,
         }
     }
 }
@@ -166,6 +171,7 @@ pub struct CommandService {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     config: CommandConfig,
+    cache: Arc<AggregateCache>,
 }
 
 impl std::fmt::Debug for CommandService {
@@ -191,6 +197,7 @@ impl CommandService {
             rehydrator,
             clock,
             ids,
+            cache: Arc::new(AggregateCache::new(config.cached_aggregates)),
             config,
         }
     }
@@ -236,9 +243,18 @@ impl CommandService {
         };
 
         let mut attempt = 0;
+        // Only the first attempt may start from the cache: a retry follows a lost race.
+        let mut cached = self
+            .cache
+            .get::<A::State>(&stream_id)
+            .filter(|c| context.expected_version.is_none_or(|v| v == c.version));
         loop {
             attempt += 1;
-            let loaded = self.rehydrator.load::<A>(&stream_id).await?;
+            let from_cache = cached.is_some();
+            let loaded = match cached.take() {
+                Some(loaded) => loaded,
+                None => self.rehydrator.load::<A>(&stream_id).await?,
+            };
             if let Target::Existing(_) = target
                 && (!A::exists(&loaded.state) || !principal.can_read(A::owner(&loaded.state)))
             {
@@ -253,23 +269,43 @@ impl CommandService {
                     actual: loaded.version,
                 });
             }
-            let events =
-                A::decide(&loaded.state, command.clone()).map_err(|e| CommandError::Rejected {
-                    kind: e.kind(),
-                    message: e.to_string(),
-                })?;
+            let events = match A::decide(&loaded.state, command.clone()) {
+                Ok(events) => events,
+                // A refusal is checked by no store: decide it again on what the store holds.
+                Err(_) if from_cache => {
+                    self.cache.forget(&stream_id);
+                    attempt -= 1;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(CommandError::Rejected {
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    });
+                }
+            };
             let request = AppendRequest {
                 stream_id: stream_id.clone(),
                 expected: ExpectedVersion::Exact(loaded.version),
                 events: self.envelope::<A>(context, &events),
                 idempotency: claim.clone(),
             };
-            match self.store.append(request).await {
+            let appended = self.store.append(request).await;
+            if appended.is_err() {
+                // Lost a race, or an outcome nobody knows: the next command loads.
+                self.cache.forget(&stream_id);
+            }
+            match appended {
                 Ok(outcome) => {
                     metrics::counter!("strata_events_appended_total", "category" => A::CATEGORY)
                         .increment(events.len() as u64);
-                    self.maybe_snapshot::<A>(&stream_id, loaded, &events, outcome.stream_version)
+                    // The state after exactly these events: folded once, from the state they
+                    // were decided on.
+                    let before = loaded.version;
+                    let after = A::fold(loaded.state, &events);
+                    self.maybe_snapshot::<A>(&stream_id, before, &after, outcome.stream_version)
                         .await;
+                    self.cache.put(&stream_id, outcome.stream_version, after);
                     return Ok(CommandAck {
                         aggregate_id: stream_id.id(),
                         version: outcome.stream_version,
@@ -367,17 +403,15 @@ impl CommandService {
     async fn maybe_snapshot<A: Aggregate>(
         &self,
         stream_id: &StreamId,
-        before: Loaded<A::State>,
-        events: &[A::Event],
+        before: u64,
+        state: &A::State,
         new_version: u64,
     ) {
         let every = self.config.snapshot_every;
-        if every == 0 || before.version / every == new_version / every {
+        if every == 0 || before / every == new_version / every {
             return;
         }
-        // The state after exactly these events: folded once, from the state they were decided on.
-        let state = A::fold(before.state, events);
-        let state = match serde_json::to_value(&state) {
+        let state = match serde_json::to_value(state) {
             Ok(state) => state,
             Err(error) => {
                 tracing::warn!(%stream_id, %error, "cannot serialise a snapshot");

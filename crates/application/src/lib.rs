@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+mod cache;
 pub mod command;
 pub mod history;
 pub mod projection;

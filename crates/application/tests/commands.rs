@@ -288,6 +288,7 @@ async fn concurrent_commands_without_a_pinned_version_all_land_after_retries() {
     let h = std::sync::Arc::new(harness(CommandConfig {
         snapshot_every: 0,
         max_retries: 64,
+        ..CommandConfig::default()
     }));
     let ack = h
         .commands
@@ -329,6 +330,7 @@ async fn a_snapshot_is_taken_when_a_stream_crosses_the_interval_and_equals_a_ful
     let h = harness(CommandConfig {
         snapshot_every: 3,
         max_retries: 3,
+        ..CommandConfig::default()
     });
     let ack = h
         .commands
@@ -385,6 +387,7 @@ async fn a_snapshot_of_another_state_version_is_ignored() {
     let h = harness(CommandConfig {
         snapshot_every: 0,
         max_retries: 3,
+        ..CommandConfig::default()
     });
     let ack = h
         .commands
@@ -579,4 +582,134 @@ async fn positions_returned_by_commands_are_those_of_the_global_log() {
         log.iter().map(|e| e.global_position).collect::<Vec<_>>(),
         vec![a.position, b.position]
     );
+}
+
+// The cache of aggregates the service wrote last.
+
+fn lines_of(state: &<Order as Aggregate>::State) -> Vec<(String, u32)> {
+    state
+        .as_ref()
+        .unwrap()
+        .items
+        .iter()
+        .map(|i| (i.product_id.as_str().to_owned(), i.quantity.get()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_command_on_an_aggregate_the_service_just_wrote_skips_its_load() {
+    for (cached, loads) in [(1_000, 1), (0, 2)] {
+        let h = harness(CommandConfig {
+            cached_aggregates: cached,
+            ..CommandConfig::default()
+        });
+        let op = ctx(operator());
+        let placed = h
+            .commands
+            .execute::<Order>(&op, Target::New, place("c1"))
+            .await
+            .unwrap();
+        let before = h
+            .store
+            .stream_reads
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let added = h
+            .commands
+            .execute::<Order>(
+                &op,
+                Target::Existing(placed.aggregate_id),
+                OrderCommand::AddItem(line("sku-2", 1, 100)),
+            )
+            .await
+            .unwrap();
+
+        let after = h
+            .store
+            .stream_reads
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(after - before + 1, loads, "cache of {cached}");
+        assert_eq!(added.version, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_stream_another_service_moved_is_loaded_again_and_the_command_lands_after_it() {
+    let h = harness(CommandConfig::default());
+    let other = h.other_service();
+    let op = ctx(operator());
+    let id = h
+        .commands
+        .execute::<Order>(&op, Target::New, place("c1"))
+        .await
+        .unwrap()
+        .aggregate_id;
+    other
+        .execute::<Order>(
+            &op,
+            Target::Existing(id),
+            OrderCommand::AddItem(line("sku-2", 1, 100)),
+        )
+        .await
+        .unwrap();
+
+    let ack = h
+        .commands
+        .execute::<Order>(
+            &op,
+            Target::Existing(id),
+            OrderCommand::AddItem(line("sku-3", 1, 100)),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!((ack.version, ack.retries), (3, 1));
+    let loaded = h
+        .rehydrator
+        .load::<Order>(&StreamId::new("order", id))
+        .await
+        .unwrap();
+    assert_eq!(
+        lines_of(&loaded.state),
+        [
+            ("sku-1".to_owned(), 2),
+            ("sku-2".to_owned(), 1),
+            ("sku-3".to_owned(), 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_command_refused_on_a_cached_state_is_decided_again_on_the_stored_one() {
+    let h = harness(CommandConfig::default());
+    let other = h.other_service();
+    let op = ctx(operator());
+    let id = h
+        .commands
+        .execute::<Order>(&op, Target::New, place("c1"))
+        .await
+        .unwrap()
+        .aggregate_id;
+    other
+        .execute::<Order>(
+            &op,
+            Target::Existing(id),
+            OrderCommand::AddItem(line("sku-9", 1, 100)),
+        )
+        .await
+        .unwrap();
+
+    // The cached order has no sku-9; the stored one has.
+    let ack = h
+        .commands
+        .execute::<Order>(
+            &op,
+            Target::Existing(id),
+            OrderCommand::RemoveItem {
+                product_id: ProductId::new("sku-9").unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(ack.version, 3);
 }

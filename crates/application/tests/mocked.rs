@@ -173,6 +173,7 @@ async fn retries_are_bounded_and_then_reported_as_contention() {
         CommandConfig {
             snapshot_every: 0,
             max_retries: 2,
+            ..CommandConfig::default()
         },
     )
     .execute::<Order>(&operator(), Target::Existing(id), add("c"))
@@ -379,6 +380,7 @@ async fn loading_reads_only_the_events_after_the_snapshot() {
         CommandConfig {
             snapshot_every: 0,
             max_retries: 0,
+            ..CommandConfig::default()
         },
     )
     .execute::<Order>(&operator(), Target::Existing(id), add("c"))
@@ -418,6 +420,7 @@ async fn a_failing_snapshot_store_costs_a_full_replay_not_the_command() {
         CommandConfig {
             snapshot_every: 2,
             max_retries: 0,
+            ..CommandConfig::default()
         },
     )
     .execute::<Order>(&operator(), Target::Existing(id), add("c"))

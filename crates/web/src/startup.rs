@@ -309,6 +309,7 @@ impl Application {
         let config = CommandConfig {
             snapshot_every: settings.snapshot_every,
             max_retries: command_retries,
+            ..CommandConfig::default()
         };
         let state = AppState {
             commands: CommandService::new(

@@ -23,6 +23,7 @@ use time::macros::datetime;
 pub struct MemoryEventStore {
     inner: Mutex<MemoryLog>,
     pub appends: AtomicU32,
+    pub stream_reads: AtomicU32,
 }
 
 #[derive(Debug, Default)]
@@ -142,6 +143,7 @@ impl EventStore for MemoryEventStore {
         stream_id: &StreamId,
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        self.stream_reads.fetch_add(1, Ordering::SeqCst);
         let log = self.inner.lock().unwrap();
         Ok(log
             .events
@@ -237,6 +239,19 @@ pub struct Harness {
     pub commands: CommandService,
     pub history: HistoryService,
     pub rehydrator: Rehydrator,
+}
+
+impl Harness {
+    /// Another command service over the same stores (another process, with its own cache).
+    pub fn other_service(&self) -> CommandService {
+        CommandService::new(
+            self.store.clone(),
+            self.snapshots.clone(),
+            Arc::new(SteppingClock::default()),
+            Arc::new(RandomIds),
+            CommandConfig::default(),
+        )
+    }
 }
 
 pub fn harness(config: CommandConfig) -> Harness {
