@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Map, json};
 use strata_application::projection::{OrdersProjection, ProjectionWorker, ProjectorConfig};
-use strata_application::{CommandConfig, CommandContext, Target};
-use strata_domain::order::{Order, OrderCommand};
+use strata_application::{CommandConfig, CommandContext};
+use strata_domain::order::Order;
 use strata_ports::Generation;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::stats::Latencies;
 use crate::storage::Fresh;
-use crate::workloads::{COMMANDS_PER_ORDER, Measured, commands, line, operator, place};
+use crate::workloads::{Measured, commands, operator, order_command};
 
 /// Orders written at the same time: each lane sends its commands one after the other to its
 /// own order, so the rate is not bent by conflicts.
@@ -25,16 +25,14 @@ pub const LANES: usize = 32;
 /// How often the reader looks at the projection's position (the resolution of the figures).
 const POLL: Duration = Duration::from_micros(500);
 
-/// The projector's pause before a batch on SQLite, as `strata-web` runs it there.
-const SQLITE_LINGER: Duration = Duration::from_millis(50);
-
 /// `lag`: `ops` commands at `rate` per second, open loop (a slow command does not delay the
 /// next one's start), with the `orders` projection live; each op's latency is from its
 /// acknowledgement until a reader sees the projection at or past its position.
 pub async fn lag(fresh: &Fresh, rate: u64, ops: u64) -> anyhow::Result<Measured> {
     let config = ProjectorConfig {
         linger: if fresh.kind == "sqlite" {
-            SQLITE_LINGER
+            // The projector's pause before a batch on SQLite, as `strata-web` runs it there.
+            strata_web::startup::SQLITE_LINGER
         } else {
             Duration::ZERO
         },
@@ -89,11 +87,7 @@ pub async fn lag(fresh: &Fresh, rate: u64, ops: u64) -> anyhow::Result<Measured>
             let mut order = Uuid::nil();
             let mut sent = 0u64;
             while let Some(n) = ticks.recv().await {
-                let (target, command) = if sent.is_multiple_of(COMMANDS_PER_ORDER) {
-                    (Target::New, place(n)?)
-                } else {
-                    (Target::Existing(order), OrderCommand::AddItem(line(n)?))
-                };
+                let (target, command) = order_command(n, sent, order)?;
                 let ack = service.execute::<Order>(&context, target, command).await?;
                 let acknowledged = Instant::now();
                 order = ack.aggregate_id;
@@ -125,9 +119,16 @@ pub async fn lag(fresh: &Fresh, rate: u64, ops: u64) -> anyhow::Result<Measured>
         }
     }
     drop(senders);
+    let mut lanes_done = Ok(());
     for lane in lanes {
-        lane.await??;
+        let done = lane.await.map_err(anyhow::Error::from).and_then(|r| r);
+        lanes_done = lanes_done.and(done);
     }
+    if lanes_done.is_err() {
+        // Stop the projector and the reader before the storage is removed.
+        let _ = stop_tx.send(true);
+    }
+    lanes_done?;
     let sent_for = started.elapsed();
     let mut latencies = Latencies::default();
     let mut visible = 0u64;

@@ -76,6 +76,16 @@ pub fn commands(fresh: &Fresh, snapshot_every: u64) -> CommandService {
     )
 }
 
+/// The `sent`-th command of a task working on its own orders: a `PlaceOrder` (numbered `n`)
+/// every [`COMMANDS_PER_ORDER`], else an `AddItem` to its current `order`.
+pub fn order_command(n: u64, sent: u64, order: Uuid) -> anyhow::Result<(Target, OrderCommand)> {
+    Ok(if sent.is_multiple_of(COMMANDS_PER_ORDER) {
+        (Target::New, place(n)?)
+    } else {
+        (Target::Existing(order), OrderCommand::AddItem(line(n)?))
+    })
+}
+
 /// Splits `ops` over `tasks` as evenly as possible.
 fn shares(ops: u64, tasks: usize) -> Vec<u64> {
     let tasks_u64 = u64::try_from(tasks.max(1)).unwrap_or(1);
@@ -97,11 +107,7 @@ pub async fn append(fresh: &Fresh, concurrency: usize, ops: u64) -> anyhow::Resu
                 let mut latencies = Latencies::default();
                 let mut order = Uuid::nil();
                 for n in 0..share {
-                    let (target, command) = if n % COMMANDS_PER_ORDER == 0 {
-                        (Target::New, place(n)?)
-                    } else {
-                        (Target::Existing(order), OrderCommand::AddItem(line(n)?))
-                    };
+                    let (target, command) = order_command(n, n, order)?;
                     let begun = Instant::now();
                     let ack = service.execute::<Order>(&context, target, command).await?;
                     latencies.record(begun.elapsed());

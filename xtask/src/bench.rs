@@ -69,20 +69,15 @@ fn command(root: &Path, args: &BenchArgs, url: &str) -> Command {
     for workload in &args.workloads {
         command.args(["--workload", workload]);
     }
-    if let Some(concurrency) = args.concurrency {
-        command.args(["--concurrency", &concurrency.to_string()]);
-    }
     for (flag, value) in [
-        ("--ops", args.ops),
-        (
-            "--batch-size",
-            args.batch_size.and_then(|b| u64::try_from(b).ok()),
-        ),
-        ("--rate", args.rate),
-        ("--seconds", args.seconds),
+        ("--concurrency", args.concurrency.map(|v| v.to_string())),
+        ("--ops", args.ops.map(|v| v.to_string())),
+        ("--batch-size", args.batch_size.map(|v| v.to_string())),
+        ("--rate", args.rate.map(|v| v.to_string())),
+        ("--seconds", args.seconds.map(|v| v.to_string())),
     ] {
         if let Some(value) = value {
-            command.args([flag, &value.to_string()]);
+            command.args([flag, &value]);
         }
     }
     command.env("DATABASE_URL", url);

@@ -5,20 +5,14 @@
 //! flush once, instead of once per append (decision 0010).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use sqlx::PgPool;
 use strata_ports::{AppendOutcome, AppendRequest, EventStoreError};
-use tokio::sync::{Mutex, OnceCell, mpsc, oneshot};
+use tokio::sync::{OnceCell, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::error::event_store_error;
 use crate::event_store::{EventColumns, append_alone, to_u64};
-
-/// Writers taking groups off the queue. One: the appends that arrive while it writes make the
-/// next group (with two, each would take whatever arrived alone, and both would queue on the
-/// head lock, as single appends do).
-const WRITERS: usize = 1;
 
 /// The most appends in one group (a bound on the transaction, not a target: a group holds
 /// whatever waited, and one append on an idle store is a group of one).
@@ -95,32 +89,29 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         queue
             .send(Pending { request, reply })
-            .map_err(|_| EventStoreError::Unavailable("the append writers stopped".into()))?;
+            .map_err(|_| EventStoreError::Unavailable("the append writer stopped".into()))?;
         answer
             .await
             .map_err(|_| EventStoreError::Unavailable("the append writer stopped".into()))?
     }
 }
 
+/// Starts the one writer. One, not two: the appends that arrive while it writes make the next
+/// group; with two, each took whatever arrived alone and both queued on the head lock, as
+/// single appends do.
 fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
-    let (queue, pending) = mpsc::unbounded_channel();
-    let pending = Arc::new(Mutex::new(pending));
-    for _ in 0..WRITERS {
-        let pool = pool.clone();
-        let pending = pending.clone();
-        tokio::spawn(async move {
-            while let Some(group) = next_group(&pending).await {
-                write(&pool, group).await;
-            }
-        });
-    }
+    let (queue, mut pending) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(group) = next_group(&mut pending).await {
+            write(&pool, group).await;
+        }
+    });
     queue
 }
 
 /// Waits for an append, then takes every append queued behind it (up to [`MAX_GROUP`]).
 /// `None` once every sender is gone.
-async fn next_group(pending: &Mutex<mpsc::UnboundedReceiver<Pending>>) -> Option<Vec<Pending>> {
-    let mut pending = pending.lock().await;
+async fn next_group(pending: &mut mpsc::UnboundedReceiver<Pending>) -> Option<Vec<Pending>> {
     let first = pending.recv().await?;
     let mut group = vec![first];
     while group.len() < MAX_GROUP {
@@ -138,36 +129,37 @@ async fn next_group(pending: &Mutex<mpsc::UnboundedReceiver<Pending>>) -> Option
 async fn write(pool: &PgPool, group: Vec<Pending>) {
     let (claimed, plain): (Vec<Pending>, Vec<Pending>) = group
         .into_iter()
-        .partition(|p| p.request.idempotency.is_some() || p.request.events.is_empty());
-    for pending in claimed {
-        let outcome = append_alone(pool, &pending.request).await;
-        let _ = pending.reply.send(outcome);
-    }
-    if plain.len() == 1 {
-        for pending in plain {
-            let outcome = append_alone(pool, &pending.request).await;
-            let _ = pending.reply.send(outcome);
-        }
-        return;
-    }
-    if plain.is_empty() {
-        return;
+        .partition(|p| p.request.idempotency.is_some());
+    write_alone(pool, claimed).await;
+    if plain.len() < 2 {
+        return write_alone(pool, plain).await;
     }
     let requests: Vec<&AppendRequest> = plain.iter().map(|p| &p.request).collect();
     match append_group(pool, &requests).await {
         Ok(outcomes) => {
             for (pending, outcome) in plain.into_iter().zip(outcomes) {
-                let _ = pending.reply.send(outcome);
+                answer(pending.reply, outcome);
             }
         }
         Err(error) => {
             tracing::debug!(%error, appends = plain.len(), "group append failed; appending one by one");
-            for pending in plain {
-                let outcome = append_alone(pool, &pending.request).await;
-                let _ = pending.reply.send(outcome);
-            }
+            write_alone(pool, plain).await;
         }
     }
+}
+
+/// Each append in its own transaction, one after the other.
+async fn write_alone(pool: &PgPool, appends: Vec<Pending>) {
+    for pending in appends {
+        let outcome = append_alone(pool, &pending.request).await;
+        answer(pending.reply, outcome);
+    }
+}
+
+fn answer(reply: Reply, outcome: Result<AppendOutcome, EventStoreError>) {
+    // A caller that stopped waiting (its request was cancelled) leaves the outcome to the log:
+    // its append stands or not, as it would had the caller waited.
+    let _ = reply.send(outcome);
 }
 
 /// One transaction for `requests`: the answer of each (a refused one is refused alone), or an

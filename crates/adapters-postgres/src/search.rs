@@ -70,20 +70,6 @@ const UPSERT: &str = "\
         version = EXCLUDED.version, search_text = EXCLUDED.search_text \
     WHERE s.version < EXCLUDED.version";
 
-/// What words are matched against.
-fn search_text(document: &SearchDocument) -> String {
-    let mut text = document.product_ids.join(" ");
-    text.push(' ');
-    text.push_str(&document.shipping_address);
-    if let Some(tracking) = &document.tracking_number {
-        text.push(' ');
-        text.push_str(tracking);
-    }
-    text.push(' ');
-    text.push_str(&document.order_id.to_string());
-    text
-}
-
 /// Product ids travel as one text per document (`unnest` cannot take an array of arrays of
 /// different lengths); they contain no spaces (identifiers), so a space joins them.
 fn product_ids_literal(ids: &[String]) -> String {
@@ -216,7 +202,7 @@ impl SearchIndex for PgSearchIndex {
             columns.9.push(d.placed_at);
             columns.10.push(d.updated_at);
             columns.11.push(to_i64(d.version, "version")?);
-            columns.12.push(search_text(d));
+            columns.12.push(d.search_text());
         }
         let statement = UPSERT.replace("{table}", &table);
         sqlx::query(AssertSqlSafe(statement))

@@ -84,7 +84,7 @@ impl EventStore for SqliteEventStore {
         if request.events.is_empty() {
             return Err(EventStoreError::EmptyAppend);
         }
-        if request.idempotency.is_none() {
+        if request.idempotency.is_none() && request.expected.can_be_refused_for_good() {
             // Versions only grow: an append the current version already refuses for good is
             // refused without queueing for the write lock, so a writer that lost a race
             // reloads and retries sooner. The check under the lock still decides the rest.

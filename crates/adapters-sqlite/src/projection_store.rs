@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::codec::{self, micros};
 use crate::error::read_model_error;
 use crate::rows::{self, to_i64, to_u64};
-use crate::write::{WriteTx, begin_write, write_one};
+use crate::write::{WriteTx, begin_write, execute_all, write_one};
 
 /// The tables of each projection, as on PostgreSQL.
 const PROJECTIONS: &[(&str, &[&str])] = &[
@@ -63,20 +63,6 @@ fn prefix(generation: Generation) -> &'static str {
 
 pub(crate) fn db(error: sqlx::Error) -> ReadModelError {
     read_model_error(&error)
-}
-
-/// Runs statements built from trusted parts (this adapter's table names), in order.
-async fn execute_all(
-    conn: &mut SqliteConnection,
-    statements: impl IntoIterator<Item = String>,
-) -> Result<(), ReadModelError> {
-    for sql in statements {
-        sqlx::query(AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-    }
-    Ok(())
 }
 
 /// The checkpoint of `key` (a projection's, or its rebuild's), if it has one.
@@ -190,7 +176,8 @@ impl ProjectionStore for SqliteProjectionStore {
                 &mut tx,
                 [format!("DROP TABLE IF EXISTS rebuild_{table}"), copy],
             )
-            .await?;
+            .await
+            .map_err(db)?;
         }
         sqlx::query("DELETE FROM projection_dead_letters WHERE projection = ?1")
             .bind(&rebuild)
@@ -236,7 +223,8 @@ impl ProjectionStore for SqliteProjectionStore {
                     format!("DROP TABLE rebuild_{table}"),
                 ],
             )
-            .await?;
+            .await
+            .map_err(db)?;
         }
         // The live dead letters belong to the replaced rows; the rebuild's take their place.
         sqlx::query("DELETE FROM projection_dead_letters WHERE projection = ?1")
@@ -279,7 +267,7 @@ impl ProjectionStore for SqliteProjectionStore {
             .iter()
             .map(|table| format!("DROP TABLE IF EXISTS rebuild_{table}"))
             .collect();
-        execute_all(&mut tx, drops).await?;
+        execute_all(&mut tx, drops).await.map_err(db)?;
         for table in ["projection_dead_letters", "projection_checkpoints"] {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE projection = ?1"

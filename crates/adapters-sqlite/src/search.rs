@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use strata_ports::{
     Generation, IndexFailure, SearchCursor, SearchDocument, SearchError, SearchHit, SearchIndex,
     SearchPage, SearchQuery,
@@ -20,7 +20,7 @@ use strata_ports::{
 
 use crate::codec::{self, micros};
 use crate::error::search_error;
-use crate::write::begin_write;
+use crate::write::{begin_write, execute_all};
 
 const LIVE: &str = "order_search";
 const REBUILD: &str = "rebuild_order_search";
@@ -90,19 +90,6 @@ fn drop_generation(t: &str) -> Vec<String> {
     ]
 }
 
-async fn execute_all(
-    conn: &mut SqliteConnection,
-    statements: Vec<String>,
-) -> Result<(), SearchError> {
-    for sql in statements {
-        sqlx::query(AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-    }
-    Ok(())
-}
-
 /// The upsert of each generation, built once.
 static UPSERTS: LazyLock<[String; 2]> = LazyLock::new(|| [upsert_sql(LIVE), upsert_sql(REBUILD)]);
 
@@ -127,20 +114,6 @@ fn upsert_sql(t: &str) -> String {
             version = excluded.version, search_text = excluded.search_text \
          WHERE {t}.version < excluded.version"
     )
-}
-
-/// What words are matched against (as on PostgreSQL).
-fn search_text(document: &SearchDocument) -> String {
-    let mut text = document.product_ids.join(" ");
-    text.push(' ');
-    text.push_str(&document.shipping_address);
-    if let Some(tracking) = &document.tracking_number {
-        text.push(' ');
-        text.push_str(tracking);
-    }
-    text.push(' ');
-    text.push_str(&document.order_id.to_string());
-    text
 }
 
 /// The FTS5 query of the words: each word a quoted phrase (so no word is read as an operator),
@@ -243,7 +216,7 @@ impl SqliteSearchIndex {
 impl SearchIndex for SqliteSearchIndex {
     async fn prepare(&self) -> Result<(), SearchError> {
         let mut tx = begin_write(&self.pool).await.map_err(db)?;
-        execute_all(&mut tx, schema(LIVE)).await?;
+        execute_all(&mut tx, schema(LIVE)).await.map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
@@ -274,7 +247,7 @@ impl SearchIndex for SqliteSearchIndex {
                 .bind(micros(d.placed_at))
                 .bind(micros(d.updated_at))
                 .bind(codec::to_i64(d.version, "version").map_err(too_large)?)
-                .bind(search_text(d))
+                .bind(d.search_text())
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -353,8 +326,13 @@ impl SearchIndex for SqliteSearchIndex {
             .map_err(db)?;
         let status_counts = counts
             .into_iter()
-            .map(|(status, count)| (status, u64::try_from(count).unwrap_or(0)))
-            .collect();
+            .map(|(status, count)| {
+                Ok((
+                    status,
+                    codec::to_u64(count, "count").map_err(SearchError::Protocol)?,
+                ))
+            })
+            .collect::<Result<_, SearchError>>()?;
         Ok(SearchPage {
             hits,
             next,
@@ -366,7 +344,7 @@ impl SearchIndex for SqliteSearchIndex {
         let mut tx = begin_write(&self.pool).await.map_err(db)?;
         let mut statements = drop_generation(REBUILD);
         statements.extend(schema(REBUILD));
-        execute_all(&mut tx, statements).await?;
+        execute_all(&mut tx, statements).await.map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
@@ -378,13 +356,15 @@ impl SearchIndex for SqliteSearchIndex {
             format!("INSERT INTO {LIVE} ({COLUMNS}) SELECT {COLUMNS} FROM {REBUILD}"),
         ];
         statements.extend(drop_generation(REBUILD));
-        execute_all(&mut tx, statements).await?;
+        execute_all(&mut tx, statements).await.map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
     async fn abandon_rebuild(&self) -> Result<(), SearchError> {
         let mut tx = begin_write(&self.pool).await.map_err(db)?;
-        execute_all(&mut tx, drop_generation(REBUILD)).await?;
+        execute_all(&mut tx, drop_generation(REBUILD))
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)
     }
 }

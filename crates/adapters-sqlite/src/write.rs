@@ -103,3 +103,19 @@ pub(crate) async fn write_one<'q>(
     tx.commit().await?;
     Ok(result)
 }
+
+/// Runs statements made at run time (schemas, table names of a generation), one after another.
+///
+/// # Errors
+/// The first statement that fails.
+pub(crate) async fn execute_all(
+    conn: &mut SqliteConnection,
+    statements: impl IntoIterator<Item = String>,
+) -> Result<(), sqlx::Error> {
+    for sql in statements {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -632,10 +632,9 @@ async fn a_command_on_an_aggregate_the_service_just_wrote_skips_its_load() {
     }
 }
 
-#[tokio::test]
-async fn a_stream_another_service_moved_is_loaded_again_and_the_command_lands_after_it() {
-    let h = harness(CommandConfig::default());
-    let other = h.other_service();
+/// An order placed through `h.commands` (which caches it at version 1), then given a line of
+/// `product` by another service (version 2, unknown to that cache).
+async fn placed_then_moved_elsewhere(h: &support::Harness, product: &str) -> Uuid {
     let op = ctx(operator());
     let id = h
         .commands
@@ -643,14 +642,22 @@ async fn a_stream_another_service_moved_is_loaded_again_and_the_command_lands_af
         .await
         .unwrap()
         .aggregate_id;
-    other
+    h.other_service()
         .execute::<Order>(
             &op,
             Target::Existing(id),
-            OrderCommand::AddItem(line("sku-2", 1, 100)),
+            OrderCommand::AddItem(line(product, 1, 100)),
         )
         .await
         .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn a_stream_another_service_moved_is_loaded_again_and_the_command_lands_after_it() {
+    let h = harness(CommandConfig::default());
+    let op = ctx(operator());
+    let id = placed_then_moved_elsewhere(&h, "sku-2").await;
 
     let ack = h
         .commands
@@ -681,22 +688,8 @@ async fn a_stream_another_service_moved_is_loaded_again_and_the_command_lands_af
 #[tokio::test]
 async fn a_command_refused_on_a_cached_state_is_decided_again_on_the_stored_one() {
     let h = harness(CommandConfig::default());
-    let other = h.other_service();
     let op = ctx(operator());
-    let id = h
-        .commands
-        .execute::<Order>(&op, Target::New, place("c1"))
-        .await
-        .unwrap()
-        .aggregate_id;
-    other
-        .execute::<Order>(
-            &op,
-            Target::Existing(id),
-            OrderCommand::AddItem(line("sku-9", 1, 100)),
-        )
-        .await
-        .unwrap();
+    let id = placed_then_moved_elsewhere(&h, "sku-9").await;
 
     // The cached order has no sku-9; the stored one has.
     let ack = h

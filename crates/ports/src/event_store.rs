@@ -109,6 +109,12 @@ impl ExpectedVersion {
         }
     }
 
+    /// Whether some stream version could make [`ExpectedVersion::refused_for_good`] true
+    /// (never for `Any` and `StreamExists`): only then is reading the version early worth it.
+    pub fn can_be_refused_for_good(self) -> bool {
+        matches!(self, Self::NoStream | Self::Exact(_))
+    }
+
     /// Whether no later append can make `self` acceptable at a stream now at `actual`:
     /// versions only grow, so an adapter may refuse such an append without taking its lock.
     pub fn refused_for_good(self, actual: u64) -> bool {
@@ -344,6 +350,14 @@ mod tests {
                     "{mode} at {actual}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn can_be_refused_for_good_is_true_exactly_when_some_version_refuses_for_good() {
+        for mode in modes() {
+            let some = (0..12).any(|actual| mode.refused_for_good(actual));
+            assert_eq!(mode.can_be_refused_for_good(), some, "{mode}");
         }
     }
 

@@ -31,6 +31,23 @@ pub struct SearchDocument {
     pub version: u64,
 }
 
+impl SearchDocument {
+    /// The words a search matches against: product ids, shipping address, tracking number and
+    /// the order id (the same on every backend that indexes text itself).
+    pub fn search_text(&self) -> String {
+        let mut text = self.product_ids.join(" ");
+        text.push(' ');
+        text.push_str(&self.shipping_address);
+        if let Some(tracking) = &self.tracking_number {
+            text.push(' ');
+            text.push_str(tracking);
+        }
+        text.push(' ');
+        text.push_str(&self.order_id.to_string());
+        text
+    }
+}
+
 /// Where a search page ends: the sort values of its last hit (relevance, then recency, then id).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchCursor {

@@ -93,13 +93,18 @@ impl Stores {
         }
     }
 
-    /// The SQLite adapters: `events` on the main file's pool, the search index on its own file.
-    pub fn sqlite(events: &SqliteEventStore, pool: &SqlitePool, search: &SqlitePool) -> Self {
+    /// The SQLite adapters: `events` on the main file's pool, and `search` (the embedded index
+    /// on its own file, unless Elasticsearch replaces it).
+    pub fn sqlite(
+        events: &SqliteEventStore,
+        pool: &SqlitePool,
+        search: Arc<dyn SearchIndex>,
+    ) -> Self {
         Self {
             events: Arc::new(events.clone()),
             snapshots: Arc::new(SqliteSnapshotStore::new(pool.clone())),
             read_models: Arc::new(SqliteReadModels::new(pool.clone())),
-            search: Arc::new(SqliteSearchIndex::new(search.clone())),
+            search,
             projections: strata_adapters_sqlite::projection_names(),
             // One writer at a time, and the projection batches take turns with the commands:
             // a burst of commands on one stream needs more rounds to land (measured: 32
@@ -120,7 +125,7 @@ struct Backend {
 /// and a batch per append would keep a burst of commands queueing for the write lock (measured:
 /// of 32 clients racing on one order, a third ran out of retries with 20 ms, a tenth with 50 ms).
 /// Read-your-writes waits this much longer at most.
-const SQLITE_LINGER: Duration = Duration::from_millis(50);
+pub const SQLITE_LINGER: Duration = Duration::from_millis(50);
 
 fn pg_worker_deps(pool: &PgPool) -> WorkerDeps {
     WorkerDeps {
@@ -141,6 +146,7 @@ fn sqlite_settings(path: &std::path::Path, max_connections: u32) -> SqliteSettin
 
 /// Opens the storage the settings name, creating and migrating it as needed.
 async fn open(settings: &Settings) -> anyhow::Result<Backend> {
+    let elastic = elasticsearch(settings)?;
     match &settings.storage {
         Storage::Postgres(url) => {
             migrate(&settings.storage).await?;
@@ -149,8 +155,12 @@ async fn open(settings: &Settings) -> anyhow::Result<Backend> {
                     .await
                     .context("cannot connect to PostgreSQL")?;
             tracing::info!("storage: PostgreSQL");
+            let mut stores = Stores::postgres(&pool);
+            if let Some(elastic) = elastic {
+                stores.search = elastic;
+            }
             Ok(Backend {
-                stores: Stores::postgres(&pool),
+                stores,
                 workers: pg_worker_deps(&pool),
                 pacing: ProjectorConfig::default(),
             })
@@ -158,13 +168,19 @@ async fn open(settings: &Settings) -> anyhow::Result<Backend> {
         Storage::Sqlite(path) => {
             let sqlite = sqlite_settings(path, settings.db_max_connections);
             let pool = open_sqlite(&sqlite).await?;
-            let search = strata_adapters_sqlite::connect_search(&sqlite)
-                .await
-                .context("cannot open the search index's SQLite file")?;
+            // The embedded index's file is opened only when it is the one searched.
+            let search: Arc<dyn SearchIndex> = match elastic {
+                Some(elastic) => elastic,
+                None => Arc::new(SqliteSearchIndex::new(
+                    strata_adapters_sqlite::connect_search(&sqlite)
+                        .await
+                        .context("cannot open the search index's SQLite file")?,
+                )),
+            };
             tracing::info!(path = %path.display(), "storage: embedded SQLite");
             let events = SqliteEventStore::new(pool.clone());
             Ok(Backend {
-                stores: Stores::sqlite(&events, &pool, &search),
+                stores: Stores::sqlite(&events, &pool, search),
                 workers: WorkerDeps {
                     events: Arc::new(events.clone()),
                     store: Arc::new(SqliteProjectionStore::new(pool.clone())),
@@ -194,25 +210,25 @@ async fn open_sqlite(settings: &SqliteSettings) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
-/// Replaces the search index with Elasticsearch when `elasticsearch_url` is set.
+/// The Elasticsearch index that replaces the database's own search, when `elasticsearch_url`
+/// is set.
 ///
 /// # Errors
 /// An Elasticsearch URL or index prefix the client refuses.
-fn with_search_engine(settings: &Settings, mut stores: Stores) -> anyhow::Result<Stores> {
+fn elasticsearch(settings: &Settings) -> anyhow::Result<Option<Arc<dyn SearchIndex>>> {
     match &settings.elasticsearch_url {
         Some(url) => {
             let prefix = &settings.search_index_prefix;
             tracing::info!(url, prefix, "search runs on Elasticsearch");
-            stores.search = Arc::new(
-                EsSearchIndex::new(&ElasticSettings::for_cluster(url, prefix))
-                    .context("cannot configure the Elasticsearch client")?,
-            );
+            let index = EsSearchIndex::new(&ElasticSettings::for_cluster(url, prefix))
+                .context("cannot configure the Elasticsearch client")?;
+            Ok(Some(Arc::new(index)))
         }
         None => {
             tracing::info!("search runs on the database's full-text search (no ELASTICSEARCH_URL)");
+            Ok(None)
         }
     }
-    Ok(stores)
 }
 
 /// How often histogram samples are folded in when nobody scrapes `/metrics`.
@@ -266,7 +282,6 @@ impl Application {
             pacing,
         } = open(&settings).await?;
         let with_projector = settings.with_projector;
-        let stores = with_search_engine(&settings, stores)?;
         let search = stores.search.clone();
         // Readers need the index to exist; the projector creates it too, so an engine that is
         // down now only makes searches answer 503 until it is back.

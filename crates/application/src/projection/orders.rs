@@ -60,7 +60,7 @@ impl Projection for OrdersProjection {
         let mut orders: HashMap<Uuid, Folding> = HashMap::with_capacity(ids.len());
         for row in stored {
             let state = state_of(&row).map_err(|e| (first, e))?;
-            orders.insert(row.order_id, Folding::stored(row, state));
+            orders.insert(row.order_id, Folding::stored(&row, state));
         }
         let mut changes: Vec<StatusChange> = Vec::new();
         for &event in events {
@@ -70,12 +70,10 @@ impl Projection for OrdersProjection {
             }
         }
 
-        let mut rows = Vec::with_capacity(orders.len());
-        for (id, folding) in orders {
-            if let Some(row) = folding.into_changed_row(id).map_err(|e| (last, e))? {
-                rows.push(row);
-            }
-        }
+        let rows: Vec<OrderSummaryRow> = orders
+            .into_iter()
+            .filter_map(|(id, folding)| folding.into_changed_row(id))
+            .collect();
         batch
             .put_order_summaries(&rows)
             .await
@@ -122,29 +120,24 @@ impl Projection for OrdersProjection {
     }
 }
 
-/// One order being folded through a batch: its stored row (if any), its domain state, and
-/// what the batch's events changed.
+/// One order being folded through a batch: its domain state at `version`, where and when it
+/// was placed, and when the batch last changed it (`None`: the batch changed nothing).
 #[derive(Default)]
 struct Folding {
-    stored: Option<OrderSummaryRow>,
     state: OrderState,
-    /// The stream version and status the next event follows.
     version: u64,
-    status: Option<&'static str>,
-    /// The last event applied in this batch, and the first one when it placed the order.
-    last: Option<(u64, OffsetDateTime)>,
+    /// The global position and time of its `OrderPlaced`.
     placed: Option<(u64, OffsetDateTime)>,
+    updated_at: Option<OffsetDateTime>,
 }
 
 impl Folding {
-    fn stored(row: OrderSummaryRow, state: PlacedOrder) -> Self {
+    fn stored(row: &OrderSummaryRow, state: PlacedOrder) -> Self {
         Self {
-            version: row.version,
-            status: Some(state.status.as_str()),
             state: Some(state),
-            stored: Some(row),
-            last: None,
-            placed: None,
+            version: row.version,
+            placed: Some((row.placed_position, row.placed_at)),
+            updated_at: None,
         }
     }
 
@@ -156,12 +149,13 @@ impl Folding {
         event: &'e RecordedEvent,
     ) -> Result<Option<StatusChange<'e>>, HandlerError> {
         let id = event.stream_id.id();
-        let row_version = (self.status.is_some()).then_some(self.version);
+        let row_version = self.state.is_some().then_some(self.version);
         if !super::is_next("order", row_version, event)? {
             return Ok(None); // applied before: nothing changes
         }
         let decoded: OrderEvent =
             decode::<Order>(event).map_err(|e| HandlerError::Rejected(e.to_string()))?;
+        let before = self.state.as_ref().map(|o| o.status.as_str());
         let Some(order) = Order::evolve(self.state.take(), &decoded) else {
             return Err(HandlerError::Rejected(format!(
                 "order {id}: {} before OrderPlaced",
@@ -174,7 +168,6 @@ impl Folding {
                 item.product_id
             )));
         }
-        let before = self.status;
         let after = order.status.as_str();
         let change = (before != Some(after)).then(|| StatusChange {
             event,
@@ -184,26 +177,19 @@ impl Folding {
             delivered_total: (order.status == OrderStatus::Delivered)
                 .then(|| (order.currency.as_str().to_owned(), order.total_cents)),
         });
-        if self.stored.is_none() && self.placed.is_none() {
-            self.placed = Some((event.global_position, event.recorded_at));
-        }
+        self.placed
+            .get_or_insert((event.global_position, event.recorded_at));
         self.version = event.stream_version;
-        self.status = Some(after);
-        self.last = Some((event.stream_version, event.recorded_at));
+        self.updated_at = Some(event.recorded_at);
         self.state = Some(order);
         Ok(change)
     }
 
     /// The summary row to write, when the batch applied something to it.
-    fn into_changed_row(self, id: Uuid) -> Result<Option<OrderSummaryRow>, HandlerError> {
-        let (Some((version, updated_at)), Some(order)) = (self.last, self.state) else {
-            return Ok(None);
-        };
-        let (placed_position, placed_at) = match (&self.stored, self.placed) {
-            (Some(row), _) => (row.placed_position, row.placed_at),
-            (None, Some(placed)) => placed,
-            (None, None) => return Ok(None),
-        };
+    fn into_changed_row(self, id: Uuid) -> Option<OrderSummaryRow> {
+        let updated_at = self.updated_at?;
+        let order = self.state?;
+        let (placed_position, placed_at) = self.placed?;
         let items = order
             .items
             .iter()
@@ -215,7 +201,7 @@ impl Folding {
                 line_total_cents: item.line_total().unwrap_or(i64::MAX),
             })
             .collect();
-        Ok(Some(OrderSummaryRow {
+        Some(OrderSummaryRow {
             order_id: id,
             customer_id: order.customer_id.as_str().to_owned(),
             status: order.status.as_str().to_owned(),
@@ -238,9 +224,9 @@ impl Folding {
                 .map(|r| r.as_str().to_owned()),
             placed_at,
             updated_at,
-            version,
+            version: self.version,
             placed_position,
-        }))
+        })
     }
 }
 
