@@ -96,10 +96,12 @@ impl PgEventStore {
 
 /// One append in its own transaction.
 pub(crate) async fn append_alone(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     request: &AppendRequest,
 ) -> Result<AppendOutcome, EventStoreError> {
-    let mut tx = pool.begin().await.map_err(|e| event_store_error(&e))?;
+    let mut tx = sqlx::Connection::begin(connection)
+        .await
+        .map_err(|e| event_store_error(&e))?;
     match append_in(&mut tx, request).await {
         Ok(outcome) => {
             tx.commit().await.map_err(|e| event_store_error(&e))?;
@@ -303,7 +305,8 @@ pub async fn append_in(
     })
 }
 
-/// The events of one append as column arrays, for a single `UNNEST` insert.
+/// Events as column arrays, for a single `UNNEST` insert.
+#[derive(Default)]
 pub(crate) struct EventColumns {
     pub(crate) count: i64,
     pub(crate) event_ids: Vec<Uuid>,
@@ -316,16 +319,13 @@ pub(crate) struct EventColumns {
 
 impl EventColumns {
     pub(crate) fn of(events: &[NewEvent]) -> Result<Self, EventStoreError> {
-        let mut columns = Self {
-            count: i64::try_from(events.len())
-                .map_err(|_| EventStoreError::Backend("too many events in one append".into()))?,
-            event_ids: Vec::with_capacity(events.len()),
-            event_types: Vec::with_capacity(events.len()),
-            schema_versions: Vec::with_capacity(events.len()),
-            data: Vec::with_capacity(events.len()),
-            metadata: Vec::with_capacity(events.len()),
-            recorded_at: Vec::with_capacity(events.len()),
-        };
+        let mut columns = Self::default();
+        columns.extend(events)?;
+        Ok(columns)
+    }
+
+    /// Adds `events` after the ones already here.
+    pub(crate) fn extend(&mut self, events: &[NewEvent]) -> Result<(), EventStoreError> {
         for event in events {
             let schema_version = i32::try_from(event.schema_version).map_err(|_| {
                 EventStoreError::Backend(format!(
@@ -336,14 +336,15 @@ impl EventColumns {
             let metadata = serde_json::to_value(&event.metadata).map_err(|e| {
                 EventStoreError::Backend(format!("metadata of event {}: {e}", event.event_id))
             })?;
-            columns.event_ids.push(event.event_id);
-            columns.event_types.push(event.event_type.clone());
-            columns.schema_versions.push(schema_version);
-            columns.data.push(event.data.clone());
-            columns.metadata.push(metadata);
-            columns.recorded_at.push(event.recorded_at);
+            self.count += 1;
+            self.event_ids.push(event.event_id);
+            self.event_types.push(event.event_type.clone());
+            self.schema_versions.push(schema_version);
+            self.data.push(event.data.clone());
+            self.metadata.push(metadata);
+            self.recorded_at.push(event.recorded_at);
         }
-        Ok(columns)
+        Ok(())
     }
 }
 

@@ -4,12 +4,12 @@
 //! lands whole or not at all — but the group takes the log's head lock and waits for the WAL
 //! flush once, instead of once per append (decision 0010).
 
-use std::collections::HashMap;
+use std::time::Duration;
 
-use sqlx::PgPool;
-use strata_ports::{AppendOutcome, AppendRequest, EventStoreError};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
+use strata_ports::{AppendOutcome, AppendRequest, EventStoreError, ExpectedVersion};
 use tokio::sync::{OnceCell, mpsc, oneshot};
-use uuid::Uuid;
 
 use crate::error::event_store_error;
 use crate::event_store::{EventColumns, append_alone, to_u64};
@@ -18,37 +18,13 @@ use crate::event_store::{EventColumns, append_alone, to_u64};
 /// whatever waited, and one append on an idle store is a group of one).
 const MAX_GROUP: usize = 256;
 
-/// Locks the rows of the group's streams (creating missing ones at version 0) in a fixed order,
-/// so two groups never wait for each other in a cycle, and returns their versions.
-const LOCK_STREAMS: &str = "\
-    INSERT INTO streams (stream_id, version) \
-    SELECT s, 0 FROM UNNEST($1::text[]) AS s ORDER BY s \
-    ON CONFLICT (stream_id) DO UPDATE SET version = streams.version \
-    RETURNING stream_id, version";
+/// How long the writer keeps its connection without appends before giving it back to the pool.
+const KEEP_CONNECTION: Duration = Duration::from_secs(1);
 
-/// The group's events and its streams' new versions in one statement (the stream rows are
-/// locked already); the head row lock is the transaction's last, held until commit, as for a
-/// single append (positions follow commit order).
-const INSERT_GROUP: &str = "\
-    WITH versions AS ( \
-        UPDATE streams SET version = v.version \
-        FROM UNNEST($10::text[], $11::int8[]) AS v(stream_id, version) \
-        WHERE streams.stream_id = v.stream_id \
-    ), head AS ( \
-        UPDATE event_log_head SET position = position + $1 RETURNING position \
-    ), appended AS ( \
-        INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, \
-                            schema_version, data, metadata, recorded_at) \
-        SELECT head.position - $1 + e.n, e.event_id, e.stream_id, e.stream_version, \
-               e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at \
-        FROM head, \
-             UNNEST($2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int[], $7::jsonb[], \
-                    $8::jsonb[], $9::timestamptz[]) \
-             WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, \
-                                  schema_version, data, metadata, recorded_at, n) \
-    ) \
-    SELECT head.position FROM head \
-    CROSS JOIN LATERAL (SELECT pg_notify('strata_events', '')) AS wake_up";
+/// The whole group in one statement, which is its own transaction (migration 0005).
+const APPEND_GROUP: &str = "\
+    SELECT accepted, versions, positions \
+    FROM strata_append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 type Reply = oneshot::Sender<Result<AppendOutcome, EventStoreError>>;
 
@@ -102,57 +78,107 @@ impl GroupCommit {
 fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
     let (queue, mut pending) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while let Some(group) = next_group(&mut pending).await {
-            write(&pool, group).await;
+        let mut writer = Writer {
+            pool,
+            connection: None,
+        };
+        while let Some(group) = writer.next_group(&mut pending).await {
+            writer.write(group).await;
         }
     });
     queue
 }
 
-/// Waits for an append, then takes every append queued behind it (up to [`MAX_GROUP`]).
-/// `None` once every sender is gone.
-async fn next_group(pending: &mut mpsc::UnboundedReceiver<Pending>) -> Option<Vec<Pending>> {
-    let first = pending.recv().await?;
-    let mut group = vec![first];
-    while group.len() < MAX_GROUP {
-        match pending.try_recv() {
-            Ok(next) => group.push(next),
-            Err(_) => break,
-        }
-    }
-    Some(group)
+/// The writer and the connection it keeps while appends keep coming: taking one from the pool
+/// for each group cost a round trip of its own (the pool's liveness test).
+struct Writer {
+    pool: PgPool,
+    connection: Option<PoolConnection<Postgres>>,
 }
 
-/// Writes a group and answers each append. An append with an idempotency claim, and every
-/// append of a group whose shared transaction failed as a whole, is written alone, so that
-/// each gets its own exact answer.
-async fn write(pool: &PgPool, group: Vec<Pending>) {
-    let (claimed, plain): (Vec<Pending>, Vec<Pending>) = group
-        .into_iter()
-        .partition(|p| p.request.idempotency.is_some());
-    write_alone(pool, claimed).await;
-    if plain.len() < 2 {
-        return write_alone(pool, plain).await;
-    }
-    let requests: Vec<&AppendRequest> = plain.iter().map(|p| &p.request).collect();
-    match append_group(pool, &requests).await {
-        Ok(outcomes) => {
-            for (pending, outcome) in plain.into_iter().zip(outcomes) {
-                answer(pending.reply, outcome);
+impl Writer {
+    /// Waits for an append, then takes every append queued behind it (up to [`MAX_GROUP`]).
+    /// Gives the connection back to the pool after [`KEEP_CONNECTION`] without appends.
+    /// `None` once every sender is gone.
+    async fn next_group(
+        &mut self,
+        pending: &mut mpsc::UnboundedReceiver<Pending>,
+    ) -> Option<Vec<Pending>> {
+        let first = match tokio::time::timeout(KEEP_CONNECTION, pending.recv()).await {
+            Ok(first) => first?,
+            Err(_idle) => {
+                self.connection = None;
+                pending.recv().await?
+            }
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match pending.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
             }
         }
-        Err(error) => {
-            tracing::debug!(%error, appends = plain.len(), "group append failed; appending one by one");
-            write_alone(pool, plain).await;
+        Some(group)
+    }
+
+    async fn connection(&mut self) -> Result<&mut PgConnection, EventStoreError> {
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| event_store_error(&e))?,
+        };
+        Ok(&mut **self.connection.insert(connection))
+    }
+
+    /// Writes a group and answers each append. An append with an idempotency claim, and every
+    /// append of a group whose shared transaction failed as a whole, is written alone, so that
+    /// each gets its own exact answer.
+    async fn write(&mut self, group: Vec<Pending>) {
+        let (claimed, plain): (Vec<Pending>, Vec<Pending>) = group
+            .into_iter()
+            .partition(|p| p.request.idempotency.is_some());
+        self.write_alone(claimed).await;
+        if plain.is_empty() {
+            return;
+        }
+        let requests: Vec<&AppendRequest> = plain.iter().map(|p| &p.request).collect();
+        let written = match self.connection().await {
+            Ok(connection) => append_group(connection, &requests).await,
+            Err(error) => Err(error),
+        };
+        match written {
+            Ok(outcomes) => {
+                for (pending, outcome) in plain.into_iter().zip(outcomes) {
+                    answer(pending.reply, outcome);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, appends = plain.len(), "group append failed; appending one by one");
+                // The connection may be what failed: the appends alone take a tested one.
+                self.connection = None;
+                self.write_alone(plain).await;
+            }
         }
     }
-}
 
-/// Each append in its own transaction, one after the other.
-async fn write_alone(pool: &PgPool, appends: Vec<Pending>) {
-    for pending in appends {
-        let outcome = append_alone(pool, &pending.request).await;
-        answer(pending.reply, outcome);
+    /// Each append in its own transaction, one after the other.
+    async fn write_alone(&mut self, appends: Vec<Pending>) {
+        for pending in appends {
+            let outcome = match self.connection().await {
+                Ok(connection) => append_alone(connection, &pending.request).await,
+                Err(error) => Err(error),
+            };
+            if matches!(
+                outcome,
+                Err(EventStoreError::Unavailable(_) | EventStoreError::Backend(_))
+            ) {
+                self.connection = None;
+            }
+            answer(pending.reply, outcome);
+        }
     }
 }
 
@@ -165,120 +191,116 @@ fn answer(reply: Reply, outcome: Result<AppendOutcome, EventStoreError>) {
 /// One transaction for `requests`: the answer of each (a refused one is refused alone), or an
 /// error of the whole transaction (nothing of it was written).
 async fn append_group(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Result<AppendOutcome, EventStoreError>>, EventStoreError> {
-    let db = |e: sqlx::Error| event_store_error(&e);
-    let mut streams: Vec<&str> = requests.iter().map(|r| r.stream_id.as_str()).collect();
-    streams.sort_unstable();
-    streams.dedup();
-
-    let mut tx = pool.begin().await.map_err(db)?;
-    let locked: Vec<(String, i64)> = sqlx::query_as(LOCK_STREAMS)
-        .bind(&streams)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-    let mut versions: HashMap<String, u64> = HashMap::with_capacity(locked.len());
-    for (stream, version) in locked {
-        versions.insert(stream, to_u64(version, "stream version")?);
-    }
-
-    // Each append in arrival order, against what the ones before it left.
-    let mut answers: Vec<Result<AppendOutcome, EventStoreError>> =
-        Vec::with_capacity(requests.len());
     let mut columns = GroupColumns::default();
     for request in requests {
-        let stream = request.stream_id.as_str();
-        let current = versions
-            .get(stream)
-            .copied()
-            .ok_or_else(|| EventStoreError::Backend(format!("stream {stream} was not locked")))?;
-        if let Err(refused) = request.expected.check(&request.stream_id, current) {
-            answers.push(Err(refused));
-            continue;
-        }
-        let events = EventColumns::of(&request.events)?;
-        let count = u64::try_from(request.events.len())
-            .map_err(|_| EventStoreError::Backend("too many events in one append".into()))?;
-        columns.push(stream, current, events)?;
-        versions.insert(stream.to_owned(), current + count);
-        answers.push(Ok(AppendOutcome {
-            stream_version: current + count,
-            // The offset of the append's last event in the group, for now.
-            global_position: columns.count,
-        }));
+        columns.push(request)?;
     }
-    if columns.count == 0 {
-        tx.rollback().await.map_err(db)?;
-        return Ok(answers);
+    let (accepted, versions, positions): (Vec<bool>, Vec<i64>, Vec<Option<i64>>) =
+        sqlx::query_as(APPEND_GROUP)
+            .bind(&columns.streams)
+            .bind(&columns.expected_kinds)
+            .bind(&columns.expected_versions)
+            .bind(&columns.event_counts)
+            .bind(&columns.events.event_ids)
+            .bind(&columns.events.event_types)
+            .bind(&columns.events.schema_versions)
+            .bind(&columns.events.data)
+            .bind(&columns.events.metadata)
+            .bind(&columns.events.recorded_at)
+            .fetch_one(connection)
+            .await
+            .map_err(|e| event_store_error(&e))?;
+    if accepted.len() != requests.len()
+        || versions.len() != requests.len()
+        || positions.len() != requests.len()
+    {
+        return Err(EventStoreError::Backend(format!(
+            "the group of {} appends was answered for {}",
+            requests.len(),
+            accepted.len()
+        )));
     }
-
-    let (touched, touched_versions): (Vec<&str>, Vec<i64>) = streams
+    requests
         .iter()
-        .filter_map(|s| Some((*s, i64::try_from(*versions.get(*s)?).ok()?)))
-        .unzip();
-    let total = i64::try_from(columns.count)
-        .map_err(|_| EventStoreError::Backend("too many events in one group".into()))?;
-    let head: i64 = sqlx::query_scalar(INSERT_GROUP)
-        .bind(total)
-        .bind(&columns.event_ids)
-        .bind(&columns.stream_ids)
-        .bind(&columns.stream_versions)
-        .bind(&columns.event_types)
-        .bind(&columns.schema_versions)
-        .bind(&columns.data)
-        .bind(&columns.metadata)
-        .bind(&columns.recorded_at)
-        .bind(&touched)
-        .bind(&touched_versions)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-    tx.commit().await.map_err(db)?;
-
-    let before = to_u64(head, "global position")? - columns.count;
-    for outcome in answers.iter_mut().flatten() {
-        outcome.global_position += before;
-    }
-    Ok(answers)
+        .zip(accepted.into_iter().zip(versions).zip(positions))
+        .map(|(request, ((accepted, version), position))| {
+            answer_of(
+                request,
+                accepted,
+                to_u64(version, "stream version")?,
+                position,
+            )
+        })
+        .collect()
 }
 
-/// Every event of a group as column arrays, with its stream and stream version.
+/// One append's answer from the database's, checked against the port's own rule: an outcome
+/// the two disagree on is reported as a fault of the store, never as an answer.
+fn answer_of(
+    request: &AppendRequest,
+    accepted: bool,
+    version: u64,
+    position: Option<i64>,
+) -> Result<Result<AppendOutcome, EventStoreError>, EventStoreError> {
+    let disagree = || {
+        EventStoreError::Backend(format!(
+            "the database and the port disagree on an append to {} expecting {}",
+            request.stream_id, request.expected
+        ))
+    };
+    if !accepted {
+        return match request.expected.check(&request.stream_id, version) {
+            Err(refused) => Ok(Err(refused)),
+            Ok(()) => Err(disagree()),
+        };
+    }
+    let count = u64::try_from(request.events.len()).map_err(|_| disagree())?;
+    let before = version.checked_sub(count).ok_or_else(disagree)?;
+    request
+        .expected
+        .check(&request.stream_id, before)
+        .map_err(|_| disagree())?;
+    let position = position.ok_or_else(disagree)?;
+    Ok(Ok(AppendOutcome {
+        stream_version: version,
+        global_position: to_u64(position, "global position")?,
+    }))
+}
+
+/// A group as the function's column arrays: per append, its stream, expected version and event
+/// count; then every event of every append, in order.
 #[derive(Default)]
 struct GroupColumns {
-    count: u64,
-    event_ids: Vec<Uuid>,
-    stream_ids: Vec<String>,
-    stream_versions: Vec<i64>,
-    event_types: Vec<String>,
-    schema_versions: Vec<i32>,
-    data: Vec<serde_json::Value>,
-    metadata: Vec<serde_json::Value>,
-    recorded_at: Vec<time::OffsetDateTime>,
+    streams: Vec<String>,
+    expected_kinds: Vec<i16>,
+    expected_versions: Vec<i64>,
+    event_counts: Vec<i32>,
+    events: EventColumns,
 }
 
 impl GroupColumns {
-    fn push(
-        &mut self,
-        stream: &str,
-        base: u64,
-        events: EventColumns,
-    ) -> Result<(), EventStoreError> {
-        let base = i64::try_from(base)
-            .map_err(|_| EventStoreError::Backend(format!("stream {stream} is out of versions")))?;
-        for n in 1..=events.count {
-            self.stream_ids.push(stream.to_owned());
-            self.stream_versions.push(base + n);
-        }
-        self.count += u64::try_from(events.count).unwrap_or(0);
-        self.event_ids.extend(events.event_ids);
-        self.event_types.extend(events.event_types);
-        self.schema_versions.extend(events.schema_versions);
-        self.data.extend(events.data);
-        self.metadata.extend(events.metadata);
-        self.recorded_at.extend(events.recorded_at);
-        Ok(())
+    fn push(&mut self, request: &AppendRequest) -> Result<(), EventStoreError> {
+        let (kind, version) = match request.expected {
+            ExpectedVersion::Any => (0, 0),
+            ExpectedVersion::NoStream => (1, 0),
+            ExpectedVersion::StreamExists => (2, 0),
+            ExpectedVersion::Exact(version) => (
+                3,
+                i64::try_from(version).map_err(|_| {
+                    EventStoreError::Backend(format!("version {version} does not fit the store"))
+                })?,
+            ),
+        };
+        let count = i32::try_from(request.events.len())
+            .map_err(|_| EventStoreError::Backend("too many events in one append".into()))?;
+        self.streams.push(request.stream_id.to_string());
+        self.expected_kinds.push(kind);
+        self.expected_versions.push(version);
+        self.event_counts.push(count);
+        self.events.extend(&request.events)
     }
 }
 
@@ -304,9 +326,12 @@ mod tests {
         let following = request(&a, ExpectedVersion::Exact(2), 1);
         let other = request(&b, ExpectedVersion::NoStream, 3);
 
-        let answers = append_group(&pool, &[&first, &racing, &following, &other])
-            .await
-            .unwrap();
+        let answers = append_group(
+            &mut pool.acquire().await.unwrap(),
+            &[&first, &racing, &following, &other],
+        )
+        .await
+        .unwrap();
 
         assert_eq!(
             answers,
@@ -355,9 +380,12 @@ mod tests {
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn a_group_of_refused_appends_writes_nothing(pool: PgPool) {
         let a = stream("order");
-        let answers = append_group(&pool, &[&request(&a, ExpectedVersion::Exact(4), 1)])
-            .await
-            .unwrap();
+        let answers = append_group(
+            &mut pool.acquire().await.unwrap(),
+            &[&request(&a, ExpectedVersion::Exact(4), 1)],
+        )
+        .await
+        .unwrap();
 
         assert!(matches!(
             answers[..],
@@ -398,5 +426,61 @@ mod tests {
         let log = store.read_all(0, 1_000).await.unwrap();
         let positions: Vec<u64> = log.iter().map(|e| e.global_position).collect();
         assert_eq!(positions, (1..=66).collect::<Vec<_>>());
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn appends_go_on_after_the_writers_connection_is_killed(pool: PgPool) {
+        let store = PgEventStore::new(pool.clone());
+        let order = stream("order");
+        store
+            .append(request(&order, ExpectedVersion::NoStream, 1))
+            .await
+            .unwrap();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+
+        let outcome = store
+            .append(request(&order, ExpectedVersion::Exact(1), 1))
+            .await
+            .unwrap();
+
+        assert_eq!(outcome.stream_version, 2);
+    }
+
+    #[test]
+    fn an_answer_of_the_database_that_the_port_refutes_is_a_fault_not_an_outcome() {
+        let order = stream("order");
+        let exact = request(&order, ExpectedVersion::Exact(3), 1);
+        // Accepted, but from version 4 (5 after one event), which Exact(3) refuses.
+        assert!(matches!(
+            answer_of(&exact, true, 5, Some(9)),
+            Err(EventStoreError::Backend(_))
+        ));
+        // Refused at version 3, which Exact(3) accepts.
+        assert!(matches!(
+            answer_of(&exact, false, 3, None),
+            Err(EventStoreError::Backend(_))
+        ));
+        // Accepted without a position.
+        assert!(matches!(
+            answer_of(&exact, true, 4, None),
+            Err(EventStoreError::Backend(_))
+        ));
+        assert_eq!(
+            answer_of(&exact, true, 4, Some(9)).unwrap(),
+            Ok(AppendOutcome {
+                stream_version: 4,
+                global_position: 9
+            })
+        );
+        assert!(matches!(
+            answer_of(&exact, false, 7, None).unwrap(),
+            Err(EventStoreError::WrongExpectedVersion { actual: 7, .. })
+        ));
     }
 }

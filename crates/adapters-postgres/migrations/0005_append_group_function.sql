@@ -1,0 +1,122 @@
+-- A group of appends in one statement (decision 0010): called outside an explicit transaction,
+-- the statement is its transaction, so a group costs one round trip and one WAL flush instead of
+-- BEGIN, lock, insert and COMMIT.
+--
+-- Each append stands alone, exactly as when it is written by itself: its stream's row is locked
+-- (all of the group's streams at once, in sorted order, so two groups never wait for each other
+-- in a cycle), its expected version is checked against what the appends before it in the group
+-- left, and a refused append writes nothing. The head row lock is the statement's last, held
+-- until the commit, so positions follow commit order as for a single append (see 0001).
+--
+-- expected_kinds: 0 any version, 1 no stream, 2 an existing stream, 3 exactly expected_versions.
+-- The adapter checks each answer against the port's own check (ExpectedVersion::check) and
+-- refuses to report an outcome they disagree on.
+--
+-- Returns, per append: whether it was accepted; the stream's version after it (accepted) or the
+-- version it was refused at; and its last event's global position (accepted only).
+CREATE FUNCTION strata_append_group(
+    p_streams           TEXT[],
+    p_expected_kinds    SMALLINT[],
+    p_expected_versions BIGINT[],
+    p_event_counts      INT[],
+    p_event_ids         UUID[],
+    p_event_types       TEXT[],
+    p_schema_versions   INT[],
+    p_data              JSONB[],
+    p_metadata          JSONB[],
+    p_recorded_at       TIMESTAMPTZ[],
+    OUT accepted        BOOLEAN[],
+    OUT versions        BIGINT[],
+    OUT positions       BIGINT[]
+) LANGUAGE plpgsql AS $$
+DECLARE
+    locked_ids      TEXT[];
+    locked_versions BIGINT[];
+    -- The events of accepted appends: their ordinal in the p_event_* arrays, stream, version.
+    kept_events     INT[] := '{}';
+    kept_streams    TEXT[] := '{}';
+    kept_versions   BIGINT[] := '{}';
+    -- Per accepted append, its last event's ordinal among the kept ones.
+    last_kept       BIGINT[];
+    appends         INT := coalesce(cardinality(p_streams), 0);
+    first_event     INT := 0;
+    total           BIGINT := 0;
+    slot            INT;
+    current_version BIGINT;
+    head            BIGINT;
+    ok              BOOLEAN;
+BEGIN
+    IF appends <> cardinality(p_expected_kinds) OR appends <> cardinality(p_expected_versions)
+       OR appends <> cardinality(p_event_counts) THEN
+        RAISE EXCEPTION 'strata_append_group: per-append arrays of different lengths';
+    END IF;
+
+    WITH locked AS (
+        INSERT INTO streams (stream_id, version)
+        SELECT DISTINCT s, 0 FROM unnest(p_streams) AS s ORDER BY s
+        ON CONFLICT (stream_id) DO UPDATE SET version = streams.version
+        RETURNING streams.stream_id, streams.version
+    )
+    SELECT array_agg(l.stream_id ORDER BY l.stream_id), array_agg(l.version ORDER BY l.stream_id)
+    INTO locked_ids, locked_versions
+    FROM locked AS l;
+
+    accepted := array_fill(false, ARRAY[appends]);
+    versions := array_fill(0::BIGINT, ARRAY[appends]);
+    positions := array_fill(NULL::BIGINT, ARRAY[appends]);
+    last_kept := positions;
+    FOR i IN 1..appends LOOP
+        slot := array_position(locked_ids, p_streams[i]);
+        current_version := locked_versions[slot];
+        ok := CASE p_expected_kinds[i]
+            WHEN 0 THEN true
+            WHEN 1 THEN current_version = 0
+            WHEN 2 THEN current_version >= 1
+            WHEN 3 THEN current_version = p_expected_versions[i]
+        END;
+        IF ok IS NULL THEN
+            RAISE EXCEPTION 'strata_append_group: unknown expected version kind %',
+                p_expected_kinds[i];
+        END IF;
+        IF ok THEN
+            FOR n IN 1..p_event_counts[i] LOOP
+                kept_events := kept_events || (first_event + n);
+                kept_streams := kept_streams || p_streams[i];
+                kept_versions := kept_versions || (current_version + n);
+            END LOOP;
+            current_version := current_version + p_event_counts[i];
+            locked_versions[slot] := current_version;
+            total := total + p_event_counts[i];
+            last_kept[i] := total;
+        END IF;
+        accepted[i] := ok;
+        versions[i] := current_version;
+        first_event := first_event + p_event_counts[i];
+    END LOOP;
+    IF first_event <> coalesce(cardinality(p_event_ids), 0) THEN
+        RAISE EXCEPTION 'strata_append_group: % events counted, % given',
+            first_event, coalesce(cardinality(p_event_ids), 0);
+    END IF;
+    IF total = 0 THEN
+        RETURN;
+    END IF;
+
+    UPDATE streams SET version = v.version
+    FROM unnest(locked_ids, locked_versions) AS v(stream_id, version)
+    WHERE streams.stream_id = v.stream_id AND streams.version <> v.version;
+
+    UPDATE event_log_head SET position = position + total RETURNING position INTO head;
+    INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type,
+                        schema_version, data, metadata, recorded_at)
+    SELECT head - total + k.n, p_event_ids[k.e], k.s, k.v, p_event_types[k.e],
+           p_schema_versions[k.e], p_data[k.e], p_metadata[k.e], p_recorded_at[k.e]
+    FROM unnest(kept_events, kept_streams, kept_versions) WITH ORDINALITY AS k(e, s, v, n);
+    FOR i IN 1..appends LOOP
+        IF accepted[i] THEN
+            positions[i] := head - total + last_kept[i];
+        END IF;
+    END LOOP;
+    -- A wake-up for the projectors, sent when (and only if) the group commits.
+    PERFORM pg_notify('strata_events', '');
+END
+$$;
