@@ -32,6 +32,7 @@ CREATE FUNCTION strata_append_group(
 DECLARE
     locked_ids      TEXT[];
     locked_versions BIGINT[];
+    locked_before   BIGINT[];
     -- The events of accepted appends: their ordinal in the p_event_* arrays, stream, version.
     kept_events     INT[] := '{}';
     kept_streams    TEXT[] := '{}';
@@ -60,6 +61,7 @@ BEGIN
     SELECT array_agg(l.stream_id ORDER BY l.stream_id), array_agg(l.version ORDER BY l.stream_id)
     INTO locked_ids, locked_versions
     FROM locked AS l;
+    locked_before := locked_versions;
 
     accepted := array_fill(false, ARRAY[appends]);
     versions := array_fill(0::BIGINT, ARRAY[appends]);
@@ -101,9 +103,12 @@ BEGIN
         RETURN;
     END IF;
 
-    UPDATE streams SET version = v.version
-    FROM unnest(locked_ids, locked_versions) AS v(stream_id, version)
-    WHERE streams.stream_id = v.stream_id AND streams.version <> v.version;
+    -- One indexed update per stream: a join with the arrays was planned as a scan of streams.
+    FOR j IN 1..cardinality(locked_ids) LOOP
+        IF locked_versions[j] <> locked_before[j] THEN
+            UPDATE streams SET version = locked_versions[j] WHERE stream_id = locked_ids[j];
+        END IF;
+    END LOOP;
 
     UPDATE event_log_head SET position = position + total RETURNING position INTO head;
     INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type,

@@ -4,7 +4,7 @@
 //! lands whole or not at all — but the group takes the log's head lock and waits for the WAL
 //! flush once, instead of once per append (decision 0010).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
@@ -20,6 +20,9 @@ const MAX_GROUP: usize = 256;
 
 /// How long the writer keeps its connection without appends before giving it back to the pool.
 const KEEP_CONNECTION: Duration = Duration::from_secs(1);
+
+/// The longest a group waits for the callers of the last one to come back.
+const MAX_GATHER: Duration = Duration::from_micros(250);
 
 /// The whole group in one statement, which is its own transaction (migration 0005).
 const APPEND_GROUP: &str = "\
@@ -81,9 +84,15 @@ fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
         let mut writer = Writer {
             pool,
             connection: None,
+            writers: 1,
+            gather: Duration::ZERO,
         };
         while let Some(group) = writer.next_group(&mut pending).await {
+            let (began, size) = (Instant::now(), group.len());
             writer.write(group).await;
+            // Those just answered, and those that queued meanwhile, are writing now.
+            writer.writers = size + pending.len();
+            writer.gather = (began.elapsed() / 2).min(MAX_GATHER);
         }
     });
     queue
@@ -94,12 +103,21 @@ fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
 struct Writer {
     pool: PgPool,
     connection: Option<PoolConnection<Postgres>>,
+    /// How many callers were appending when the last group was answered.
+    writers: usize,
+    /// How long the next group may wait for them: half the last group's write.
+    gather: Duration,
 }
 
 impl Writer {
     /// Waits for an append, then takes every append queued behind it (up to [`MAX_GROUP`]).
     /// Gives the connection back to the pool after [`KEEP_CONNECTION`] without appends.
     /// `None` once every sender is gone.
+    ///
+    /// The callers answered by the last group come back with their next append a moment
+    /// later; taking only what queued meanwhile split them into two groups that took turns,
+    /// each waiting for the other's write. So the group waits, briefly, until as many appends
+    /// as there were writers have arrived.
     async fn next_group(
         &mut self,
         pending: &mut mpsc::UnboundedReceiver<Pending>,
@@ -112,11 +130,20 @@ impl Writer {
             }
         };
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match pending.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
+        let wanted = self.writers.clamp(1, MAX_GROUP);
+        let deadline = Instant::now() + self.gather;
+        loop {
+            while group.len() < MAX_GROUP {
+                match pending.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
             }
+            if group.len() >= wanted || Instant::now() >= deadline {
+                break;
+            }
+            // Timers tick in milliseconds, too coarse here: let the callers run instead.
+            tokio::task::yield_now().await;
         }
         Some(group)
     }
@@ -363,6 +390,15 @@ mod tests {
             .into_iter()
             .map(|e| (e.stream_id.to_string(), e.stream_version, e.global_position))
             .collect();
+        // The streams' versions moved with their events.
+        store
+            .append(request(&a, ExpectedVersion::Exact(3), 1))
+            .await
+            .unwrap();
+        store
+            .append(request(&b, ExpectedVersion::Exact(3), 1))
+            .await
+            .unwrap();
         let (a, b) = (a.to_string(), b.to_string());
         assert_eq!(
             log,
