@@ -216,7 +216,9 @@ fn answer(reply: Reply, outcome: Result<AppendOutcome, EventStoreError>) {
 }
 
 /// One transaction for `requests`: the answer of each (a refused one is refused alone), or an
-/// error of the whole transaction (nothing of it was written).
+/// error of the whole statement (then nothing of it was written, unless the connection was
+/// lost after the commit: each append written alone again is then refused by its expected
+/// version or its event ids).
 async fn append_group(
     connection: &mut PgConnection,
     requests: &[&AppendRequest],
@@ -240,28 +242,26 @@ async fn append_group(
             .fetch_one(connection)
             .await
             .map_err(|e| event_store_error(&e))?;
+    // From here on the group has committed: a fault is each append's answer, never a reason to
+    // write them again alone.
     if accepted.len() != requests.len()
         || versions.len() != requests.len()
         || positions.len() != requests.len()
     {
-        return Err(EventStoreError::Backend(format!(
+        let fault = EventStoreError::Backend(format!(
             "the group of {} appends was answered for {}",
             requests.len(),
             accepted.len()
-        )));
+        ));
+        return Ok(requests.iter().map(|_| Err(fault.clone())).collect());
     }
-    requests
+    Ok(requests
         .iter()
         .zip(accepted.into_iter().zip(versions).zip(positions))
         .map(|(request, ((accepted, version), position))| {
-            answer_of(
-                request,
-                accepted,
-                to_u64(version, "stream version")?,
-                position,
-            )
+            answer_of(request, accepted, version, position)
         })
-        .collect()
+        .collect())
 }
 
 /// One append's answer from the database's, checked against the port's own rule: an outcome
@@ -269,18 +269,19 @@ async fn append_group(
 fn answer_of(
     request: &AppendRequest,
     accepted: bool,
-    version: u64,
+    version: i64,
     position: Option<i64>,
-) -> Result<Result<AppendOutcome, EventStoreError>, EventStoreError> {
+) -> Result<AppendOutcome, EventStoreError> {
     let disagree = || {
         EventStoreError::Backend(format!(
             "the database and the port disagree on an append to {} expecting {}",
             request.stream_id, request.expected
         ))
     };
+    let version = to_u64(version, "stream version")?;
     if !accepted {
         return match request.expected.check(&request.stream_id, version) {
-            Err(refused) => Ok(Err(refused)),
+            Err(refused) => Err(refused),
             Ok(()) => Err(disagree()),
         };
     }
@@ -291,10 +292,10 @@ fn answer_of(
         .check(&request.stream_id, before)
         .map_err(|_| disagree())?;
     let position = position.ok_or_else(disagree)?;
-    Ok(Ok(AppendOutcome {
+    Ok(AppendOutcome {
         stream_version: version,
         global_position: to_u64(position, "global position")?,
-    }))
+    })
 }
 
 /// A group as the function's column arrays: per append, its stream, expected version and event
@@ -492,30 +493,22 @@ mod tests {
     fn an_answer_of_the_database_that_the_port_refutes_is_a_fault_not_an_outcome() {
         let order = stream("order");
         let exact = request(&order, ExpectedVersion::Exact(3), 1);
+        let fault = |answer| matches!(answer, Err(EventStoreError::Backend(_)));
         // Accepted, but from version 4 (5 after one event), which Exact(3) refuses.
-        assert!(matches!(
-            answer_of(&exact, true, 5, Some(9)),
-            Err(EventStoreError::Backend(_))
-        ));
+        assert!(fault(answer_of(&exact, true, 5, Some(9))));
         // Refused at version 3, which Exact(3) accepts.
-        assert!(matches!(
-            answer_of(&exact, false, 3, None),
-            Err(EventStoreError::Backend(_))
-        ));
+        assert!(fault(answer_of(&exact, false, 3, None)));
         // Accepted without a position.
-        assert!(matches!(
-            answer_of(&exact, true, 4, None),
-            Err(EventStoreError::Backend(_))
-        ));
+        assert!(fault(answer_of(&exact, true, 4, None)));
         assert_eq!(
-            answer_of(&exact, true, 4, Some(9)).unwrap(),
+            answer_of(&exact, true, 4, Some(9)),
             Ok(AppendOutcome {
                 stream_version: 4,
                 global_position: 9
             })
         );
         assert!(matches!(
-            answer_of(&exact, false, 7, None).unwrap(),
+            answer_of(&exact, false, 7, None),
             Err(EventStoreError::WrongExpectedVersion { actual: 7, .. })
         ));
     }
