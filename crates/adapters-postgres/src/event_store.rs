@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
 use strata_ports::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
     NewEvent, RecordedEvent, StreamId,
@@ -348,8 +349,7 @@ impl EventColumns {
     }
 }
 
-/// A row of `events`, as read.
-#[derive(sqlx::FromRow)]
+/// A row of `events`, as read (the columns of `READ_STREAM` and `READ_ALL`, in their order).
 struct EventRow {
     global_position: i64,
     event_id: Uuid,
@@ -360,6 +360,24 @@ struct EventRow {
     data: Value,
     metadata: Value,
     recorded_at: OffsetDateTime,
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for EventRow {
+    // By position: looking each column up by name, for every row, cost about 9% of a long
+    // load (362 → 396 loads of 1,000 events per second).
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            global_position: row.try_get(0)?,
+            event_id: row.try_get(1)?,
+            stream_id: row.try_get(2)?,
+            stream_version: row.try_get(3)?,
+            event_type: row.try_get(4)?,
+            schema_version: row.try_get(5)?,
+            data: row.try_get(6)?,
+            metadata: row.try_get(7)?,
+            recorded_at: row.try_get(8)?,
+        })
+    }
 }
 
 impl EventRow {
