@@ -37,8 +37,6 @@ DECLARE
     kept_events     INT[] := '{}';
     kept_streams    TEXT[] := '{}';
     kept_versions   BIGINT[] := '{}';
-    -- Per accepted append, its last event's ordinal among the kept ones.
-    last_kept       BIGINT[];
     appends         INT := coalesce(cardinality(p_streams), 0);
     first_event     INT := 0;
     total           BIGINT := 0;
@@ -65,8 +63,9 @@ BEGIN
 
     accepted := array_fill(false, ARRAY[appends]);
     versions := array_fill(0::BIGINT, ARRAY[appends]);
+    -- Until the head is known, an accepted append's position is its last event's ordinal
+    -- among the kept ones.
     positions := array_fill(NULL::BIGINT, ARRAY[appends]);
-    last_kept := positions;
     FOR i IN 1..appends LOOP
         slot := array_position(locked_ids, p_streams[i]);
         current_version := locked_versions[slot];
@@ -89,7 +88,7 @@ BEGIN
             current_version := current_version + p_event_counts[i];
             locked_versions[slot] := current_version;
             total := total + p_event_counts[i];
-            last_kept[i] := total;
+            positions[i] := total;
         END IF;
         accepted[i] := ok;
         versions[i] := current_version;
@@ -118,7 +117,7 @@ BEGIN
     FROM unnest(kept_events, kept_streams, kept_versions) WITH ORDINALITY AS k(e, s, v, n);
     FOR i IN 1..appends LOOP
         IF accepted[i] THEN
-            positions[i] := head - total + last_kept[i];
+            positions[i] := head - total + positions[i];
         END IF;
     END LOOP;
     -- A wake-up for the projectors, sent when (and only if) the group commits.

@@ -172,11 +172,8 @@ impl Writer {
             return;
         }
         let requests: Vec<&AppendRequest> = plain.iter().map(|p| &p.request).collect();
-        let written = match self.connection().await {
-            Ok(connection) => append_group(connection, &requests).await,
-            Err(error) => Err(error),
-        };
-        match written {
+        let written = async { append_group(self.connection().await?, &requests).await };
+        match written.await {
             Ok(outcomes) => {
                 for (pending, outcome) in plain.into_iter().zip(outcomes) {
                     answer(pending.reply, outcome);
@@ -194,10 +191,8 @@ impl Writer {
     /// Each append in its own transaction, one after the other.
     async fn write_alone(&mut self, appends: Vec<Pending>) {
         for pending in appends {
-            let outcome = match self.connection().await {
-                Ok(connection) => append_alone(connection, &pending.request).await,
-                Err(error) => Err(error),
-            };
+            let outcome =
+                async { append_alone(self.connection().await?, &pending.request).await }.await;
             if matches!(
                 outcome,
                 Err(EventStoreError::Unavailable(_) | EventStoreError::Backend(_))
