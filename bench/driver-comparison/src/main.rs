@@ -1,11 +1,15 @@
 //! Driver comparison: appends/s and latency of Strata's append transaction through the sqlx
 //! adapter, hand-written on sqlx and on tokio-postgres/deadpool (statement by statement,
 //! pipelined, one statement), and through pgbench, each run on a fresh migrated database,
-//! interleaved, repeated. What it measured: docs/decisions/0003-sqlx-as-the-only-postgres-driver.md.
+//! interleaved, repeated. With `--group-statement` or `--projection-write` it times instead the
+//! statements the adapter runs since group commit (decision 0010) on both drivers and binary COPY.
+//! What it measured: docs/decisions/0003-sqlx-as-the-only-postgres-driver.md.
 
 mod appenders;
 mod checks;
+mod group_statement;
 mod pgbench;
+mod projection_write;
 mod report;
 
 use std::collections::BTreeMap;
@@ -58,6 +62,21 @@ struct Args {
     warmup_per_task: usize,
     #[arg(long, default_value = "pgbench")]
     pgbench: PathBuf,
+    /// Instead of the variants: time the adapter's group-commit statement (decision 0010) on one
+    /// connection per driver, sqlx against tokio-postgres, with groups of these sizes.
+    #[arg(long, value_delimiter = ',')]
+    group_statement: Vec<usize>,
+    /// Calls per run with `--group-statement`.
+    #[arg(long, default_value_t = 2_000)]
+    calls: usize,
+    /// Instead of the variants: time the projection write path (order-summary rows upserted in
+    /// one transaction per batch) through sqlx, tokio-postgres and tokio-postgres's binary COPY,
+    /// with batches of these sizes.
+    #[arg(long, value_delimiter = ',')]
+    projection_write: Vec<usize>,
+    /// Rows per run with `--projection-write`.
+    #[arg(long, default_value_t = 50_000)]
+    rows: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -146,6 +165,32 @@ async fn main() -> anyhow::Result<()> {
         work_dir: work_dir.clone(),
     };
 
+    if !args.projection_write.is_empty() {
+        projection_write::run(
+            &mut admin,
+            &args.database,
+            &bench_url,
+            &args.projection_write,
+            args.rows,
+            args.repeats,
+        )
+        .await?;
+        print_machine_load();
+        return Ok(());
+    }
+    if !args.group_statement.is_empty() {
+        group_statement::run(
+            &mut admin,
+            &args.database,
+            &bench_url,
+            &args.group_statement,
+            args.calls,
+            args.repeats,
+        )
+        .await?;
+        print_machine_load();
+        return Ok(());
+    }
     println!(
         "appends per run: {}, concurrency: {:?}, repeats: {}, streams per task: {}, warm-up per task: {}",
         args.appends, args.concurrency, args.repeats, args.streams_per_task, args.warmup_per_task
