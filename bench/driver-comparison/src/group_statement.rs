@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, ensure};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 use tokio_postgres::NoTls;
@@ -45,8 +45,9 @@ struct Group {
     event_ids: Vec<Uuid>,
     event_types: Vec<String>,
     schema_versions: Vec<i32>,
-    data: Vec<Value>,
-    metadata: Vec<Value>,
+    /// JSON text, as the adapter binds it since migration 0006 (`jsonb[]` before).
+    data: Vec<String>,
+    metadata: Vec<String>,
     recorded_at: Vec<OffsetDateTime>,
 }
 
@@ -66,10 +67,10 @@ impl Group {
             schema_versions: vec![1; size],
             // The size of the `append` workload's events.
             data: (0..size)
-                .map(|i| json!({"sku": format!("SKU-{i}"), "quantity": 1, "unit_price": {"cents": 1999, "currency": "EUR"}}))
+                .map(|i| json!({"sku": format!("SKU-{i}"), "quantity": 1, "unit_price": {"cents": 1999, "currency": "EUR"}}).to_string())
                 .collect(),
             metadata: (0..size)
-                .map(|_| json!({"correlation_id": Uuid::new_v4(), "principal": "bench"}))
+                .map(|_| json!({"correlationId": Uuid::new_v4(), "userId": "bench"}).to_string())
                 .collect(),
             recorded_at: vec![now; size],
         }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use strata_ports::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
@@ -44,9 +46,9 @@ const INSERT_EVENTS: &str = "\
         INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, \
                             schema_version, data, metadata, recorded_at) \
         SELECT head.position - $2 + e.n, e.event_id, $1, $3 + e.n, e.event_type, \
-               e.schema_version, e.data, e.metadata, e.recorded_at \
+               e.schema_version, e.data::json, e.metadata::json, e.recorded_at \
         FROM head, \
-             UNNEST($4::uuid[], $5::text[], $6::int[], $7::jsonb[], $8::jsonb[], \
+             UNNEST($4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[], \
                     $9::timestamptz[]) \
              WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, \
                                   recorded_at, n) \
@@ -151,7 +153,7 @@ impl EventStore for PgEventStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| event_store_error(&e))?;
-        rows.into_iter().map(EventRow::into_recorded).collect()
+        recorded(rows, Some(stream_id))
     }
 
     async fn read_all(
@@ -172,7 +174,7 @@ impl EventStore for PgEventStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| event_store_error(&e))?;
-        rows.into_iter().map(EventRow::into_recorded).collect()
+        recorded(rows, None)
     }
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {
@@ -313,8 +315,9 @@ pub(crate) struct EventColumns {
     pub(crate) event_ids: Vec<Uuid>,
     pub(crate) event_types: Vec<String>,
     pub(crate) schema_versions: Vec<i32>,
-    pub(crate) data: Vec<Value>,
-    pub(crate) metadata: Vec<Value>,
+    /// JSON text: the log stores it as given (migration 0006).
+    pub(crate) data: Vec<String>,
+    pub(crate) metadata: Vec<String>,
     pub(crate) recorded_at: Vec<OffsetDateTime>,
 }
 
@@ -334,14 +337,17 @@ impl EventColumns {
                     event.schema_version, event.event_id
                 ))
             })?;
-            let metadata = serde_json::to_value(&event.metadata).map_err(|e| {
+            let metadata = serde_json::to_string(&event.metadata).map_err(|e| {
                 EventStoreError::Backend(format!("metadata of event {}: {e}", event.event_id))
+            })?;
+            let data = serde_json::to_string(&event.data).map_err(|e| {
+                EventStoreError::Backend(format!("data of event {}: {e}", event.event_id))
             })?;
             self.count += 1;
             self.event_ids.push(event.event_id);
             self.event_types.push(event.event_type.clone());
             self.schema_versions.push(schema_version);
-            self.data.push(event.data.clone());
+            self.data.push(data);
             self.metadata.push(metadata);
             self.recorded_at.push(event.recorded_at);
         }
@@ -358,7 +364,8 @@ struct EventRow {
     event_type: String,
     schema_version: i32,
     data: Value,
-    metadata: Value,
+    /// Decoded straight from the stored text; an error is kept for `into_recorded` to report.
+    metadata: Result<Metadata, serde_json::Error>,
     recorded_at: OffsetDateTime,
 }
 
@@ -374,7 +381,9 @@ impl<'r> sqlx::FromRow<'r, PgRow> for EventRow {
             event_type: row.try_get(4)?,
             schema_version: row.try_get(5)?,
             data: row.try_get(6)?,
-            metadata: row.try_get(7)?,
+            metadata: row
+                .try_get::<Json<&RawValue>, _>(7)
+                .map(|raw| serde_json::from_str(raw.0.get()))?,
             recorded_at: row.try_get(8)?,
         })
     }
@@ -382,13 +391,14 @@ impl<'r> sqlx::FromRow<'r, PgRow> for EventRow {
 
 impl EventRow {
     /// The envelope, or `Corrupt` when the row breaks its rules: stored data is never guessed at.
-    fn into_recorded(self) -> Result<RecordedEvent, EventStoreError> {
-        let metadata: Metadata = serde_json::from_value(self.metadata).map_err(|e| {
+    /// `stream_id` is the row's stream, parsed already.
+    fn into_recorded(self, stream_id: StreamId) -> Result<RecordedEvent, EventStoreError> {
+        let metadata = self.metadata.map_err(|e| {
             EventStoreError::Corrupt(format!("metadata of event {}: {e}", self.event_id))
         })?;
         Ok(RecordedEvent {
             event_id: self.event_id,
-            stream_id: parse_stream_id(&self.stream_id)?,
+            stream_id,
             stream_version: to_u64(self.stream_version, "stream version")?,
             global_position: to_u64(self.global_position, "global position")?,
             event_type: self.event_type,
@@ -427,6 +437,28 @@ impl IdempotencyRow {
             fingerprint: self.fingerprint,
         })
     }
+}
+
+/// The envelopes of `rows`. Runs of rows of one stream parse its id once: a stream read is one
+/// run (`known` is its stream), and the log's batches are mostly runs too.
+fn recorded(
+    rows: Vec<EventRow>,
+    known: Option<&StreamId>,
+) -> Result<Vec<RecordedEvent>, EventStoreError> {
+    let mut last = known.cloned();
+    rows.into_iter()
+        .map(|row| {
+            let stream_id = match &last {
+                Some(id) if id.as_str() == row.stream_id => id.clone(),
+                _ => {
+                    let id = parse_stream_id(&row.stream_id)?;
+                    last = Some(id.clone());
+                    id
+                }
+            };
+            row.into_recorded(stream_id)
+        })
+        .collect()
 }
 
 fn parse_stream_id(text: &str) -> Result<StreamId, EventStoreError> {

@@ -12,3 +12,4 @@ mod immutability;
 mod ordering;
 mod reads;
 mod search;
+mod upgrade;

@@ -1,11 +1,12 @@
 //! Rows that break the rules (written by raw SQL) read as corrupt, never guessed at; the
 //! conformance suite has every other read behaviour.
 
+use serde_json::json;
 use sqlx::PgPool;
 use strata_adapters_postgres::PgEventStore;
-use strata_ports::{EventStore, EventStoreError};
+use strata_ports::{EventStore, EventStoreError, ExpectedVersion};
 
-use crate::helpers::stream;
+use crate::helpers::{request, stream};
 
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
 async fn a_row_with_a_malformed_stream_id_reads_as_corrupt(pool: PgPool) {
@@ -42,4 +43,36 @@ async fn a_row_with_malformed_metadata_reads_as_corrupt(pool: PgPool) {
     let read = store.read_stream(&order, 0).await;
 
     assert!(matches!(read, Err(EventStoreError::Corrupt(_))), "{read:?}");
+}
+
+/// Payloads come back as they were appended, whatever their strings hold: the log keeps the
+/// JSON text (migration 0006), where `jsonb` refused a NUL character (`\u0000`) outright and so
+/// failed the append.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn payloads_read_back_as_appended_even_with_nul_characters(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let order = stream("order");
+    let mut appended = request(&order, ExpectedVersion::NoStream, 2);
+    appended.events[0].data = json!({
+        "note": "before\u{0}after",
+        "big": u64::MAX,
+        "price": 0.1,
+        "nested": {"z": [1, "two", null, true], "a": {}},
+    });
+    appended.events[1].metadata.correlation_id = Some("req\u{0}1".to_owned());
+
+    store.append(appended.clone()).await.unwrap();
+
+    for read in [
+        store.read_stream(&order, 0).await.unwrap(),
+        store.read_all(0, 10).await.unwrap(),
+    ] {
+        let payloads: Vec<_> = read.iter().map(|e| (&e.data, &e.metadata)).collect();
+        let expected: Vec<_> = appended
+            .events
+            .iter()
+            .map(|e| (&e.data, &e.metadata))
+            .collect();
+        assert_eq!(payloads, expected);
+    }
 }
