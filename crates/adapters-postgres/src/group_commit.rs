@@ -24,7 +24,7 @@ const KEEP_CONNECTION: Duration = Duration::from_secs(1);
 /// The longest a group waits for the callers of the last one to come back.
 const MAX_GATHER: Duration = Duration::from_micros(250);
 
-/// The whole group in one statement, which is its own transaction (migration 0005).
+/// The whole group in one statement, which is its own transaction (migrations 0005, 0006).
 const APPEND_GROUP: &str = "\
     SELECT accepted, versions, positions \
     FROM strata_append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";

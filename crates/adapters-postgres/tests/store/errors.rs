@@ -89,3 +89,42 @@ async fn migrate_creates_an_empty_log_and_can_run_again(pool: PgPool) {
     assert_eq!(again, Ok(()));
     assert_eq!(PgEventStore::new(pool).head_position().await.unwrap(), 0);
 }
+
+/// The url of the fresh database `pool` is connected to, on `DATABASE_URL`'s server.
+async fn url_of(pool: &PgPool) -> String {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let (base, _) = server.rsplit_once('/').expect("a url with a database");
+    format!("{base}/{name}")
+}
+
+/// Pooled connections are not pinged on every use (sqlx checks them when they come back), but
+/// one that sat idle is checked before it is handed out: the server may have closed it since.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_pooled_connection_the_server_closed_while_idle_is_replaced(admin: PgPool) {
+    let settings = PgSettings {
+        url: url_of(&admin).await,
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+    };
+    let pool = connect(&settings).await.unwrap();
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // Longer than the adapter lets a connection sit idle unchecked (1 s).
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
+        .bind(backend)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert!(killed);
+
+    let head = PgEventStore::new(pool).head_position().await;
+
+    assert_eq!(head, Ok(0));
+}
