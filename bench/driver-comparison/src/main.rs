@@ -11,6 +11,7 @@ mod group_statement;
 mod pgbench;
 mod projection_write;
 mod report;
+mod stream_read;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -77,6 +78,13 @@ struct Args {
     /// Rows per run with `--projection-write`.
     #[arg(long, default_value_t = 50_000)]
     rows: usize,
+    /// Instead of the variants: time reads of a whole stream of this many events, the adapter's
+    /// `read_stream` against tokio-postgres decoding the same envelope.
+    #[arg(long)]
+    stream_read: Option<usize>,
+    /// Reads per run with `--stream-read`.
+    #[arg(long, default_value_t = 500)]
+    reads: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -165,6 +173,19 @@ async fn main() -> anyhow::Result<()> {
         work_dir: work_dir.clone(),
     };
 
+    if let Some(length) = args.stream_read {
+        stream_read::run(
+            &mut admin,
+            &args.database,
+            &bench_url,
+            length,
+            args.reads,
+            args.repeats,
+        )
+        .await?;
+        print_machine_load();
+        return Ok(());
+    }
     if !args.projection_write.is_empty() {
         projection_write::run(
             &mut admin,

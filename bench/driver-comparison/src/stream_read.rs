@@ -1,0 +1,231 @@
+//! The read of a whole stream, as a load without a snapshot does it: the adapter's
+//! `read_stream`, against the same query through tokio-postgres decoded into the same envelope
+//! (`serde_json::Value` data, `Metadata`). What it shows is the drivers' per-row cost on the read
+//! path, which the `load-1000` workload is bound by (decision 0011).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::ensure;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use strata_adapters_postgres::PgEventStore;
+use strata_ports::{
+    AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamId,
+};
+use time::OffsetDateTime;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use crate::report::{Sample, median};
+
+/// The adapter's `READ_STREAM`, verbatim.
+const READ_STREAM: &str = "\
+    SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \
+           data, metadata, recorded_at \
+    FROM events WHERE stream_id = $1 AND stream_version > $2 \
+    ORDER BY stream_version";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reader {
+    SqlxAdapter,
+    TokioPostgres,
+    /// tokio-postgres, every column decoded but the payloads left as borrowed JSON text: the
+    /// floor of the driver's read, without building `Value`s.
+    TokioPostgresRaw,
+    /// sqlx, the same: payloads left as JSON text.
+    SqlxRaw,
+}
+
+impl Reader {
+    fn name(self) -> &'static str {
+        match self {
+            Self::SqlxAdapter => "sqlx-adapter",
+            Self::TokioPostgres => "tokio-postgres",
+            Self::TokioPostgresRaw => "tp-raw-payloads",
+            Self::SqlxRaw => "sqlx-raw-payloads",
+        }
+    }
+}
+
+/// The events of the `load-1000` workload's order: `ItemAdded`s of one line each.
+fn events(count: usize) -> Vec<NewEvent> {
+    (0..count)
+        .map(|n| NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "ItemAdded".into(),
+            schema_version: 1,
+            data: json!({"productId": format!("sku-{}", n % 20), "quantity": 1,
+                         "unitPriceCents": 100 + n % 20}),
+            metadata: Metadata::default(),
+            recorded_at: OffsetDateTime::now_utc(),
+        })
+        .collect()
+}
+
+/// The tokio-postgres read, decoded into the port's envelope as the adapter does.
+async fn read_with_tokio_postgres(
+    client: &tokio_postgres::Client,
+    statement: &tokio_postgres::Statement,
+    stream_id: &StreamId,
+) -> anyhow::Result<Vec<RecordedEvent>> {
+    let rows = client
+        .query(statement, &[&stream_id.as_str(), &0_i64])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let metadata: serde_json::value::Value = row.try_get(7)?;
+            Ok(RecordedEvent {
+                global_position: u64::try_from(row.try_get::<_, i64>(0)?)?,
+                event_id: row.try_get(1)?,
+                stream_id: stream_id.clone(),
+                stream_version: u64::try_from(row.try_get::<_, i64>(3)?)?,
+                event_type: row.try_get(4)?,
+                schema_version: u32::try_from(row.try_get::<_, i32>(5)?)?,
+                data: row.try_get::<_, Value>(6)?,
+                metadata: serde_json::from_value(metadata)?,
+                recorded_at: row.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+/// Reads a stream of `length` events `reads` times with each reader, interleaved, `repeats`
+/// times, on a fresh database `name` at `url` per run.
+pub async fn run(
+    admin: &mut PgConnection,
+    name: &str,
+    url: &str,
+    length: usize,
+    reads: usize,
+    repeats: usize,
+) -> anyhow::Result<()> {
+    ensure!(length >= 1, "the stream needs at least one event");
+    println!(
+        "stream of {length} events, {reads} reads per run (after 20 untimed), repeats: {repeats}"
+    );
+    println!("\nrun  reader           reads/s  p50 µs  p99 µs");
+    let mut samples: BTreeMap<Reader, Vec<Sample>> = BTreeMap::new();
+    for repeat in 1..=repeats {
+        for reader in [
+            Reader::SqlxAdapter,
+            Reader::TokioPostgres,
+            Reader::TokioPostgresRaw,
+            Reader::SqlxRaw,
+        ] {
+            crate::fresh_database(admin, name, url).await?;
+            // As the adapter's pool: no ping before every use.
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .test_before_acquire(false)
+                .connect(url)
+                .await?;
+            let store = PgEventStore::new(pool.clone());
+            let stream_id = StreamId::new("order", Uuid::now_v7());
+            let mut version = 0;
+            for chunk in events(length).chunks(500) {
+                store
+                    .append(AppendRequest {
+                        stream_id: stream_id.clone(),
+                        expected: ExpectedVersion::Exact(version),
+                        events: chunk.to_vec(),
+                        idempotency: None,
+                    })
+                    .await?;
+                version += chunk.len() as u64;
+            }
+            let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+            tokio::spawn(connection);
+            let statement = client.prepare(READ_STREAM).await?;
+            let mut latencies = Vec::with_capacity(reads);
+            let mut started = Instant::now();
+            for n in 0..20 + reads {
+                if n == 20 {
+                    started = Instant::now();
+                }
+                let sent = Instant::now();
+                let read = match reader {
+                    Reader::SqlxAdapter => store.read_stream(&stream_id, 0).await?,
+                    Reader::TokioPostgres => {
+                        read_with_tokio_postgres(&client, &statement, &stream_id).await?
+                    }
+                    Reader::SqlxRaw => {
+                        type RawRow = (
+                            i64,
+                            Uuid,
+                            String,
+                            i64,
+                            String,
+                            i32,
+                            sqlx::types::Json<Box<RawValue>>,
+                            sqlx::types::Json<Box<RawValue>>,
+                            OffsetDateTime,
+                        );
+                        let rows: Vec<RawRow> = sqlx::query_as(READ_STREAM)
+                            .bind(stream_id.as_str())
+                            .bind(0_i64)
+                            .fetch_all(&pool)
+                            .await?;
+                        ensure!(rows.len() == length, "read {} events", rows.len());
+                        latencies.push(u64::try_from(sent.elapsed().as_micros())?);
+                        continue;
+                    }
+                    Reader::TokioPostgresRaw => {
+                        let rows = client
+                            .query(&statement, &[&stream_id.as_str(), &0_i64])
+                            .await?;
+                        let mut bytes = 0;
+                        for row in &rows {
+                            let _: (i64, Uuid, &str, i64, &str, i32, OffsetDateTime) = (
+                                row.try_get(0)?,
+                                row.try_get(1)?,
+                                row.try_get(2)?,
+                                row.try_get(3)?,
+                                row.try_get(4)?,
+                                row.try_get(5)?,
+                                row.try_get(8)?,
+                            );
+                            let data: Json<&RawValue> = row.try_get(6)?;
+                            let metadata: Json<&RawValue> = row.try_get(7)?;
+                            bytes += data.0.get().len() + metadata.0.get().len();
+                        }
+                        ensure!(bytes > 0, "no payloads");
+                        ensure!(rows.len() == length, "read {} events", rows.len());
+                        latencies.push(u64::try_from(sent.elapsed().as_micros())?);
+                        continue;
+                    }
+                };
+                latencies.push(u64::try_from(sent.elapsed().as_micros())?);
+                ensure!(read.len() == length, "read {} events", read.len());
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            latencies.drain(..20);
+            let sample = Sample::new(reads as f64 / seconds, &mut latencies);
+            println!(
+                "{repeat:>3}  {:<15}  {:>7.0}  {:>6}  {:>6}",
+                reader.name(),
+                sample.per_second,
+                sample.p50_us,
+                sample.p99_us
+            );
+            samples.entry(reader).or_default().push(sample);
+            pool.close().await;
+        }
+    }
+    println!("\n| reader | reads/s median | min–max | p50 µs | p99 µs |");
+    println!("|---|---:|---:|---:|---:|");
+    for (reader, runs) in &samples {
+        let mut rates: Vec<f64> = runs.iter().map(|s| s.per_second).collect();
+        let mid = median(&mut rates);
+        let p50 = median(&mut runs.iter().map(|s| s.p50_us as f64).collect::<Vec<_>>());
+        let p99 = median(&mut runs.iter().map(|s| s.p99_us as f64).collect::<Vec<_>>());
+        println!(
+            "| {} | {mid:.0} | {:.0}–{:.0} | {p50:.0} | {p99:.0} |",
+            reader.name(),
+            rates[0],
+            rates[rates.len() - 1]
+        );
+    }
+    Ok(())
+}
