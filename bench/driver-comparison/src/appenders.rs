@@ -7,6 +7,10 @@
 //! single-row head counter and insert the events in the statement just before the commit; a
 //! refused append writes nothing, and a failing statement rolls the whole append back. All but
 //! the one-statement variants check the version in Rust, as the adapter does.
+//!
+//! These are the statements of 2026-11-23 (decision 0003), kept as measured: they bind the
+//! payloads as `jsonb[]`, which PostgreSQL casts on insert since migration 0006 made the columns
+//! `json`. The adapter itself now binds text (`--group-statement` times its current statement).
 
 use std::time::Duration;
 

@@ -13,6 +13,12 @@ ALTER TABLE events
     ALTER COLUMN data TYPE JSON USING data::json,
     ALTER COLUMN metadata TYPE JSON USING metadata::json;
 
+-- A dead letter is a copy of an event: it takes whatever the log took (a payload `jsonb`
+-- refuses would otherwise leave its projection unable to park it).
+ALTER TABLE projection_dead_letters
+    ALTER COLUMN data TYPE JSON USING data::json,
+    ALTER COLUMN metadata TYPE JSON USING metadata::json;
+
 -- The group function of 0005, taking the payloads as text.
 DROP FUNCTION strata_append_group(TEXT[], SMALLINT[], BIGINT[], INT[], UUID[], TEXT[], INT[],
                                   JSONB[], JSONB[], TIMESTAMPTZ[]);

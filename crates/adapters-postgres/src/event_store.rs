@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
-use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row, TypeInfo, ValueRef};
 use strata_ports::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
     NewEvent, RecordedEvent, StreamId,
@@ -153,7 +152,7 @@ impl EventStore for PgEventStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| event_store_error(&e))?;
-        recorded(rows, Some(stream_id))
+        recorded(rows)
     }
 
     async fn read_all(
@@ -174,7 +173,7 @@ impl EventStore for PgEventStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| event_store_error(&e))?;
-        recorded(rows, None)
+        recorded(rows)
     }
 
     async fn head_position(&self) -> Result<u64, EventStoreError> {
@@ -363,9 +362,9 @@ struct EventRow {
     stream_version: i64,
     event_type: String,
     schema_version: i32,
-    data: Value,
     /// Decoded straight from the stored text; an error is kept for `into_recorded` to report.
-    metadata: Result<Metadata, serde_json::Error>,
+    data: Result<Value, String>,
+    metadata: Result<Metadata, String>,
     recorded_at: OffsetDateTime,
 }
 
@@ -380,10 +379,8 @@ impl<'r> sqlx::FromRow<'r, PgRow> for EventRow {
             stream_version: row.try_get(3)?,
             event_type: row.try_get(4)?,
             schema_version: row.try_get(5)?,
-            data: row.try_get(6)?,
-            metadata: row
-                .try_get::<Json<&RawValue>, _>(7)
-                .map(|raw| serde_json::from_str(raw.0.get()))?,
+            data: json_column(row, 6)?,
+            metadata: json_column(row, 7)?,
             recorded_at: row.try_get(8)?,
         })
     }
@@ -393,6 +390,9 @@ impl EventRow {
     /// The envelope, or `Corrupt` when the row breaks its rules: stored data is never guessed at.
     /// `stream_id` is the row's stream, parsed already.
     fn into_recorded(self, stream_id: StreamId) -> Result<RecordedEvent, EventStoreError> {
+        let data = self.data.map_err(|e| {
+            EventStoreError::Corrupt(format!("data of event {}: {e}", self.event_id))
+        })?;
         let metadata = self.metadata.map_err(|e| {
             EventStoreError::Corrupt(format!("metadata of event {}: {e}", self.event_id))
         })?;
@@ -408,11 +408,35 @@ impl EventRow {
                     self.schema_version, self.event_id
                 ))
             })?,
-            data: self.data,
+            data,
             metadata,
             recorded_at: self.recorded_at,
         })
     }
+}
+
+/// A `json` column (migration 0006) parsed from its stored text, which is what PostgreSQL sends
+/// for `json` in either format. `Err` says why it is not a `T`: a row breaking its rules is
+/// corrupt, not a failure of the database.
+fn json_column<T: DeserializeOwned>(
+    row: &PgRow,
+    index: usize,
+) -> Result<Result<T, String>, sqlx::Error> {
+    let value = row.try_get_raw(index)?;
+    let stored_as = value.type_info().name().to_owned();
+    if stored_as != "JSON" {
+        return Ok(Err(format!("stored as {stored_as}, not JSON")));
+    }
+    if value.is_null() {
+        return Ok(Err("null".to_owned()));
+    }
+    let text = value
+        .as_bytes()
+        .map_err(|source| sqlx::Error::ColumnDecode {
+            index: index.to_string(),
+            source,
+        })?;
+    Ok(serde_json::from_slice(text).map_err(|e| e.to_string()))
 }
 
 /// A row of `idempotency_keys`, as read.
@@ -440,12 +464,9 @@ impl IdempotencyRow {
 }
 
 /// The envelopes of `rows`. Runs of rows of one stream parse its id once: a stream read is one
-/// run (`known` is its stream), and the log's batches are mostly runs too.
-fn recorded(
-    rows: Vec<EventRow>,
-    known: Option<&StreamId>,
-) -> Result<Vec<RecordedEvent>, EventStoreError> {
-    let mut last = known.cloned();
+/// run, and the log's batches are mostly runs too.
+fn recorded(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, EventStoreError> {
+    let mut last: Option<StreamId> = None;
     rows.into_iter()
         .map(|row| {
             let stream_id = match &last {

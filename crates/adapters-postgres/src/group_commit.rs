@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use strata_ports::{AppendOutcome, AppendRequest, EventStoreError, ExpectedVersion};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
@@ -151,11 +151,7 @@ impl Writer {
     async fn connection(&mut self) -> Result<&mut PgConnection, EventStoreError> {
         let connection = match self.connection.take() {
             Some(connection) => connection,
-            None => self
-                .pool
-                .acquire()
-                .await
-                .map_err(|e| event_store_error(&e))?,
+            None => checked_connection(&self.pool).await?,
         };
         Ok(&mut **self.connection.insert(connection))
     }
@@ -181,7 +177,7 @@ impl Writer {
             }
             Err(error) => {
                 tracing::debug!(%error, appends = plain.len(), "group append failed; appending one by one");
-                // The connection may be what failed: the appends alone take a tested one.
+                // The connection may be what failed: the appends alone take a checked one.
                 self.connection = None;
                 self.write_alone(plain).await;
             }
@@ -324,6 +320,31 @@ impl GroupColumns {
         self.expected_versions.push(version);
         self.event_counts.push(count);
         self.events.extend(&request.events)
+    }
+}
+
+/// A connection from the pool that answers a ping. The pool hands out a connection used in the
+/// last second unchecked, and after the writer's own connection failed the pooled ones may be
+/// just as dead (a restart, a failover). The writer takes one rarely (its first append, after a
+/// second without appends, after a failure), so checking it costs next to nothing. A connection
+/// that fails is closed, so after as many attempts as the pool has connections, it opens a
+/// fresh one.
+async fn checked_connection(pool: &PgPool) -> Result<PoolConnection<Postgres>, EventStoreError> {
+    let attempts = usize::try_from(pool.options().get_max_connections())
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let mut attempt = 1;
+    loop {
+        let mut connection = pool.acquire().await.map_err(|e| event_store_error(&e))?;
+        match connection.ping().await {
+            Ok(()) => return Ok(connection),
+            Err(error) if attempt < attempts => {
+                tracing::debug!(%error, "a pooled connection failed its ping; taking another");
+                connection.close_on_drop();
+                attempt += 1;
+            }
+            Err(error) => return Err(event_store_error(&error)),
+        }
     }
 }
 

@@ -520,7 +520,8 @@ const PARK: &str = "\
     INSERT INTO public.projection_dead_letters (projection, global_position, event_id, \
         stream_id, stream_version, event_type, schema_version, data, metadata, recorded_at, \
         error, attempts, blocked_by, parked_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::json, $9::text::json, $10, $11, $12, $13, \
+            $14) \
     ON CONFLICT (projection, global_position) DO NOTHING";
 
 #[async_trait]
@@ -784,7 +785,10 @@ impl ProjectionBatch for PgBatch {
 
     async fn park(&mut self, letter: &DeadLetter) -> Result<(), ReadModelError> {
         let event = &letter.event;
-        let metadata = serde_json::to_value(&event.metadata)
+        // As text, as the log stores them (migration 0006).
+        let data = serde_json::to_string(&event.data)
+            .map_err(|e| ReadModelError::Backend(format!("data: {e}")))?;
+        let metadata = serde_json::to_string(&event.metadata)
             .map_err(|e| ReadModelError::Backend(format!("metadata: {e}")))?;
         sqlx::query(PARK)
             .bind(&self.key)
@@ -794,7 +798,7 @@ impl ProjectionBatch for PgBatch {
             .bind(to_i64(event.stream_version, "version")?)
             .bind(&event.event_type)
             .bind(i32::try_from(event.schema_version).unwrap_or(i32::MAX))
-            .bind(&event.data)
+            .bind(data)
             .bind(metadata)
             .bind(event.recorded_at)
             .bind(&letter.error)

@@ -97,8 +97,13 @@ async fn url_of(pool: &PgPool) -> String {
         .await
         .unwrap();
     let server = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let (server, query) = server.split_once('?').unwrap_or((&server, ""));
     let (base, _) = server.rsplit_once('/').expect("a url with a database");
-    format!("{base}/{name}")
+    if query.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{name}?{query}")
+    }
 }
 
 /// Pooled connections are not pinged on every use (sqlx checks them when they come back), but
@@ -127,4 +132,38 @@ async fn a_pooled_connection_the_server_closed_while_idle_is_replaced(admin: PgP
     let head = PgEventStore::new(pool).head_position().await;
 
     assert_eq!(head, Ok(0));
+}
+
+/// Every connection of the database killed at once (a restart, a failover): the group writer's,
+/// and the pooled ones, which the pool hands out unchecked right after their last use. The
+/// group fails with the writer's connection, and its appends, written alone, must not take a
+/// dead pooled connection and fail too.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn appends_go_on_after_every_connection_of_the_pool_is_killed(admin: PgPool) {
+    let settings = PgSettings {
+        url: url_of(&admin).await,
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(5),
+    };
+    let store = PgEventStore::new(connect(&settings).await.unwrap());
+    let order = stream("order");
+    store
+        .append(request(&order, ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
+    // A pooled connection, back in the pool a moment ago.
+    store.read_stream(&order, 0).await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+
+    let outcome = store
+        .append(request(&order, ExpectedVersion::Exact(1), 1))
+        .await;
+
+    assert_eq!(outcome.map(|o| o.stream_version), Ok(2));
 }

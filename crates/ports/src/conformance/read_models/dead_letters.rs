@@ -24,8 +24,16 @@ pub async fn a_parked_event_reads_back_with_its_whole_envelope(
     bare.event.metadata = crate::event_store::Metadata::default();
     bare.event.data = serde_json::json!([]);
     bare.error = String::new();
+    // JSON that PostgreSQL's `jsonb` refuses: a store parks whatever its log took.
+    let mut unusual = letter(
+        ORDERS,
+        recorded(&stream("order"), 1, base + 3),
+        Some(base + 1),
+    );
+    unusual.event.data = serde_json::json!({"note": "before\u{0}after"});
+    unusual.event.metadata.correlation_id = Some("req\u{0}1".to_owned());
 
-    park(store, ORDERS, &[&failed, &bare]).await;
+    park(store, ORDERS, &[&failed, &bare, &unusual]).await;
 
     let parked = store.dead_letters(Some(ORDERS)).await.unwrap();
     let find = |position: u64| {
@@ -36,6 +44,7 @@ pub async fn a_parked_event_reads_back_with_its_whole_envelope(
     };
     assert_eq!(find(base + 1), Some(failed));
     assert_eq!(find(base + 2), Some(bare));
+    assert_eq!(find(base + 3), Some(unusual));
 }
 
 /// Parking an event already parked changes nothing: the first record (its error, attempts and
