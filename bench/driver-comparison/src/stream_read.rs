@@ -37,6 +37,8 @@ enum Reader {
     TokioPostgresRaw,
     /// sqlx, the same: payloads left as JSON text.
     SqlxRaw,
+    /// sqlx, only what a fold needs (version, position, type, schema, data as text).
+    SqlxLean,
 }
 
 impl Reader {
@@ -46,6 +48,7 @@ impl Reader {
             Self::TokioPostgres => "tokio-postgres",
             Self::TokioPostgresRaw => "tp-raw-payloads",
             Self::SqlxRaw => "sqlx-raw-payloads",
+            Self::SqlxLean => "sqlx-lean-raw",
         }
     }
 }
@@ -114,6 +117,7 @@ pub async fn run(
             Reader::TokioPostgres,
             Reader::TokioPostgresRaw,
             Reader::SqlxRaw,
+            Reader::SqlxLean,
         ] {
             crate::fresh_database(admin, name, url).await?;
             // As the adapter's pool: no ping before every use.
@@ -167,6 +171,21 @@ pub async fn run(
                             .bind(0_i64)
                             .fetch_all(&pool)
                             .await?;
+                        ensure!(rows.len() == length, "read {} events", rows.len());
+                        latencies.push(u64::try_from(sent.elapsed().as_micros())?);
+                        continue;
+                    }
+                    Reader::SqlxLean => {
+                        type LeanRow = (i64, i64, String, i32, sqlx::types::Json<Box<RawValue>>);
+                        let rows: Vec<LeanRow> = sqlx::query_as(
+                            "SELECT global_position, stream_version, event_type, schema_version, \
+                             data FROM events WHERE stream_id = $1 AND stream_version > $2 \
+                             ORDER BY stream_version",
+                        )
+                        .bind(stream_id.as_str())
+                        .bind(0_i64)
+                        .fetch_all(&pool)
+                        .await?;
                         ensure!(rows.len() == length, "read {} events", rows.len());
                         latencies.push(u64::try_from(sent.elapsed().as_micros())?);
                         continue;

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row, TypeInfo, ValueRef};
 use strata_ports::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
-    NewEvent, RecordedEvent, StreamId,
+    NewEvent, RecordedEvent, StreamId, StreamPayload,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -63,6 +64,12 @@ const INSERT_EVENTS: &str = "\
 const READ_STREAM: &str = "\
     SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \
            data, metadata, recorded_at \
+    FROM events WHERE stream_id = $1 AND stream_version > $2 \
+    ORDER BY stream_version";
+
+/// `READ_STREAM` with only what a fold needs.
+const READ_STREAM_PAYLOADS: &str = "\
+    SELECT global_position, stream_version, event_type, schema_version, data \
     FROM events WHERE stream_id = $1 AND stream_version > $2 \
     ORDER BY stream_version";
 
@@ -153,6 +160,23 @@ impl EventStore for PgEventStore {
             .await
             .map_err(|e| event_store_error(&e))?;
         recorded(rows)
+    }
+
+    async fn read_stream_payloads(
+        &self,
+        stream_id: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<StreamPayload>, EventStoreError> {
+        let Ok(after_version) = i64::try_from(after_version) else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<PayloadRow> = sqlx::query_as(READ_STREAM_PAYLOADS)
+            .bind(stream_id.as_str())
+            .bind(after_version)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| event_store_error(&e))?;
+        rows.into_iter().map(PayloadRow::into_payload).collect()
     }
 
     async fn read_all(
@@ -415,13 +439,55 @@ impl EventRow {
     }
 }
 
-/// A `json` column (migration 0006) parsed from its stored text, which is what PostgreSQL sends
-/// for `json` in either format. `Err` says why it is not a `T`: a row breaking its rules is
-/// corrupt, not a failure of the database.
-fn json_column<T: DeserializeOwned>(
-    row: &PgRow,
-    index: usize,
-) -> Result<Result<T, String>, sqlx::Error> {
+/// A row of `READ_STREAM_PAYLOADS`.
+struct PayloadRow {
+    global_position: i64,
+    stream_version: i64,
+    event_type: String,
+    schema_version: i32,
+    /// The stored text, checked to be JSON; an error is kept for `into_payload` to report.
+    data: Result<Box<RawValue>, String>,
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for PayloadRow {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            global_position: row.try_get(0)?,
+            stream_version: row.try_get(1)?,
+            event_type: row.try_get(2)?,
+            schema_version: row.try_get(3)?,
+            data: json_text(row, 4)?.and_then(|text| {
+                let text = String::from_utf8(text.to_vec()).map_err(|e| e.to_string())?;
+                RawValue::from_string(text).map_err(|e| e.to_string())
+            }),
+        })
+    }
+}
+
+impl PayloadRow {
+    fn into_payload(self) -> Result<StreamPayload, EventStoreError> {
+        let position = to_u64(self.global_position, "global position")?;
+        Ok(StreamPayload {
+            data: self.data.map_err(|e| {
+                EventStoreError::Corrupt(format!("data of the event at position {position}: {e}"))
+            })?,
+            stream_version: to_u64(self.stream_version, "stream version")?,
+            global_position: position,
+            event_type: self.event_type,
+            schema_version: u32::try_from(self.schema_version).map_err(|_| {
+                EventStoreError::Corrupt(format!(
+                    "schema version {} of the event at position {position}",
+                    self.schema_version
+                ))
+            })?,
+        })
+    }
+}
+
+/// The stored text of a `json` column (migration 0006), which is what PostgreSQL sends for
+/// `json` in either format. `Err` says why there is none: a row breaking its rules is corrupt,
+/// not a failure of the database.
+fn json_text(row: &PgRow, index: usize) -> Result<Result<&[u8], String>, sqlx::Error> {
     let value = row.try_get_raw(index)?;
     let stored_as = value.type_info().name().to_owned();
     if stored_as != "JSON" {
@@ -430,13 +496,23 @@ fn json_column<T: DeserializeOwned>(
     if value.is_null() {
         return Ok(Err("null".to_owned()));
     }
-    let text = value
+    value
         .as_bytes()
+        .map(Ok)
         .map_err(|source| sqlx::Error::ColumnDecode {
             index: index.to_string(),
             source,
-        })?;
-    Ok(serde_json::from_slice(text).map_err(|e| e.to_string()))
+        })
+}
+
+/// A `json` column parsed from its stored text (see [`json_text`]); `Err` says why it is not a
+/// `T`.
+fn json_column<T: DeserializeOwned>(
+    row: &PgRow,
+    index: usize,
+) -> Result<Result<T, String>, sqlx::Error> {
+    Ok(json_text(row, index)?
+        .and_then(|text| serde_json::from_slice(text).map_err(|e| e.to_string())))
 }
 
 /// A row of `idempotency_keys`, as read.

@@ -72,8 +72,26 @@ impl Rehydrator {
         stream_id: &StreamId,
     ) -> Result<Loaded<A::State>, LoadError> {
         let start = self.snapshot_start::<A>(stream_id).await;
-        let events = self.store.read_stream(stream_id, start.version).await?;
-        fold::<A>(start, &events)
+        let payloads = self
+            .store
+            .read_stream_payloads(stream_id, start.version)
+            .await?;
+        let mut loaded = start;
+        for payload in &payloads {
+            let event = A::Event::decode_stored_text(
+                &payload.event_type,
+                payload.schema_version,
+                &payload.data,
+            )
+            .map_err(|source| LoadError::Decode {
+                stream_id: stream_id.to_string(),
+                position: payload.global_position,
+                source,
+            })?;
+            loaded.state = A::evolve(loaded.state, &event);
+            loaded.version = payload.stream_version;
+        }
+        Ok(loaded)
     }
 
     async fn snapshot_start<A: Aggregate>(&self, stream_id: &StreamId) -> Loaded<A::State> {

@@ -15,7 +15,8 @@ use strata_domain::order::{LineItem, Order, OrderCommand};
 use strata_domain::values::{ProductId, Quantity, UnitPrice};
 use strata_ports::{
     AppendOutcome, EventStoreError, ExpectedVersion, IdempotencyRecord, MockEventStore,
-    MockSnapshotStore, RandomIds, RecordedEvent, Snapshot, SnapshotError, StreamId, SystemClock,
+    MockSnapshotStore, RandomIds, RecordedEvent, Snapshot, SnapshotError, StreamId, StreamPayload,
+    SystemClock,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -45,6 +46,11 @@ fn recorded(
         metadata: Default::default(),
         recorded_at: OffsetDateTime::now_utc(),
     }
+}
+
+/// What the event store's `read_stream_payloads` answers for these events.
+fn payloads(events: Vec<RecordedEvent>) -> Result<Vec<StreamPayload>, EventStoreError> {
+    events.into_iter().map(StreamPayload::of).collect()
 }
 
 fn placed(stream: &StreamId) -> RecordedEvent {
@@ -103,10 +109,10 @@ async fn a_lost_race_reloads_the_stream_and_appends_at_the_new_version() {
     let mut seq = Sequence::new();
     let s = stream.clone();
     store
-        .expect_read_stream()
+        .expect_read_stream_payloads()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(move |_, _| Ok(vec![placed(&s)]));
+        .returning(move |_, _| payloads(vec![placed(&s)]));
     let s = stream.clone();
     store
         .expect_append()
@@ -122,10 +128,10 @@ async fn a_lost_race_reloads_the_stream_and_appends_at_the_new_version() {
         });
     let s = stream.clone();
     store
-        .expect_read_stream()
+        .expect_read_stream_payloads()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(move |_, _| Ok(vec![placed(&s), item_added(&s, 2, "b")]));
+        .returning(move |_, _| payloads(vec![placed(&s), item_added(&s, 2, "b")]));
     store
         .expect_append()
         .withf(|r| r.expected == ExpectedVersion::Exact(2) && r.events.len() == 1)
@@ -155,9 +161,9 @@ async fn retries_are_bounded_and_then_reported_as_contention() {
     let mut store = MockEventStore::new();
     let s = stream.clone();
     store
-        .expect_read_stream()
+        .expect_read_stream_payloads()
         .times(3)
-        .returning(move |_, _| Ok(vec![placed(&s)]));
+        .returning(move |_, _| payloads(vec![placed(&s)]));
     let s = stream.clone();
     store.expect_append().times(3).returning(move |_| {
         Err(EventStoreError::WrongExpectedVersion {
@@ -195,9 +201,9 @@ async fn a_client_pinned_version_that_loses_the_race_is_reported_once() {
     let mut store = MockEventStore::new();
     let s = stream.clone();
     store
-        .expect_read_stream()
+        .expect_read_stream_payloads()
         .times(1)
-        .returning(move |_, _| Ok(vec![placed(&s)]));
+        .returning(move |_, _| payloads(vec![placed(&s)]));
     let s = stream.clone();
     store.expect_append().times(1).returning(move |_| {
         Err(EventStoreError::WrongExpectedVersion {
@@ -236,8 +242,8 @@ fn store_where_the_same_request_won(stream: &StreamId, refusal: EventStoreError)
         .returning(|_, _| Ok(None));
     let s = stream.clone();
     store
-        .expect_read_stream()
-        .returning(move |_, _| Ok(vec![placed(&s)]));
+        .expect_read_stream_payloads()
+        .returning(move |_, _| payloads(vec![placed(&s)]));
     // The winner's fingerprint is the one this request sends with its append.
     let fingerprint = Arc::new(std::sync::Mutex::new(String::new()));
     let sent = fingerprint.clone();
@@ -320,7 +326,7 @@ async fn a_version_conflict_caused_by_the_same_keyed_request_is_answered_as_its_
 #[tokio::test]
 async fn an_unreachable_event_store_is_reported_as_unavailable() {
     let mut store = MockEventStore::new();
-    store.expect_read_stream().returning(|_, _| {
+    store.expect_read_stream_payloads().returning(|_, _| {
         Err(EventStoreError::Unavailable(
             "connection refused".to_owned(),
         ))
@@ -359,10 +365,10 @@ async fn loading_reads_only_the_events_after_the_snapshot() {
     let mut store = MockEventStore::new();
     let s = stream.clone();
     store
-        .expect_read_stream()
+        .expect_read_stream_payloads()
         .with(always(), eq(1))
         .times(1)
-        .returning(move |_, _| Ok(vec![item_added(&s, 2, "b")]));
+        .returning(move |_, _| payloads(vec![item_added(&s, 2, "b")]));
     store
         .expect_append()
         .withf(|r| r.expected == ExpectedVersion::Exact(2))
@@ -404,9 +410,9 @@ async fn a_failing_snapshot_store_costs_a_full_replay_not_the_command() {
     let mut store = MockEventStore::new();
     let s = stream.clone();
     store
-        .expect_read_stream()
+        .expect_read_stream_payloads()
         .with(always(), eq(0))
-        .returning(move |_, _| Ok(vec![placed(&s)]));
+        .returning(move |_, _| payloads(vec![placed(&s)]));
     store.expect_append().returning(|_| {
         Ok(AppendOutcome {
             stream_version: 2,

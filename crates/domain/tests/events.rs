@@ -25,13 +25,25 @@ fn payload(event_type: &str, schema_version: u32, data: Value) -> EventPayload {
 
 /// Decodes `stored` both ways, owned and borrowed, and asserts they agree.
 #[track_caller]
+#[allow(clippy::expect_used)]
 fn decoded<E>(stored: EventPayload) -> Result<E, EventDecodeError>
 where
     E: DomainEvent + Debug + PartialEq,
 {
     let borrowed = E::decode_stored(&stored.event_type, stored.schema_version, &stored.data);
+    let text = serde_json::value::to_raw_value(&stored.data).expect("a Value is JSON text");
+    let from_text = E::decode_stored_text(&stored.event_type, stored.schema_version, &text);
     let owned = E::decode(stored);
     assert_eq!(borrowed, owned, "decode_stored agrees with decode");
+    // Errors agree in kind; serde words them differently for text and for a `Value`.
+    match (&from_text, &owned) {
+        (Ok(_), _) | (_, Ok(_)) => assert_eq!(from_text, owned, "decode_stored_text agrees"),
+        (Err(text), Err(value)) => assert_eq!(
+            std::mem::discriminant(text),
+            std::mem::discriminant(value),
+            "decode_stored_text fails alike: {text:?} / {value:?}"
+        ),
+    }
     owned
 }
 

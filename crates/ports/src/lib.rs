@@ -16,7 +16,7 @@ pub mod snapshot;
 pub use clock::{Clock, IdGenerator, RandomIds, SystemClock};
 pub use event_store::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, ExpectedVersion, IdempotencyClaim,
-    IdempotencyRecord, Metadata, NewEvent, RecordedEvent, StreamId, StreamIdError,
+    IdempotencyRecord, Metadata, NewEvent, RecordedEvent, StreamId, StreamIdError, StreamPayload,
 };
 pub use read_model::{
     AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,

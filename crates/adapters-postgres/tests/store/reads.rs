@@ -77,8 +77,9 @@ async fn payloads_read_back_as_appended_even_with_nul_characters(pool: PgPool) {
     }
 }
 
-/// `json` keeps any syntactically valid text, including text serde_json refuses to read (here
-/// nesting deeper than its limit of 128): such a row is corrupt, not a database failure.
+/// `json` keeps text serde_json refuses to read (here a lone surrogate escape, which is not a
+/// character): such a row is corrupt, not a database failure. A fold's read hands the text on
+/// as stored, and the domain's decoder refuses it.
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
 async fn a_row_whose_data_cannot_be_read_back_reads_as_corrupt(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
@@ -87,7 +88,7 @@ async fn a_row_whose_data_cannot_be_read_back_reads_as_corrupt(pool: PgPool) {
         "INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, \
                              schema_version, data, metadata, recorded_at) \
          VALUES (1, gen_random_uuid(), $1, 1, 'OrderPlaced', 1, \
-                 (repeat('[', 200) || repeat(']', 200))::json, '{}', now())",
+                 '{\"note\": \"\\ud800\"}'::json, '{}', now())",
     )
     .bind(order.as_str())
     .execute(&pool)
@@ -95,9 +96,11 @@ async fn a_row_whose_data_cannot_be_read_back_reads_as_corrupt(pool: PgPool) {
     .unwrap();
 
     let read = store.read_stream(&order, 0).await;
+    let payloads = store.read_stream_payloads(&order, 0).await;
 
     assert!(
         matches!(&read, Err(EventStoreError::Corrupt(why)) if why.contains("data of event")),
         "{read:?}"
     );
+    assert_eq!(payloads.unwrap()[0].data.get(), r#"{"note": "\ud800"}"#);
 }

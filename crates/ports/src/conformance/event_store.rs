@@ -56,6 +56,7 @@ pub use reads::{
     head_position_is_the_position_of_the_last_committed_event,
     read_all_returns_at_most_limit_events_after_a_position,
     read_stream_returns_the_events_after_a_version_in_order,
+    stream_payloads_are_the_stream_read_cut_down,
     versions_and_positions_are_contiguous_across_streams_in_commit_order,
 };
 
@@ -86,6 +87,7 @@ pub async fn run(store: &dyn EventStore) {
     head_position_is_the_position_of_the_last_committed_event(store).await;
     a_recorded_event_keeps_its_whole_envelope(store).await;
     events_of_an_older_schema_version_are_returned_as_stored(store).await;
+    stream_payloads_are_the_stream_read_cut_down(store).await;
 
     an_append_with_a_claim_stores_its_idempotency_record(store).await;
     an_unused_key_has_no_record(store).await;

@@ -210,3 +210,55 @@ pub async fn events_of_an_older_schema_version_are_returned_as_stored(store: &dy
     assert_eq!((read[0].schema_version, &read[0].data), (1, &v1.data));
     assert_eq!((read[1].schema_version, &read[1].data), (2, &v2.data));
 }
+
+/// `read_stream_payloads` is `read_stream` cut down to what a fold needs: the same events in the
+/// same order, after the same version, with the same versions, positions, types, schema
+/// versions and data (as JSON text), whatever other streams hold.
+pub async fn stream_payloads_are_the_stream_read_cut_down(store: &dyn EventStore) {
+    let (order, other) = (stream("order"), stream("order"));
+    let mut older = event("OrderPlaced", 1);
+    older.data = json!({ "customer": "c-1", "lines": [1, 2.5, "three", null], "note": "a\u{0}b" });
+    older.schema_version = 0;
+    store
+        .append(AppendRequest {
+            stream_id: order.clone(),
+            expected: ExpectedVersion::NoStream,
+            events: vec![older],
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    append(store, &other, ExpectedVersion::Any, 2)
+        .await
+        .unwrap();
+    append(store, &order, ExpectedVersion::Any, 3)
+        .await
+        .unwrap();
+
+    for after in [0, 1, 3, 4, 9] {
+        let cut: Vec<_> = store
+            .read_stream(&order, after)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                let (version, position) = (e.stream_version, e.global_position);
+                (version, position, e.event_type, e.schema_version, e.data)
+            })
+            .collect();
+        let payloads: Vec<_> = store
+            .read_stream_payloads(&order, after)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let data: serde_json::Value = serde_json::from_str(p.data.get()).unwrap();
+                let (version, position) = (p.stream_version, p.global_position);
+                (version, position, p.event_type, p.schema_version, data)
+            })
+            .collect();
+        assert_eq!(payloads, cut, "after version {after}");
+    }
+    let unknown = store.read_stream_payloads(&stream("order"), 0).await;
+    assert!(unknown.unwrap().is_empty());
+}
