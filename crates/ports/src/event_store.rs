@@ -302,7 +302,8 @@ pub trait EventStore: Send + Sync {
 
     /// The events of [`EventStore::read_stream`], each with only what folding it needs.
     /// A store that can read less than the whole envelope overrides this; by default it is
-    /// `read_stream`'s envelopes, cut down.
+    /// `read_stream`'s envelopes, cut down. A decorator of a store must forward it, or it loses
+    /// the store's faster read.
     ///
     /// # Errors
     /// As for `read_stream`.
