@@ -39,6 +39,8 @@ enum Reader {
     SqlxRaw,
     /// sqlx, only what a fold needs (version, position, type, schema, data as text).
     SqlxLean,
+    /// sqlx, the same columns packed by the server into one JSON array text, one row in all.
+    SqlxPacked,
 }
 
 impl Reader {
@@ -49,6 +51,7 @@ impl Reader {
             Self::TokioPostgresRaw => "tp-raw-payloads",
             Self::SqlxRaw => "sqlx-raw-payloads",
             Self::SqlxLean => "sqlx-lean-raw",
+            Self::SqlxPacked => "sqlx-packed",
         }
     }
 }
@@ -118,6 +121,7 @@ pub async fn run(
             Reader::TokioPostgresRaw,
             Reader::SqlxRaw,
             Reader::SqlxLean,
+            Reader::SqlxPacked,
         ] {
             crate::fresh_database(admin, name, url).await?;
             // As the adapter's pool: no ping before every use.
@@ -171,6 +175,25 @@ pub async fn run(
                             .bind(0_i64)
                             .fetch_all(&pool)
                             .await?;
+                        ensure!(rows.len() == length, "read {} events", rows.len());
+                        latencies.push(u64::try_from(sent.elapsed().as_micros())?);
+                        continue;
+                    }
+                    Reader::SqlxPacked => {
+                        let packed: Option<String> = sqlx::query_scalar(
+                            "SELECT '[' || string_agg('[' || stream_version || ',' || \
+                             global_position || ',' || to_json(event_type)::text || ',' || \
+                             schema_version || ',' || data::text || ']', ',' \
+                             ORDER BY stream_version) || ']' \
+                             FROM events WHERE stream_id = $1 AND stream_version > $2",
+                        )
+                        .bind(stream_id.as_str())
+                        .bind(0_i64)
+                        .fetch_one(&pool)
+                        .await?;
+                        let packed = packed.unwrap_or_else(|| "[]".to_owned());
+                        let rows: Vec<(u64, u64, String, u32, Box<RawValue>)> =
+                            serde_json::from_str(&packed)?;
                         ensure!(rows.len() == length, "read {} events", rows.len());
                         latencies.push(u64::try_from(sent.elapsed().as_micros())?);
                         continue;
