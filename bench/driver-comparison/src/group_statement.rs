@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use crate::report::{Sample, median};
+use crate::report::{Sample, Summary};
 
 /// The adapter's call, verbatim.
 const APPEND_GROUP: &str = "\
@@ -255,24 +255,24 @@ pub async fn run(
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for (&(call, driver), runs) in &samples {
-        let mut rates: Vec<f64> = runs.iter().map(|s| s.per_second).collect();
-        let mid = median(&mut rates);
-        let p50 = median(&mut runs.iter().map(|s| s.p50_us as f64).collect::<Vec<_>>());
-        let p99 = median(&mut runs.iter().map(|s| s.p99_us as f64).collect::<Vec<_>>());
+        let here = Summary::of(runs);
         let sqlx_p50 = samples
             .get(&(call, Driver::Sqlx))
-            .map(|s| median(&mut s.iter().map(|s| s.p50_us as f64).collect::<Vec<_>>()));
+            .map(|s| Summary::of(s).p50_us);
         let appends = match call {
             Call::SelectOne => "".to_owned(),
-            Call::Group(size) => format!("{:.0}", mid * size as f64),
+            Call::Group(size) => format!("{:.0}", here.per_second * size as f64),
         };
         println!(
-            "| {} | {} | {mid:.0} | {:.0}–{:.0} | {appends} | {p50:.0} | {p99:.0} | {} |",
+            "| {} | {} | {:.0} | {:.0}–{:.0} | {appends} | {:.0} | {:.0} | {} |",
             call_name(call),
             driver.name(),
-            rates[0],
-            rates[rates.len() - 1],
-            sqlx_p50.map_or("".to_owned(), |b| format!("{:+.0} µs", p50 - b)),
+            here.per_second,
+            here.low,
+            here.high,
+            here.p50_us,
+            here.p99_us,
+            sqlx_p50.map_or("".to_owned(), |b| format!("{:+.0} µs", here.p50_us - b)),
         );
     }
     Ok(())

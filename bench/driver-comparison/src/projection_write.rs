@@ -18,7 +18,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
-use crate::report::{Sample, median};
+use crate::report::{Sample, Summary};
 
 const COLUMNS: &str = "order_id, customer_id, status, items, item_count, total_cents, currency, \
     shipping_address, tracking_number, cancellation_reason, placed_at, updated_at, version, \
@@ -319,18 +319,18 @@ pub async fn run(
     );
     println!("|---:|---|---|---:|---:|---:|---:|");
     for (&(size, phase, writer), runs) in &samples {
-        let mut rates: Vec<f64> = runs.iter().map(|s| s.per_second).collect();
-        let mid = median(&mut rates);
+        let here = Summary::of(runs);
         let baseline = samples
             .get(&(size, phase, Writer::SqlxUnnest))
-            .map(|s| median(&mut s.iter().map(|s| s.per_second).collect::<Vec<_>>()));
-        let p50 = median(&mut runs.iter().map(|s| s.p50_us as f64).collect::<Vec<_>>());
+            .map(|s| Summary::of(s).per_second);
         println!(
-            "| {size} | {phase} | {} | {mid:.0} | {:.0}–{:.0} | {} | {p50:.0} |",
+            "| {size} | {phase} | {} | {:.0} | {:.0}–{:.0} | {} | {:.0} |",
             writer.name(),
-            rates[0],
-            rates[rates.len() - 1],
-            baseline.map_or("".to_owned(), |b| format!("{:.2}×", mid / b)),
+            here.per_second,
+            here.low,
+            here.high,
+            baseline.map_or("".to_owned(), |b| format!("{:.2}×", here.per_second / b)),
+            here.p50_us,
         );
     }
     Ok(())

@@ -32,7 +32,31 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-pub fn median(values: &mut [f64]) -> f64 {
+/// The repeats of one configuration: median rate, its min and max, median p50 and p99.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub per_second: f64,
+    pub low: f64,
+    pub high: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+impl Summary {
+    pub fn of(runs: &[Sample]) -> Self {
+        let mut rates: Vec<f64> = runs.iter().map(|s| s.per_second).collect();
+        let per_second = median(&mut rates);
+        Self {
+            per_second,
+            low: rates.first().copied().unwrap_or(0.0),
+            high: rates.last().copied().unwrap_or(0.0),
+            p50_us: median(&mut runs.iter().map(|s| s.p50_us as f64).collect::<Vec<_>>()),
+            p99_us: median(&mut runs.iter().map(|s| s.p99_us as f64).collect::<Vec<_>>()),
+        }
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     if n % 2 == 1 {
@@ -50,20 +74,22 @@ pub fn print_summary(samples: &BTreeMap<(usize, Variant), Vec<Sample>>) {
     let baseline = |c: usize| {
         samples
             .get(&(c, Variant::SqlxAdapter))
-            .map(|s| median(&mut s.iter().map(|s| s.per_second).collect::<Vec<_>>()))
+            .map(|s| Summary::of(s).per_second)
     };
     for (&(c, variant), runs) in samples {
-        let mut rates: Vec<f64> = runs.iter().map(|s| s.per_second).collect();
-        let mid = median(&mut rates);
-        let (low, high) = (rates[0], rates[rates.len() - 1]);
+        let Summary {
+            per_second: mid,
+            low,
+            high,
+            p50_us: p50,
+            p99_us: p99,
+        } = Summary::of(runs);
         let spread = if mid > 0.0 {
             (high - low) / mid * 100.0
         } else {
             0.0
         };
         let ratio = baseline(c).map_or("".to_owned(), |b| format!("{:.2}×", mid / b));
-        let p50 = median(&mut runs.iter().map(|s| s.p50_us as f64).collect::<Vec<_>>());
-        let p99 = median(&mut runs.iter().map(|s| s.p99_us as f64).collect::<Vec<_>>());
         println!(
             "| {c} | {} | {} | {mid:.0} | {low:.0}–{high:.0} | {spread:.0}% | {ratio} | {p50:.0} | {p99:.0} |",
             variant.name(),

@@ -101,6 +101,28 @@ impl PgEventStore {
             group: Arc::default(),
         }
     }
+
+    /// The rows of `sql` (`READ_STREAM` or its cut-down) of one stream after a version.
+    async fn stream_rows<R>(
+        &self,
+        sql: &'static str,
+        stream_id: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<R>, EventStoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        // Versions are at most i64::MAX, so nothing lies after a larger one.
+        let Ok(after_version) = i64::try_from(after_version) else {
+            return Ok(Vec::new());
+        };
+        sqlx::query_as(sql)
+            .bind(stream_id.as_str())
+            .bind(after_version)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| event_store_error(&e))
+    }
 }
 
 /// One append in its own transaction.
@@ -149,17 +171,10 @@ impl EventStore for PgEventStore {
         stream_id: &StreamId,
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        // Versions are at most i64::MAX, so nothing lies after a larger one.
-        let Ok(after_version) = i64::try_from(after_version) else {
-            return Ok(Vec::new());
-        };
-        let rows: Vec<EventRow> = sqlx::query_as(READ_STREAM)
-            .bind(stream_id.as_str())
-            .bind(after_version)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| event_store_error(&e))?;
-        recorded(rows)
+        recorded(
+            self.stream_rows(READ_STREAM, stream_id, after_version)
+                .await?,
+        )
     }
 
     async fn read_stream_payloads(
@@ -167,16 +182,11 @@ impl EventStore for PgEventStore {
         stream_id: &StreamId,
         after_version: u64,
     ) -> Result<Vec<StreamPayload>, EventStoreError> {
-        let Ok(after_version) = i64::try_from(after_version) else {
-            return Ok(Vec::new());
-        };
-        let rows: Vec<PayloadRow> = sqlx::query_as(READ_STREAM_PAYLOADS)
-            .bind(stream_id.as_str())
-            .bind(after_version)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| event_store_error(&e))?;
-        rows.into_iter().map(PayloadRow::into_payload).collect()
+        self.stream_rows(READ_STREAM_PAYLOADS, stream_id, after_version)
+            .await?
+            .into_iter()
+            .map(PayloadRow::into_payload)
+            .collect()
     }
 
     async fn read_all(
@@ -272,9 +282,11 @@ pub async fn append_in(
     request.expected.check(&request.stream_id, current)?;
 
     let columns = EventColumns::of(&request.events)?;
+    let count = i64::try_from(request.events.len())
+        .map_err(|_| EventStoreError::Backend("too many events in one append".into()))?;
     let base_version = i64::try_from(current).ok();
     let last_version = base_version
-        .and_then(|base| base.checked_add(columns.count))
+        .and_then(|base| base.checked_add(count))
         .ok_or_else(|| EventStoreError::Backend(format!("stream {stream} is out of versions")))?;
     let conflict = |error: sqlx::Error| match Failure::of(&error) {
         // The stream row lock makes this unreachable unless `streams` and `events` disagree;
@@ -308,8 +320,8 @@ pub async fn append_in(
     let claim = request.idempotency.as_ref();
     let last_position: Option<i64> = sqlx::query_scalar(INSERT_EVENTS)
         .bind(stream)
-        .bind(columns.count)
-        .bind(last_version - columns.count)
+        .bind(count)
+        .bind(last_version - count)
         .bind(columns.event_ids)
         .bind(columns.event_types)
         .bind(columns.schema_versions)
@@ -334,7 +346,6 @@ pub async fn append_in(
 /// Events as column arrays, for a single `UNNEST` insert.
 #[derive(Default)]
 pub(crate) struct EventColumns {
-    pub(crate) count: i64,
     pub(crate) event_ids: Vec<Uuid>,
     pub(crate) event_types: Vec<String>,
     pub(crate) schema_versions: Vec<i32>,
@@ -366,7 +377,6 @@ impl EventColumns {
             let data = serde_json::to_string(&event.data).map_err(|e| {
                 EventStoreError::Backend(format!("data of event {}: {e}", event.event_id))
             })?;
-            self.count += 1;
             self.event_ids.push(event.event_id);
             self.event_types.push(event.event_type.clone());
             self.schema_versions.push(schema_version);
@@ -456,10 +466,7 @@ impl<'r> sqlx::FromRow<'r, PgRow> for PayloadRow {
             stream_version: row.try_get(1)?,
             event_type: row.try_get(2)?,
             schema_version: row.try_get(3)?,
-            data: json_text(row, 4)?.and_then(|text| {
-                let text = String::from_utf8(text.to_vec()).map_err(|e| e.to_string())?;
-                RawValue::from_string(text).map_err(|e| e.to_string())
-            }),
+            data: json_column(row, 4)?,
         })
     }
 }
@@ -489,9 +496,9 @@ impl PayloadRow {
 /// not a failure of the database.
 fn json_text(row: &PgRow, index: usize) -> Result<Result<&[u8], String>, sqlx::Error> {
     let value = row.try_get_raw(index)?;
-    let stored_as = value.type_info().name().to_owned();
-    if stored_as != "JSON" {
-        return Ok(Err(format!("stored as {stored_as}, not JSON")));
+    let stored_as = value.type_info();
+    if stored_as.name() != "JSON" {
+        return Ok(Err(format!("stored as {}, not JSON", stored_as.name())));
     }
     if value.is_null() {
         return Ok(Err("null".to_owned()));

@@ -76,22 +76,22 @@ impl Rehydrator {
             .store
             .read_stream_payloads(stream_id, start.version)
             .await?;
-        let mut loaded = start;
-        for payload in &payloads {
-            let event = A::Event::decode_stored_text(
-                &payload.event_type,
-                payload.schema_version,
-                &payload.data,
-            )
-            .map_err(|source| LoadError::Decode {
-                stream_id: stream_id.to_string(),
-                position: payload.global_position,
-                source,
-            })?;
-            loaded.state = A::evolve(loaded.state, &event);
-            loaded.version = payload.stream_version;
-        }
-        Ok(loaded)
+        evolve_all::<A>(
+            start,
+            payloads.iter().map(|payload| {
+                let event = A::Event::decode_stored_text(
+                    &payload.event_type,
+                    payload.schema_version,
+                    &payload.data,
+                )
+                .map_err(|source| LoadError::Decode {
+                    stream_id: stream_id.to_string(),
+                    position: payload.global_position,
+                    source,
+                })?;
+                Ok((event, payload.stream_version))
+            }),
+        )
     }
 
     async fn snapshot_start<A: Aggregate>(&self, stream_id: &StreamId) -> Loaded<A::State> {
@@ -141,11 +141,24 @@ pub fn fold<A: Aggregate>(
     start: Loaded<A::State>,
     events: &[RecordedEvent],
 ) -> Result<Loaded<A::State>, LoadError> {
+    evolve_all::<A>(
+        start,
+        events
+            .iter()
+            .map(|recorded| Ok((decode::<A>(recorded)?, recorded.stream_version))),
+    )
+}
+
+/// Applies decoded events, each with its stream version, stopping at the first that failed.
+fn evolve_all<A: Aggregate>(
+    start: Loaded<A::State>,
+    events: impl IntoIterator<Item = Result<(A::Event, u64), LoadError>>,
+) -> Result<Loaded<A::State>, LoadError> {
     let mut loaded = start;
-    for recorded in events {
-        let event = decode::<A>(recorded)?;
+    for decoded in events {
+        let (event, version) = decoded?;
         loaded.state = A::evolve(loaded.state, &event);
-        loaded.version = recorded.stream_version;
+        loaded.version = version;
     }
     Ok(loaded)
 }

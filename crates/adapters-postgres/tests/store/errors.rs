@@ -90,6 +90,16 @@ async fn migrate_creates_an_empty_log_and_can_run_again(pool: PgPool) {
     assert_eq!(PgEventStore::new(pool).head_position().await.unwrap(), 0);
 }
 
+/// Settings of a pool of the adapter's own (not the test's) on the fresh database `admin` is
+/// connected to.
+async fn settings_of(admin: &PgPool, max_connections: u32) -> PgSettings {
+    PgSettings {
+        url: url_of(admin).await,
+        max_connections,
+        acquire_timeout: Duration::from_secs(5),
+    }
+}
+
 /// The url of the fresh database `pool` is connected to, on `DATABASE_URL`'s server.
 async fn url_of(pool: &PgPool) -> String {
     let name: String = sqlx::query_scalar("SELECT current_database()")
@@ -110,12 +120,7 @@ async fn url_of(pool: &PgPool) -> String {
 /// one that sat idle is checked before it is handed out: the server may have closed it since.
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
 async fn a_pooled_connection_the_server_closed_while_idle_is_replaced(admin: PgPool) {
-    let settings = PgSettings {
-        url: url_of(&admin).await,
-        max_connections: 1,
-        acquire_timeout: Duration::from_secs(5),
-    };
-    let pool = connect(&settings).await.unwrap();
+    let pool = connect(&settings_of(&admin, 1).await).await.unwrap();
     let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&pool)
         .await
@@ -140,12 +145,7 @@ async fn a_pooled_connection_the_server_closed_while_idle_is_replaced(admin: PgP
 /// dead pooled connection and fail too.
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
 async fn appends_go_on_after_every_connection_of_the_pool_is_killed(admin: PgPool) {
-    let settings = PgSettings {
-        url: url_of(&admin).await,
-        max_connections: 4,
-        acquire_timeout: Duration::from_secs(5),
-    };
-    let store = PgEventStore::new(connect(&settings).await.unwrap());
+    let store = PgEventStore::new(connect(&settings_of(&admin, 4).await).await.unwrap());
     let order = stream("order");
     store
         .append(request(&order, ExpectedVersion::NoStream, 1))

@@ -8,17 +8,25 @@ use strata_ports::{EventStore, EventStoreError, ExpectedVersion};
 
 use crate::helpers::{request, stream};
 
-#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
-async fn a_row_with_a_malformed_stream_id_reads_as_corrupt(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+/// Writes the log's first event by raw SQL, around the adapter and its checks.
+async fn insert_row(pool: &PgPool, stream_id: &str, data: &str, metadata: &str) {
     sqlx::query(
         "INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, \
                              schema_version, data, metadata, recorded_at) \
-         VALUES (1, gen_random_uuid(), 'Not A Stream', 1, 'OrderPlaced', 1, '{}', '{}', now())",
+         VALUES (1, gen_random_uuid(), $1, 1, 'OrderPlaced', 1, $2::json, $3::json, now())",
     )
-    .execute(&pool)
+    .bind(stream_id)
+    .bind(data)
+    .bind(metadata)
+    .execute(pool)
     .await
     .unwrap();
+}
+
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_row_with_a_malformed_stream_id_reads_as_corrupt(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    insert_row(&pool, "Not A Stream", "{}", "{}").await;
 
     let read = store.read_all(0, 10).await;
 
@@ -29,16 +37,7 @@ async fn a_row_with_a_malformed_stream_id_reads_as_corrupt(pool: PgPool) {
 async fn a_row_with_malformed_metadata_reads_as_corrupt(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let order = stream("order");
-    sqlx::query(
-        "INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, \
-                             schema_version, data, metadata, recorded_at) \
-         VALUES (1, gen_random_uuid(), $1, 1, 'OrderPlaced', 1, '{}', \
-                 '{\"correlationId\": 42}', now())",
-    )
-    .bind(order.as_str())
-    .execute(&pool)
-    .await
-    .unwrap();
+    insert_row(&pool, order.as_str(), "{}", r#"{"correlationId": 42}"#).await;
 
     let read = store.read_stream(&order, 0).await;
 
@@ -84,16 +83,7 @@ async fn payloads_read_back_as_appended_even_with_nul_characters(pool: PgPool) {
 async fn a_row_whose_data_cannot_be_read_back_reads_as_corrupt(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     let order = stream("order");
-    sqlx::query(
-        "INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, \
-                             schema_version, data, metadata, recorded_at) \
-         VALUES (1, gen_random_uuid(), $1, 1, 'OrderPlaced', 1, \
-                 '{\"note\": \"\\ud800\"}'::json, '{}', now())",
-    )
-    .bind(order.as_str())
-    .execute(&pool)
-    .await
-    .unwrap();
+    insert_row(&pool, order.as_str(), r#"{"note": "\ud800"}"#, "{}").await;
 
     let read = store.read_stream(&order, 0).await;
     let payloads = store.read_stream_payloads(&order, 0).await;
