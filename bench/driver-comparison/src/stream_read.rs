@@ -1,10 +1,11 @@
 //! The read of a whole stream, as a load without a snapshot does it: the adapter's
-//! `read_stream` and `read_stream_payloads`, against the same queries through tokio-postgres and
+//! `read_stream` and `visit_stream`, against the same queries through tokio-postgres and
 //! variants that leave the payloads as text or pack the rows on the server. What it shows is the
 //! drivers' per-row cost on the read path, which the `load-1000` workload is bound by (decisions
-//! 0011 and 0012).
+//! 0011 and 0012). `READERS=name,name` runs only those readers.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use anyhow::ensure;
@@ -13,7 +14,8 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 use strata_adapters_postgres::PgEventStore;
 use strata_ports::{
-    AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamId,
+    AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, PayloadRef, PayloadVisitor,
+    RecordedEvent, StreamId,
 };
 use time::OffsetDateTime;
 use tokio_postgres::NoTls;
@@ -29,6 +31,12 @@ const READ_STREAM: &str = "\
     FROM events WHERE stream_id = $1 AND stream_version > $2 \
     ORDER BY stream_version";
 
+/// The adapter's `READ_STREAM_PAYLOADS`, verbatim.
+const READ_PAYLOADS: &str = "\
+    SELECT global_position, stream_version, event_type, schema_version, data \
+    FROM events WHERE stream_id = $1 AND stream_version > $2 \
+    ORDER BY stream_version";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Reader {
     SqlxAdapter,
@@ -38,12 +46,18 @@ enum Reader {
     TokioPostgresRaw,
     /// sqlx, the same: payloads left as JSON text.
     SqlxRaw,
-    /// The adapter's `read_stream_payloads`: only what a fold needs, data as text. (The run of
-    /// 2026-12-04 in `results/` timed the same five-column query written out here, as
-    /// `sqlx-lean-raw`, before the adapter had it.)
-    SqlxAdapterPayloads,
+    /// The adapter's `visit_stream`: only what a fold needs, each row handed on borrowed as it
+    /// arrives (decision 0012). (The first run of 2026-12-04 in `results/` timed the same
+    /// five-column query collected into rows, as `sqlx-lean-raw`; the second, as
+    /// `sqlx-adapter-payloads`, the adapter's `read_stream_payloads`, which collected them.)
+    SqlxAdapterVisit,
     /// sqlx, the same columns packed by the server into one JSON array text, one row in all.
     SqlxPacked,
+    /// The five columns through `COPY (…) TO STDOUT (FORMAT binary)` (one sqlx stream, no
+    /// `PgRow`), the literals written into the statement.
+    SqlxCopyBinary,
+    /// tokio-postgres, the five columns, payloads borrowed.
+    TokioPostgresPayloads,
 }
 
 impl Reader {
@@ -53,9 +67,21 @@ impl Reader {
             Self::TokioPostgres => "tokio-postgres",
             Self::TokioPostgresRaw => "tp-raw-payloads",
             Self::SqlxRaw => "sqlx-raw-payloads",
-            Self::SqlxAdapterPayloads => "sqlx-adapter-payloads",
+            Self::SqlxAdapterVisit => "sqlx-adapter-visit",
             Self::SqlxPacked => "sqlx-packed",
+            Self::SqlxCopyBinary => "sqlx-copy-binary",
+            Self::TokioPostgresPayloads => "tp-payloads",
         }
+    }
+}
+
+/// Counts the events a visit hands on.
+struct Count(usize);
+
+impl PayloadVisitor for Count {
+    fn visit(&mut self, _: PayloadRef<'_>) -> ControlFlow<()> {
+        self.0 += 1;
+        ControlFlow::Continue(())
     }
 }
 
@@ -123,9 +149,14 @@ pub async fn run(
             Reader::TokioPostgres,
             Reader::TokioPostgresRaw,
             Reader::SqlxRaw,
-            Reader::SqlxAdapterPayloads,
+            Reader::SqlxAdapterVisit,
             Reader::SqlxPacked,
-        ] {
+            Reader::SqlxCopyBinary,
+            Reader::TokioPostgresPayloads,
+        ]
+        .into_iter()
+        .filter(|r| std::env::var("READERS").map_or(true, |v| v.split(',').any(|n| n == r.name())))
+        {
             crate::fresh_database(admin, name, url).await?;
             // As the adapter's pool: no ping before every use.
             let pool = sqlx::postgres::PgPoolOptions::new()
@@ -149,6 +180,7 @@ pub async fn run(
             let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
             tokio::spawn(connection);
             let statement = client.prepare(READ_STREAM).await?;
+            let payloads_statement = client.prepare(READ_PAYLOADS).await?;
             let mut latencies = Vec::with_capacity(reads);
             let mut started = Instant::now();
             for n in 0..20 + reads {
@@ -158,8 +190,10 @@ pub async fn run(
                 let sent = Instant::now();
                 let read = match reader {
                     Reader::SqlxAdapter => store.read_stream(&stream_id, 0).await?.len(),
-                    Reader::SqlxAdapterPayloads => {
-                        store.read_stream_payloads(&stream_id, 0).await?.len()
+                    Reader::SqlxAdapterVisit => {
+                        let mut count = Count(0);
+                        store.visit_stream(&stream_id, 0, &mut count).await?;
+                        count.0
                     }
                     Reader::TokioPostgres => {
                         read_with_tokio_postgres(&client, &statement, &stream_id)
@@ -199,6 +233,63 @@ pub async fn run(
                         .await?;
                         let rows: Vec<(u64, u64, String, u32, Box<RawValue>)> =
                             serde_json::from_str(packed.as_deref().unwrap_or("[]"))?;
+                        rows.len()
+                    }
+                    Reader::SqlxCopyBinary => {
+                        use futures_util::TryStreamExt;
+                        let mut conn = pool.acquire().await?;
+                        // COPY takes no parameters. Safe here only because this crate made the
+                        // stream id (`order-<uuid>`); the adapter would have to quote it.
+                        let sql = format!(
+                            "COPY (SELECT global_position, stream_version, event_type, \
+                             schema_version, data FROM events WHERE stream_id = '{}' AND \
+                             stream_version > 0 ORDER BY stream_version) TO STDOUT (FORMAT binary)",
+                            stream_id.as_str()
+                        );
+                        let mut copy = conn.copy_out_raw(&sql).await?;
+                        let mut rows = 0;
+                        let mut bytes = 0;
+                        let mut first = true;
+                        while let Some(chunk) = copy.try_next().await? {
+                            let mut at: &[u8] = &chunk;
+                            if first {
+                                // signature (11) + flags (4) + extension length (4)
+                                at = &at[19..];
+                                first = false;
+                            }
+                            let fields = i16::from_be_bytes([at[0], at[1]]);
+                            if fields == -1 {
+                                continue;
+                            }
+                            at = &at[2..];
+                            for _ in 0..fields {
+                                let len = i32::from_be_bytes([at[0], at[1], at[2], at[3]]);
+                                at = &at[4..];
+                                let len = usize::try_from(len)?;
+                                bytes += len;
+                                at = &at[len..];
+                            }
+                            rows += 1;
+                        }
+                        ensure!(bytes > 0, "no payloads");
+                        rows
+                    }
+                    Reader::TokioPostgresPayloads => {
+                        let rows = client
+                            .query(&payloads_statement, &[&stream_id.as_str(), &0_i64])
+                            .await?;
+                        let mut bytes = 0;
+                        for row in &rows {
+                            let _: (i64, i64, &str, i32) = (
+                                row.try_get(0)?,
+                                row.try_get(1)?,
+                                row.try_get(2)?,
+                                row.try_get(3)?,
+                            );
+                            let data: Json<&RawValue> = row.try_get(4)?;
+                            bytes += data.0.get().len();
+                        }
+                        ensure!(bytes > 0, "no payloads");
                         rows.len()
                     }
                     Reader::TokioPostgresRaw => {

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row, TypeInfo, ValueRef};
 use strata_ports::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
-    NewEvent, RecordedEvent, StreamId, StreamPayload,
+    NewEvent, PayloadRef, PayloadVisitor, RecordedEvent, StreamId,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -101,28 +101,6 @@ impl PgEventStore {
             group: Arc::default(),
         }
     }
-
-    /// The rows of `sql` (`READ_STREAM` or its cut-down) of one stream after a version.
-    async fn stream_rows<R>(
-        &self,
-        sql: &'static str,
-        stream_id: &StreamId,
-        after_version: u64,
-    ) -> Result<Vec<R>, EventStoreError>
-    where
-        R: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
-    {
-        // Versions are at most i64::MAX, so nothing lies after a larger one.
-        let Ok(after_version) = i64::try_from(after_version) else {
-            return Ok(Vec::new());
-        };
-        sqlx::query_as(sql)
-            .bind(stream_id.as_str())
-            .bind(after_version)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| event_store_error(&e))
-    }
 }
 
 /// One append in its own transaction.
@@ -171,22 +149,48 @@ impl EventStore for PgEventStore {
         stream_id: &StreamId,
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        recorded(
-            self.stream_rows(READ_STREAM, stream_id, after_version)
-                .await?,
-        )
+        // Versions are at most i64::MAX, so nothing lies after a larger one.
+        let Ok(after_version) = i64::try_from(after_version) else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<EventRow> = sqlx::query_as(READ_STREAM)
+            .bind(stream_id.as_str())
+            .bind(after_version)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| event_store_error(&e))?;
+        recorded(rows)
     }
 
-    async fn read_stream_payloads(
+    async fn visit_stream<'v>(
         &self,
         stream_id: &StreamId,
         after_version: u64,
-    ) -> Result<Vec<StreamPayload>, EventStoreError> {
-        self.stream_rows(READ_STREAM_PAYLOADS, stream_id, after_version)
-            .await?
-            .into_iter()
-            .map(PayloadRow::into_payload)
-            .collect()
+        visitor: &mut (dyn PayloadVisitor + 'v),
+    ) -> Result<(), EventStoreError> {
+        let Ok(after_version) = i64::try_from(after_version) else {
+            return Ok(());
+        };
+        // On a connection of its own rather than on the pool: each row then passes through one
+        // of sqlx's streams less, and nothing per row is copied or collected (decision 0012).
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| event_store_error(&e))?;
+        let mut rows = sqlx::query(READ_STREAM_PAYLOADS)
+            .bind(stream_id.as_str())
+            .bind(after_version)
+            .fetch(&mut *connection);
+        while let Some(row) = rows.try_next().await.map_err(|e| event_store_error(&e))? {
+            let payload = payload_of(&row).map_err(|e| event_store_error(&e))??;
+            if visitor.visit(payload).is_break() {
+                // Dropping the rest is safe: sqlx reads past what is left of this result before
+                // the connection runs its next statement.
+                break;
+            }
+        }
+        Ok(())
     }
 
     async fn read_all(
@@ -449,46 +453,29 @@ impl EventRow {
     }
 }
 
-/// A row of `READ_STREAM_PAYLOADS`.
-struct PayloadRow {
-    global_position: i64,
-    stream_version: i64,
-    event_type: String,
-    schema_version: i32,
-    /// The stored text, checked to be JSON; an error is kept for `into_payload` to report.
-    data: Result<Box<RawValue>, String>,
-}
-
-impl<'r> sqlx::FromRow<'r, PgRow> for PayloadRow {
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            global_position: row.try_get(0)?,
-            stream_version: row.try_get(1)?,
-            event_type: row.try_get(2)?,
-            schema_version: row.try_get(3)?,
-            data: json_column(row, 4)?,
-        })
-    }
-}
-
-impl PayloadRow {
-    fn into_payload(self) -> Result<StreamPayload, EventStoreError> {
-        let position = to_u64(self.global_position, "global position")?;
-        Ok(StreamPayload {
-            data: self.data.map_err(|e| {
-                EventStoreError::Corrupt(format!("data of the event at position {position}: {e}"))
-            })?,
-            stream_version: to_u64(self.stream_version, "stream version")?,
+/// A row of `READ_STREAM_PAYLOADS`, borrowed. The outer error is the driver's, the inner one a
+/// row breaking the envelope's rules.
+fn payload_of(row: &PgRow) -> Result<Result<PayloadRef<'_>, EventStoreError>, sqlx::Error> {
+    let position: i64 = row.try_get(0)?;
+    let version: i64 = row.try_get(1)?;
+    let event_type: &str = row.try_get(2)?;
+    let schema_version: i32 = row.try_get(3)?;
+    let data = json_text(row, 4)?;
+    Ok((|| {
+        let position = to_u64(position, "global position")?;
+        let corrupt = |what: String| {
+            EventStoreError::Corrupt(format!("{what} of the event at position {position}"))
+        };
+        let data = data.map_err(|e| corrupt(format!("data ({e})")))?;
+        Ok(PayloadRef {
+            stream_version: to_u64(version, "stream version")?,
             global_position: position,
-            event_type: self.event_type,
-            schema_version: u32::try_from(self.schema_version).map_err(|_| {
-                EventStoreError::Corrupt(format!(
-                    "schema version {} of the event at position {position}",
-                    self.schema_version
-                ))
-            })?,
+            event_type,
+            schema_version: u32::try_from(schema_version)
+                .map_err(|_| corrupt(format!("schema version {schema_version}")))?,
+            data: std::str::from_utf8(data).map_err(|e| corrupt(format!("data ({e})")))?,
         })
-    }
+    })())
 }
 
 /// The stored text of a `json` column (migration 0006), which is what PostgreSQL sends for

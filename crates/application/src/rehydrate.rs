@@ -1,10 +1,13 @@
 //! Rebuilding an aggregate's state from the log: the latest usable snapshot, then the events
 //! after it, each brought to its current schema by the domain's upcasters before it is applied.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use strata_domain::{Aggregate, DomainEvent, EventDecodeError};
-use strata_ports::{EventStore, EventStoreError, RecordedEvent, SnapshotStore, StreamId};
+use strata_ports::{
+    EventStore, EventStoreError, PayloadRef, PayloadVisitor, RecordedEvent, SnapshotStore, StreamId,
+};
 
 /// A state folded up to `version` (0: no event).
 #[derive(Debug, Clone, PartialEq)]
@@ -72,26 +75,18 @@ impl Rehydrator {
         stream_id: &StreamId,
     ) -> Result<Loaded<A::State>, LoadError> {
         let start = self.snapshot_start::<A>(stream_id).await;
-        let payloads = self
-            .store
-            .read_stream_payloads(stream_id, start.version)
+        let mut fold = Fold::<A> {
+            stream_id,
+            loaded: start,
+            failed: None,
+        };
+        self.store
+            .visit_stream(stream_id, fold.loaded.version, &mut fold)
             .await?;
-        evolve_all::<A>(
-            start,
-            payloads.iter().map(|payload| {
-                let event = A::Event::decode_stored_text(
-                    &payload.event_type,
-                    payload.schema_version,
-                    &payload.data,
-                )
-                .map_err(|source| LoadError::Decode {
-                    stream_id: stream_id.to_string(),
-                    position: payload.global_position,
-                    source,
-                })?;
-                Ok((event, payload.stream_version))
-            }),
-        )
+        match fold.failed {
+            Some(error) => Err(error),
+            None => Ok(fold.loaded),
+        }
     }
 
     async fn snapshot_start<A: Aggregate>(&self, stream_id: &StreamId) -> Loaded<A::State> {
@@ -147,6 +142,36 @@ pub fn fold<A: Aggregate>(
             .iter()
             .map(|recorded| Ok((decode::<A>(recorded)?, recorded.stream_version))),
     )
+}
+
+/// Decodes and applies the events of a stream as the store reads them, stopping at the first
+/// that cannot be decoded.
+struct Fold<'a, A: Aggregate> {
+    stream_id: &'a StreamId,
+    loaded: Loaded<A::State>,
+    failed: Option<LoadError>,
+}
+
+impl<A: Aggregate> PayloadVisitor for Fold<'_, A> {
+    fn visit(&mut self, payload: PayloadRef<'_>) -> ControlFlow<()> {
+        match A::Event::decode_stored_text(payload.event_type, payload.schema_version, payload.data)
+        {
+            Ok(event) => {
+                let state = std::mem::take(&mut self.loaded.state);
+                self.loaded.state = A::evolve(state, &event);
+                self.loaded.version = payload.stream_version;
+                ControlFlow::Continue(())
+            }
+            Err(source) => {
+                self.failed = Some(LoadError::Decode {
+                    stream_id: self.stream_id.to_string(),
+                    position: payload.global_position,
+                    source,
+                });
+                ControlFlow::Break(())
+            }
+        }
+    }
 }
 
 /// Applies decoded events, each with its stream version, stopping at the first that failed.

@@ -15,8 +15,8 @@ use strata_domain::order::{LineItem, Order, OrderCommand};
 use strata_domain::values::{ProductId, Quantity, UnitPrice};
 use strata_ports::{
     AppendOutcome, EventStoreError, ExpectedVersion, IdempotencyRecord, MockEventStore,
-    MockSnapshotStore, RandomIds, RecordedEvent, Snapshot, SnapshotError, StreamId, StreamPayload,
-    SystemClock,
+    MockSnapshotStore, PayloadVisitor, RandomIds, RecordedEvent, Snapshot, SnapshotError, StreamId,
+    SystemClock, visit_recorded,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -48,9 +48,12 @@ fn recorded(
     }
 }
 
-/// What the event store's `read_stream_payloads` answers for these events.
-fn payloads(events: Vec<RecordedEvent>) -> Result<Vec<StreamPayload>, EventStoreError> {
-    events.into_iter().map(StreamPayload::of).collect()
+/// What the event store's `visit_stream` does with these events: hands each on, as stored.
+fn visit(
+    events: Vec<RecordedEvent>,
+    visitor: &mut dyn PayloadVisitor,
+) -> Result<(), EventStoreError> {
+    visit_recorded(&events, visitor)
 }
 
 fn placed(stream: &StreamId) -> RecordedEvent {
@@ -109,10 +112,10 @@ async fn a_lost_race_reloads_the_stream_and_appends_at_the_new_version() {
     let mut seq = Sequence::new();
     let s = stream.clone();
     store
-        .expect_read_stream_payloads()
+        .expect_visit_stream()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(move |_, _| payloads(vec![placed(&s)]));
+        .returning(move |_, _, visitor| visit(vec![placed(&s)], visitor));
     let s = stream.clone();
     store
         .expect_append()
@@ -128,10 +131,10 @@ async fn a_lost_race_reloads_the_stream_and_appends_at_the_new_version() {
         });
     let s = stream.clone();
     store
-        .expect_read_stream_payloads()
+        .expect_visit_stream()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(move |_, _| payloads(vec![placed(&s), item_added(&s, 2, "b")]));
+        .returning(move |_, _, visitor| visit(vec![placed(&s), item_added(&s, 2, "b")], visitor));
     store
         .expect_append()
         .withf(|r| r.expected == ExpectedVersion::Exact(2) && r.events.len() == 1)
@@ -161,9 +164,9 @@ async fn retries_are_bounded_and_then_reported_as_contention() {
     let mut store = MockEventStore::new();
     let s = stream.clone();
     store
-        .expect_read_stream_payloads()
+        .expect_visit_stream()
         .times(3)
-        .returning(move |_, _| payloads(vec![placed(&s)]));
+        .returning(move |_, _, visitor| visit(vec![placed(&s)], visitor));
     let s = stream.clone();
     store.expect_append().times(3).returning(move |_| {
         Err(EventStoreError::WrongExpectedVersion {
@@ -201,9 +204,9 @@ async fn a_client_pinned_version_that_loses_the_race_is_reported_once() {
     let mut store = MockEventStore::new();
     let s = stream.clone();
     store
-        .expect_read_stream_payloads()
+        .expect_visit_stream()
         .times(1)
-        .returning(move |_, _| payloads(vec![placed(&s)]));
+        .returning(move |_, _, visitor| visit(vec![placed(&s)], visitor));
     let s = stream.clone();
     store.expect_append().times(1).returning(move |_| {
         Err(EventStoreError::WrongExpectedVersion {
@@ -242,8 +245,8 @@ fn store_where_the_same_request_won(stream: &StreamId, refusal: EventStoreError)
         .returning(|_, _| Ok(None));
     let s = stream.clone();
     store
-        .expect_read_stream_payloads()
-        .returning(move |_, _| payloads(vec![placed(&s)]));
+        .expect_visit_stream()
+        .returning(move |_, _, visitor| visit(vec![placed(&s)], visitor));
     // The winner's fingerprint is the one this request sends with its append.
     let fingerprint = Arc::new(std::sync::Mutex::new(String::new()));
     let sent = fingerprint.clone();
@@ -326,7 +329,7 @@ async fn a_version_conflict_caused_by_the_same_keyed_request_is_answered_as_its_
 #[tokio::test]
 async fn an_unreachable_event_store_is_reported_as_unavailable() {
     let mut store = MockEventStore::new();
-    store.expect_read_stream_payloads().returning(|_, _| {
+    store.expect_visit_stream().returning(|_, _, _| {
         Err(EventStoreError::Unavailable(
             "connection refused".to_owned(),
         ))
@@ -365,10 +368,10 @@ async fn loading_reads_only_the_events_after_the_snapshot() {
     let mut store = MockEventStore::new();
     let s = stream.clone();
     store
-        .expect_read_stream_payloads()
-        .with(always(), eq(1))
+        .expect_visit_stream()
+        .with(always(), eq(1), always())
         .times(1)
-        .returning(move |_, _| payloads(vec![item_added(&s, 2, "b")]));
+        .returning(move |_, _, visitor| visit(vec![item_added(&s, 2, "b")], visitor));
     store
         .expect_append()
         .withf(|r| r.expected == ExpectedVersion::Exact(2))
@@ -410,9 +413,9 @@ async fn a_failing_snapshot_store_costs_a_full_replay_not_the_command() {
     let mut store = MockEventStore::new();
     let s = stream.clone();
     store
-        .expect_read_stream_payloads()
-        .with(always(), eq(0))
-        .returning(move |_, _| payloads(vec![placed(&s)]));
+        .expect_visit_stream()
+        .with(always(), eq(0), always())
+        .returning(move |_, _, visitor| visit(vec![placed(&s)], visitor));
     store.expect_append().returning(|_| {
         Ok(AppendOutcome {
             stream_version: 2,

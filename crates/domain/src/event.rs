@@ -4,7 +4,6 @@
 use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer, MapDeserializer};
 use serde::de::{DeserializeSeed, MapAccess};
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A stored event seen as the adjacently tagged map the events derive, `{"type": …, "data": …}`,
@@ -12,7 +11,8 @@ use serde_json::{Map, Value};
 /// the stored JSON text itself: no `Value`, no copy of the text.
 struct Tagged<'de> {
     event_type: &'de str,
-    data: &'de RawValue,
+    /// JSON text, parsed only here: text that is not JSON fails the decode.
+    data: &'de str,
     /// Entries handed out so far.
     read: u8,
 }
@@ -41,7 +41,7 @@ impl<'de> MapAccess<'de> for Tagged<'de> {
         if self.read == 1 {
             return seed.deserialize(BorrowedStrDeserializer::new(self.event_type));
         }
-        let mut content = serde_json::Deserializer::from_str(self.data.get());
+        let mut content = serde_json::Deserializer::from_str(self.data);
         let value = seed.deserialize(&mut content)?;
         content.end()?;
         Ok(value)
@@ -213,7 +213,7 @@ pub trait DomainEvent: Serialize + DeserializeOwned {
     fn decode_stored_text(
         event_type: &str,
         schema_version: u32,
-        data: &RawValue,
+        data: &str,
     ) -> Result<Self, EventDecodeError> {
         let malformed = |e: serde_json::Error| EventDecodeError::Malformed {
             event_type: event_type.to_owned(),
@@ -223,7 +223,7 @@ pub trait DomainEvent: Serialize + DeserializeOwned {
             return Self::decode(EventPayload {
                 event_type: event_type.to_owned(),
                 schema_version,
-                data: serde_json::from_str(data.get()).map_err(malformed)?,
+                data: serde_json::from_str(data).map_err(malformed)?,
             });
         }
         Self::deserialize(MapAccessDeserializer::new(Tagged {

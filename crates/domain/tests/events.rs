@@ -32,7 +32,7 @@ where
 {
     let borrowed = E::decode_stored(&stored.event_type, stored.schema_version, &stored.data);
     let text = serde_json::value::to_raw_value(&stored.data).expect("a Value is JSON text");
-    let from_text = E::decode_stored_text(&stored.event_type, stored.schema_version, &text);
+    let from_text = E::decode_stored_text(&stored.event_type, stored.schema_version, text.get());
     let owned = E::decode(stored);
     assert_eq!(borrowed, owned, "decode_stored agrees with decode");
     // Errors agree in kind; serde words them differently for text and for a `Value`.
@@ -449,4 +449,28 @@ fn a_stored_empty_customer_id_is_refused_at_decode() {
         decoded::<OrderEvent>(payload("OrderPlaced", 1, data)),
         "OrderPlaced",
     );
+}
+
+/// `decode_stored_text` is handed the stored text unchecked, so it must refuse text that is not
+/// one whole JSON value, at the current schema version and at an older one alike.
+#[test]
+fn stored_text_that_is_not_json_is_refused_at_decode() {
+    let texts = [
+        r#"{"productId": "p-1", "quantity": 2"#,
+        r#"{"productId": "p-1", "quantity": 2, "unitPriceCents": 150} trailing"#,
+        r#"{"productId": "p-1", "quantity": 2, "unitPriceCents": 150,}"#,
+        "",
+    ];
+    for text in texts {
+        assert_malformed(
+            OrderEvent::decode_stored_text("ItemAdded", 1, text),
+            "ItemAdded",
+        );
+    }
+    assert_malformed(
+        OrderEvent::decode_stored_text("OrderPlaced", 1, r#"{"customerId": "c-1""#),
+        "OrderPlaced",
+    );
+    let whole = r#"{"productId": "p-1", "quantity": 2, "unitPriceCents": 150}"#;
+    assert!(OrderEvent::decode_stored_text("ItemAdded", 1, whole).is_ok());
 }

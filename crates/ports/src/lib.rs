@@ -16,7 +16,8 @@ pub mod snapshot;
 pub use clock::{Clock, IdGenerator, RandomIds, SystemClock};
 pub use event_store::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, ExpectedVersion, IdempotencyClaim,
-    IdempotencyRecord, Metadata, NewEvent, RecordedEvent, StreamId, StreamIdError, StreamPayload,
+    IdempotencyRecord, Metadata, NewEvent, PayloadRef, PayloadVisitor, RecordedEvent, StreamId,
+    StreamIdError, visit_recorded,
 };
 pub use read_model::{
     AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,

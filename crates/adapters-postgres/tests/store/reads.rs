@@ -1,10 +1,12 @@
 //! Rows that break the rules (written by raw SQL) read as corrupt, never guessed at; the
 //! conformance suite has every other read behaviour.
 
+use std::ops::ControlFlow;
+
 use serde_json::json;
 use sqlx::PgPool;
 use strata_adapters_postgres::PgEventStore;
-use strata_ports::{EventStore, EventStoreError, ExpectedVersion};
+use strata_ports::{EventStore, EventStoreError, ExpectedVersion, PayloadRef, PayloadVisitor};
 
 use crate::helpers::{request, stream};
 
@@ -86,11 +88,58 @@ async fn a_row_whose_data_cannot_be_read_back_reads_as_corrupt(pool: PgPool) {
     insert_row(&pool, order.as_str(), r#"{"note": "\ud800"}"#, "{}").await;
 
     let read = store.read_stream(&order, 0).await;
-    let payloads = store.read_stream_payloads(&order, 0).await;
+    let mut visited = Texts::default();
+    store.visit_stream(&order, 0, &mut visited).await.unwrap();
 
     assert!(
         matches!(&read, Err(EventStoreError::Corrupt(why)) if why.contains("data of event")),
         "{read:?}"
     );
-    assert_eq!(payloads.unwrap()[0].data.get(), r#"{"note": "\ud800"}"#);
+    assert_eq!(visited.0, [r#"{"note": "\ud800"}"#]);
+}
+
+/// The data texts a visit hands on, up to a limit.
+#[derive(Default)]
+struct Texts(Vec<String>, Option<usize>);
+
+impl PayloadVisitor for Texts {
+    fn visit(&mut self, payload: PayloadRef<'_>) -> ControlFlow<()> {
+        self.0.push(payload.data.to_owned());
+        if self.1.is_some_and(|limit| self.0.len() >= limit) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+/// A visit that stops early leaves the rest of its rows unread on the connection; the next
+/// statement on that same connection (the pool's only one) must not see them.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_visit_that_stops_early_leaves_its_connection_usable(pool: PgPool) {
+    let only = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
+    let store = PgEventStore::new(only);
+    let order = stream("order");
+    store
+        .append(request(&order, ExpectedVersion::NoStream, 3000))
+        .await
+        .unwrap();
+
+    let mut first = Texts(Vec::new(), Some(1));
+    store.visit_stream(&order, 0, &mut first).await.unwrap();
+    let read = store.read_stream(&order, 2990).await.unwrap();
+    let appended = store
+        .append(request(&order, ExpectedVersion::Exact(3000), 1))
+        .await;
+
+    assert_eq!(first.0.len(), 1);
+    assert_eq!(
+        read.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        (2991..=3000).collect::<Vec<_>>()
+    );
+    assert_eq!(appended.unwrap().stream_version, 3001);
 }

@@ -50,13 +50,13 @@ pub use idempotency::{
     the_same_key_for_another_principal_is_accepted,
 };
 pub use reads::{
-    a_recorded_event_keeps_its_whole_envelope, an_append_reports_its_last_version_and_position,
+    a_recorded_event_keeps_its_whole_envelope, a_stream_visit_is_the_stream_read_cut_down,
+    an_append_reports_its_last_version_and_position,
     an_empty_log_is_at_position_zero_and_reads_nothing, an_unknown_stream_reads_as_empty,
     events_of_an_older_schema_version_are_returned_as_stored,
     head_position_is_the_position_of_the_last_committed_event,
     read_all_returns_at_most_limit_events_after_a_position,
     read_stream_returns_the_events_after_a_version_in_order,
-    stream_payloads_are_the_stream_read_cut_down,
     versions_and_positions_are_contiguous_across_streams_in_commit_order,
 };
 
@@ -87,7 +87,7 @@ pub async fn run(store: &dyn EventStore) {
     head_position_is_the_position_of_the_last_committed_event(store).await;
     a_recorded_event_keeps_its_whole_envelope(store).await;
     events_of_an_older_schema_version_are_returned_as_stored(store).await;
-    stream_payloads_are_the_stream_read_cut_down(store).await;
+    a_stream_visit_is_the_stream_read_cut_down(store).await;
 
     an_append_with_a_claim_stores_its_idempotency_record(store).await;
     an_unused_key_has_no_record(store).await;

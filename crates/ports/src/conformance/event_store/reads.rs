@@ -1,8 +1,12 @@
 //! Reading streams and the log: contiguity, bounds, the head, and the envelope kept as written.
 
+use std::ops::ControlFlow;
+
 use serde_json::json;
 
-use crate::event_store::{AppendRequest, EventStore, ExpectedVersion, Metadata};
+use crate::event_store::{
+    AppendRequest, EventStore, ExpectedVersion, Metadata, PayloadRef, PayloadVisitor, StreamId,
+};
 
 use super::{
     RECORDED_AT, after, append, event, head, positions, read_after, read_stream, stream, versions,
@@ -211,10 +215,53 @@ pub async fn events_of_an_older_schema_version_are_returned_as_stored(store: &dy
     assert_eq!((read[1].schema_version, &read[1].data), (2, &v2.data));
 }
 
-/// `read_stream_payloads` is `read_stream` cut down to what a fold needs: the same events in the
-/// same order, after the same version, with the same versions, positions, types, schema
-/// versions and data (as JSON text), whatever other streams hold.
-pub async fn stream_payloads_are_the_stream_read_cut_down(store: &dyn EventStore) {
+/// An owned copy of what `visit_stream` hands on, as `(version, position, type, schema
+/// version, data)`.
+type Visited = (u64, u64, String, u32, serde_json::Value);
+
+/// Keeps owned copies of the events handed on, and stops the read after `limit` of them.
+struct Collect {
+    visited: Vec<Visited>,
+    limit: usize,
+}
+
+impl PayloadVisitor for Collect {
+    fn visit(&mut self, p: PayloadRef<'_>) -> ControlFlow<()> {
+        let data = serde_json::from_str(p.data).unwrap();
+        let (version, position) = (p.stream_version, p.global_position);
+        let (event_type, schema_version) = (p.event_type.to_owned(), p.schema_version);
+        self.visited
+            .push((version, position, event_type, schema_version, data));
+        if self.visited.len() < self.limit {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    }
+}
+
+async fn visit(
+    store: &dyn EventStore,
+    stream_id: &StreamId,
+    after: u64,
+    limit: usize,
+) -> Vec<Visited> {
+    let mut collect = Collect {
+        visited: Vec::new(),
+        limit,
+    };
+    store
+        .visit_stream(stream_id, after, &mut collect)
+        .await
+        .unwrap();
+    collect.visited
+}
+
+/// `visit_stream` is `read_stream` cut down to what a fold needs: the same events in the same
+/// order, after the same version, with the same versions, positions, types, schema versions and
+/// data (as JSON text), whatever other streams hold. A visitor that breaks gets no further
+/// event, and the store reads on normally afterwards.
+pub async fn a_stream_visit_is_the_stream_read_cut_down(store: &dyn EventStore) {
     let (order, other) = (stream("order"), stream("order"));
     let mut older = event("OrderPlaced", 1);
     older.data = json!({ "customer": "c-1", "lines": [1, 2.5, "three", null], "note": "a\u{0}b" });
@@ -236,7 +283,7 @@ pub async fn stream_payloads_are_the_stream_read_cut_down(store: &dyn EventStore
         .unwrap();
 
     for after in [0, 1, 3, 4, 9] {
-        let cut: Vec<_> = store
+        let cut: Vec<Visited> = store
             .read_stream(&order, after)
             .await
             .unwrap()
@@ -246,19 +293,27 @@ pub async fn stream_payloads_are_the_stream_read_cut_down(store: &dyn EventStore
                 (version, position, e.event_type, e.schema_version, e.data)
             })
             .collect();
-        let payloads: Vec<_> = store
-            .read_stream_payloads(&order, after)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|p| {
-                let data: serde_json::Value = serde_json::from_str(p.data.get()).unwrap();
-                let (version, position) = (p.stream_version, p.global_position);
-                (version, position, p.event_type, p.schema_version, data)
-            })
-            .collect();
-        assert_eq!(payloads, cut, "after version {after}");
+        assert_eq!(
+            visit(store, &order, after, usize::MAX).await,
+            cut,
+            "after version {after}"
+        );
     }
-    let unknown = store.read_stream_payloads(&stream("order"), 0).await;
-    assert!(unknown.unwrap().is_empty());
+    assert!(
+        visit(store, &stream("order"), 0, usize::MAX)
+            .await
+            .is_empty()
+    );
+
+    let first_two = visit(store, &order, 0, 2).await;
+    assert_eq!(
+        first_two.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [1, 2],
+        "a visitor that breaks gets nothing more"
+    );
+    assert_eq!(
+        versions(&read_stream(store, &order).await),
+        [1, 2, 3, 4],
+        "the store reads on"
+    );
 }
