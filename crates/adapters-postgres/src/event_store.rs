@@ -186,7 +186,7 @@ impl EventStore for PgEventStore {
             let payload = payload_of(&row).map_err(|e| event_store_error(&e))??;
             if visitor.visit(payload).is_break() {
                 // Dropping the rest is safe: sqlx reads past what is left of this result before
-                // the connection runs its next statement.
+                // the connection runs its next statement (the server sends it all the same).
                 break;
             }
         }

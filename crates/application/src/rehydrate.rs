@@ -80,13 +80,16 @@ impl Rehydrator {
             loaded: start,
             failed: None,
         };
-        self.store
+        let read = self
+            .store
             .visit_stream(stream_id, fold.loaded.version, &mut fold)
-            .await?;
-        match fold.failed {
-            Some(error) => Err(error),
-            None => Ok(fold.loaded),
+            .await;
+        // An undecodable event is the cause; a store error after it is only a consequence.
+        if let Some(error) = fold.failed {
+            return Err(error);
         }
+        read?;
+        Ok(fold.loaded)
     }
 
     async fn snapshot_start<A: Aggregate>(&self, stream_id: &StreamId) -> Loaded<A::State> {
@@ -154,6 +157,10 @@ struct Fold<'a, A: Aggregate> {
 
 impl<A: Aggregate> PayloadVisitor for Fold<'_, A> {
     fn visit(&mut self, payload: PayloadRef<'_>) -> ControlFlow<()> {
+        if self.failed.is_some() {
+            // A store that reads on after a break must not replace the first failure.
+            return ControlFlow::Break(());
+        }
         match A::Event::decode_stored_text(payload.event_type, payload.schema_version, payload.data)
         {
             Ok(event) => {

@@ -2,21 +2,23 @@
 //! retries, on an idempotency race, and when a store is down.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use mockall::Sequence;
 use mockall::predicate::{always, eq};
 use serde_json::json;
 use strata_application::{
-    CommandConfig, CommandContext, CommandError, CommandService, Principal, Role, Target,
+    CommandConfig, CommandContext, CommandError, CommandService, LoadError, Principal, Rehydrator,
+    Role, Target,
 };
 use strata_domain::Aggregate;
 use strata_domain::order::{LineItem, Order, OrderCommand};
 use strata_domain::values::{ProductId, Quantity, UnitPrice};
 use strata_ports::{
     AppendOutcome, EventStoreError, ExpectedVersion, IdempotencyRecord, MockEventStore,
-    MockSnapshotStore, PayloadVisitor, RandomIds, RecordedEvent, Snapshot, SnapshotError, StreamId,
-    SystemClock, visit_recorded,
+    MockSnapshotStore, PayloadRef, PayloadVisitor, RandomIds, RecordedEvent, Snapshot,
+    SnapshotError, StreamId, SystemClock, visit_recorded,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -436,4 +438,50 @@ async fn a_failing_snapshot_store_costs_a_full_replay_not_the_command() {
     .await;
 
     assert_eq!(ack.map(|a| a.version), Ok(2));
+}
+
+/// A load stops at the first event it cannot decode: it reports that event's position, and asks
+/// the store for nothing after it.
+#[tokio::test]
+async fn a_load_stops_at_the_first_event_it_cannot_decode() {
+    let stream = StreamId::new("order", Uuid::now_v7());
+    let answers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut store = MockEventStore::new();
+    let (s, seen) = (stream.clone(), answers.clone());
+    store
+        .expect_visit_stream()
+        .times(1)
+        .returning(move |_, _, visitor| {
+            let mut unknown = item_added(&s, 2, "b");
+            unknown.event_type = "ItemTeleported".to_owned();
+            for event in [placed(&s), unknown, item_added(&s, 3, "c")] {
+                let data = event.data.to_string();
+                let answer = visitor.visit(PayloadRef {
+                    stream_version: event.stream_version,
+                    global_position: event.global_position,
+                    event_type: &event.event_type,
+                    schema_version: event.schema_version,
+                    data: &data,
+                });
+                seen.lock().unwrap().push(answer);
+            }
+            Ok(())
+        });
+    let rehydrator = Rehydrator::new(Arc::new(store), Arc::new(no_snapshots()));
+
+    let loaded = rehydrator.load::<Order>(&stream).await;
+
+    assert!(
+        matches!(&loaded, Err(LoadError::Decode { position: 2, .. })),
+        "{loaded:?}"
+    );
+    // The third answer is what a store that reads on after a break would get: still Break.
+    assert_eq!(
+        *answers.lock().unwrap(),
+        [
+            ControlFlow::Continue(()),
+            ControlFlow::Break(()),
+            ControlFlow::Break(())
+        ]
+    );
 }

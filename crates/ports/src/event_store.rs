@@ -198,7 +198,8 @@ pub struct PayloadRef<'a> {
 /// reads them: a fold decodes an event while the next is still on its way.
 pub trait PayloadVisitor: Send {
     /// One event. [`ControlFlow::Break`] ends the read: the store hands on no further event
-    /// (a fold that met an event it cannot decode has nothing to gain from the rest).
+    /// (a fold that met an event it cannot decode has nothing to gain from the rest). It saves
+    /// the visitor's work, not necessarily the store's: a server may still send what is left.
     fn visit(&mut self, payload: PayloadRef<'_>) -> ControlFlow<()>;
 }
 

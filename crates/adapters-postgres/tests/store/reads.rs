@@ -80,7 +80,7 @@ async fn payloads_read_back_as_appended_even_with_nul_characters(pool: PgPool) {
 
 /// `json` keeps text serde_json refuses to read (here a lone surrogate escape, which is not a
 /// character): such a row is corrupt, not a database failure. A fold's read hands the text on
-/// as stored, and the domain's decoder refuses it.
+/// as stored; what a load makes of it is the decoder's call (decision 0012).
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
 async fn a_row_whose_data_cannot_be_read_back_reads_as_corrupt(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
@@ -142,4 +142,33 @@ async fn a_visit_that_stops_early_leaves_its_connection_usable(pool: PgPool) {
         (2991..=3000).collect::<Vec<_>>()
     );
     assert_eq!(appended.unwrap().stream_version, 3001);
+}
+
+/// A row the visit cannot hand on (here a negative schema version, with the check that forbids
+/// it dropped) ends the visit as corrupt, after the rows before it were handed on.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_visit_reaching_a_corrupt_row_fails_as_corrupt(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let order = stream("order");
+    store
+        .append(request(&order, ExpectedVersion::NoStream, 2))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "ALTER TABLE events DROP CONSTRAINT events_schema_version_check; \
+         ALTER TABLE events DISABLE TRIGGER events_are_immutable; \
+         UPDATE events SET schema_version = -1 WHERE stream_version = 2",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let mut visited = Texts::default();
+    let visit = store.visit_stream(&order, 0, &mut visited).await;
+
+    assert!(
+        matches!(&visit, Err(EventStoreError::Corrupt(why)) if why.contains("schema version -1")),
+        "{visit:?}"
+    );
+    assert_eq!(visited.0.len(), 1);
 }
