@@ -86,22 +86,55 @@ const FIND_IDEMPOTENCY: &str = "\
     FROM idempotency_keys WHERE principal = $1 AND key = $2";
 
 /// The event store on a PostgreSQL pool (migrated with [`crate::migrate`]). Its clones share
-/// one queue of appends, written in groups ([`crate::group_commit`]).
+/// one queue of appends, written in groups ([`crate::group_commit`]), and one pool of stream
+/// readers.
 #[derive(Debug, Clone)]
 pub struct PgEventStore {
     pool: PgPool,
+    /// Connections to the same database on which PostgreSQL may not sort, for the stream reads
+    /// only ([`stream_readers`]).
+    readers: PgPool,
     group: Arc<GroupCommit>,
 }
 
 impl PgEventStore {
-    /// An event store that runs every operation on a connection of `pool`.
+    /// An event store on `pool`. Stream reads run on a second pool the store opens beside it,
+    /// to the same database, with as many connections at most, each opened when first needed
+    /// and closed after a minute unused ([`stream_readers`]).
     pub fn new(pool: PgPool) -> Self {
         Self {
+            readers: stream_readers(&pool),
             pool,
             group: Arc::default(),
         }
     }
 }
+
+/// A pool like `pool`, to the same database, whose sessions have `enable_sort` off.
+///
+/// Read by a bitmap scan and then sorted is how PostgreSQL reads a stream, analyzed table or
+/// not: it prices the ordered walk of the `(stream_id, stream_version)` index as random heap
+/// reads. The sort holds back the first row until the whole stream is read, so the client
+/// cannot decode while the server reads. With sorting off it walks the index, and the rows
+/// stream (decision 0012). The setting stays on these connections, which run only the two
+/// stream reads, both ordered by that index; every other query keeps the server's planner.
+/// `SET LOCAL` in a transaction around each read did the same for two more round trips, and
+/// gained nothing.
+fn stream_readers(pool: &PgPool) -> PgPool {
+    let options = pool.options();
+    crate::pool_policy(options.get_max_connections(), options.get_acquire_timeout())
+        .min_connections(0)
+        .idle_timeout(Some(READER_IDLE_TIMEOUT))
+        .connect_lazy_with(
+            pool.connect_options()
+                .as_ref()
+                .clone()
+                .options([("enable_sort", "off")]),
+        )
+}
+
+/// A stream reader's connection unused for this long is closed.
+const READER_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One append in its own transaction.
 pub(crate) async fn append_alone(
@@ -156,7 +189,7 @@ impl EventStore for PgEventStore {
         let rows: Vec<EventRow> = sqlx::query_as(READ_STREAM)
             .bind(stream_id.as_str())
             .bind(after_version)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await
             .map_err(|e| event_store_error(&e))?;
         recorded(rows)
@@ -174,7 +207,7 @@ impl EventStore for PgEventStore {
         // On a connection of its own rather than on the pool: each row then passes through one
         // of sqlx's streams less, and nothing per row is copied or collected (decision 0012).
         let mut connection = self
-            .pool
+            .readers
             .acquire()
             .await
             .map_err(|e| event_store_error(&e))?;
@@ -559,4 +592,57 @@ fn parse_stream_id(text: &str) -> Result<StreamId, EventStoreError> {
 /// A stored version or position; negative ones break the envelope's rules.
 pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, EventStoreError> {
     u64::try_from(value).map_err(|_| EventStoreError::Corrupt(format!("negative {what} {value}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sqlx::AssertSqlSafe;
+    use strata_ports::ExpectedVersion;
+    use strata_ports::conformance::event_store::{request, stream};
+
+    use super::*;
+
+    /// The plan of `sql` for `stream` on a connection of `pool`, as text.
+    async fn plan(pool: &PgPool, sql: &str, stream: &StreamId) -> String {
+        let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN {sql}")))
+            .bind(stream.as_str())
+            .bind(0_i64)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        lines.join("\n")
+    }
+
+    /// Both stream reads walk the stream's index in order, so their rows stream, on a fresh
+    /// table and on an analyzed one with other streams, where the store's own pool would read
+    /// by a bitmap scan and sort (`stream_readers`).
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn stream_reads_walk_the_index_in_order_without_a_sort(pool: PgPool) {
+        let store = PgEventStore::new(pool.clone());
+        let order = stream("order");
+        store
+            .append(request(&order, ExpectedVersion::NoStream, 1000))
+            .await
+            .unwrap();
+        for analyzed in [false, true] {
+            if analyzed {
+                for _ in 0..20 {
+                    let other = request(&stream("order"), ExpectedVersion::NoStream, 500);
+                    store.append(other).await.unwrap();
+                }
+                sqlx::query("ANALYZE events").execute(&pool).await.unwrap();
+            }
+            for sql in [READ_STREAM, READ_STREAM_PAYLOADS] {
+                let read = plan(&store.readers, sql, &order).await;
+                let shared = plan(&pool, sql, &order).await;
+                assert!(
+                    read.contains("Index Scan using events_stream_version_key")
+                        && !read.contains("Sort"),
+                    "analyzed: {analyzed}\n{read}\n(on the shared pool:\n{shared})"
+                );
+            }
+        }
+    }
 }

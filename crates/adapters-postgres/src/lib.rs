@@ -94,22 +94,27 @@ const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 impl PgSettings {
     fn pool_options(&self) -> PgPoolOptions {
-        PgPoolOptions::new()
-            .max_connections(self.max_connections)
-            .acquire_timeout(self.acquire_timeout)
-            // sqlx pings every connection it takes back, so one just released is known to
-            // work; pinging it again on the way out cost every query a round trip. Only one
-            // that has sat idle (the server may have closed it since) is checked first.
-            .test_before_acquire(false)
-            .before_acquire(|connection, meta| {
-                Box::pin(async move {
-                    if meta.idle_for > PING_WHEN_IDLE_FOR {
-                        sqlx::Connection::ping(connection).await?;
-                    }
-                    Ok(true)
-                })
-            })
+        pool_policy(self.max_connections, self.acquire_timeout)
     }
+}
+
+/// How every pool of this crate hands out connections.
+pub(crate) fn pool_policy(max_connections: u32, acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        // sqlx pings every connection it takes back, so one just released is known to work;
+        // pinging it again on the way out cost every query a round trip. Only one that has sat
+        // idle (the server may have closed it since) is checked first.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_WHEN_IDLE_FOR {
+                    sqlx::Connection::ping(connection).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Opens a pool and one connection of it, so that a wrong url or an unreachable database is
