@@ -92,12 +92,6 @@ impl fmt::Debug for PgSettings {
 /// A pooled connection idle for longer than this is pinged before it is handed out.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
-impl PgSettings {
-    fn pool_options(&self) -> PgPoolOptions {
-        pool_policy(self.max_connections, self.acquire_timeout)
-    }
-}
-
 /// How every pool of this crate hands out connections.
 pub(crate) fn pool_policy(max_connections: u32, acquire_timeout: Duration) -> PgPoolOptions {
     PgPoolOptions::new()
@@ -124,8 +118,7 @@ pub(crate) fn pool_policy(max_connections: u32, acquire_timeout: Duration) -> Pg
 /// [`ConnectError::InvalidSettings`] for a malformed url; [`ConnectError::Unavailable`] when
 /// the database cannot be reached; [`ConnectError::Refused`] when it refuses the connection.
 pub async fn connect(settings: &PgSettings) -> Result<PgPool, ConnectError> {
-    settings
-        .pool_options()
+    pool_policy(settings.max_connections, settings.acquire_timeout)
         .connect(&settings.url)
         .await
         .map_err(|e| error::connect_error(&e))
@@ -136,8 +129,7 @@ pub async fn connect(settings: &PgSettings) -> Result<PgPool, ConnectError> {
 /// # Errors
 /// [`ConnectError::InvalidSettings`] for a malformed url.
 pub fn connect_lazy(settings: &PgSettings) -> Result<PgPool, ConnectError> {
-    settings
-        .pool_options()
+    pool_policy(settings.max_connections, settings.acquire_timeout)
         .connect_lazy(&settings.url)
         .map_err(|e| error::connect_error(&e))
 }
