@@ -9,6 +9,7 @@ mod edge;
 mod health;
 mod helpers;
 mod history;
+mod hostile;
 mod idempotency;
 mod metrics;
 mod orders;

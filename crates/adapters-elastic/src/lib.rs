@@ -138,6 +138,7 @@ impl SearchIndex for EsSearchIndex {
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, SearchError> {
+        query.check_input()?;
         query::search(&self.client, &self.names.live, query).await
     }
 

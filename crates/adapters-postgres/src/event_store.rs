@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row, TypeInfo, ValueRef};
+use strata_ports::event_store::check_idempotency_lookup;
 use strata_ports::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
     NewEvent, PayloadRef, PayloadVisitor, RecordedEvent, StreamId,
@@ -174,6 +175,7 @@ impl EventStore for PgEventStore {
         if request.events.is_empty() {
             return Err(EventStoreError::EmptyAppend);
         }
+        request.check_input()?;
         self.group.append(&self.pool, request).await
     }
 
@@ -263,6 +265,7 @@ impl EventStore for PgEventStore {
         principal: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, EventStoreError> {
+        check_idempotency_lookup(principal, key)?;
         let row: Option<IdempotencyRow> = sqlx::query_as(FIND_IDEMPOTENCY)
             .bind(principal)
             .bind(key)
@@ -288,6 +291,7 @@ pub async fn append_in(
     if request.events.is_empty() {
         return Err(EventStoreError::EmptyAppend);
     }
+    request.check_input()?;
     let stream = request.stream_id.as_str();
 
     let current: i64 = sqlx::query_scalar(LOCK_STREAM)

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row, Transaction};
+use strata_ports::limits::{MAX_LOOKUP_BYTES, check_text};
 use strata_ports::{
     AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,
     Metadata, OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease,
@@ -1062,6 +1063,7 @@ impl ReadModels for PgReadModels {
             None => i64::MAX,
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        check_text("customer id", customer_id, MAX_LOOKUP_BYTES)?;
         positioned(self, "orders", async {
             let rows = sqlx::query(
                 "SELECT * FROM order_summaries WHERE customer_id = $1 AND placed_position < $2 \
@@ -1082,6 +1084,7 @@ impl ReadModels for PgReadModels {
         &self,
         customer_id: &str,
     ) -> Result<Positioned<Option<CustomerStatsRow>>, ReadModelError> {
+        check_text("customer id", customer_id, MAX_LOOKUP_BYTES)?;
         positioned(self, "orders", async {
             let row = sqlx::query("SELECT * FROM customer_stats WHERE customer_id = $1")
                 .bind(customer_id)

@@ -226,6 +226,7 @@ impl SearchIndex for PgSearchIndex {
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, SearchError> {
+        query.check_input()?;
         let mut sql = QueryBuilder::new("SELECT * FROM (SELECT *, ");
         score_sql(query, &mut sql);
         sql.push(" AS score FROM public.order_search");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::{SqliteConnection, SqlitePool};
+use strata_ports::event_store::check_idempotency_lookup;
 use strata_ports::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
     RecordedEvent, StreamId,
@@ -84,6 +85,7 @@ impl EventStore for SqliteEventStore {
         if request.events.is_empty() {
             return Err(EventStoreError::EmptyAppend);
         }
+        request.check_input()?;
         if request.idempotency.is_none() && request.expected.can_be_refused_for_good() {
             // Versions only grow: an append the current version already refuses for good is
             // refused without queueing for the write lock, so a writer that lost a race
@@ -177,6 +179,7 @@ impl EventStore for SqliteEventStore {
         principal: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, EventStoreError> {
+        check_idempotency_lookup(principal, key)?;
         let row: Option<(String, String, String, String, i64, i64)> =
             sqlx::query_as(FIND_IDEMPOTENCY)
                 .bind(principal)

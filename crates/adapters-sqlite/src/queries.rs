@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use sqlx::SqlitePool;
+use strata_ports::limits::{MAX_LOOKUP_BYTES, check_text};
 use strata_ports::{
     AccountRow, CheckpointRow, CustomerStatsRow, OrderSummaryRow, Positioned, ReadModelError,
     ReadModels, TransactionRow,
@@ -70,6 +71,7 @@ impl ReadModels for SqliteReadModels {
             None => i64::MAX,
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        check_text("customer id", customer_id, MAX_LOOKUP_BYTES)?;
         self.positioned("orders", async {
             let rows = sqlx::query(
                 "SELECT * FROM order_summaries WHERE customer_id = ?1 AND placed_position < ?2 \
@@ -90,6 +92,7 @@ impl ReadModels for SqliteReadModels {
         &self,
         customer_id: &str,
     ) -> Result<Positioned<Option<CustomerStatsRow>>, ReadModelError> {
+        check_text("customer id", customer_id, MAX_LOOKUP_BYTES)?;
         self.positioned("orders", async {
             let row = sqlx::query("SELECT * FROM customer_stats WHERE customer_id = ?1")
                 .bind(customer_id)

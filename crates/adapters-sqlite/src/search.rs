@@ -257,6 +257,7 @@ impl SearchIndex for SqliteSearchIndex {
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, SearchError> {
+        query.check_input()?;
         let expression = match_expression(query);
         if expression.as_deref() == Some("") {
             return Ok(SearchPage {

@@ -136,6 +136,10 @@ pub enum CommandError {
     /// The idempotency key was used before for a different request.
     #[error("idempotency key {0:?} was already used for a different request")]
     IdempotencyKeyReused(String),
+    /// A value the store refuses to be asked for (a NUL character, longer than it can index):
+    /// the request is malformed, the edge should have refused it.
+    #[error("{0}")]
+    InvalidInput(String),
     /// The store cannot be reached now.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -148,6 +152,7 @@ impl From<EventStoreError> for CommandError {
     fn from(error: EventStoreError) -> Self {
         match error {
             EventStoreError::Unavailable(reason) => Self::Unavailable(reason),
+            EventStoreError::InvalidInput(input) => Self::InvalidInput(input.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use strata_domain::order::OrderStatus;
+use strata_domain::values::{CustomerId, has_forbidden_chars};
 use strata_ports::{
     AccountRow, CustomerStatsRow, OrderSummaryRow, Positioned, ReadModelError, ReadModels,
     SearchCursor, SearchError, SearchHit, SearchIndex, SearchQuery, StatusCounts, TransactionRow,
@@ -69,6 +70,7 @@ impl From<SearchError> for QueryError {
     fn from(error: SearchError) -> Self {
         match error {
             SearchError::Unavailable(reason) => Self::Unavailable(reason),
+            SearchError::InvalidInput(input) => Self::BadRequest(input.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -78,6 +80,7 @@ impl From<ReadModelError> for QueryError {
     fn from(error: ReadModelError) -> Self {
         match error {
             ReadModelError::Unavailable(reason) => Self::Unavailable(reason),
+            ReadModelError::InvalidInput(input) => Self::BadRequest(input.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -203,6 +206,7 @@ impl QueryService {
         min_position: Option<u64>,
     ) -> Result<Positioned<Page<OrderSummaryRow>>, QueryError> {
         check_limit(limit)?;
+        check_customer_id("customerId", customer_id)?;
         if !principal.can_read_customer(customer_id) {
             return Err(QueryError::NotFound("customer"));
         }
@@ -226,6 +230,7 @@ impl QueryService {
         customer_id: &str,
         min_position: Option<u64>,
     ) -> Result<Positioned<CustomerStatsRow>, QueryError> {
+        check_customer_id("customerId", customer_id)?;
         if !principal.can_read_customer(customer_id) {
             return Err(QueryError::NotFound("customer"));
         }
@@ -465,10 +470,20 @@ fn check_search(query: &mut SearchQuery) -> Result<(), QueryError> {
         .take()
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty());
-    if let Some(text) = &query.text
-        && text.chars().count() > MAX_SEARCH_TEXT
-    {
-        return bad(format!("q must be at most {MAX_SEARCH_TEXT} characters"));
+    if let Some(text) = &query.text {
+        if text.chars().count() > MAX_SEARCH_TEXT {
+            return bad(format!("q must be at most {MAX_SEARCH_TEXT} characters"));
+        }
+        if has_forbidden_chars(text) {
+            return bad(
+                "q must not contain control characters (NUL, tab, line breaks and the like), \
+                 Unicode line or paragraph separators, or bidirectional formatting characters"
+                    .to_owned(),
+            );
+        }
+    }
+    if let Some(customer_id) = &query.customer_id {
+        check_customer_id("customerId", customer_id)?;
     }
     if let Some(status) = &query.status
         && !OrderStatus::ALL.iter().any(|s| s.as_str() == status)
@@ -492,6 +507,23 @@ fn check_search(query: &mut SearchQuery) -> Result<(), QueryError> {
         return bad("placedFrom must not be after placedTo".to_owned());
     }
     Ok(())
+}
+
+/// A customer id asked for must be one a customer could have: anything else (a NUL, a `/`, a
+/// path such as `../admin`) is a malformed request, refused before any storage is asked.
+fn check_customer_id(name: &str, customer_id: &str) -> Result<(), QueryError> {
+    match CustomerId::new(customer_id) {
+        // `new` trims; an id with surrounding spaces is not the one stored either.
+        Ok(id) if id.as_str() == customer_id => Ok(()),
+        Ok(_) => Err(QueryError::BadRequest(format!(
+            "{name} must not begin or end with spaces"
+        ))),
+        Err(error) => Err(QueryError::BadRequest(error.to_string().replacen(
+            "customerId",
+            name,
+            1,
+        ))),
+    }
 }
 
 fn check_limit(limit: usize) -> Result<(), QueryError> {

@@ -71,6 +71,11 @@ impl LineItem {
     }
 }
 
+/// The most lines an order may have: bounds what one request can create and what one summary,
+/// search document and response can grow to (a line per product; more units of a product add no
+/// line).
+pub const MAX_LINES_PER_ORDER: usize = 100;
+
 /// A placed order, as folded from its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -212,6 +217,8 @@ pub enum OrderError {
     DuplicateProduct(ProductId),
     #[error("the order total does not fit in 64 bits")]
     TotalOverflow,
+    #[error("an order has at most {MAX_LINES_PER_ORDER} lines (one per product)")]
+    TooManyLines,
     #[error("items cannot change once the order is {0}")]
     CannotChangeItems(OrderStatus),
     #[error("product {0} is not in the order")]
@@ -237,9 +244,10 @@ impl DomainError for OrderError {
     fn kind(&self) -> RejectionKind {
         match self {
             Self::NotPlaced => RejectionKind::NotFound,
-            Self::NoItems | Self::DuplicateProduct(_) | Self::TotalOverflow => {
-                RejectionKind::Invalid
-            }
+            Self::NoItems
+            | Self::DuplicateProduct(_)
+            | Self::TotalOverflow
+            | Self::TooManyLines => RejectionKind::Invalid,
             Self::AlreadyPlaced
             | Self::CannotChangeItems(_)
             | Self::ItemNotInOrder(_)
@@ -275,6 +283,9 @@ impl Aggregate for Order {
         }
         if place.items.is_empty() {
             return Err(OrderError::NoItems);
+        }
+        if place.items.len() > MAX_LINES_PER_ORDER {
+            return Err(OrderError::TooManyLines);
         }
         let mut total: i64 = 0;
         for (index, item) in place.items.iter().enumerate() {
@@ -399,6 +410,8 @@ fn decide_on_placed(
                     .get()
                     .checked_add(item.quantity.get())
                     .ok_or(OrderError::TotalOverflow)?;
+            } else if order.items.len() >= MAX_LINES_PER_ORDER {
+                return Err(OrderError::TooManyLines);
             }
             Ok(vec![OrderEvent::ItemAdded {
                 product_id: item.product_id,

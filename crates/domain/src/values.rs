@@ -22,7 +22,10 @@ pub enum ValidationError {
     TooLong { field: &'static str, max: usize },
     #[error("{field} may contain only letters, digits, '-', '_', '.' and ':'")]
     BadCharacters { field: &'static str },
-    #[error("{field} must not contain control characters (NUL, tab, line breaks and the like)")]
+    #[error(
+        "{field} must not contain control characters (NUL, tab, line breaks and the like), \
+         Unicode line or paragraph separators, or bidirectional formatting characters"
+    )]
     ControlCharacters { field: &'static str },
 }
 
@@ -171,6 +174,30 @@ validated_deserialize!(Quantity, u32);
 validated_deserialize!(UnitPrice, i64);
 validated_deserialize!(Amount, i64);
 
+/// Whether `c` may not appear in any text that comes from outside: control characters (C0,
+/// DEL, C1: NUL, tab, line breaks), the Unicode line and paragraph separators (U+2028, U+2029:
+/// line breaks to JavaScript and many log viewers) and the bidirectional formatting characters
+/// (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069: they make a text display other
+/// than it reads, as in "Trojan Source").
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Whether `text` holds a character [`is_forbidden_char`] refuses.
+pub fn has_forbidden_chars(text: &str) -> bool {
+    text.chars().any(is_forbidden_char)
+}
+
 /// Defines a validated, non-empty, bounded text value.
 macro_rules! text_value {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr, identifier = $ident:expr) => {
@@ -181,12 +208,13 @@ macro_rules! text_value {
 
         impl $name {
             /// # Errors
-            /// A control character anywhere (C0, DEL or C1, tabs and line breaks included: they
+            /// A forbidden character anywhere ([`is_forbidden_char`]: control characters, tabs
+            /// and line breaks included, Unicode separators and bidirectional controls; they
             /// corrupt logs, headers and exports downstream), empty after trimming, longer than
             /// the limit, or (for identifiers) with characters outside `[A-Za-z0-9-_.:]`.
             pub fn new(value: impl Into<String>) -> Result<Self, ValidationError> {
                 let value: String = value.into();
-                if value.chars().any(char::is_control) {
+                if has_forbidden_chars(&value) {
                     return Err(ValidationError::ControlCharacters { field: $field });
                 }
                 let trimmed = value.trim();
@@ -332,7 +360,32 @@ mod tests {
             Err(ValidationError::ControlCharacters { field: "productId" })
         );
         assert!(serde_json::from_str::<TrackingNumber>("\"1Z\\u0000\"").is_err());
+        assert!(serde_json::from_str::<ShippingAddress>("\"a\\u2028b\"").is_err());
         assert!(ShippingAddress::new("Straße 1, 1010 Wien ✓").is_ok());
+    }
+
+    #[test]
+    fn text_values_with_unicode_separators_or_bidi_controls_cannot_be_built() {
+        for text in [
+            "line\u{2028}break",
+            "para\u{2029}graph",
+            "invoice \u{202E}fdp.exe",
+            "\u{202A}x",
+            "x\u{2066}y\u{2069}",
+            "\u{200F}",
+            "\u{061C}a",
+        ] {
+            assert_eq!(
+                ShippingAddress::new(text),
+                Err(ValidationError::ControlCharacters {
+                    field: "shippingAddress"
+                }),
+                "{text:?}"
+            );
+        }
+        // Ordinary non-ASCII text, right-to-left scripts included, is fine.
+        assert!(ShippingAddress::new("שדרות רוטשילד 1, תל אביב").is_ok());
+        assert!(CancellationReason::new("client a changé d’avis — merci").is_ok());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 mod support;
 
 use strata_domain::order::{
-    LineItem, Order, OrderCommand, OrderError, OrderEvent, OrderState, OrderStatus, PlacedOrder,
+    LineItem, MAX_LINES_PER_ORDER, Order, OrderCommand, OrderError, OrderEvent, OrderState,
+    OrderStatus, PlacedOrder,
 };
 use strata_domain::{Aggregate, DomainError, RejectionKind};
 
@@ -104,6 +105,42 @@ fn placing_an_order_with_the_same_product_twice_is_rejected() {
             line("sku-1", 2, 100),
         ]))
         .then_expect_error(OrderError::DuplicateProduct(product("sku-1")));
+}
+
+/// `count` lines of distinct products, one unit at one cent each.
+fn lines(count: usize) -> Vec<LineItem> {
+    (0..count)
+        .map(|i| line(&format!("sku-{i}"), 1, 1))
+        .collect()
+}
+
+#[test]
+fn placing_an_order_of_more_lines_than_the_limit_is_rejected() {
+    given_no_events::<Order>()
+        .when(place(lines(MAX_LINES_PER_ORDER + 1)))
+        .then_expect_error(OrderError::TooManyLines);
+}
+
+#[test]
+fn placing_an_order_of_exactly_the_most_lines_is_accepted() {
+    let state = given_no_events::<Order>()
+        .when(place(lines(MAX_LINES_PER_ORDER)))
+        .then_expect_events(vec![placed(lines(MAX_LINES_PER_ORDER))]);
+    assert_eq!(placed_order(state).items.len(), MAX_LINES_PER_ORDER);
+}
+
+#[test]
+fn adding_a_new_product_to_an_order_with_the_most_lines_is_rejected() {
+    given::<Order>([placed(lines(MAX_LINES_PER_ORDER))])
+        .when(add("one-more", 1, 1))
+        .then_expect_error(OrderError::TooManyLines);
+}
+
+#[test]
+fn adding_units_of_a_product_already_in_a_full_order_is_accepted() {
+    given::<Order>([placed(lines(MAX_LINES_PER_ORDER))])
+        .when(add("sku-0", 2, 1))
+        .then_expect_events(vec![item_added("sku-0", 2, 1)]);
 }
 
 #[test]
@@ -433,6 +470,7 @@ fn bad_order_contents_are_invalid_rejections() {
         OrderError::NoItems,
         OrderError::DuplicateProduct(product("sku-1")),
         OrderError::TotalOverflow,
+        OrderError::TooManyLines,
     ] {
         assert_eq!(error.kind(), RejectionKind::Invalid, "{error:?}");
     }

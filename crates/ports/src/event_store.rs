@@ -241,6 +241,33 @@ pub struct IdempotencyClaim {
     pub fingerprint: String,
 }
 
+impl IdempotencyClaim {
+    /// Refuses what no store may be asked to index ([`crate::limits`]).
+    ///
+    /// # Errors
+    /// A NUL character, or a principal or key longer than the limits.
+    pub fn check_input(&self) -> Result<(), crate::limits::InputError> {
+        check_idempotency_lookup(&self.principal, &self.key)?;
+        crate::limits::check_text("fingerprint", &self.fingerprint, MAX_FINGERPRINT_BYTES)
+    }
+}
+
+/// Longest fingerprint of an idempotent request (the application's is a short digest).
+const MAX_FINGERPRINT_BYTES: usize = 512;
+
+/// Refuses a principal or idempotency key no store may be asked to look up ([`crate::limits`]).
+///
+/// # Errors
+/// A NUL character, or longer than the limits.
+pub fn check_idempotency_lookup(
+    principal: &str,
+    key: &str,
+) -> Result<(), crate::limits::InputError> {
+    use crate::limits::{MAX_IDEMPOTENCY_KEY_BYTES, MAX_PRINCIPAL_BYTES, check_text};
+    check_text("principal", principal, MAX_PRINCIPAL_BYTES)?;
+    check_text("idempotency key", key, MAX_IDEMPOTENCY_KEY_BYTES)
+}
+
 /// An applied idempotent command: what was asked and what it was acknowledged with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -259,6 +286,19 @@ pub struct AppendRequest {
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
     pub idempotency: Option<IdempotencyClaim>,
+}
+
+impl AppendRequest {
+    /// Refuses what no store may be asked to index ([`crate::limits`]): the idempotency claim.
+    /// Event data and metadata are stored as JSON text, where a NUL is an escape like any other.
+    ///
+    /// # Errors
+    /// The first value that breaks a limit.
+    pub fn check_input(&self) -> Result<(), crate::limits::InputError> {
+        self.idempotency
+            .as_ref()
+            .map_or(Ok(()), IdempotencyClaim::check_input)
+    }
 }
 
 /// Where an append landed: the stream version and global position of its last event.
@@ -284,6 +324,10 @@ pub enum EventStoreError {
     /// An append must carry at least one event.
     #[error("an append needs at least one event")]
     EmptyAppend,
+    /// A value the store refuses before any statement ([`crate::limits`]): a NUL character, or
+    /// longer than the store can index.
+    #[error("refused input: {0}")]
+    InvalidInput(#[from] crate::limits::InputError),
     /// The store cannot be reached now (connection refused, pool timeout): worth retrying later.
     #[error("event store unavailable: {0}")]
     Unavailable(String),

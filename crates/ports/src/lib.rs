@@ -7,6 +7,7 @@ pub mod clock;
 #[cfg(feature = "testkit")]
 pub mod conformance;
 pub mod event_store;
+pub mod limits;
 pub mod read_model;
 pub mod search;
 #[cfg(feature = "testkit")]
@@ -19,6 +20,7 @@ pub use event_store::{
     IdempotencyRecord, Metadata, NewEvent, PayloadRef, PayloadVisitor, RecordedEvent, StreamId,
     StreamIdError, visit_recorded,
 };
+pub use limits::{InputError, check_text};
 pub use read_model::{
     AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,
     OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,

@@ -163,6 +163,10 @@ pub enum ReadModelError {
     /// Stored data this code cannot interpret.
     #[error("corrupt read model data: {0}")]
     Corrupt(String),
+    /// A value the storage refuses before any statement ([`crate::limits`]): a NUL character,
+    /// or longer than the storage can index.
+    #[error("refused input: {0}")]
+    InvalidInput(#[from] crate::limits::InputError),
     /// Asked for something that does not exist (an unknown dead letter, say).
     #[error("not found: {0}")]
     NotFound(String),

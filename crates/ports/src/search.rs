@@ -72,6 +72,19 @@ pub struct SearchQuery {
     pub after: Option<SearchCursor>,
 }
 
+impl SearchQuery {
+    /// Refuses text no index may be asked for ([`crate::limits`]).
+    ///
+    /// # Errors
+    /// A NUL character, or a value longer than the limits.
+    pub fn check_input(&self) -> Result<(), crate::limits::InputError> {
+        use crate::limits::{MAX_LOOKUP_BYTES, MAX_SEARCH_TEXT_BYTES, check_optional};
+        check_optional("search text", self.text.as_deref(), MAX_SEARCH_TEXT_BYTES)?;
+        check_optional("status", self.status.as_deref(), MAX_LOOKUP_BYTES)?;
+        check_optional("customer id", self.customer_id.as_deref(), MAX_LOOKUP_BYTES)
+    }
+}
+
 /// One match.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchHit {
@@ -108,6 +121,10 @@ pub enum SearchError {
     /// The engine answered with something this code cannot read.
     #[error("unexpected answer from the search index: {0}")]
     Protocol(String),
+    /// A value the index refuses before any request ([`crate::limits`]): a NUL character, or
+    /// longer than the index accepts.
+    #[error("refused input: {0}")]
+    InvalidInput(#[from] crate::limits::InputError),
     /// Anything else.
     #[error("search index failed: {0}")]
     Backend(String),

@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::read_model::Generation;
-use crate::search::{SearchDocument, SearchIndex, SearchQuery};
+use crate::search::{SearchDocument, SearchError, SearchIndex, SearchQuery};
 
 /// A fixed instant, so documents have known ages.
 fn t0() -> OffsetDateTime {
@@ -73,6 +73,41 @@ pub async fn run(index: &dyn SearchIndex) {
     facets_count_statuses_without_the_status_filter(index).await;
     an_abandoned_rebuild_leaves_the_live_generation_alone(index).await;
     a_rebuild_is_invisible_until_it_is_swapped_in(index).await;
+    searches_with_nul_or_oversized_values_are_refused_as_invalid_input(index).await;
+}
+
+/// Words or filters with a NUL, or longer than [`crate::limits`] allows, are refused as invalid
+/// input before the engine is asked (its refusal would be `Backend` or `Protocol`).
+pub async fn searches_with_nul_or_oversized_values_are_refused_as_invalid_input(
+    index: &dyn SearchIndex,
+) {
+    let long = "w".repeat(crate::limits::MAX_SEARCH_TEXT_BYTES + 1);
+    let cases = [
+        SearchQuery {
+            text: Some("a\0b".to_owned()),
+            ..query()
+        },
+        SearchQuery {
+            text: Some(long),
+            ..query()
+        },
+        SearchQuery {
+            customer_id: Some("\0".to_owned()),
+            ..query()
+        },
+        SearchQuery {
+            status: Some("PENDING\0".to_owned()),
+            ..query()
+        },
+    ];
+    for case in cases {
+        let found = index.search(&case).await;
+        assert!(
+            matches!(found, Err(SearchError::InvalidInput(_))),
+            "{:?}: {found:?}",
+            case.text.as_deref().map(|t| t.get(..8))
+        );
+    }
 }
 
 /// A replayed or late older version never overwrites a newer one, and counts as written.

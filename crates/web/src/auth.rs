@@ -6,7 +6,8 @@ use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use strata_application::{Principal, Role};
-use strata_domain::values::CustomerId;
+use strata_domain::values::{CustomerId, has_forbidden_chars};
+use strata_ports::limits::MAX_PRINCIPAL_BYTES;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -68,11 +69,16 @@ impl JwtKeys {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?
             .claims;
-        // The subject scopes idempotency keys and is stored in every event's metadata.
-        if claims.sub.trim().is_empty() || claims.sub.chars().any(char::is_control) {
-            return Err(ApiError::Unauthorized(
-                "the sub claim must be non-empty text without control characters".to_owned(),
-            ));
+        // The subject scopes idempotency keys and is stored in every event's metadata: bounded
+        // so that an idempotency record's key always fits the storage's index.
+        if claims.sub.trim().is_empty()
+            || claims.sub.len() > MAX_PRINCIPAL_BYTES
+            || has_forbidden_chars(&claims.sub)
+        {
+            return Err(ApiError::Unauthorized(format!(
+                "the sub claim must be non-empty text of at most {MAX_PRINCIPAL_BYTES} bytes \
+                 without control characters"
+            )));
         }
         let role = match claims.role.as_str() {
             "customer" => Role::Customer,

@@ -203,6 +203,7 @@ impl From<CommandError> for ApiError {
             }
             | CommandError::NotFound(_) => Self::NotFound(detail),
             CommandError::Forbidden(_) => Self::Forbidden(detail),
+            CommandError::InvalidInput(_) => Self::BadRequest(detail),
             CommandError::VersionMismatch { .. } => Self::PreconditionFailed(detail),
             CommandError::Unavailable(_) => Self::Unavailable(detail),
             CommandError::Internal(_) => Self::Internal(detail),

@@ -54,8 +54,9 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
     }
 }
 
-/// Longest accepted idempotency key: long enough for a UUID or a hash, short enough to index.
-const MAX_IDEMPOTENCY_KEY: usize = 200;
+/// Longest accepted idempotency key: long enough for a UUID or a hash, short enough to index
+/// (the storage's own limit, so the edge refuses first).
+const MAX_IDEMPOTENCY_KEY: usize = strata_ports::limits::MAX_IDEMPOTENCY_KEY_BYTES;
 
 fn parse_command_headers(headers: &HeaderMap) -> Result<CommandHeaders, ApiError> {
     let text = |name: &str| -> Result<Option<&str>, ApiError> {
@@ -71,9 +72,13 @@ fn parse_command_headers(headers: &HeaderMap) -> Result<CommandHeaders, ApiError
         .map(parse_if_match)
         .transpose()?;
     let idempotency_key = match text("idempotency-key")? {
-        Some(key) if key.trim().is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
+        Some(key)
+            if key.trim().is_empty()
+                || key.len() > MAX_IDEMPOTENCY_KEY
+                || key.chars().any(char::is_control) =>
+        {
             return Err(ApiError::BadRequest(format!(
-                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
             )));
         }
         key => key.map(|k| k.trim().to_owned()),
@@ -183,6 +188,8 @@ mod tests {
         headers.insert("idempotency-key", " ".parse().unwrap());
         assert!(parse_command_headers(&headers).is_err());
         headers.insert("idempotency-key", "k".repeat(201).parse().unwrap());
+        assert!(parse_command_headers(&headers).is_err());
+        headers.insert("idempotency-key", "a\tb".parse().unwrap());
         assert!(parse_command_headers(&headers).is_err());
         headers.insert("idempotency-key", "abc".parse().unwrap());
         assert_eq!(

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use strata_domain::Aggregate;
 use strata_domain::account::{Account, AccountEvent};
 use strata_ports::{AccountRow, ProjectionBatch, RecordedEvent, TransactionKind, TransactionRow};
+use uuid::Uuid;
 
 use super::{HandlerError, Projection};
 use crate::rehydrate::decode;
@@ -64,11 +65,11 @@ impl Projection for AccountsProjection {
         let movement = match &decoded {
             AccountEvent::AccountOpened { .. } => None,
             AccountEvent::MoneyDeposited { amount, reference } => {
-                row.balance_cents = row.balance_cents.saturating_add(amount.cents());
+                row.balance_cents = checked(id, row.balance_cents.checked_add(amount.cents()))?;
                 Some((TransactionKind::Deposit, amount.cents(), reference))
             }
             AccountEvent::MoneyWithdrawn { amount, reference } => {
-                row.balance_cents = row.balance_cents.saturating_sub(amount.cents());
+                row.balance_cents = checked(id, row.balance_cents.checked_sub(amount.cents()))?;
                 Some((TransactionKind::Withdrawal, amount.cents(), reference))
             }
             AccountEvent::AccountClosed {} => {
@@ -104,4 +105,12 @@ impl Projection for AccountsProjection {
     ) -> Result<(), HandlerError> {
         super::orders::skip_version!(batch, event, account, put_account)
     }
+}
+
+/// A balance that cannot be represented is refused (the event is parked), never saturated: the
+/// domain refuses such a deposit, so only data written around it gets here.
+fn checked(id: Uuid, balance: Option<i64>) -> Result<i64, HandlerError> {
+    balance.ok_or_else(|| {
+        HandlerError::Rejected(format!("account {id}: the balance does not fit in 64 bits"))
+    })
 }

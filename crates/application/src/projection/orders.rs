@@ -256,7 +256,14 @@ impl StatusChange<'_> {
                 .lifetime_value_cents
                 .entry(currency.clone())
                 .or_insert(0);
-            *value = value.saturating_add(*total);
+            // A total that cannot be represented is refused (the event is parked and shows in
+            // the dead letters), never saturated into a wrong figure.
+            *value = value.checked_add(*total).ok_or_else(|| {
+                HandlerError::Rejected(format!(
+                    "customer {}: the lifetime value in {currency} does not fit in 64 bits",
+                    self.customer_id
+                ))
+            })?;
         }
         stats.updated_at = self.event.recorded_at;
         Ok(())

@@ -11,6 +11,7 @@
 mod appends;
 mod concurrency;
 mod idempotency;
+mod limits;
 mod reads;
 
 use serde_json::json;
@@ -48,6 +49,11 @@ pub use idempotency::{
     a_second_append_with_the_same_key_is_refused_and_appends_nothing,
     an_append_with_a_claim_stores_its_idempotency_record, an_unused_key_has_no_record,
     the_same_key_for_another_principal_is_accepted,
+};
+pub use limits::{
+    appends_with_nul_or_oversized_values_are_refused_as_invalid_input,
+    lookups_with_nul_or_oversized_values_are_refused_as_invalid_input,
+    the_longest_principal_and_key_are_stored_and_found_again,
 };
 pub use reads::{
     a_recorded_event_keeps_its_whole_envelope, a_stream_visit_is_the_stream_read_cut_down,
@@ -95,6 +101,10 @@ pub async fn run(store: &dyn EventStore) {
     the_same_key_for_another_principal_is_accepted(store).await;
     a_refused_append_records_no_key_and_leaves_it_free(store).await;
     a_retry_of_an_applied_command_is_refused_as_a_taken_key_not_a_version_conflict(store).await;
+
+    appends_with_nul_or_oversized_values_are_refused_as_invalid_input(store).await;
+    lookups_with_nul_or_oversized_values_are_refused_as_invalid_input(store).await;
+    the_longest_principal_and_key_are_stored_and_found_again(store).await;
 
     only_one_of_many_concurrent_writers_at_the_same_version_succeeds(store).await;
     concurrent_appends_to_many_streams_get_dense_unique_versions_and_positions(store).await;

@@ -59,6 +59,7 @@ pub use rows::{
     an_accounts_transactions_come_oldest_first_page_by_page_without_other_accounts,
     an_order_summary_is_replaced_only_by_a_higher_version,
     an_order_summary_reads_back_exactly_as_written,
+    customer_lookups_with_nul_or_oversized_ids_are_refused_as_invalid_input,
     customer_stats_read_back_exactly_as_written_and_a_later_put_replaces_them,
     every_answer_carries_the_checkpoint_of_its_projection,
     order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time,
@@ -98,6 +99,7 @@ pub async fn run(store: &dyn ProjectionStore, models: &dyn ReadModels) {
     an_accounts_transactions_come_oldest_first_page_by_page_without_other_accounts(store, models)
         .await;
     every_answer_carries_the_checkpoint_of_its_projection(store, models).await;
+    customer_lookups_with_nul_or_oversized_ids_are_refused_as_invalid_input(store, models).await;
 
     a_parked_event_reads_back_with_its_whole_envelope(store, models).await;
     parking_the_same_event_twice_keeps_the_first_record(store, models).await;

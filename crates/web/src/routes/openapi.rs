@@ -16,7 +16,18 @@ use crate::state::AppState;
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Strata", description = "Event-sourced order management and account ledger. \
-        Errors are application/problem+json (RFC 9457)."),
+        Errors are application/problem+json (RFC 9457).\n\n\
+        Limits, checked before anything is stored: no text (path, query, header or JSON string) \
+        may hold control characters (NUL, tab, line breaks), the Unicode line and paragraph \
+        separators U+2028/U+2029, or bidirectional formatting characters (U+061C, U+200E, \
+        U+200F, U+202A to U+202E, U+2066 to U+2069): 422 in a command's body, 400 elsewhere. \
+        Customer and product ids: 1 to 64 of A-Z a-z 0-9 - _ . : (a customer id in a path or \
+        a search that breaks this is 400). Shipping address and cancellation reason: at most \
+        500 characters; tracking number 100; reference 200; search words 200. An order has at \
+        most 100 lines. Idempotency-Key: 1 to 200 visible ASCII characters. A token's sub: at \
+        most 256 bytes. Amounts and totals are 64-bit integers of minor units: a command whose \
+        total would not fit is 422, and a read-model total that would not fit is reported as \
+        a dead letter of its projection, never saturated."),
     paths(
         orders::place_order, orders::add_item, orders::remove_item, orders::confirm, orders::ship,
         orders::deliver, orders::cancel, orders::events, orders::state,

@@ -99,6 +99,8 @@ pub struct PlaceOrderRequest {
     /// ISO 4217 code shared by every line.
     #[schema(example = "EUR")]
     pub currency: String,
+    /// One line per product, at most 100 lines (more: 422).
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ItemRequest>,
     #[schema(example = "1 Main Street, Springfield")]
     pub shipping_address: String,

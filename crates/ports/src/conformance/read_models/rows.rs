@@ -9,8 +9,8 @@ use super::{
     stats, transaction,
 };
 use crate::read_model::{
-    AccountRow, CustomerStatsRow, Generation, OrderSummaryRow, ProjectionStore, ReadModels,
-    StatusCounts, TransactionRow,
+    AccountRow, CustomerStatsRow, Generation, OrderSummaryRow, ProjectionStore, ReadModelError,
+    ReadModels, StatusCounts, TransactionRow,
 };
 
 /// Every field of an order summary, set or empty, through the batch and through the queries.
@@ -450,4 +450,27 @@ pub async fn every_answer_carries_the_checkpoint_of_its_projection(
     assert_eq!(accounts, [accounts_at; 4], "accounts, found and missing");
     assert_eq!(models.position(ORDERS).await.unwrap(), orders_at);
     assert_eq!(models.position(ACCOUNTS).await.unwrap(), accounts_at);
+}
+
+/// A customer id with a NUL or longer than [`crate::limits::MAX_LOOKUP_BYTES`] is refused as
+/// invalid input before any statement runs (a statement's failure would be `Backend`).
+pub async fn customer_lookups_with_nul_or_oversized_ids_are_refused_as_invalid_input(
+    _store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    let long = "c".repeat(crate::limits::MAX_LOOKUP_BYTES + 1);
+    for id in ["alice\0", "\0", long.as_str()] {
+        let orders = models.customer_orders(id, None, 10).await;
+        assert!(
+            matches!(orders, Err(ReadModelError::InvalidInput(_))),
+            "orders of {:?}: {orders:?}",
+            id.get(..10)
+        );
+        let stats = models.customer_stats(id).await;
+        assert!(
+            matches!(stats, Err(ReadModelError::InvalidInput(_))),
+            "stats of {:?}: {stats:?}",
+            id.get(..10)
+        );
+    }
 }
