@@ -346,3 +346,37 @@ async fn during_a_rotation_tokens_of_the_current_and_previous_secrets_are_accept
     );
     place_with_token(&app, &stranger).await.expect_problem(401);
 }
+
+#[tokio::test]
+async fn page_cursors_are_sealed_with_the_current_secret_only() {
+    const NEW_SECRET: &str = "rotated-end-to-end-secret-fedcba9876543210";
+    let before = spawn_app().await;
+    let (_, position) = before.place_order_at(&before.operator(), "c1").await;
+    let page = before
+        .get_after(
+            "/v1/customers/c1/orders?limit=1",
+            &before.operator(),
+            position,
+        )
+        .await
+        .expect(200);
+    let cursor = page.body["nextCursor"].as_str().unwrap().to_owned();
+    let next_page = format!("/v1/customers/c1/orders?limit=1&cursor={cursor}");
+    // Both accept the test client's tokens; only the second still seals with the test secret.
+    let rotated = spawn_app_with(|settings| {
+        settings.jwt_secret = NEW_SECRET.into();
+        settings.jwt_previous_secrets = vec![TEST_SECRET.into()];
+    })
+    .await;
+    let not_rotated =
+        spawn_app_with(|settings| settings.jwt_previous_secrets = vec![NEW_SECRET.into()]).await;
+
+    rotated
+        .get(&next_page, &rotated.operator())
+        .await
+        .expect_problem(400);
+    not_rotated
+        .get(&next_page, &not_rotated.operator())
+        .await
+        .expect(200);
+}
