@@ -134,7 +134,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     Settings {
         http_addr: "127.0.0.1:0".parse().expect("address"),
         storage: Storage::resolve(Some(database_url), Path::new("data")).expect("storage URL"),
-        jwt_secret: TEST_SECRET.to_owned(),
+        jwt_secret: TEST_SECRET.into(),
         using_development_secret: false,
         body_limit: 1024 * 1024,
         snapshot_every: 100,
@@ -143,6 +143,10 @@ pub fn test_settings(database_url: &str) -> Settings {
         with_projector: true,
         elasticsearch_url: None,
         search_index_prefix: "strata-".to_owned(),
+        jwt_previous_secrets: Vec::new(),
+        jwt_max_lifetime: Duration::from_secs(86_400),
+        jwt_issuer: None,
+        jwt_audience: None,
     }
 }
 
@@ -244,6 +248,8 @@ impl TestApp {
             customer_id: customer_id.map(str::to_owned),
             exp: now() + 600,
             iat: Some(now()),
+            iss: None,
+            aud: None,
         })
     }
 
@@ -436,5 +442,7 @@ pub fn expired_claims(role: &str, customer_id: Option<&str>) -> Claims {
         customer_id: customer_id.map(str::to_owned),
         exp: now() - 3600,
         iat: Some(now() - 7200),
+        iss: None,
+        aud: None,
     }
 }

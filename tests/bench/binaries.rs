@@ -134,6 +134,8 @@ pub async fn http(fresh: &Fresh, connections: usize, seconds: u64) -> anyhow::Re
         customer_id: None,
         exp: u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp())? + 3_600,
         iat: None,
+        iss: None,
+        aud: None,
     })?;
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await?;

@@ -20,12 +20,19 @@ pub struct TokenArgs {
     /// The customer the principal is (required for role customer, refused otherwise).
     #[arg(long)]
     customer_id: Option<String>,
-    /// Lifetime in seconds; a negative value gives an already expired token.
+    /// Lifetime in seconds; a negative value gives an already expired token. The server refuses
+    /// tokens living longer than its STRATA_JWT_MAX_LIFETIME_SECS (default 86400).
     #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
     ttl_seconds: i64,
     /// Signing secret; defaults to the development secret.
     #[arg(long, env = "STRATA_JWT_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// The `iss` claim, for a server started with STRATA_JWT_ISSUER.
+    #[arg(long)]
+    issuer: Option<String>,
+    /// The `aud` claim, for a server started with STRATA_JWT_AUDIENCE.
+    #[arg(long)]
+    audience: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -37,7 +44,8 @@ enum Role {
     Auditor,
 }
 
-/// The claims of the contract: `sub`, `role`, `customerId` (customers only), `iat`, `exp`.
+/// The claims of the contract: `sub`, `role`, `customerId` (customers only), `iat`, `exp`, and
+/// `iss` and `aud` when asked for.
 #[derive(Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(rename_all = "camelCase")]
@@ -48,6 +56,10 @@ struct Claims {
     customer_id: Option<String>,
     iat: i64,
     exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
 }
 
 /// Prints the token, and nothing else, on stdout.
@@ -92,6 +104,8 @@ fn claims(args: &TokenArgs, now: i64) -> anyhow::Result<Claims> {
         customer_id,
         iat: now,
         exp,
+        iss: args.issuer.clone(),
+        aud: args.audience.clone(),
     })
 }
 
@@ -125,6 +139,8 @@ mod tests {
             customer_id: customer_id.map(str::to_owned),
             ttl_seconds: 3600,
             secret: None,
+            issuer: None,
+            audience: None,
         }
     }
 
@@ -162,5 +178,34 @@ mod tests {
         let json = serde_json::to_value(&claims).unwrap();
         assert!(json.get("customerId").is_none());
         assert!(super::claims(&token_args(Role::Operator, Some("c1")), 0).is_err());
+    }
+
+    #[test]
+    fn an_issuer_and_an_audience_are_claimed_only_when_asked_for() {
+        let mut args = token_args(Role::Operator, None);
+        let plain = serde_json::to_value(claims(&args, 0).unwrap()).unwrap();
+        assert!(
+            plain.get("iss").is_none() && plain.get("aud").is_none(),
+            "{plain}"
+        );
+
+        args.issuer = Some("https://idp.example".to_owned());
+        args.audience = Some("strata".to_owned());
+        let token = sign(&claims(&args, 0).unwrap(), DEV_JWT_SECRET).unwrap();
+
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.set_issuer(&["https://idp.example"]);
+        validation.set_audience(&["strata"]);
+        validation.set_required_spec_claims(&["iss", "aud"]);
+        let decoded = jsonwebtoken::decode::<Claims>(
+            &token,
+            &DecodingKey::from_secret(DEV_JWT_SECRET.as_bytes()),
+            &validation,
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(decoded.iss.as_deref(), Some("https://idp.example"));
+        assert_eq!(decoded.aud.as_deref(), Some("strata"));
     }
 }

@@ -1,16 +1,39 @@
 //! Bearer-token authentication: HS256 JWTs whose claims become the application's `Principal`.
+//!
+//! A token is accepted when its signature verifies with the current secret or a previous one,
+//! its header has no `crit` parameter, it is neither expired nor not yet valid (`nbf`), was not
+//! issued in the future (`iat`), lives no longer than the configured maximum, carries the
+//! configured issuer and audience, and its `sub`, `role` and `customerId` make a principal.
+//! Every refusal answers the same 401; the reason is logged at debug level only.
+
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, TokenData, Validation};
 use serde::{Deserialize, Serialize};
 use strata_application::{Principal, Role};
+use strata_domain::ValidationError;
 use strata_domain::values::{CustomerId, has_forbidden_chars};
 use strata_ports::limits::MAX_PRINCIPAL_BYTES;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+#[cfg(test)]
+mod tests;
+
+/// The detail of every 401 for a token that was sent but refused. It names no check, so a
+/// client probing the server learns nothing about which one failed.
+pub const REFUSED_TOKEN: &str = "the access token is malformed, expired or otherwise invalid";
+
+/// The detail of a 401 for a request that sent no Bearer token at all.
+pub const NO_TOKEN: &str = "this request needs an Authorization: Bearer <token> header";
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
 
 /// The claims Strata reads from (and, for tooling and tests, writes into) a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,14 +48,78 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Issuer; required (and compared) only when the server is configured with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience; required (and compared) only when the server is configured with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
 }
 
-/// Checks signatures and expiry of HS256 tokens.
+/// The `aud` claim: one audience, or several (RFC 7519 §4.1.3 allows both forms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// What a token must satisfy besides its signature and expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRules {
+    /// Longest accepted `exp - iat` (or `exp - now` for a token without `iat`).
+    pub max_lifetime: Duration,
+    /// The `iss` a token must carry; `None`: not checked.
+    pub issuer: Option<String>,
+    /// The audience a token's `aud` must name; `None`: a token naming any audience is refused.
+    pub audience: Option<String>,
+}
+
+impl Default for TokenRules {
+    fn default() -> Self {
+        Self {
+            max_lifetime: Duration::from_secs(86_400),
+            issuer: None,
+            audience: None,
+        }
+    }
+}
+
+/// Why a token was refused: logged at debug level, never sent to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenRejection {
+    /// Malformed, badly signed (by every secret), expired, not yet valid (`nbf`), a wrong
+    /// issuer or audience, or claims of the wrong shape: the library's own checks.
+    #[error("{0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("the header has a crit parameter {0:?}, and no extension is understood here")]
+    CriticalHeader(Vec<String>),
+    #[error("issued in the future: iat {iat} is after now ({now}) plus the leeway")]
+    IssuedInTheFuture { iat: u64, now: u64 },
+    #[error("expires (exp {exp}) before it was issued (iat {iat})")]
+    ExpiresBeforeIssued { exp: u64, iat: u64 },
+    #[error("lives {lifetime} s, longer than the maximum of {max} s")]
+    LivesTooLong { lifetime: u64, max: u64 },
+    #[error("the sub claim must be non-empty text of at most 256 bytes without control characters")]
+    BadSubject,
+    #[error("unknown role {0:?}")]
+    UnknownRole(String),
+    #[error("a customer token needs a customerId claim")]
+    MissingCustomerId,
+    #[error("bad customerId claim: {0}")]
+    BadCustomerId(ValidationError),
+}
+
+/// Verifies HS256 tokens with the current secret and any previous ones, and signs with the
+/// current one.
 #[derive(Clone)]
 pub struct JwtKeys {
-    decoding: DecodingKey,
+    current: DecodingKey,
+    /// Tried in order when the current secret's signature does not match.
+    previous: Vec<DecodingKey>,
     encoding: EncodingKey,
     validation: Validation,
+    max_lifetime_secs: u64,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -42,18 +129,40 @@ impl std::fmt::Debug for JwtKeys {
 }
 
 impl JwtKeys {
+    /// One secret and the default rules (a day at most, no issuer or audience).
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_rules(secret, &[], TokenRules::default())
+    }
+
+    /// `current` signs and verifies; each of `previous` only verifies (key rotation).
+    pub fn with_rules(current: &[u8], previous: &[&[u8]], rules: TokenRules) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 5;
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &rules.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = &rules.audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
         Self {
-            decoding: DecodingKey::from_secret(secret),
-            encoding: EncodingKey::from_secret(secret),
+            current: DecodingKey::from_secret(current),
+            previous: previous
+                .iter()
+                .map(|s| DecodingKey::from_secret(s))
+                .collect(),
+            encoding: EncodingKey::from_secret(current),
             validation,
+            max_lifetime_secs: rules.max_lifetime.as_secs(),
         }
     }
 
-    /// Signs claims (used by tests and tooling; the service itself only verifies).
+    /// Signs claims with the current secret (used by tests and tooling; the service itself only
+    /// verifies).
     ///
     /// # Errors
     /// When the claims cannot be encoded.
@@ -61,53 +170,103 @@ impl JwtKeys {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
     }
 
-    /// The principal a token stands for.
+    /// The principal a token stands for; a refusal is logged with its reason at debug level
+    /// and answered with one fixed sentence.
     ///
     /// # Errors
-    /// [`ApiError::Unauthorized`] for a bad signature, an expired token, or unusable claims.
+    /// [`ApiError::Unauthorized`] for any token [`JwtKeys::verify`] refuses.
     pub fn principal(&self, token: &str) -> Result<Principal, ApiError> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid access token: {e}")))?
-            .claims;
-        // The subject scopes idempotency keys and is stored in every event's metadata: bounded
-        // so that an idempotency record's key always fits the storage's index.
-        if claims.sub.trim().is_empty()
-            || claims.sub.len() > MAX_PRINCIPAL_BYTES
-            || has_forbidden_chars(&claims.sub)
-        {
-            return Err(ApiError::Unauthorized(format!(
-                "the sub claim must be non-empty text of at most {MAX_PRINCIPAL_BYTES} bytes \
-                 without control characters"
-            )));
-        }
-        let role = match claims.role.as_str() {
-            "customer" => Role::Customer,
-            "operator" => Role::Operator,
-            "auditor" => Role::Auditor,
-            other => {
-                return Err(ApiError::Unauthorized(format!(
-                    "unknown role {other:?} in access token"
-                )));
-            }
-        };
-        let customer_id = match (role, claims.customer_id) {
-            (Role::Customer, None) => {
-                return Err(ApiError::Unauthorized(
-                    "a customer token needs a customerId claim".to_owned(),
-                ));
-            }
-            (_, Some(id)) => Some(
-                CustomerId::new(id)
-                    .map_err(|e| ApiError::Unauthorized(format!("bad customerId claim: {e}")))?,
-            ),
-            (_, None) => None,
-        };
-        Ok(Principal {
-            user_id: claims.sub,
-            role,
-            customer_id,
+        self.verify(token).map_err(|reason| {
+            tracing::debug!(%reason, "access token refused");
+            ApiError::Unauthorized(REFUSED_TOKEN.to_owned())
         })
     }
+
+    /// Checks a token and turns its claims into a principal.
+    ///
+    /// # Errors
+    /// A [`TokenRejection`] saying which check failed.
+    pub fn verify(&self, token: &str) -> Result<Principal, TokenRejection> {
+        let TokenData { header, claims } = self.decode(token)?;
+        // RFC 7515 §4.1.11: a recipient must refuse a crit extension it does not understand,
+        // and this one understands none (an empty list is malformed).
+        if let Some(crit) = header.crit {
+            return Err(TokenRejection::CriticalHeader(crit));
+        }
+        self.check_lifetime(&claims, jsonwebtoken::get_current_timestamp())?;
+        principal_of(claims)
+    }
+
+    /// Decodes with the first secret whose signature verifies; the library checks the rest
+    /// (`alg`, `exp`, `nbf`, `iss`, `aud`, required claims) once, for that secret.
+    fn decode(&self, token: &str) -> Result<TokenData<Claims>, TokenRejection> {
+        let mut decoded = jsonwebtoken::decode::<Claims>(token, &self.current, &self.validation);
+        for key in &self.previous {
+            match &decoded {
+                Err(error) if matches!(error.kind(), ErrorKind::InvalidSignature) => {
+                    decoded = jsonwebtoken::decode::<Claims>(token, key, &self.validation);
+                }
+                _ => break,
+            }
+        }
+        Ok(decoded?)
+    }
+
+    /// `iat` not in the future, and a lifetime (from `iat`, else from now) within the maximum,
+    /// so that a leaked token cannot be used for years.
+    fn check_lifetime(&self, claims: &Claims, now: u64) -> Result<(), TokenRejection> {
+        let lifetime = match claims.iat {
+            Some(iat) if iat > now.saturating_add(LEEWAY_SECS) => {
+                return Err(TokenRejection::IssuedInTheFuture { iat, now });
+            }
+            Some(iat) => {
+                claims
+                    .exp
+                    .checked_sub(iat)
+                    .ok_or(TokenRejection::ExpiresBeforeIssued {
+                        exp: claims.exp,
+                        iat,
+                    })?
+            }
+            // The issuer's clock may run ahead of ours by the leeway.
+            None => claims.exp.saturating_sub(now).saturating_sub(LEEWAY_SECS),
+        };
+        if lifetime > self.max_lifetime_secs {
+            return Err(TokenRejection::LivesTooLong {
+                lifetime,
+                max: self.max_lifetime_secs,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The principal of verified claims.
+fn principal_of(claims: Claims) -> Result<Principal, TokenRejection> {
+    // The subject scopes idempotency keys and is stored in every event's metadata: bounded
+    // so that an idempotency record's key always fits the storage's index.
+    if claims.sub.trim().is_empty()
+        || claims.sub.len() > MAX_PRINCIPAL_BYTES
+        || has_forbidden_chars(&claims.sub)
+    {
+        return Err(TokenRejection::BadSubject);
+    }
+    let role = match claims.role.as_str() {
+        "customer" => Role::Customer,
+        "operator" => Role::Operator,
+        "auditor" => Role::Auditor,
+        _ => return Err(TokenRejection::UnknownRole(claims.role)),
+    };
+    let customer_id = match (role, claims.customer_id) {
+        (Role::Customer, None) => return Err(TokenRejection::MissingCustomerId),
+        (_, Some(id)) => Some(CustomerId::new(id).map_err(TokenRejection::BadCustomerId)?),
+        (_, None) => None,
+    };
+    Ok(Principal {
+        user_id: claims.sub,
+        role,
+        customer_id,
+    })
 }
 
 /// The authenticated caller of a request.
@@ -121,21 +280,19 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthorized("missing Authorization: Bearer <token> header".to_owned())
-        })?;
-        let token = value
-            .to_str()
-            .ok()
+        // No header, another scheme, or no token: the client did not try a token, so it may
+        // be told what to send; a token that was sent gets only the fixed sentence.
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
             .and_then(|v| {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be Bearer <token>".to_owned())
-            })?;
+            .ok_or_else(|| ApiError::Unauthorized(NO_TOKEN.to_owned()))?;
         state.jwt.principal(token).map(Self)
     }
 }

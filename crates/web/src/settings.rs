@@ -12,6 +12,42 @@ use crate::startup::{Storage, StorageError};
 /// The published development secret: only ever used with `--dev`, and announced in the log.
 pub const DEVELOPMENT_JWT_SECRET: &str = "strata-development-secret-not-for-production";
 
+/// Shortest accepted JWT secret, in bytes.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Fewest distinct byte values an accepted JWT secret has: refuses placeholders such as `xxx…`
+/// or `abab…`, while 32 random hex digits (16 possible values) pass with near certainty.
+pub const MIN_JWT_SECRET_DISTINCT_BYTES: usize = 8;
+
+/// A secret that never shows in `Debug` output, so settings and arguments can be printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the code that signs or verifies with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(secret: &str) -> Self {
+        Self(secret.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// Command line of `strata-web`.
 #[derive(Debug, Parser)]
 #[command(
@@ -50,7 +86,7 @@ pub struct ServeArgs {
     pub data_dir: PathBuf,
     /// HS256 secret that signs access tokens. Required unless `--dev`.
     #[arg(long, env = "STRATA_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     /// Development mode: without STRATA_JWT_SECRET, use the published development secret.
     #[arg(long, env = "STRATA_DEV", default_value_t = false)]
     pub dev: bool,
@@ -76,6 +112,29 @@ pub struct ServeArgs {
     /// Put before the search index's alias and index names (`<prefix>orders`).
     #[arg(long, env = "STRATA_SEARCH_INDEX_PREFIX", default_value = "strata-")]
     pub search_index_prefix: String,
+    /// Earlier JWT secrets, comma-separated, still accepted when verifying tokens (never used to
+    /// sign): rotate by moving the current secret here and setting a new STRATA_JWT_SECRET.
+    #[arg(
+        long,
+        env = "STRATA_JWT_PREVIOUS_SECRETS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub jwt_previous_secrets: Vec<Secret>,
+    /// Longest accepted token lifetime in seconds: `exp - iat`, or `exp - now` without `iat`.
+    #[arg(
+        long,
+        env = "STRATA_JWT_MAX_LIFETIME_SECS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub jwt_max_lifetime_secs: u64,
+    /// When set, tokens must carry this `iss` claim.
+    #[arg(long, env = "STRATA_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// When set, tokens must name this audience in their `aud` claim.
+    #[arg(long, env = "STRATA_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 }
 
 /// Why the settings cannot be used.
@@ -85,8 +144,9 @@ pub enum SettingsError {
         "STRATA_JWT_SECRET is not set: set it, or start in development mode with --dev (STRATA_DEV=true)"
     )]
     MissingJwtSecret,
-    #[error("STRATA_JWT_SECRET must be at least 32 bytes long")]
-    WeakJwtSecret,
+    /// `which` names the setting (and the entry of a list), never the secret.
+    #[error("{which} is too weak: {why}")]
+    WeakJwtSecret { which: String, why: &'static str },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -96,7 +156,9 @@ pub enum SettingsError {
 pub struct Settings {
     pub http_addr: SocketAddr,
     pub storage: Storage,
-    pub jwt_secret: String,
+    /// The secret that signs tokens (in tests and tools) and verifies them, and whose derived
+    /// key seals page cursors.
+    pub jwt_secret: Secret,
     /// True when the development secret is in use (logged loudly at start-up).
     pub using_development_secret: bool,
     pub body_limit: usize,
@@ -110,22 +172,65 @@ pub struct Settings {
     /// Elasticsearch URL of the search index (`None`: PostgreSQL full-text search).
     pub elasticsearch_url: Option<String>,
     pub search_index_prefix: String,
+    /// Earlier secrets that still verify tokens during a rotation; they sign nothing.
+    pub jwt_previous_secrets: Vec<Secret>,
+    /// Longest accepted token lifetime (`exp - iat`, or `exp - now` without `iat`).
+    pub jwt_max_lifetime: Duration,
+    /// The `iss` every token must carry (`None`: not checked).
+    pub jwt_issuer: Option<String>,
+    /// The audience every token must name in `aud` (`None`: a token naming any audience is
+    /// refused, as RFC 7519 asks of a recipient that is not in it).
+    pub jwt_audience: Option<String>,
+}
+
+/// Refuses a secret that is short, or has so few distinct bytes that it is a placeholder
+/// (`xxxx…`) rather than random: both are guessable offline from one captured token.
+fn check_jwt_secret(which: String, secret: &Secret) -> Result<(), SettingsError> {
+    let bytes = secret.expose().as_bytes();
+    let why = if bytes.len() < MIN_JWT_SECRET_BYTES {
+        "it must be at least 32 bytes long"
+    } else if bytes
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        < MIN_JWT_SECRET_DISTINCT_BYTES
+    {
+        "it must contain at least 8 distinct bytes (use random bytes, e.g. openssl rand -hex 32)"
+    } else {
+        return Ok(());
+    };
+    Err(SettingsError::WeakJwtSecret { which, why })
+}
+
+/// An optional text setting, unset when empty or blank.
+fn non_blank(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
 }
 
 impl Settings {
     /// Resolves the JWT secret: an explicit one wins; `--dev` falls back to the published one.
     ///
     /// # Errors
-    /// No secret outside development mode, a secret too short to be safe, or an unusable
-    /// `DATABASE_URL`.
+    /// No secret outside development mode, a secret (current or previous) too short or too
+    /// uniform to be safe, or an unusable `DATABASE_URL`.
     pub fn from_args(args: ServeArgs) -> Result<Self, SettingsError> {
         let storage = Storage::resolve(args.database_url.as_deref(), &args.data_dir)?;
         let (jwt_secret, using_development_secret) = match (args.jwt_secret, args.dev) {
-            (Some(secret), _) if secret.len() < 32 => return Err(SettingsError::WeakJwtSecret),
             (Some(secret), _) => (secret, false),
-            (None, true) => (DEVELOPMENT_JWT_SECRET.to_owned(), true),
+            (None, true) => (Secret::from(DEVELOPMENT_JWT_SECRET), true),
             (None, false) => return Err(SettingsError::MissingJwtSecret),
         };
+        check_jwt_secret("STRATA_JWT_SECRET".to_owned(), &jwt_secret)?;
+        let mut jwt_previous_secrets = Vec::new();
+        for (n, secret) in args.jwt_previous_secrets.into_iter().enumerate() {
+            // A trailing comma leaves an empty entry: nothing to verify with.
+            if secret.expose().is_empty() {
+                continue;
+            }
+            let which = format!("STRATA_JWT_PREVIOUS_SECRETS (entry {})", n + 1);
+            check_jwt_secret(which, &secret)?;
+            jwt_previous_secrets.push(secret);
+        }
         // SQLite is the embedded single-node deployment: one process serves a complete system.
         let with_projector = args.with_projector || matches!(storage, Storage::Sqlite(_));
         Ok(Self {
@@ -140,6 +245,10 @@ impl Settings {
             with_projector,
             elasticsearch_url: args.elasticsearch_url.filter(|url| !url.trim().is_empty()),
             search_index_prefix: args.search_index_prefix,
+            jwt_previous_secrets,
+            jwt_max_lifetime: Duration::from_secs(args.jwt_max_lifetime_secs),
+            jwt_issuer: non_blank(args.jwt_issuer),
+            jwt_audience: non_blank(args.jwt_audience),
         })
     }
 }
@@ -153,7 +262,7 @@ mod tests {
         // The environment of a test run may name a database: these tests choose their own.
         cli.database_url = None;
         cli.data_dir = PathBuf::from("data");
-        cli.jwt_secret = secret.map(str::to_owned);
+        cli.jwt_secret = secret.map(Secret::from);
         cli.dev = dev;
         cli
     }
@@ -166,7 +275,7 @@ mod tests {
         ));
         let dev = Settings::from_args(args(None, true)).unwrap();
         assert!(dev.using_development_secret);
-        assert_eq!(dev.jwt_secret, DEVELOPMENT_JWT_SECRET);
+        assert_eq!(dev.jwt_secret.expose(), DEVELOPMENT_JWT_SECRET);
     }
 
     #[test]
@@ -212,12 +321,134 @@ mod tests {
 
     #[test]
     fn an_explicit_secret_wins_even_in_development_mode() {
-        let secret = "x".repeat(40);
-        let settings = Settings::from_args(args(Some(&secret), true)).unwrap();
+        let settings = Settings::from_args(args(Some(SECRET), true)).unwrap();
         assert!(!settings.using_development_secret);
-        assert!(matches!(
-            Settings::from_args(args(Some("short"), false)),
-            Err(SettingsError::WeakJwtSecret)
-        ));
+        assert_eq!(settings.jwt_secret.expose(), SECRET);
+    }
+
+    /// A 40-character secret as `openssl rand -hex 20` gives.
+    const SECRET: &str = "6f1c2a9e4b7d03f58e2a91c4d7b60e3f2a8c5d19";
+
+    fn weakness(secret: &str) -> Option<String> {
+        match Settings::from_args(args(Some(secret), false)) {
+            Ok(_) => None,
+            Err(SettingsError::WeakJwtSecret { which, why }) => Some(format!("{which}: {why}")),
+            Err(other) => panic!("{secret:?} refused for another reason: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_at_start_up() {
+        let refused = weakness(&SECRET[..31]).unwrap();
+        assert!(refused.contains("STRATA_JWT_SECRET"), "{refused}");
+        assert!(refused.contains("32 bytes"), "{refused}");
+        assert_eq!(weakness(&SECRET[..32]), None);
+    }
+
+    #[test]
+    fn a_long_secret_of_few_distinct_bytes_is_refused_at_start_up() {
+        for placeholder in [
+            "x".repeat(40),
+            "ab".repeat(32),
+            "changeme".repeat(5), // 7 distinct bytes
+            "0123456".repeat(10),
+        ] {
+            let refused = weakness(&placeholder).unwrap_or_else(|| panic!("{placeholder} passed"));
+            assert!(refused.contains("8 distinct bytes"), "{refused}");
+            assert!(
+                !refused.contains(&placeholder),
+                "the secret is never quoted: {refused}"
+            );
+        }
+        assert_eq!(
+            weakness(&"01234567".repeat(5)),
+            None,
+            "8 distinct bytes pass"
+        );
+    }
+
+    #[test]
+    fn previous_secrets_are_read_comma_separated_and_checked_like_the_current_one() {
+        let other = "9d3e7a0c5f1b84e26a9d0c3f7e15b4a8c2d6f0e1";
+        let cli = Cli::parse_from([
+            "strata-web",
+            "--jwt-secret",
+            SECRET,
+            "--jwt-previous-secrets",
+            &format!("{other},{SECRET},"),
+        ]);
+        let settings = Settings::from_args(cli.serve).unwrap();
+        let previous: Vec<&str> = settings
+            .jwt_previous_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(previous, [other, SECRET]);
+
+        for weak in ["short", "y".repeat(40).as_str()] {
+            let mut with_weak = args(Some(SECRET), false);
+            with_weak.jwt_previous_secrets = vec![Secret::from(other), Secret::from(weak)];
+            let refused = Settings::from_args(with_weak).unwrap_err();
+            assert!(
+                refused
+                    .to_string()
+                    .contains("STRATA_JWT_PREVIOUS_SECRETS (entry 2)"),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_live_a_day_at_most_and_name_no_issuer_or_audience_by_default() {
+        let settings = Settings::from_args(args(Some(SECRET), false)).unwrap();
+        assert_eq!(settings.jwt_max_lifetime, Duration::from_secs(86_400));
+        assert_eq!(settings.jwt_issuer, None);
+        assert_eq!(settings.jwt_audience, None);
+        assert!(settings.jwt_previous_secrets.is_empty());
+
+        let cli = Cli::parse_from([
+            "strata-web",
+            "--dev",
+            "--jwt-max-lifetime-secs",
+            "900",
+            "--jwt-issuer",
+            "https://idp.example",
+            "--jwt-audience",
+            " ",
+        ]);
+        let settings = Settings::from_args(cli.serve).unwrap();
+        assert_eq!(settings.jwt_max_lifetime, Duration::from_secs(900));
+        assert_eq!(settings.jwt_issuer.as_deref(), Some("https://idp.example"));
+        assert_eq!(settings.jwt_audience, None, "blank means unset");
+        let blank_issuer = Cli::parse_from(["strata-web", "--dev", "--jwt-issuer", ""]);
+        assert_eq!(
+            Settings::from_args(blank_issuer.serve).unwrap().jwt_issuer,
+            None
+        );
+        assert!(
+            Cli::try_parse_from(["strata-web", "--jwt-max-lifetime-secs", "0"]).is_err(),
+            "a lifetime of 0 would refuse every token"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let previous = "9d3e7a0c5f1b84e26a9d0c3f7e15b4a8c2d6f0e1";
+        let cli = Cli::parse_from([
+            "strata-web",
+            "--jwt-secret",
+            SECRET,
+            "--jwt-previous-secrets",
+            previous,
+        ]);
+        let cli_debug = format!("{cli:?}");
+        let args_debug = format!("{:?}", cli.serve);
+        let settings_debug = format!("{:?}", Settings::from_args(cli.serve).unwrap());
+
+        for debug in [cli_debug, args_debug, settings_debug] {
+            assert!(!debug.contains(SECRET), "{debug}");
+            assert!(!debug.contains(previous), "{debug}");
+            assert!(debug.contains("[redacted]"), "{debug}");
+        }
     }
 }

@@ -38,7 +38,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::JwtKeys;
+use crate::auth::{JwtKeys, TokenRules};
 use crate::error::{PanicProblem, add_request_id};
 use crate::request_id::{self, MakeRequestUuidV7, REQUEST_ID};
 use crate::routes;
@@ -231,6 +231,24 @@ fn elasticsearch(settings: &Settings) -> anyhow::Result<Option<Arc<dyn SearchInd
     }
 }
 
+/// The token verifier the settings describe: the current secret signs, every secret verifies.
+fn jwt_keys(settings: &Settings) -> JwtKeys {
+    let previous: Vec<&[u8]> = settings
+        .jwt_previous_secrets
+        .iter()
+        .map(|secret| secret.expose().as_bytes())
+        .collect();
+    JwtKeys::with_rules(
+        settings.jwt_secret.expose().as_bytes(),
+        &previous,
+        TokenRules {
+            max_lifetime: settings.jwt_max_lifetime,
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+        },
+    )
+}
+
 /// How often histogram samples are folded in when nobody scrapes `/metrics`.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
@@ -341,11 +359,13 @@ impl Application {
                 QueryConfig {
                     max_wait: settings.read_wait,
                     // Every instance shares the secret, so each accepts the others' cursors.
-                    cursor_key: format!("strata-cursor|{}", settings.jwt_secret).into_bytes(),
+                    // Only the current secret seals them: a rotation ends the paging in flight.
+                    cursor_key: format!("strata-cursor|{}", settings.jwt_secret.expose())
+                        .into_bytes(),
                 },
             ),
             status: StatusService::new(store.clone(), read_models, projections),
-            jwt: JwtKeys::new(settings.jwt_secret.as_bytes()),
+            jwt: jwt_keys(&settings),
             readiness: store,
             metrics: crate::metrics::recorder(),
         };
