@@ -17,4 +17,5 @@ mod pagination;
 mod queries;
 mod read_your_writes;
 mod search;
+mod shutdown;
 mod validation;

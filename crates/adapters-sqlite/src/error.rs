@@ -1,6 +1,6 @@
 //! The one place where sqlx errors become port errors, plus this crate's own public errors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use strata_ports::{EventStoreError, ReadModelError, SearchError, SnapshotError};
 
@@ -24,6 +24,35 @@ pub enum ConnectError {
     /// The database cannot be opened now: worth retrying later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Why [`crate::close`] could not checkpoint the write-ahead log (the pool is closed all the
+/// same; the log stays beside the file and the next opening replays it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseError {
+    /// I/O, or a file that is not a database.
+    #[error("cannot checkpoint the write-ahead log of {0}")]
+    Failed(String),
+}
+
+/// Why [`crate::backup`] wrote no (complete) copy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackupError {
+    /// The database file to copy does not exist.
+    #[error("no SQLite database at {}", .0.display())]
+    NoDatabase(PathBuf),
+    /// A target file exists: a backup never overwrites one.
+    #[error("{} exists already: a backup never overwrites a file; choose a new path", .0.display())]
+    TargetExists(PathBuf),
+    /// A target path SQLite cannot name, or whose directory cannot be made.
+    #[error("invalid backup path {0}")]
+    InvalidTarget(String),
+    /// The database stayed locked: worth retrying later.
+    #[error("database unavailable during the backup: {0}")]
+    Unavailable(String),
+    /// I/O, or a file that is not a database.
+    #[error("backup failed: {0}")]
+    Failed(String),
 }
 
 /// Whether a sqlx error means "not now" rather than "no": the write lock held past the busy

@@ -3,10 +3,14 @@
 //! FTS5 — through sqlx with a bundled SQLite, so nothing needs installing. Every connection runs
 //! in WAL mode (readers never wait for the writer) and every write transaction begins with
 //! `BEGIN IMMEDIATE` (it takes the single write lock before its first read, so a read-then-write
-//! transaction never fails half-way with SQLITE_BUSY). Adapters never read the environment: they
-//! take [`SqliteSettings`].
+//! transaction never fails half-way with SQLITE_BUSY). [`close`] checkpoints a file's
+//! write-ahead log into it before closing its pool, so that the file alone is complete after a
+//! clean stop; [`backup`] copies a file consistently while it is in use. Adapters never read the
+//! environment: they take [`SqliteSettings`].
 #![forbid(unsafe_code)]
 
+mod backup;
+mod close;
 mod codec;
 mod error;
 mod event_store;
@@ -25,7 +29,9 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-pub use error::{ConnectError, MigrateError};
+pub use backup::{Backup, BackupFile, backup};
+pub use close::{Checkpoint, close};
+pub use error::{BackupError, CloseError, ConnectError, MigrateError};
 pub use event_store::SqliteEventStore;
 pub use leases::{SqliteLeases, SqliteLogWakeups};
 pub use projection_store::{SqliteProjectionStore, projection_names};

@@ -161,6 +161,8 @@ pub struct ReadSide {
     pub deps: WorkerDeps,
     pub status: StatusService,
     pub search: Arc<dyn SearchIndex>,
+    /// The SQLite files to checkpoint and close when `run` stops.
+    sqlite: Vec<SqlitePool>,
 }
 
 impl std::fmt::Debug for ReadSide {
@@ -187,6 +189,7 @@ impl ReadSide {
             deps,
             status,
             search,
+            sqlite: Vec::new(),
         }
     }
 
@@ -198,7 +201,7 @@ impl ReadSide {
         let deps = WorkerDeps {
             events: events.clone(),
             store: Arc::new(SqliteProjectionStore::new(pool.clone())),
-            leases: Arc::new(SqliteLeases::new(pool)),
+            leases: Arc::new(SqliteLeases::new(pool.clone())),
             clock: Arc::new(SystemClock),
             wakeups: None,
         };
@@ -207,6 +210,7 @@ impl ReadSide {
             deps,
             status,
             search,
+            sqlite: vec![pool],
         }
     }
 
@@ -241,6 +245,17 @@ impl ReadSide {
         stop: &watch::Receiver<bool>,
     ) {
         run_workers(&self.deps, projections, config, stop).await;
+    }
+
+    /// On SQLite, checkpoints each file's write-ahead log into it and closes it, so that the
+    /// file alone holds every commit once no other process uses it (a server still running
+    /// keeps the log in use: that is logged as a warning). Nothing to do on PostgreSQL.
+    pub async fn close(&self) {
+        for pool in &self.sqlite {
+            if let Err(error) = strata_adapters_sqlite::close(pool).await {
+                tracing::error!(%error, "cannot checkpoint the SQLite database; its -wal file stays");
+            }
+        }
     }
 }
 
@@ -355,15 +370,20 @@ impl Database {
                 ReadSide::on(pool, search)
             }
             Self::Sqlite(settings, pool) => {
-                let search = match elastic {
-                    Some(search) => search,
-                    None => Arc::new(SqliteSearchIndex::new(
-                        strata_adapters_sqlite::connect_search(&settings)
+                let (search, search_pool) = match elastic {
+                    Some(search) => (search, None),
+                    None => {
+                        let file = strata_adapters_sqlite::connect_search(&settings)
                             .await
-                            .context("cannot open the search index's SQLite file")?,
-                    )),
+                            .context("cannot open the search index's SQLite file")?;
+                        let index: Arc<dyn SearchIndex> =
+                            Arc::new(SqliteSearchIndex::new(file.clone()));
+                        (index, Some(file))
+                    }
                 };
-                ReadSide::on_sqlite(pool, search)
+                let mut side = ReadSide::on_sqlite(pool, search);
+                side.sqlite.extend(search_pool);
+                side
             }
         })
     }
@@ -423,6 +443,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .context("cannot serve the metrics")?;
             }
             side.run(projections, &tuning.config(), &stop).await;
+            side.close().await;
             Ok(())
         }
         Command::Status { json } => {

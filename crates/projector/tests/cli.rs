@@ -222,6 +222,59 @@ async fn on_a_sqlite_file_status_rebuild_and_dlq_answer_as_on_postgresql() {
 }
 
 #[tokio::test]
+async fn a_projector_stopped_by_sigterm_leaves_its_sqlite_files_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = SqliteSettings::at(dir.path().join("strata.db"));
+    // Kept open while the projector runs and stops, as a server's would be: closing the
+    // projector's connections then checkpoints nothing by itself.
+    let pool = strata_adapters_sqlite::connect(&settings).await.unwrap();
+    strata_adapters_sqlite::migrate(&pool).await.unwrap();
+    let events = SqliteEventStore::new(pool.clone());
+    for _ in 0..50 {
+        place_order_in(&events).await;
+    }
+    let url = format!("sqlite://{}", settings.path.display());
+    let mut running = Instance::start(&url, &["--poll-ms", "20"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let projected: i64 = sqlx::query_scalar(
+            "SELECT min(position) FROM projection_checkpoints WHERE state = 'running'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0);
+        if projected == 50 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never projected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let sent = Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while running.child.try_wait().unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    for file in [settings.path.clone(), settings.search_path()] {
+        let mut wal = file.into_os_string();
+        wal.push("-wal");
+        let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        assert_eq!(len, 0, "{wal:?} is empty or gone");
+    }
+    running
+        .wait_for_log("checkpointed the write-ahead log", 2)
+        .await;
+    drop(running);
+    pool.close().await;
+}
+
+#[tokio::test]
 async fn commands_other_than_run_refuse_a_missing_sqlite_file_and_leave_none_behind() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("nothing-here").join("strata.db");

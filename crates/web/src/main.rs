@@ -32,5 +32,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .run_until_stopped()
                 .await?)
         }
+        Command::Backup { to } => {
+            let storage = Storage::resolve(cli.serve.database_url.as_deref(), &cli.serve.data_dir)?;
+            print!("{}", strata_web::startup::backup(&storage, &to).await?);
+            Ok(())
+        }
     }
 }

@@ -69,6 +69,14 @@ pub enum Command {
     Serve,
     /// Create the database if it is missing, apply the migrations, and exit.
     Migrate,
+    /// Write a consistent copy of the embedded SQLite database (and of its search index, beside
+    /// it) to a new file, while servers keep using it. On PostgreSQL use pg_dump or PITR.
+    Backup {
+        /// The copy to write (never overwritten: it must not exist); the search index's copy
+        /// goes beside it (`backup.db` → `backup-search.db`).
+        #[arg(long, value_name = "PATH")]
+        to: PathBuf,
+    },
 }
 
 /// Flags of the server; each has an environment variable.

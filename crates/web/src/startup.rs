@@ -1,7 +1,7 @@
 //! Start-up: the only place that names concrete adapters. Opens and migrates the storage
 //! (PostgreSQL, or the embedded SQLite file), wires the application services, builds the router,
 //! and serves until told to stop (with the projection workers in-process on SQLite, and in
-//! development mode).
+//! development mode), then, on SQLite, checkpoints and closes the files; `backup` copies them.
 
 mod projector;
 
@@ -55,6 +55,8 @@ pub struct Application {
     metrics: PrometheusHandle,
     /// The projection workers, when they run in this process (development mode).
     projector: Option<InProcessProjector>,
+    /// The SQLite files to checkpoint and close once the server and its workers have stopped.
+    sqlite: Vec<SqlitePool>,
 }
 
 // Which storage a `DATABASE_URL` names: parsed by the embedded adapter, which owns the default
@@ -119,6 +121,8 @@ struct Backend {
     stores: Stores,
     workers: WorkerDeps,
     pacing: ProjectorConfig,
+    /// The SQLite pools (the main file's, the search index's) to close at the end.
+    sqlite: Vec<SqlitePool>,
 }
 
 /// How long the workers on SQLite let appends gather before a batch: SQLite has one writer,
@@ -163,19 +167,23 @@ async fn open(settings: &Settings) -> anyhow::Result<Backend> {
                 stores,
                 workers: pg_worker_deps(&pool),
                 pacing: ProjectorConfig::default(),
+                sqlite: Vec::new(),
             })
         }
         Storage::Sqlite(path) => {
             let sqlite = sqlite_settings(path, settings.db_max_connections);
             let pool = open_sqlite(&sqlite).await?;
+            let mut files = vec![pool.clone()];
             // The embedded index's file is opened only when it is the one searched.
             let search: Arc<dyn SearchIndex> = match elastic {
                 Some(elastic) => elastic,
-                None => Arc::new(SqliteSearchIndex::new(
-                    strata_adapters_sqlite::connect_search(&sqlite)
+                None => {
+                    let search = strata_adapters_sqlite::connect_search(&sqlite)
                         .await
-                        .context("cannot open the search index's SQLite file")?,
-                )),
+                        .context("cannot open the search index's SQLite file")?;
+                    files.push(search.clone());
+                    Arc::new(SqliteSearchIndex::new(search))
+                }
             };
             tracing::info!(path = %path.display(), "storage: embedded SQLite");
             let events = SqliteEventStore::new(pool.clone());
@@ -192,6 +200,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Backend> {
                     linger: SQLITE_LINGER,
                     ..ProjectorConfig::default()
                 },
+                sqlite: files,
             })
         }
     }
@@ -298,6 +307,7 @@ impl Application {
             stores,
             workers,
             pacing,
+            sqlite,
         } = open(&settings).await?;
         let with_projector = settings.with_projector;
         let search = stores.search.clone();
@@ -307,6 +317,7 @@ impl Application {
             tracing::warn!(%error, "the search index is not ready; searches fail until it is");
         }
         let mut application = Self::with_stores(settings, stores).await?;
+        application.sqlite = sqlite;
         if with_projector {
             tracing::info!("the projection workers run in this process");
             application.projector = Some(InProcessProjector::new(workers, search, pacing));
@@ -377,6 +388,7 @@ impl Application {
             metrics: state.metrics.clone(),
             router: router(state, settings.body_limit),
             projector: None,
+            sqlite: Vec::new(),
         })
     }
 
@@ -396,8 +408,10 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `signal` completes, then finishes the requests in flight and stops the
-    /// in-process projection workers (each finishes or rolls back its batch).
+    /// Serves until `signal` completes, then finishes the requests in flight, stops the
+    /// in-process projection workers (each finishes or rolls back its batch) and, on SQLite,
+    /// checkpoints each file's write-ahead log into it and closes it, so that `strata.db` alone
+    /// holds every commit.
     ///
     /// # Errors
     /// When the server fails.
@@ -420,8 +434,61 @@ impl Application {
             }
             tracing::info!("projection workers stopped");
         }
+        close_sqlite(self.sqlite).await;
         served
     }
+}
+
+/// Checkpoints and closes the SQLite files. Without it the commits of the last moments stay in
+/// `strata.db-wal` when the process exits (its pools are never closed), and a copy of
+/// `strata.db` alone misses them.
+async fn close_sqlite(pools: Vec<SqlitePool>) {
+    for pool in pools {
+        // The adapter logs what it did, and warns when another process kept the log in use.
+        if let Err(error) = strata_adapters_sqlite::close(&pool).await {
+            tracing::error!(%error, "cannot checkpoint the SQLite database; its -wal file stays");
+        }
+    }
+}
+
+/// Writes a consistent copy of the embedded SQLite database (and its search index's file,
+/// when it exists) to the new file `to`, while servers may be using it; returns what was
+/// written, one line per file.
+///
+/// # Errors
+/// PostgreSQL storage (its own tools back it up), a missing database, an existing target, or a
+/// failed copy.
+pub async fn backup(storage: &Storage, to: &std::path::Path) -> anyhow::Result<String> {
+    let path = match storage {
+        Storage::Postgres(_) => anyhow::bail!(
+            "strata-web backup copies the embedded SQLite database only: back PostgreSQL up with \
+             pg_dump, or with continuous archiving and point-in-time recovery (PITR)"
+        ),
+        Storage::Sqlite(path) => path,
+    };
+    let backup = strata_adapters_sqlite::backup(&SqliteSettings::at(path), to)
+        .await
+        .with_context(|| format!("cannot back up {}", path.display()))?;
+    let database = &backup.database;
+    let mut report = format!(
+        "backed up {} to {} ({} bytes",
+        database.source.display(),
+        database.path.display(),
+        database.bytes
+    );
+    if let (Some(events), Some(last)) = (backup.events, backup.last_position) {
+        report.push_str(&format!(", {events} events, last position {last}"));
+    }
+    report.push_str(")\n");
+    if let Some(search) = &backup.search {
+        report.push_str(&format!(
+            "backed up the search index {} to {} ({} bytes)\n",
+            search.source.display(),
+            search.path.display(),
+            search.bytes
+        ));
+    }
+    Ok(report)
 }
 
 /// Folds histogram samples in regularly, so that memory stays bounded between scrapes.
