@@ -175,6 +175,8 @@ mod sigterm {
                 customer_id: None,
                 exp: now + 600,
                 iat: Some(now),
+                iss: None,
+                aud: None,
             })
             .unwrap()
     }
