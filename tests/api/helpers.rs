@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use strata_adapters_sqlite::SqliteSettings;
 use strata_web::auth::{Claims, JwtKeys};
+use strata_web::limits::{EdgeLimits, RateLimits};
 use strata_web::{Application, Settings, Storage};
 use tempfile::TempDir;
 use tokio::sync::OnceCell;
@@ -128,7 +129,8 @@ pub async fn spawn_stoppable_app_with(
     (app, server)
 }
 
-/// The settings of a test server: a free port, the test secret, the default limits, and the
+/// The settings of a test server: a free port, the test secret, the default limits (no rate
+/// limits), and the
 /// projection workers in-process (development mode: a complete system in one process).
 pub fn test_settings(database_url: &str) -> Settings {
     Settings {
@@ -147,6 +149,15 @@ pub fn test_settings(database_url: &str) -> Settings {
         jwt_max_lifetime: Duration::from_secs(86_400),
         jwt_issuer: None,
         jwt_audience: None,
+        // The default limits, but for the rate per principal: most tests send bursts with one
+        // token; tests/api/limits.rs turns them on.
+        limits: EdgeLimits {
+            rate: RateLimits {
+                commands_per_second: 0,
+                queries_per_second: 0,
+            },
+            ..EdgeLimits::default()
+        },
     }
 }
 

@@ -11,6 +11,7 @@ mod helpers;
 mod history;
 mod hostile;
 mod idempotency;
+mod limits;
 mod metrics;
 mod orders;
 mod pagination;

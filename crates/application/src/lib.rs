@@ -12,6 +12,7 @@ pub mod projection;
 pub mod queries;
 pub mod rehydrate;
 pub mod status;
+mod wait;
 
 pub use access::{Owned, Principal, Role};
 pub use command::{

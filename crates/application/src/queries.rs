@@ -10,13 +10,15 @@ use sha2::{Digest, Sha256};
 use strata_domain::order::OrderStatus;
 use strata_domain::values::{CustomerId, has_forbidden_chars};
 use strata_ports::{
-    AccountRow, CustomerStatsRow, OrderSummaryRow, Positioned, ReadModelError, ReadModels,
-    SearchCursor, SearchError, SearchHit, SearchIndex, SearchQuery, StatusCounts, TransactionRow,
+    AccountRow, CustomerStatsRow, EventStore, OrderSummaryRow, Positioned, ReadModelError,
+    ReadModels, SearchCursor, SearchError, SearchHit, SearchIndex, SearchQuery, StatusCounts,
+    TransactionRow,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::access::{Principal, Role};
+use crate::wait::Checkpoints;
 
 /// The projection serving order queries.
 pub const ORDERS: &str = "orders";
@@ -108,6 +110,7 @@ pub struct SearchResults {
 pub struct QueryService {
     models: Arc<dyn ReadModels>,
     search: Arc<dyn SearchIndex>,
+    checkpoints: Arc<Checkpoints>,
     config: QueryConfig,
 }
 
@@ -133,47 +136,40 @@ impl Principal {
 }
 
 impl QueryService {
+    /// The queries over `models` and `search`; `events` only says where the head of the log
+    /// is, so that a read-your-writes position beyond it is refused instead of awaited.
     pub fn new(
         models: Arc<dyn ReadModels>,
         search: Arc<dyn SearchIndex>,
+        events: Arc<dyn EventStore>,
         config: QueryConfig,
     ) -> Self {
         Self {
+            checkpoints: Arc::new(Checkpoints::new(models.clone(), events)),
             models,
             search,
             config,
         }
     }
 
-    /// Waits until `projection` has processed `position` (at most `max_wait`).
+    /// Waits until `projection` has processed `position` (at most `max_wait`), sharing one
+    /// poll of the checkpoint with every other request waiting for the same projection.
     ///
     /// # Errors
-    /// [`QueryError::NotCaughtUp`] when the wait runs out; storage failures.
+    /// [`QueryError::BadRequest`] for a position beyond the head of the log (no waiting can
+    /// reach it); [`QueryError::NotCaughtUp`] when the wait runs out; storage failures.
     pub async fn wait_for(
         &self,
         projection: &'static str,
         position: Option<u64>,
     ) -> Result<(), QueryError> {
-        let Some(wanted) = position else {
-            return Ok(());
-        };
-        let deadline = tokio::time::Instant::now() + self.config.max_wait;
-        let mut pause = Duration::from_millis(5);
-        loop {
-            let reached = self.models.position(projection).await?;
-            if reached >= wanted {
-                return Ok(());
+        match position {
+            None => Ok(()),
+            Some(wanted) => {
+                self.checkpoints
+                    .wait_for(projection, wanted, self.config.max_wait)
+                    .await
             }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Err(QueryError::NotCaughtUp {
-                    projection,
-                    position: reached,
-                    wanted,
-                });
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use mockall::Sequence;
 use strata_application::{QueryConfig, QueryError, QueryService};
 use strata_ports::{
-    MockReadModels, MockSearchIndex, OrderSummaryRow, Positioned, SearchCursor, SearchError,
-    SearchPage, SearchQuery,
+    MockEventStore, MockReadModels, MockSearchIndex, OrderSummaryRow, Positioned, SearchCursor,
+    SearchError, SearchPage, SearchQuery,
 };
 use support::{auditor, customer, operator};
 use time::OffsetDateTime;
@@ -51,11 +51,22 @@ fn search_service(
     QueryService::new(
         Arc::new(models),
         Arc::new(search),
+        Arc::new(log_at(HEAD)),
         QueryConfig {
             max_wait,
             cursor_key: b"test-key".to_vec(),
         },
     )
+}
+
+/// Where the log's head is in these tests, unless a test says otherwise.
+const HEAD: u64 = 1_000;
+
+/// An event store that only knows where its head is.
+fn log_at(head: u64) -> MockEventStore {
+    let mut log = MockEventStore::new();
+    log.expect_head_position().returning(move || Ok(head));
+    log
 }
 
 /// A customer's list of orders placed at positions 1..=n, newest first, honouring `before`.
@@ -224,6 +235,7 @@ async fn tampered_foreign_or_garbage_cursors_are_bad_requests() {
     let other_key = QueryService::new(
         Arc::new(orders_of("c-1", 5)),
         Arc::new(MockSearchIndex::new()),
+        Arc::new(log_at(HEAD)),
         QueryConfig {
             max_wait: Duration::ZERO,
             cursor_key: b"another-key".to_vec(),
@@ -281,6 +293,73 @@ async fn a_query_gives_up_when_the_projection_stays_behind() {
             position: 4,
             wanted: 5
         }
+    );
+}
+
+#[tokio::test]
+async fn a_position_beyond_the_head_of_the_log_is_refused_at_once() {
+    let mut models = MockReadModels::new();
+    models.expect_position().times(1).returning(|_| Ok(4));
+    models.expect_order_summary().never();
+    let queries = service(models, Duration::from_secs(60));
+
+    let started = std::time::Instant::now();
+    let error = queries
+        .order(&customer("c-1"), Uuid::now_v7(), Some(HEAD + 1))
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&error, QueryError::BadRequest(m) if m.contains("beyond the head")),
+        "{error:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "it did not wait"
+    );
+}
+
+#[tokio::test]
+async fn many_waiting_queries_share_one_poll_of_the_checkpoint() {
+    const WAITERS: u64 = 100;
+    let reads = Arc::new(AtomicU64::new(0));
+    let caught_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut models = MockReadModels::new();
+    let (counted, reached) = (reads.clone(), caught_up.clone());
+    models.expect_position().returning(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok(if reached.load(Ordering::SeqCst) { 9 } else { 4 })
+    });
+    models.expect_order_summary().returning(|_| {
+        Ok(Positioned {
+            value: Some(summary("c-1", 1)),
+            position: 9,
+        })
+    });
+    let queries = service(models, Duration::from_secs(5));
+    let waiting: Vec<_> = (0..WAITERS)
+        .map(|_| {
+            let queries = queries.clone();
+            tokio::spawn(async move {
+                queries
+                    .order(&customer("c-1"), Uuid::now_v7(), Some(9))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    caught_up.store(true, Ordering::SeqCst);
+
+    for waiter in waiting {
+        waiter.await.unwrap().unwrap();
+    }
+
+    // One read each on arrival, then one shared poll every 10 ms: about 30 in 300 ms. Each
+    // request polling on its own backoff read it about 6 times each, 600 in all.
+    let total = reads.load(Ordering::SeqCst);
+    assert!(
+        total < WAITERS + 100,
+        "{total} checkpoint reads for {WAITERS} waiting queries"
     );
 }
 

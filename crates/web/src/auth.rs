@@ -20,6 +20,7 @@ use strata_domain::values::{CustomerId, has_forbidden_chars};
 use strata_ports::limits::MAX_PRINCIPAL_BYTES;
 
 use crate::error::ApiError;
+use crate::limits::Kind;
 use crate::state::AppState;
 
 #[cfg(test)]
@@ -280,21 +281,28 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        // No header, another scheme, or no token: the client did not try a token, so it may
-        // be told what to send; a token that was sent gets only the fixed sentence.
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::Unauthorized(NO_TOKEN.to_owned()))?;
-        state.jwt.principal(token).map(Self)
+        let principal = authenticate(parts, state)?;
+        state.rate_limits.check(Kind::Query, &principal.user_id)?;
+        Ok(Self(principal))
     }
+}
+
+/// The principal of the request's bearer token.
+fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    // No header, another scheme, or no token: the client did not try a token, so it may be
+    // told what to send; a token that was sent gets only the fixed sentence.
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized(NO_TOKEN.to_owned()))?;
+    state.jwt.principal(token)
 }
 
 /// The authenticated caller of a command. It refuses a principal that may not issue commands
@@ -310,8 +318,9 @@ impl FromRequestParts<AppState> for Commander {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
+        let principal = authenticate(parts, state)?;
         principal.may_command()?;
+        state.rate_limits.check(Kind::Command, &principal.user_id)?;
         Ok(Self(principal))
     }
 }

@@ -17,6 +17,7 @@ use strata_domain::{RejectionKind, ValidationError};
 use tower_http::catch_panic::ResponseForPanic;
 use utoipa::ToSchema;
 
+use crate::limits::{Kind, RateLimited};
 use crate::request_id::REQUEST_ID;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -68,6 +69,13 @@ pub enum ApiError {
     /// 422: well-formed values that break a validation rule, or a reused idempotency key.
     #[error("{0}")]
     Unprocessable(String),
+    /// 429: the principal sent more commands or queries than its rate allows; retry after the
+    /// given number of seconds (`Retry-After`).
+    #[error("{detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after_secs: u64,
+    },
     /// 503: a dependency (the database) is unavailable; retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -118,6 +126,11 @@ impl ApiError {
                 "validation",
                 "Validation failed",
             ),
+            Self::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
             Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -156,6 +169,13 @@ pub fn problem(status: StatusCode, slug: &str, title: &str, detail: String) -> R
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
+        let retry_after = match &self {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(HeaderValue::from(*retry_after_secs)),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(HeaderValue::from_static("1")),
+            _ => None,
+        };
         let detail = match self {
             Self::Internal(detail) => {
                 // Logged inside the request's span, which carries the request id.
@@ -174,12 +194,30 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(retry_after) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, retry_after);
         }
         response
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(limited: RateLimited) -> Self {
+        let what = match limited.kind {
+            Kind::Command => "commands",
+            Kind::Query => "queries",
+        };
+        // Whole seconds, rounded up: a client that waits as told is let through.
+        let retry_after_secs =
+            limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0);
+        Self::TooManyRequests {
+            detail: format!(
+                "too many {what} from this principal; retry after {retry_after_secs} s"
+            ),
+            retry_after_secs: retry_after_secs.max(1),
+        }
     }
 }
 

@@ -6,9 +6,11 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod metrics;
 pub mod request_id;
 pub mod routes;
+pub mod serve;
 pub mod settings;
 pub mod startup;
 pub mod state;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::limits::{EdgeLimits, RateLimits};
+use crate::serve::ConnectionLimits;
 use crate::startup::{Storage, StorageError};
 
 /// The published development secret: only ever used with `--dev`, and announced in the log.
@@ -143,6 +145,29 @@ pub struct ServeArgs {
     /// When set, tokens must name this audience in their `aud` claim.
     #[arg(long, env = "STRATA_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Longest a connection may take to send a request's head, in milliseconds, counted from
+    /// when the server waits for it (also how long an idle kept-alive connection stays open).
+    #[arg(long, env = "STRATA_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+    /// Most connections open at once; more are closed as soon as they are accepted.
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 512,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Longest a request may take, in milliseconds, before it is answered 503.
+    #[arg(long, env = "STRATA_REQUEST_TIMEOUT_MS", default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+    /// Most requests handled at once; more are answered 503 at once.
+    #[arg(long, env = "STRATA_MAX_IN_FLIGHT", default_value_t = 512,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
+    /// Commands per second one principal may send (bursts of as many); 0 turns the limit off.
+    #[arg(long, env = "STRATA_RATE_LIMIT_COMMANDS", default_value_t = 100)]
+    pub rate_limit_commands: u32,
+    /// Queries per second one principal may send (bursts of as many); 0 turns the limit off.
+    #[arg(long, env = "STRATA_RATE_LIMIT_QUERIES", default_value_t = 500)]
+    pub rate_limit_queries: u32,
 }
 
 /// Why the settings cannot be used.
@@ -155,6 +180,11 @@ pub enum SettingsError {
     /// `which` names the setting (and the entry of a list), never the secret.
     #[error("{which} is too weak: {why}")]
     WeakJwtSecret { which: String, why: &'static str },
+    #[error(
+        "STRATA_REQUEST_TIMEOUT_MS ({request} ms) must be longer than STRATA_READ_WAIT_MS \
+         ({wait} ms), or a waiting query would time out before it could answer"
+    )]
+    RequestTimeoutTooShort { request: u64, wait: u64 },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -189,6 +219,8 @@ pub struct Settings {
     /// The audience every token must name in `aud` (`None`: a token naming any audience is
     /// refused, as RFC 7519 asks of a recipient that is not in it).
     pub jwt_audience: Option<String>,
+    /// What one client may take of the server: connections, time, requests, rate.
+    pub limits: EdgeLimits,
 }
 
 /// Refuses a secret that is short, or has so few distinct bytes that it is a placeholder
@@ -239,6 +271,24 @@ impl Settings {
             check_jwt_secret(which, &secret)?;
             jwt_previous_secrets.push(secret);
         }
+        if args.request_timeout_ms <= args.read_wait_ms {
+            return Err(SettingsError::RequestTimeoutTooShort {
+                request: args.request_timeout_ms,
+                wait: args.read_wait_ms,
+            });
+        }
+        let limits = EdgeLimits {
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+                max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            },
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
+            rate: RateLimits {
+                commands_per_second: args.rate_limit_commands,
+                queries_per_second: args.rate_limit_queries,
+            },
+        };
         // SQLite is the embedded single-node deployment: one process serves a complete system.
         let with_projector = args.with_projector || matches!(storage, Storage::Sqlite(_));
         Ok(Self {
@@ -257,6 +307,7 @@ impl Settings {
             jwt_max_lifetime: Duration::from_secs(args.jwt_max_lifetime_secs),
             jwt_issuer: non_blank(args.jwt_issuer),
             jwt_audience: non_blank(args.jwt_audience),
+            limits,
         })
     }
 }
@@ -458,5 +509,73 @@ mod tests {
             assert!(!debug.contains(previous), "{debug}");
             assert!(debug.contains("[redacted]"), "{debug}");
         }
+    }
+
+    #[test]
+    fn the_edge_limits_default_to_what_the_readme_says_and_can_be_set() {
+        let defaults = Settings::from_args(args(None, true)).unwrap().limits;
+        assert_eq!(defaults, EdgeLimits::default());
+        assert_eq!(
+            defaults.connections.header_read_timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(defaults.connections.max_connections, 512);
+        assert_eq!(defaults.request_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.max_in_flight, 512);
+        assert_eq!(defaults.rate.commands_per_second, 100);
+        assert_eq!(defaults.rate.queries_per_second, 500);
+
+        let cli = Cli::parse_from([
+            "strata-web",
+            "--dev",
+            "--header-read-timeout-ms",
+            "2500",
+            "--max-connections",
+            "64",
+            "--request-timeout-ms",
+            "6000",
+            "--max-in-flight",
+            "8",
+            "--rate-limit-commands",
+            "0",
+            "--rate-limit-queries",
+            "7",
+        ]);
+        let limits = Settings::from_args(cli.serve).unwrap().limits;
+        assert_eq!(
+            limits.connections.header_read_timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(limits.connections.max_connections, 64);
+        assert_eq!(limits.request_timeout, Duration::from_secs(6));
+        assert_eq!(limits.max_in_flight, 8);
+        assert_eq!(limits.rate.commands_per_second, 0);
+        assert_eq!(limits.rate.queries_per_second, 7);
+        for zero in [
+            "--max-connections",
+            "--max-in-flight",
+            "--request-timeout-ms",
+        ] {
+            assert!(
+                Cli::try_parse_from(["strata-web", zero, "0"]).is_err(),
+                "{zero}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_timeout_no_longer_than_the_read_wait_is_refused() {
+        let cli = Cli::parse_from([
+            "strata-web",
+            "--dev",
+            "--request-timeout-ms",
+            "5000",
+            "--read-wait-ms",
+            "5000",
+        ]);
+        assert!(matches!(
+            Settings::from_args(cli.serve),
+            Err(SettingsError::RequestTimeoutTooShort { .. })
+        ));
     }
 }

@@ -40,6 +40,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::{JwtKeys, TokenRules};
 use crate::error::{PanicProblem, add_request_id};
+use crate::limits::{EdgeLimits, InFlight, RateLimiters};
 use crate::request_id::{self, MakeRequestUuidV7, REQUEST_ID};
 use crate::routes;
 use crate::settings::Settings;
@@ -53,6 +54,10 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     metrics: PrometheusHandle,
+    /// What one client may take of the server.
+    limits: EdgeLimits,
+    /// Forgotten for idle principals now and then, so their memory stays bounded.
+    rate_limits: RateLimiters,
     /// The projection workers, when they run in this process (development mode).
     projector: Option<InProcessProjector>,
     /// The SQLite files to checkpoint and close once the server and its workers have stopped.
@@ -367,6 +372,7 @@ impl Application {
             queries: QueryService::new(
                 read_models.clone(),
                 search,
+                store.clone(),
                 QueryConfig {
                     max_wait: settings.read_wait,
                     // Every instance shares the secret, so each accepts the others' cursors.
@@ -379,6 +385,7 @@ impl Application {
             jwt: jwt_keys(&settings),
             readiness: store,
             metrics: crate::metrics::recorder(),
+            rate_limits: RateLimiters::new(settings.limits.rate),
         };
         let listener = TcpListener::bind(settings.http_addr)
             .await
@@ -386,7 +393,9 @@ impl Application {
         Ok(Self {
             listener,
             metrics: state.metrics.clone(),
-            router: router(state, settings.body_limit),
+            limits: settings.limits,
+            rate_limits: state.rate_limits.clone(),
+            router: router(state, settings.body_limit, &settings.limits),
             projector: None,
             sqlite: Vec::new(),
         })
@@ -423,10 +432,9 @@ impl Application {
         tracing::info!(%address, "strata-web listening; API docs at http://{address}/docs");
         let (stop_tx, stop) = watch::channel(false);
         let projector = self.projector.map(|p| tokio::spawn(p.run(stop.clone())));
-        tokio::spawn(metrics_upkeep(self.metrics, stop));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(signal)
-            .await;
+        tokio::spawn(upkeep(self.metrics, self.rate_limits, stop));
+        let served =
+            crate::serve::serve(self.listener, self.router, self.limits.connections, signal).await;
         let _ = stop_tx.send(true);
         if let Some(projector) = projector {
             if let Err(error) = projector.await {
@@ -491,18 +499,26 @@ pub async fn backup(storage: &Storage, to: &std::path::Path) -> anyhow::Result<S
     Ok(report)
 }
 
-/// Folds histogram samples in regularly, so that memory stays bounded between scrapes.
-async fn metrics_upkeep(handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
+/// Folds histogram samples in and forgets idle principals' rate limits regularly, so that
+/// memory stays bounded between scrapes and whatever the number of principals seen.
+async fn upkeep(
+    handle: PrometheusHandle,
+    rate_limits: RateLimiters,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
-            () = tokio::time::sleep(METRICS_UPKEEP) => handle.run_upkeep(),
+            () = tokio::time::sleep(METRICS_UPKEEP) => {
+                handle.run_upkeep();
+                rate_limits.forget_idle();
+            }
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }
 }
 
 /// The whole HTTP surface with its middleware.
-pub fn router(state: AppState, body_limit: usize) -> Router {
+pub fn router(state: AppState, body_limit: usize, limits: &EdgeLimits) -> Router {
     let routes = Router::new()
         .merge(routes::orders::router())
         .merge(routes::order_queries::router())
@@ -514,14 +530,15 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(routes::health::router())
         .merge(routes::openapi::router())
         .with_state(state);
-    with_middleware(routes, body_limit)
+    with_middleware(routes, body_limit, limits)
 }
 
 /// Wraps routes in the middleware every response goes through, outermost first: vet the
 /// client's request id, set one if there is none, return it on the response, open a trace span
 /// carrying it, turn every error into a problem quoting it, catch panics (inside the problem
-/// layer, so a panic's 500 quotes the id too), then one body limit for every route.
-pub fn with_middleware(routes: Router, body_limit: usize) -> Router {
+/// layer, so a panic's 500 quotes the id too), shed requests beyond the in-flight cap, bound
+/// each request's time (503 problems quoting the id), then one body limit for every route.
+pub fn with_middleware(routes: Router, body_limit: usize, limits: &EdgeLimits) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let request_id = request
             .headers()
@@ -538,6 +555,14 @@ pub fn with_middleware(routes: Router, body_limit: usize) -> Router {
             .layer(trace)
             .layer(axum::middleware::from_fn(add_request_id))
             .layer(CatchPanicLayer::custom(PanicProblem))
+            .layer(axum::middleware::from_fn_with_state(
+                InFlight::new(limits.max_in_flight),
+                crate::limits::cap_in_flight,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                limits.request_timeout,
+                crate::limits::request_timeout,
+            ))
             // Checked on the declared length before any handler runs, so a route that reads no
             // body refuses an oversized one too; axum's own limit is off to keep one setting.
             .layer(RequestBodyLimitLayer::new(body_limit))
@@ -589,7 +614,11 @@ mod tests {
     }
 
     fn panicking_router() -> Router {
-        with_middleware(Router::new().route("/panic", get(panics)), 1024)
+        with_middleware(
+            Router::new().route("/panic", get(panics)),
+            1024,
+            &EdgeLimits::default(),
+        )
     }
 
     #[tokio::test]

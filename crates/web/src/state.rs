@@ -7,6 +7,7 @@ use strata_application::{CommandService, HistoryService, QueryService, StatusSer
 use strata_ports::EventStore;
 
 use crate::auth::JwtKeys;
+use crate::limits::RateLimiters;
 
 /// Shared, cheaply cloneable handler state.
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct AppState {
     pub readiness: Arc<dyn EventStore>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Per-principal rate limits of commands and queries.
+    pub rate_limits: RateLimiters,
 }
 
 impl std::fmt::Debug for AppState {

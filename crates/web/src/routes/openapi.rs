@@ -27,7 +27,11 @@ use crate::state::AppState;
         most 100 lines. Idempotency-Key: 1 to 200 visible ASCII characters. A token's sub: at \
         most 256 bytes. Amounts and totals are 64-bit integers of minor units: a command whose \
         total would not fit is 422, and a read-model total that would not fit is reported as \
-        a dead letter of its projection, never saturated."),
+        a dead letter of its projection, never saturated.\n\n\
+        Load: any route behind a token may answer 429 when its principal is over its rate of \
+        commands or of queries, and any route 503 when the server handles its limit of \
+        requests or a request outlives its deadline; both carry Retry-After (seconds). An \
+        X-Min-Position beyond the head of the log is 400 at once."),
     paths(
         orders::place_order, orders::add_item, orders::remove_item, orders::confirm, orders::ship,
         orders::deliver, orders::cancel, orders::events, orders::state,

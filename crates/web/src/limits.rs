@@ -1,0 +1,203 @@
+//! What one client may take of the server: the settings of the connection and request limits,
+//! the middleware of the request-level ones — a whole-request timeout and a cap on requests in
+//! flight, both answered 503 with `Retry-After` — and the per-principal rate limits the
+//! authenticating extractors apply (429 with `Retry-After`; decision 0013).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::sync::Semaphore;
+
+use crate::error::problem;
+use crate::serve::ConnectionLimits;
+
+/// The limits of the HTTP edge, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    pub connections: ConnectionLimits,
+    /// Longest a request may take, from its head read to its response (body read included).
+    pub request_timeout: Duration,
+    /// Most requests handled at once (health and metrics excepted); more answer 503 at once.
+    pub max_in_flight: usize,
+    pub rate: RateLimits,
+}
+
+/// Requests per second one principal (a token's `sub`) may send; 0 turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub commands_per_second: u32,
+    pub queries_per_second: u32,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self {
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(10),
+                max_connections: 512,
+            },
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 512,
+            rate: RateLimits {
+                commands_per_second: 100,
+                queries_per_second: 500,
+            },
+        }
+    }
+}
+
+/// Answers 503 with `Retry-After` when a request takes longer than `timeout`. The handler's
+/// future is dropped: a command may still have been applied (an append already handed to the
+/// writer completes), so a client retries with the same `Idempotency-Key` to learn its outcome.
+pub async fn request_timeout(
+    State(timeout): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("strata_http_requests_timed_out_total").increment(1);
+            unavailable(
+                "timeout",
+                "Request timeout",
+                format!(
+                    "the request took longer than {} ms; retry it (with the same Idempotency-Key \
+                     for a command)",
+                    timeout.as_millis()
+                ),
+            )
+        }
+    }
+}
+
+/// Requests in flight: a permit each, taken without waiting.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl InFlight {
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+}
+
+/// Answers 503 with `Retry-After` at once when `max_in_flight` requests are being handled,
+/// rather than queueing work the server cannot do in time. Liveness, readiness and metrics are
+/// never refused: an overloaded instance must not look dead to its orchestrator.
+pub async fn cap_in_flight(
+    State(in_flight): State<InFlight>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/health/") || path == "/metrics" {
+        return next.run(request).await;
+    }
+    let Ok(_permit) = in_flight.permits.try_acquire() else {
+        metrics::counter!("strata_http_requests_shed_total").increment(1);
+        return unavailable(
+            "overloaded",
+            "Server overloaded",
+            format!(
+                "the server is handling its limit of {} requests; retry shortly",
+                in_flight.max
+            ),
+        );
+    };
+    next.run(request).await
+}
+
+/// Per-principal rate limiters of commands and of queries (GCRA: a principal may send a burst
+/// of one second's worth, then at the configured rate).
+#[derive(Clone)]
+pub struct RateLimiters {
+    commands: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    queries: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+}
+
+impl std::fmt::Debug for RateLimiters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiters")
+            .field("commands", &self.commands.is_some())
+            .field("queries", &self.queries.is_some())
+            .finish()
+    }
+}
+
+/// What a principal is about to do, as the rate limits count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Command,
+    Query,
+}
+
+/// A request over its principal's rate: answered 429 with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    pub kind: Kind,
+    pub retry_after: Duration,
+}
+
+impl RateLimiters {
+    pub fn new(limits: RateLimits) -> Self {
+        let keyed = |per_second: u32| {
+            NonZeroU32::new(per_second)
+                .map(|rate| Arc::new(DefaultKeyedRateLimiter::keyed(Quota::per_second(rate))))
+        };
+        Self {
+            commands: keyed(limits.commands_per_second),
+            queries: keyed(limits.queries_per_second),
+        }
+    }
+
+    /// Counts one request of `principal`.
+    ///
+    /// # Errors
+    /// [`RateLimited`] when the principal is over its rate, with how long to wait.
+    pub fn check(&self, kind: Kind, principal: &str) -> Result<(), RateLimited> {
+        let limiter = match kind {
+            Kind::Command => &self.commands,
+            Kind::Query => &self.queries,
+        };
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        // Keyed by the verified subject, so a forged token cannot spend another's quota.
+        let key = principal.to_owned();
+        limiter.check_key(&key).map_err(|not_until| RateLimited {
+            kind,
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+        })
+    }
+
+    /// Forgets principals whose bursts are full again, so the limiters' memory stays bounded
+    /// by the principals active in the last second or so.
+    pub fn forget_idle(&self) {
+        for limiter in [&self.commands, &self.queries].into_iter().flatten() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+fn unavailable(slug: &str, title: &str, detail: String) -> Response {
+    let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, slug, title, detail);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
