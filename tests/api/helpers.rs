@@ -158,6 +158,8 @@ pub fn test_settings(database_url: &str) -> Settings {
             },
             ..EdgeLimits::default()
         },
+        metrics_addr: None,
+        docs: true,
     }
 }
 

@@ -19,4 +19,5 @@ mod queries;
 mod read_your_writes;
 mod search;
 mod shutdown;
+mod surface;
 mod validation;

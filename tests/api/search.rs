@@ -222,7 +222,7 @@ async fn search_on_elasticsearch_finds_orders_by_words_and_filters() {
         return;
     };
     let url = emulator.url.clone();
-    let app = spawn_app_with(|settings| settings.elasticsearch_url = Some(url)).await;
+    let app = spawn_app_with(|settings| settings.elasticsearch_url = Some(url.into())).await;
     searches_answer_the_same_on(&app).await;
     bad_searches_are_refused(&app).await;
     // Everything came from the cluster: the database's own search stayed empty.
@@ -246,7 +246,7 @@ async fn search_on_elasticsearch_finds_orders_by_words_and_filters() {
 async fn an_unreachable_search_engine_answers_503_and_the_rest_keeps_working() {
     // Nothing listens on port 9 of loopback.
     let app = spawn_app_with(|settings| {
-        settings.elasticsearch_url = Some("http://127.0.0.1:9".to_owned());
+        settings.elasticsearch_url = Some("http://127.0.0.1:9".into());
     })
     .await;
     let (id, position) = app.place_order_at(&app.customer("c1"), "c1").await;

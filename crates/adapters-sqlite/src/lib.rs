@@ -38,7 +38,7 @@ pub use projection_store::{SqliteProjectionStore, projection_names};
 pub use queries::SqliteReadModels;
 pub use search::SqliteSearchIndex;
 pub use snapshot_store::SqliteSnapshotStore;
-pub use storage::{SQLITE_FILE, Storage, StorageError};
+pub use storage::{SQLITE_FILE, SecretUrl, Storage, StorageError, redact_url};
 
 /// The schema of the main database file, embedded from `migrations/`. The search file's schema
 /// is created by [`SqliteSearchIndex`]'s `prepare`, as a search engine's index would be.

@@ -34,12 +34,83 @@ impl fmt::Debug for Storage {
     // A PostgreSQL URL may carry a password, and settings end up in logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Postgres(url) => {
-                let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
-                write!(f, "Postgres(…@{host})")
-            }
+            Self::Postgres(url) => write!(f, "Postgres({})", redact_url(url)),
             Self::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
         }
+    }
+}
+
+/// `url` with its password hidden, for logs, errors and `Debug`: the password of the user part
+/// (`scheme://user:***@host/…`) and the value of any `password` or `sslpassword` query
+/// parameter. A URL without them comes back as it is.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{user_info}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let parameters: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _))
+                        if name.eq_ignore_ascii_case("password")
+                            || name.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", parameters.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// A URL from the command line or the environment that may carry a password (a database, a
+/// search cluster): its `Debug` and `Display` show it through [`redact_url`], so settings can
+/// be logged and printed; [`SecretUrl::expose`] gives the URL to the code that connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL itself, password included.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
     }
 }
 
@@ -59,7 +130,8 @@ impl Storage {
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
         else {
-            return Err(StorageError::UnsupportedDatabaseUrl(url.to_owned()));
+            // Echoed back to the operator: never with its password.
+            return Err(StorageError::UnsupportedDatabaseUrl(redact_url(url)));
         };
         // Options after `?` are this server's to choose (WAL, busy timeout): ignored.
         let path = rest.split('?').next().unwrap_or_default();
@@ -114,5 +186,37 @@ mod tests {
                 Err(StorageError::NoSqliteFile(_))
             ));
         }
+    }
+
+    #[test]
+    fn passwords_are_hidden_from_what_is_shown_of_a_url() {
+        for (url, shown) in [
+            (
+                "postgres://app:s3cret@db:5432/strata",
+                "postgres://app:***@db:5432/strata",
+            ),
+            (
+                "postgres://app:s3cret@db/strata?sslmode=require&password=s3cret",
+                "postgres://app:***@db/strata?sslmode=require&password=***",
+            ),
+            (
+                "https://elastic:s3cret@es:9200",
+                "https://elastic:***@es:9200",
+            ),
+            ("mysql://u:s3cret@h/db", "mysql://u:***@h/db"),
+            ("postgres://app@db/strata", "postgres://app@db/strata"),
+            ("http://localhost:9200", "http://localhost:9200"),
+            ("sqlite://data/strata.db", "sqlite://data/strata.db"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            let secret = SecretUrl::from(url);
+            assert!(!format!("{secret:?} {secret}").contains("s3cret"), "{url}");
+            assert_eq!(secret.expose(), url);
+        }
+        let refused = Storage::resolve(Some("mysql://u:s3cret@h/db"), Path::new("d")).unwrap_err();
+        assert!(!refused.to_string().contains("s3cret"), "{refused}");
+        let storage = Storage::Postgres("postgres://app:s3cret@db/strata".to_owned());
+        assert!(!format!("{storage:?}").contains("s3cret"));
     }
 }

@@ -14,8 +14,8 @@ use strata_adapters_postgres::{
     PgSettings,
 };
 use strata_adapters_sqlite::{
-    SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteReadModels, SqliteSearchIndex,
-    SqliteSettings, Storage,
+    SecretUrl, SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteReadModels,
+    SqliteSearchIndex, SqliteSettings, Storage,
 };
 use strata_application::StatusService;
 use strata_application::projection::{
@@ -39,15 +39,16 @@ pub struct Cli {
     /// Where the event log and the read models are, as for strata-web: `postgres://…` for
     /// PostgreSQL, `sqlite://PATH` for that SQLite file; without it, SQLite in the data
     /// directory.
-    #[arg(long, env = "DATABASE_URL", global = true)]
-    pub database_url: Option<String>,
+    // The value is never shown, in `--help` as in `Debug`: it may carry a password.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<SecretUrl>,
     /// Directory of the embedded SQLite database when no DATABASE_URL is given.
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "data", global = true)]
     pub data_dir: PathBuf,
     /// Elasticsearch (or OpenSearch) URL of the order search index; without it, the search
     /// projection writes the database's own full-text search.
-    #[arg(long, env = "ELASTICSEARCH_URL", global = true)]
-    pub elasticsearch_url: Option<String>,
+    #[arg(long, env = "ELASTICSEARCH_URL", global = true, hide_env_values = true)]
+    pub elasticsearch_url: Option<SecretUrl>,
     /// Put before the search index's alias and index names (`<prefix>orders`).
     #[arg(
         long,
@@ -289,7 +290,8 @@ pub fn select_projections(
 fn elastic_index(cli: &Cli) -> anyhow::Result<Option<Arc<dyn SearchIndex>>> {
     let Some(url) = cli
         .elasticsearch_url
-        .as_deref()
+        .as_ref()
+        .map(SecretUrl::expose)
         .filter(|u| !u.trim().is_empty())
     else {
         return Ok(None);
@@ -309,7 +311,10 @@ impl Database {
     /// Opens the storage the flags name. Only `run` may create a SQLite file; the other
     /// commands read or repair one that exists.
     async fn open(cli: &Cli) -> anyhow::Result<Self> {
-        match Storage::resolve(cli.database_url.as_deref(), &cli.data_dir)? {
+        match Storage::resolve(
+            cli.database_url.as_ref().map(SecretUrl::expose),
+            &cli.data_dir,
+        )? {
             Storage::Postgres(url) => {
                 let pool = strata_adapters_postgres::connect(&PgSettings {
                     url,

@@ -397,3 +397,26 @@ async fn run_with_elasticsearch_url_creates_the_index_and_keeps_it_up_to_date(po
     }
     drop(running);
 }
+
+#[test]
+fn help_shows_no_password_from_the_environment() {
+    let password = "hunter2-do-not-print";
+    let output = Command::new(env!("CARGO_BIN_EXE_strata-projector"))
+        .arg("--help")
+        .env(
+            "DATABASE_URL",
+            format!("postgres://app:{password}@db:5432/strata"),
+        )
+        .env(
+            "ELASTICSEARCH_URL",
+            format!("https://elastic:{password}@es:9200"),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+
+    assert!(output.status.success());
+    let shown = text(&output.stdout);
+    assert!(shown.contains("DATABASE_URL"), "{shown}");
+    assert!(!shown.contains(password), "{shown}");
+}

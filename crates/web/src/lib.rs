@@ -10,6 +10,7 @@ pub mod limits;
 pub mod metrics;
 pub mod request_id;
 pub mod routes;
+pub mod security;
 pub mod serve;
 pub mod settings;
 pub mod startup;

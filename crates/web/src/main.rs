@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata_web::{Application, Cli, Command, Settings, Storage, telemetry};
+use strata_web::{Application, Cli, Command, Settings, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            let storage = Storage::resolve(cli.serve.database_url.as_deref(), &cli.serve.data_dir)?;
+            let storage = cli.serve.storage()?;
             strata_web::startup::migrate(&storage).await
         }
         Command::Serve => {
@@ -33,7 +33,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?)
         }
         Command::Backup { to } => {
-            let storage = Storage::resolve(cli.serve.database_url.as_deref(), &cli.serve.data_dir)?;
+            let storage = cli.serve.storage()?;
             print!("{}", strata_web::startup::backup(&storage, &to).await?);
             Ok(())
         }

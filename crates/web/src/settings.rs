@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::limits::{EdgeLimits, RateLimits};
 use crate::serve::ConnectionLimits;
-use crate::startup::{Storage, StorageError};
+use crate::startup::{SecretUrl, Storage, StorageError};
 
 /// The published development secret: only ever used with `--dev`, and announced in the log.
 pub const DEVELOPMENT_JWT_SECRET: &str = "strata-development-secret-not-for-production";
@@ -89,8 +89,9 @@ pub struct ServeArgs {
     pub http_addr: SocketAddr,
     /// Where everything is stored: `postgres://…` for PostgreSQL, `sqlite://PATH` for that SQLite
     /// file; without it, SQLite in the data directory.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
+    // The value is never shown, in `--help` as in `Debug`: it may carry a password.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretUrl>,
     /// Directory of the embedded SQLite database when no DATABASE_URL is given.
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -117,8 +118,8 @@ pub struct ServeArgs {
     pub with_projector: bool,
     /// Elasticsearch (or OpenSearch) URL of the order search index; without it, search runs on
     /// PostgreSQL's full-text search.
-    #[arg(long, env = "ELASTICSEARCH_URL")]
-    pub elasticsearch_url: Option<String>,
+    #[arg(long, env = "ELASTICSEARCH_URL", hide_env_values = true)]
+    pub elasticsearch_url: Option<SecretUrl>,
     /// Put before the search index's alias and index names (`<prefix>orders`).
     #[arg(long, env = "STRATA_SEARCH_INDEX_PREFIX", default_value = "strata-")]
     pub search_index_prefix: String,
@@ -168,6 +169,25 @@ pub struct ServeArgs {
     /// Queries per second one principal may send (bursts of as many); 0 turns the limit off.
     #[arg(long, env = "STRATA_RATE_LIMIT_QUERIES", default_value_t = 500)]
     pub rate_limit_queries: u32,
+    /// Serve `/metrics` on this address instead of the API's (keep it off the public network).
+    #[arg(long, env = "STRATA_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Serve Swagger UI at `/docs` (`/openapi.json` is always served).
+    #[arg(long, env = "STRATA_DOCS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub docs: bool,
+}
+
+impl ServeArgs {
+    /// The storage `DATABASE_URL` (or, without it, the data directory) names.
+    ///
+    /// # Errors
+    /// A URL of another database, or a SQLite URL without a file.
+    pub fn storage(&self) -> Result<Storage, StorageError> {
+        Storage::resolve(
+            self.database_url.as_ref().map(SecretUrl::expose),
+            &self.data_dir,
+        )
+    }
 }
 
 /// Why the settings cannot be used.
@@ -185,6 +205,11 @@ pub enum SettingsError {
          ({wait} ms), or a waiting query would time out before it could answer"
     )]
     RequestTimeoutTooShort { request: u64, wait: u64 },
+    #[error(
+        "development mode (STRATA_DEV) listens on loopback addresses only, not {0}: its \
+         secret is published, so anyone who can reach it can act as anyone"
+    )]
+    DevelopmentModeNotOnLoopback(SocketAddr),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -208,7 +233,7 @@ pub struct Settings {
     /// Always on when read from flags with SQLite, the embedded single-process deployment.
     pub with_projector: bool,
     /// Elasticsearch URL of the search index (`None`: PostgreSQL full-text search).
-    pub elasticsearch_url: Option<String>,
+    pub elasticsearch_url: Option<SecretUrl>,
     pub search_index_prefix: String,
     /// Earlier secrets that still verify tokens during a rotation; they sign nothing.
     pub jwt_previous_secrets: Vec<Secret>,
@@ -221,6 +246,10 @@ pub struct Settings {
     pub jwt_audience: Option<String>,
     /// What one client may take of the server: connections, time, requests, rate.
     pub limits: EdgeLimits,
+    /// Where `/metrics` is served when not on the API's address.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Whether Swagger UI is served at `/docs`.
+    pub docs: bool,
 }
 
 /// Refuses a secret that is short, or has so few distinct bytes that it is a placeholder
@@ -254,7 +283,11 @@ impl Settings {
     /// No secret outside development mode, a secret (current or previous) too short or too
     /// uniform to be safe, or an unusable `DATABASE_URL`.
     pub fn from_args(args: ServeArgs) -> Result<Self, SettingsError> {
-        let storage = Storage::resolve(args.database_url.as_deref(), &args.data_dir)?;
+        let storage = args.storage()?;
+        // The development secret is published: an instance using it must not be reachable.
+        if args.dev && !args.http_addr.ip().is_loopback() {
+            return Err(SettingsError::DevelopmentModeNotOnLoopback(args.http_addr));
+        }
         let (jwt_secret, using_development_secret) = match (args.jwt_secret, args.dev) {
             (Some(secret), _) => (secret, false),
             (None, true) => (Secret::from(DEVELOPMENT_JWT_SECRET), true),
@@ -301,281 +334,20 @@ impl Settings {
             db_max_connections: args.db_max_connections,
             read_wait: Duration::from_millis(args.read_wait_ms),
             with_projector,
-            elasticsearch_url: args.elasticsearch_url.filter(|url| !url.trim().is_empty()),
+            elasticsearch_url: args
+                .elasticsearch_url
+                .filter(|url| !url.expose().trim().is_empty()),
             search_index_prefix: args.search_index_prefix,
             jwt_previous_secrets,
             jwt_max_lifetime: Duration::from_secs(args.jwt_max_lifetime_secs),
             jwt_issuer: non_blank(args.jwt_issuer),
             jwt_audience: non_blank(args.jwt_audience),
             limits,
+            metrics_addr: args.metrics_addr,
+            docs: args.docs,
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(secret: Option<&str>, dev: bool) -> ServeArgs {
-        let mut cli = Cli::parse_from(["strata-web"]).serve;
-        // The environment of a test run may name a database: these tests choose their own.
-        cli.database_url = None;
-        cli.data_dir = PathBuf::from("data");
-        cli.jwt_secret = secret.map(Secret::from);
-        cli.dev = dev;
-        cli
-    }
-
-    #[test]
-    fn without_a_secret_the_server_refuses_to_start_unless_in_development_mode() {
-        assert!(matches!(
-            Settings::from_args(args(None, false)),
-            Err(SettingsError::MissingJwtSecret)
-        ));
-        let dev = Settings::from_args(args(None, true)).unwrap();
-        assert!(dev.using_development_secret);
-        assert_eq!(dev.jwt_secret.expose(), DEVELOPMENT_JWT_SECRET);
-    }
-
-    #[test]
-    fn queries_wait_five_seconds_and_the_projector_runs_elsewhere_by_default_on_postgres() {
-        let mut on_postgres = args(None, true);
-        on_postgres.database_url = Some("postgres://db/strata".to_owned());
-        let settings = Settings::from_args(on_postgres).unwrap();
-        assert_eq!(settings.read_wait, Duration::from_secs(5));
-        assert!(!settings.with_projector);
-
-        let cli = Cli::parse_from([
-            "strata-web",
-            "--dev",
-            "--with-projector",
-            "--read-wait-ms",
-            "250",
-        ]);
-        let settings = Settings::from_args(cli.serve).unwrap();
-        assert_eq!(settings.read_wait, Duration::from_millis(250));
-        assert!(settings.with_projector);
-    }
-
-    #[test]
-    fn without_a_database_url_everything_is_stored_in_sqlite_in_the_data_directory() {
-        let settings = Settings::from_args(args(None, true)).unwrap();
-        assert_eq!(
-            settings.storage,
-            Storage::Sqlite(PathBuf::from("data/strata.db"))
-        );
-        assert!(
-            settings.with_projector,
-            "the embedded deployment is one process"
-        );
-    }
-
-    #[test]
-    fn a_database_url_of_another_database_is_refused() {
-        let mut mysql = args(None, true);
-        mysql.database_url = Some("mysql://db/strata".to_owned());
-        let refused = Settings::from_args(mysql).unwrap_err();
-        assert!(refused.to_string().contains("postgres://"), "{refused}");
-    }
-
-    #[test]
-    fn an_explicit_secret_wins_even_in_development_mode() {
-        let settings = Settings::from_args(args(Some(SECRET), true)).unwrap();
-        assert!(!settings.using_development_secret);
-        assert_eq!(settings.jwt_secret.expose(), SECRET);
-    }
-
-    /// A 40-character secret as `openssl rand -hex 20` gives.
-    const SECRET: &str = "6f1c2a9e4b7d03f58e2a91c4d7b60e3f2a8c5d19";
-
-    fn weakness(secret: &str) -> Option<String> {
-        match Settings::from_args(args(Some(secret), false)) {
-            Ok(_) => None,
-            Err(SettingsError::WeakJwtSecret { which, why }) => Some(format!("{which}: {why}")),
-            Err(other) => panic!("{secret:?} refused for another reason: {other}"),
-        }
-    }
-
-    #[test]
-    fn a_short_secret_is_refused_at_start_up() {
-        let refused = weakness(&SECRET[..31]).unwrap();
-        assert!(refused.contains("STRATA_JWT_SECRET"), "{refused}");
-        assert!(refused.contains("32 bytes"), "{refused}");
-        assert_eq!(weakness(&SECRET[..32]), None);
-    }
-
-    #[test]
-    fn a_long_secret_of_few_distinct_bytes_is_refused_at_start_up() {
-        for placeholder in [
-            "x".repeat(40),
-            "ab".repeat(32),
-            "changeme".repeat(5), // 7 distinct bytes
-            "0123456".repeat(10),
-        ] {
-            let refused = weakness(&placeholder).unwrap_or_else(|| panic!("{placeholder} passed"));
-            assert!(refused.contains("8 distinct bytes"), "{refused}");
-            assert!(
-                !refused.contains(&placeholder),
-                "the secret is never quoted: {refused}"
-            );
-        }
-        assert_eq!(
-            weakness(&"01234567".repeat(5)),
-            None,
-            "8 distinct bytes pass"
-        );
-    }
-
-    #[test]
-    fn previous_secrets_are_read_comma_separated_and_checked_like_the_current_one() {
-        let other = "9d3e7a0c5f1b84e26a9d0c3f7e15b4a8c2d6f0e1";
-        let cli = Cli::parse_from([
-            "strata-web",
-            "--jwt-secret",
-            SECRET,
-            "--jwt-previous-secrets",
-            &format!("{other},{SECRET},"),
-        ]);
-        let settings = Settings::from_args(cli.serve).unwrap();
-        let previous: Vec<&str> = settings
-            .jwt_previous_secrets
-            .iter()
-            .map(Secret::expose)
-            .collect();
-        assert_eq!(previous, [other, SECRET]);
-
-        for weak in ["short", "y".repeat(40).as_str()] {
-            let mut with_weak = args(Some(SECRET), false);
-            with_weak.jwt_previous_secrets = vec![Secret::from(other), Secret::from(weak)];
-            let refused = Settings::from_args(with_weak).unwrap_err();
-            assert!(
-                refused
-                    .to_string()
-                    .contains("STRATA_JWT_PREVIOUS_SECRETS (entry 2)"),
-                "{refused}"
-            );
-        }
-    }
-
-    #[test]
-    fn tokens_live_a_day_at_most_and_name_no_issuer_or_audience_by_default() {
-        let settings = Settings::from_args(args(Some(SECRET), false)).unwrap();
-        assert_eq!(settings.jwt_max_lifetime, Duration::from_secs(86_400));
-        assert_eq!(settings.jwt_issuer, None);
-        assert_eq!(settings.jwt_audience, None);
-        assert!(settings.jwt_previous_secrets.is_empty());
-
-        let cli = Cli::parse_from([
-            "strata-web",
-            "--dev",
-            "--jwt-max-lifetime-secs",
-            "900",
-            "--jwt-issuer",
-            "https://idp.example",
-            "--jwt-audience",
-            " ",
-        ]);
-        let settings = Settings::from_args(cli.serve).unwrap();
-        assert_eq!(settings.jwt_max_lifetime, Duration::from_secs(900));
-        assert_eq!(settings.jwt_issuer.as_deref(), Some("https://idp.example"));
-        assert_eq!(settings.jwt_audience, None, "blank means unset");
-        let blank_issuer = Cli::parse_from(["strata-web", "--dev", "--jwt-issuer", ""]);
-        assert_eq!(
-            Settings::from_args(blank_issuer.serve).unwrap().jwt_issuer,
-            None
-        );
-        assert!(
-            Cli::try_parse_from(["strata-web", "--jwt-max-lifetime-secs", "0"]).is_err(),
-            "a lifetime of 0 would refuse every token"
-        );
-    }
-
-    #[test]
-    fn secrets_never_show_in_debug_output() {
-        let previous = "9d3e7a0c5f1b84e26a9d0c3f7e15b4a8c2d6f0e1";
-        let cli = Cli::parse_from([
-            "strata-web",
-            "--jwt-secret",
-            SECRET,
-            "--jwt-previous-secrets",
-            previous,
-        ]);
-        let cli_debug = format!("{cli:?}");
-        let args_debug = format!("{:?}", cli.serve);
-        let settings_debug = format!("{:?}", Settings::from_args(cli.serve).unwrap());
-
-        for debug in [cli_debug, args_debug, settings_debug] {
-            assert!(!debug.contains(SECRET), "{debug}");
-            assert!(!debug.contains(previous), "{debug}");
-            assert!(debug.contains("[redacted]"), "{debug}");
-        }
-    }
-
-    #[test]
-    fn the_edge_limits_default_to_what_the_readme_says_and_can_be_set() {
-        let defaults = Settings::from_args(args(None, true)).unwrap().limits;
-        assert_eq!(defaults, EdgeLimits::default());
-        assert_eq!(
-            defaults.connections.header_read_timeout,
-            Duration::from_secs(10)
-        );
-        assert_eq!(defaults.connections.max_connections, 512);
-        assert_eq!(defaults.request_timeout, Duration::from_secs(30));
-        assert_eq!(defaults.max_in_flight, 512);
-        assert_eq!(defaults.rate.commands_per_second, 100);
-        assert_eq!(defaults.rate.queries_per_second, 500);
-
-        let cli = Cli::parse_from([
-            "strata-web",
-            "--dev",
-            "--header-read-timeout-ms",
-            "2500",
-            "--max-connections",
-            "64",
-            "--request-timeout-ms",
-            "6000",
-            "--max-in-flight",
-            "8",
-            "--rate-limit-commands",
-            "0",
-            "--rate-limit-queries",
-            "7",
-        ]);
-        let limits = Settings::from_args(cli.serve).unwrap().limits;
-        assert_eq!(
-            limits.connections.header_read_timeout,
-            Duration::from_millis(2500)
-        );
-        assert_eq!(limits.connections.max_connections, 64);
-        assert_eq!(limits.request_timeout, Duration::from_secs(6));
-        assert_eq!(limits.max_in_flight, 8);
-        assert_eq!(limits.rate.commands_per_second, 0);
-        assert_eq!(limits.rate.queries_per_second, 7);
-        for zero in [
-            "--max-connections",
-            "--max-in-flight",
-            "--request-timeout-ms",
-        ] {
-            assert!(
-                Cli::try_parse_from(["strata-web", zero, "0"]).is_err(),
-                "{zero}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_request_timeout_no_longer_than_the_read_wait_is_refused() {
-        let cli = Cli::parse_from([
-            "strata-web",
-            "--dev",
-            "--request-timeout-ms",
-            "5000",
-            "--read-wait-ms",
-            "5000",
-        ]);
-        assert!(matches!(
-            Settings::from_args(cli.serve),
-            Err(SettingsError::RequestTimeoutTooShort { .. })
-        ));
-    }
-}
+mod tests;

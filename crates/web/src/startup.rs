@@ -58,6 +58,8 @@ pub struct Application {
     limits: EdgeLimits,
     /// Forgotten for idle principals now and then, so their memory stays bounded.
     rate_limits: RateLimiters,
+    /// `/metrics` on its own address, when it is not served with the API.
+    metrics_server: Option<(TcpListener, Router)>,
     /// The projection workers, when they run in this process (development mode).
     projector: Option<InProcessProjector>,
     /// The SQLite files to checkpoint and close once the server and its workers have stopped.
@@ -66,7 +68,7 @@ pub struct Application {
 
 // Which storage a `DATABASE_URL` names: parsed by the embedded adapter, which owns the default
 // (no URL: a file in the data directory), and shared with strata-projector.
-pub use strata_adapters_sqlite::{Storage, StorageError};
+pub use strata_adapters_sqlite::{SecretUrl, Storage, StorageError};
 
 /// The storage ports the server reads and writes, and the projections they keep.
 #[derive(Clone)]
@@ -233,8 +235,8 @@ fn elasticsearch(settings: &Settings) -> anyhow::Result<Option<Arc<dyn SearchInd
     match &settings.elasticsearch_url {
         Some(url) => {
             let prefix = &settings.search_index_prefix;
-            tracing::info!(url, prefix, "search runs on Elasticsearch");
-            let index = EsSearchIndex::new(&ElasticSettings::for_cluster(url, prefix))
+            tracing::info!(%url, prefix, "search runs on Elasticsearch");
+            let index = EsSearchIndex::new(&ElasticSettings::for_cluster(url.expose(), prefix))
                 .context("cannot configure the Elasticsearch client")?;
             Ok(Some(Arc::new(index)))
         }
@@ -390,12 +392,23 @@ impl Application {
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+        let metrics_server = match settings.metrics_addr {
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen for /metrics on {address}"))?;
+                let routes = routes::metrics::router().with_state(state.clone());
+                Some((listener, with_middleware(routes, 0, &settings.limits)))
+            }
+            None => None,
+        };
         Ok(Self {
+            metrics_server,
             listener,
             metrics: state.metrics.clone(),
             limits: settings.limits,
             rate_limits: state.rate_limits.clone(),
-            router: router(state, settings.body_limit, &settings.limits),
+            router: router(state, &settings),
             projector: None,
             sqlite: Vec::new(),
         })
@@ -432,10 +445,28 @@ impl Application {
         tracing::info!(%address, "strata-web listening; API docs at http://{address}/docs");
         let (stop_tx, stop) = watch::channel(false);
         let projector = self.projector.map(|p| tokio::spawn(p.run(stop.clone())));
+        let metrics_server = self.metrics_server.map(|(listener, router)| {
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "/metrics served on its own address");
+            }
+            let mut stopped = stop.clone();
+            let signal = async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await.is_ok();
+            };
+            tokio::spawn(crate::serve::serve(
+                listener,
+                router,
+                self.limits.connections,
+                signal,
+            ))
+        });
         tokio::spawn(upkeep(self.metrics, self.rate_limits, stop));
         let served =
             crate::serve::serve(self.listener, self.router, self.limits.connections, signal).await;
         let _ = stop_tx.send(true);
+        if let Some(metrics_server) = metrics_server {
+            let _ = metrics_server.await;
+        }
         if let Some(projector) = projector {
             if let Err(error) = projector.await {
                 tracing::error!(%error, "the in-process projector ended abnormally");
@@ -517,20 +548,26 @@ async fn upkeep(
     }
 }
 
-/// The whole HTTP surface with its middleware.
-pub fn router(state: AppState, body_limit: usize, limits: &EdgeLimits) -> Router {
-    let routes = Router::new()
+/// The whole HTTP surface with its middleware: `/metrics` unless it has its own address, and
+/// Swagger UI unless switched off.
+pub fn router(state: AppState, settings: &Settings) -> Router {
+    let mut routes = Router::new()
         .merge(routes::orders::router())
         .merge(routes::order_queries::router())
         .merge(routes::search::router())
         .merge(routes::accounts::router())
         .merge(routes::account_queries::router())
         .merge(routes::projections::router())
-        .merge(routes::metrics::router())
         .merge(routes::health::router())
-        .merge(routes::openapi::router())
-        .with_state(state);
-    with_middleware(routes, body_limit, limits)
+        .merge(routes::openapi::router(settings.docs));
+    if settings.metrics_addr.is_none() {
+        routes = routes.merge(routes::metrics::router());
+    }
+    with_middleware(
+        routes.with_state(state),
+        settings.body_limit,
+        &settings.limits,
+    )
 }
 
 /// Wraps routes in the middleware every response goes through, outermost first: vet the
@@ -554,6 +591,7 @@ pub fn with_middleware(routes: Router, body_limit: usize, limits: &EdgeLimits) -
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(trace)
             .layer(axum::middleware::from_fn(add_request_id))
+            .layer(axum::middleware::from_fn(crate::security::headers))
             .layer(CatchPanicLayer::custom(PanicProblem))
             .layer(axum::middleware::from_fn_with_state(
                 InFlight::new(limits.max_in_flight),

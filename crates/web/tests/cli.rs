@@ -190,6 +190,9 @@ mod sigterm {
             arg(data.path()),
             "--http-addr",
             "127.0.0.1:0",
+            // 200 commands as fast as one token can send them: beyond the default rate.
+            "--rate-limit-commands",
+            "0",
         ])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -261,4 +264,106 @@ mod sigterm {
             "{log:#?}"
         );
     }
+}
+
+/// A password no output of the binary may show.
+const PASSWORD: &str = "hunter2-do-not-print";
+
+#[tokio::test]
+async fn help_shows_no_secret_or_password_from_the_environment() {
+    let mut command = strata_web(&["--help"]);
+    command
+        .env(
+            "DATABASE_URL",
+            format!("postgres://app:{PASSWORD}@db:5432/strata"),
+        )
+        .env(
+            "ELASTICSEARCH_URL",
+            format!("https://elastic:{PASSWORD}@es:9200"),
+        )
+        .env("STRATA_JWT_SECRET", format!("{PASSWORD}-0123456789abcdef"))
+        .env(
+            "STRATA_JWT_PREVIOUS_SECRETS",
+            format!("{PASSWORD}-fedcba9876543210"),
+        );
+
+    let output = run(command).await;
+
+    assert!(output.status.success());
+    let shown = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(shown.contains("DATABASE_URL"), "{shown}");
+    assert!(!shown.contains(PASSWORD), "{shown}");
+}
+
+#[tokio::test]
+async fn a_refused_database_url_is_echoed_without_its_password() {
+    let mut command = strata_web(&["migrate"]);
+    command.env("DATABASE_URL", format!("mysql://app:{PASSWORD}@db/strata"));
+
+    let output = run(command).await;
+
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("mysql://app:***@db/strata"), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+}
+
+#[tokio::test]
+async fn development_mode_refuses_an_address_other_than_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = run({
+        let mut command = strata_web(&["--dev", "--http-addr", "0.0.0.0:0"]);
+        command.env("STRATA_DATA_DIR", dir.path());
+        command
+    });
+    // A server that starts would never exit: bound the wait.
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), refused)
+        .await
+        .expect("strata-web exits at once");
+
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+#[tokio::test]
+async fn start_up_logs_show_no_password_of_the_search_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = strata_web(&["--dev", "--http-addr", "127.0.0.1:0"]);
+    command
+        .env("RUST_LOG", "info")
+        .env("STRATA_DATA_DIR", dir.path())
+        // Nothing listens there: the server starts anyway, searches answer 503.
+        .env(
+            "ELASTICSEARCH_URL",
+            format!("http://elastic:{PASSWORD}@127.0.0.1:9"),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let listening = line.contains("strata-web listening");
+            seen.push(line);
+            if listening {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(60), lines)
+        .await
+        .expect("the server starts")
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let log = lines.join("\n");
+    assert!(log.contains("search runs on Elasticsearch"), "{log}");
+    assert!(log.contains("elastic:***@127.0.0.1:9"), "{log}");
+    assert!(!log.contains(PASSWORD), "{log}");
 }

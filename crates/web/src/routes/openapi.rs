@@ -66,7 +66,15 @@ impl Modify for BearerAuth {
     }
 }
 
-/// `/openapi.json` and `/docs`.
-pub fn router() -> Router<AppState> {
-    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+/// `/openapi.json`, and Swagger UI at `/docs` when `docs` is on.
+pub fn router(docs: bool) -> Router<AppState> {
+    if docs {
+        Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+    } else {
+        let document = ApiDoc::openapi();
+        Router::new().route(
+            "/openapi.json",
+            axum::routing::get(move || std::future::ready(axum::Json(document.clone()))),
+        )
+    }
 }
