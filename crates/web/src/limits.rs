@@ -89,7 +89,8 @@ pub struct InFlight {
 impl InFlight {
     pub fn new(max: usize) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(max)),
+            // Beyond MAX_PERMITS a semaphore panics.
+            permits: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
             max,
         }
     }
@@ -200,4 +201,35 @@ fn unavailable(slug: &str, title: &str, detail: String) -> Response {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_allows_a_burst_of_one_seconds_worth_per_principal_then_says_how_long_to_wait() {
+        let limits = RateLimiters::new(RateLimits {
+            commands_per_second: 3,
+            queries_per_second: 0,
+        });
+        for _ in 0..3 {
+            assert!(limits.check(Kind::Command, "alice").is_ok());
+        }
+        let limited = limits.check(Kind::Command, "alice").unwrap_err();
+        assert_eq!(limited.kind, Kind::Command);
+        assert!(limited.retry_after > Duration::ZERO);
+        assert!(limited.retry_after <= Duration::from_millis(334));
+        assert!(limits.check(Kind::Command, "bob").is_ok(), "per principal");
+        for _ in 0..1_000 {
+            assert!(limits.check(Kind::Query, "alice").is_ok(), "0 is no limit");
+        }
+        limits.forget_idle();
+    }
+
+    #[test]
+    fn a_cap_beyond_what_a_semaphore_counts_does_not_panic() {
+        let in_flight = InFlight::new(usize::MAX);
+        assert!(in_flight.permits.try_acquire().is_ok());
+    }
 }

@@ -40,7 +40,10 @@ pub async fn serve(
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut signal = pin!(signal);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // Beyond MAX_PERMITS a semaphore panics; nobody opens that many connections anyway.
+    let permits = Arc::new(Semaphore::new(
+        limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     // Every connection task holds a clone; the loop waits for all of them to drop it.
     let (open_tx, open_rx) = watch::channel(());
     loop {
