@@ -14,6 +14,8 @@ pub struct Cluster {
     /// Owned by the cluster's user: the data directory, the socket and the log.
     dir: TempDir,
     pub port: u16,
+    /// The server's options (`pg_ctl start -o`).
+    options: String,
     /// The user to run the PostgreSQL tools as, when this process is root.
     run_as: Option<String>,
 }
@@ -36,32 +38,21 @@ impl Cluster {
             None
         };
         let port = crate::support::free_address().port();
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=100",
+            dir.path().display()
+        );
         let cluster = Self {
             bin,
             dir,
             port,
+            options,
             run_as,
         };
         let data = cluster.data();
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                &data,
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        )?;
-        let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=100",
-            cluster.dir.path().display()
-        );
-        cluster.pg_ctl(&["start", "-o", &options])?;
+        let initdb = ["-D", &data, "-U", "postgres", "-A", "trust", "--no-sync"];
+        cluster.run("initdb", &initdb)?;
+        cluster.pg_ctl(&["start", "-o", &cluster.options])?;
         Ok(cluster)
     }
 
@@ -75,6 +66,17 @@ impl Cluster {
     pub fn restart(&self, mode: &str) {
         self.pg_ctl(&["restart", "-m", mode])
             .unwrap_or_else(|e| panic!("pg_ctl restart -m {mode}: {e}"));
+    }
+
+    /// `pg_ctl stop -m MODE`: the database is down until [`Self::start_again`].
+    pub fn stop(&self, mode: &str) {
+        self.pg_ctl(&["stop", "-m", mode])
+            .unwrap_or_else(|e| panic!("pg_ctl stop -m {mode}: {e}"));
+    }
+
+    pub fn start_again(&self) {
+        self.pg_ctl(&["start", "-o", &self.options])
+            .unwrap_or_else(|e| panic!("pg_ctl start: {e}"));
     }
 
     /// The postmaster's process id (changes with each restart).

@@ -1,6 +1,8 @@
-//! PostgreSQL restarted twice during a command load (`-m fast`, then `-m immediate`), on a
-//! private cluster the test starts itself; skipped, saying why, where it cannot.
+//! PostgreSQL restarted during a command load (`-m fast`), then stopped (`-m immediate`: every
+//! session cut, crash recovery at the next start) for a few seconds, on a private cluster the
+//! test starts itself; skipped, saying why, where it cannot.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -26,23 +28,25 @@ async fn wait_for_acks(load: &Load, count: usize) {
     }
 }
 
-async fn restart(cluster: &std::sync::Arc<Cluster>, mode: &'static str) {
+/// Runs `what` on the cluster without blocking the clients' runtime.
+async fn on(cluster: &Arc<Cluster>, what: impl FnOnce(&Cluster) + Send + 'static) {
     let cluster = cluster.clone();
-    tokio::task::spawn_blocking(move || cluster.restart(mode))
+    tokio::task::spawn_blocking(move || what(&cluster))
         .await
-        .expect("restart");
+        .expect("pg_ctl");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgresql_restarted_mid_load_costs_clients_only_retryable_503s_and_loses_nothing() {
+async fn postgresql_restarted_and_stopped_mid_load_costs_clients_only_retryable_503s_and_loses_nothing()
+ {
     let cluster = match tokio::task::spawn_blocking(Cluster::start)
         .await
         .expect("start")
     {
-        Ok(cluster) => std::sync::Arc::new(cluster),
+        Ok(cluster) => Arc::new(cluster),
         Err(reason) => {
             eprintln!(
-                "postgresql_restarted_mid_load_costs_clients_only_retryable_503s_and_loses_nothing: \
+                "postgresql_restarted_and_stopped_mid_load_costs_clients_only_retryable_503s_and_loses_nothing: \
                  skipped: cannot start a private PostgreSQL cluster ({reason})"
             );
             return;
@@ -56,23 +60,29 @@ async fn postgresql_restarted_mid_load_costs_clients_only_retryable_503s_and_los
 
     let clients = load.spawn(CLIENTS, ORDERS, ADDS);
     wait_for_acks(&load, total / 4).await;
-    let acked_at_fast = load.acked.load(Ordering::SeqCst);
-    restart(&cluster, "fast").await;
+    let acked_at_restart = load.acked.load(Ordering::SeqCst);
+    on(&cluster, |cluster| cluster.restart("fast")).await;
     wait_for_acks(&load, total * 2 / 3).await;
-    let acked_at_immediate = load.acked.load(Ordering::SeqCst);
-    restart(&cluster, "immediate").await;
+    let acked_at_stop = load.acked.load(Ordering::SeqCst);
+    on(&cluster, |cluster| {
+        cluster.stop("immediate");
+        // Down for longer than the read-your-writes wait, shorter than the request deadline.
+        std::thread::sleep(Duration::from_secs(3));
+        cluster.start_again();
+    })
+    .await;
     for client in clients {
         client.await.expect("client task");
     }
 
-    assert!(acked_at_immediate < total, "restarted after the load ended");
+    assert!(acked_at_stop < total, "stopped after the load ended");
     assert_ne!(cluster.postmaster_pid(), first_pid, "the cluster restarted");
     let (unavailable, unknown) = {
         let seen = load.seen.lock().unwrap();
         (seen.unavailable, seen.unknown_outcomes)
     };
     eprintln!(
-        "restarted at {acked_at_fast} and {acked_at_immediate} of {total} acknowledged; \
+        "restarted at {acked_at_restart}, stopped at {acked_at_stop} of {total} acknowledged; \
          clients saw {unavailable} 503s and {unknown} cut connections"
     );
     assert_intact(&load, &server, &url).await;
