@@ -34,6 +34,19 @@ pub enum ConnectError {
     Refused(String),
 }
 
+/// Why creating the roles or granting their privileges failed ([`crate::PgRoles`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolesError {
+    /// A prefix that would not make plain role names.
+    #[error(
+        "invalid role prefix {0:?}: a lowercase letter or _, then at most 47 lowercase letters, digits or _"
+    )]
+    InvalidPrefix(String),
+    /// The server refused a statement of the script.
+    #[error("roles script failed: {0}")]
+    Failed(String),
+}
+
 /// What a sqlx error means to this crate, before it is given a port's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Failure {

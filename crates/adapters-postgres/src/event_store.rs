@@ -19,48 +19,22 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Failure, event_store_error};
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{GroupCommit, expected_columns};
 
-/// Locks the stream's row (creating it at version 0 for a new stream) and returns its version.
-/// A concurrent writer of the same stream waits here until the holder commits or rolls back,
-/// then reads the version the holder left.
-const LOCK_STREAM: &str = "\
-    INSERT INTO streams (stream_id, version) VALUES ($1, 0) \
-    ON CONFLICT (stream_id) DO UPDATE SET version = streams.version \
-    RETURNING version";
+/// One append in the caller's transaction (migration 0007): the function locks the stream's
+/// row, looks the idempotency key up under that lock, checks the expected version, then moves the
+/// head counter and inserts the events and the claim, just before the caller's commit. It runs
+/// as the tables' owner: the service's role may append only through it (decision 0006).
+/// Parameters: $1 stream id, $2 and $3 the expected version (as for the group function),
+/// $4..$9 the event columns, $10..$12 the idempotency claim (all null without one).
+const APPEND: &str = "\
+    SELECT outcome, at_version, at_position \
+    FROM strata_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-const SET_STREAM_VERSION: &str = "UPDATE streams SET version = $2 WHERE stream_id = $1";
-
-const IDEMPOTENCY_KEY_EXISTS: &str =
-    "SELECT EXISTS (SELECT 1 FROM idempotency_keys WHERE principal = $1 AND key = $2)";
-
-/// Allocates the positions, inserts the events and the idempotency record in one round trip.
-/// The head row lock taken by the first CTE is the last lock of the transaction and is held
-/// until commit: that is what makes positions follow commit order.
-/// `pg_notify` queues a wake-up for the projectors, sent when (and only if) the append commits.
-/// Parameters: $1 stream id, $2 event count, $3 stream version before the append, $4..$9 the
-/// event columns, $10..$12 the idempotency claim (all null without one).
-const INSERT_EVENTS: &str = "\
-    WITH head AS ( \
-        UPDATE event_log_head SET position = position + $2 RETURNING position \
-    ), appended AS ( \
-        INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, \
-                            schema_version, data, metadata, recorded_at) \
-        SELECT head.position - $2 + e.n, e.event_id, $1, $3 + e.n, e.event_type, \
-               e.schema_version, e.data::json, e.metadata::json, e.recorded_at \
-        FROM head, \
-             UNNEST($4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[], \
-                    $9::timestamptz[]) \
-             WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, \
-                                  recorded_at, n) \
-    ), claimed AS ( \
-        INSERT INTO idempotency_keys (principal, key, fingerprint, stream_id, stream_version, \
-                                      global_position) \
-        SELECT $10::text, $11::text, $12::text, $1, $3 + $2, head.position \
-        FROM head WHERE $10::text IS NOT NULL \
-    ) \
-    SELECT head.position FROM head \
-    CROSS JOIN LATERAL (SELECT pg_notify('strata_events', '')) AS wake_up";
+/// The function's answers (see `APPEND`).
+const APPENDED: i16 = 0;
+const REFUSED_BY_VERSION: i16 = 1;
+const KEY_TAKEN: i16 = 2;
 
 const READ_STREAM: &str = "\
     SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \
@@ -293,76 +267,16 @@ pub async fn append_in(
     }
     request.check_input()?;
     let stream = request.stream_id.as_str();
-
-    let current: i64 = sqlx::query_scalar(LOCK_STREAM)
-        .bind(stream)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| event_store_error(&e))?;
-    let current = u64::try_from(current).map_err(|_| {
-        EventStoreError::Corrupt(format!("stream {stream} is at version {current}"))
-    })?;
-    // The key is looked up under the stream lock, not before it: a concurrent request with the
-    // same key for the same stream has committed by the time the lock is ours, and this
-    // statement's fresh snapshot sees its record, so the retry is answered as a replay rather
-    // than as a version conflict. Claims for other streams do not share a lock; between those
-    // the primary key of idempotency_keys decides.
-    if let Some(claim) = &request.idempotency {
-        let taken: bool = sqlx::query_scalar(IDEMPOTENCY_KEY_EXISTS)
-            .bind(&claim.principal)
-            .bind(&claim.key)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| event_store_error(&e))?;
-        if taken {
-            return Err(EventStoreError::IdempotencyKeyTaken {
-                key: claim.key.clone(),
-            });
-        }
-    }
-    request.expected.check(&request.stream_id, current)?;
-
+    let (kind, expected_version) = expected_columns(request.expected)?;
     let columns = EventColumns::of(&request.events)?;
-    let count = i64::try_from(request.events.len())
-        .map_err(|_| EventStoreError::Backend("too many events in one append".into()))?;
-    let base_version = i64::try_from(current).ok();
-    let last_version = base_version
-        .and_then(|base| base.checked_add(count))
-        .ok_or_else(|| EventStoreError::Backend(format!("stream {stream} is out of versions")))?;
-    let conflict = |error: sqlx::Error| match Failure::of(&error) {
-        // The stream row lock makes this unreachable unless `streams` and `events` disagree;
-        // the version read under the lock is the best this transaction knows.
-        Failure::StreamVersionTaken => {
-            tracing::warn!(%stream, %error, "stream version taken despite the stream lock");
-            EventStoreError::WrongExpectedVersion {
-                stream_id: request.stream_id.clone(),
-                expected: request.expected,
-                actual: current,
-            }
-        }
-        Failure::IdempotencyKeyTaken => EventStoreError::IdempotencyKeyTaken {
-            key: request
-                .idempotency
-                .as_ref()
-                .map(|claim| claim.key.clone())
-                .unwrap_or_default(),
-        },
-        Failure::Unavailable(_) | Failure::Backend(_) => event_store_error(&error),
-    };
-
-    sqlx::query(SET_STREAM_VERSION)
-        .bind(stream)
-        .bind(last_version)
-        .execute(&mut *conn)
-        .await
-        .map_err(conflict)?;
-
-    // From here to the caller's commit, every other append in the database waits.
     let claim = request.idempotency.as_ref();
-    let last_position: Option<i64> = sqlx::query_scalar(INSERT_EVENTS)
+    let key_taken = || EventStoreError::IdempotencyKeyTaken {
+        key: claim.map(|c| c.key.clone()).unwrap_or_default(),
+    };
+    let (outcome, version, position): (i16, i64, Option<i64>) = sqlx::query_as(APPEND)
         .bind(stream)
-        .bind(count)
-        .bind(last_version - count)
+        .bind(kind)
+        .bind(expected_version)
         .bind(columns.event_ids)
         .bind(columns.event_types)
         .bind(columns.schema_versions)
@@ -372,16 +286,65 @@ pub async fn append_in(
         .bind(claim.map(|c| c.principal.as_str()))
         .bind(claim.map(|c| c.key.as_str()))
         .bind(claim.map(|c| c.fingerprint.as_str()))
-        .fetch_optional(&mut *conn)
+        .fetch_one(&mut *conn)
         .await
-        .map_err(conflict)?;
-    let last_position = last_position
-        .ok_or_else(|| EventStoreError::Backend("the event log head row is missing".into()))?;
+        .map_err(|error| match Failure::of(&error) {
+            // The stream row lock makes this unreachable unless `streams` and `events` disagree;
+            // the version the row claimed (the DETAIL) is the best this append knows.
+            Failure::StreamVersionTaken => {
+                tracing::warn!(%stream, %error, "stream version taken despite the stream lock");
+                match claimed_version(&error) {
+                    Some(actual) => EventStoreError::WrongExpectedVersion {
+                        stream_id: request.stream_id.clone(),
+                        expected: request.expected,
+                        actual,
+                    },
+                    None => event_store_error(&error),
+                }
+            }
+            // A concurrent claim of the key committed after this one looked it up.
+            Failure::IdempotencyKeyTaken => key_taken(),
+            Failure::Unavailable(_) | Failure::Backend(_) => event_store_error(&error),
+        })?;
+    let version = to_u64(version, "stream version")?;
+    // The function's answer, checked against the port's own rule, as for a group.
+    let disagree = || {
+        EventStoreError::Backend(format!(
+            "the database and the port disagree on an append to {stream} expecting {}",
+            request.expected
+        ))
+    };
+    match outcome {
+        KEY_TAKEN if claim.is_some() => Err(key_taken()),
+        REFUSED_BY_VERSION => match request.expected.check(&request.stream_id, version) {
+            Err(refused) => Err(refused),
+            Ok(()) => Err(disagree()),
+        },
+        APPENDED => {
+            let count = u64::try_from(request.events.len()).map_err(|_| disagree())?;
+            let before = version.checked_sub(count).ok_or_else(disagree)?;
+            request
+                .expected
+                .check(&request.stream_id, before)
+                .map_err(|_| disagree())?;
+            Ok(AppendOutcome {
+                stream_version: version,
+                global_position: to_u64(position.ok_or_else(disagree)?, "global position")?,
+            })
+        }
+        _ => Err(disagree()),
+    }
+}
 
-    Ok(AppendOutcome {
-        stream_version: to_u64(last_version, "stream version")?,
-        global_position: to_u64(last_position, "global position")?,
-    })
+/// The stream version `strata_append` puts in the DETAIL of the violation it raises when the
+/// stream's row lags behind its events.
+fn claimed_version(error: &sqlx::Error) -> Option<u64> {
+    error
+        .as_database_error()?
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?
+        .detail()?
+        .parse()
+        .ok()
 }
 
 /// Events as column arrays, for a single `UNNEST` insert.

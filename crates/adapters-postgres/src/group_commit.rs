@@ -303,17 +303,7 @@ struct GroupColumns {
 
 impl GroupColumns {
     fn push(&mut self, request: &AppendRequest) -> Result<(), EventStoreError> {
-        let (kind, version) = match request.expected {
-            ExpectedVersion::Any => (0, 0),
-            ExpectedVersion::NoStream => (1, 0),
-            ExpectedVersion::StreamExists => (2, 0),
-            ExpectedVersion::Exact(version) => (
-                3,
-                i64::try_from(version).map_err(|_| {
-                    EventStoreError::Backend(format!("version {version} does not fit the store"))
-                })?,
-            ),
-        };
+        let (kind, version) = expected_columns(request.expected)?;
         let count = i32::try_from(request.events.len())
             .map_err(|_| EventStoreError::Backend("too many events in one append".into()))?;
         self.streams.push(request.stream_id.to_string());
@@ -322,6 +312,22 @@ impl GroupColumns {
         self.event_counts.push(count);
         self.events.extend(&request.events)
     }
+}
+
+/// An expected version as the append functions take it: a kind (0 any, 1 no stream, 2 an
+/// existing stream, 3 exactly) and the version of kind 3.
+pub(crate) fn expected_columns(expected: ExpectedVersion) -> Result<(i16, i64), EventStoreError> {
+    Ok(match expected {
+        ExpectedVersion::Any => (0, 0),
+        ExpectedVersion::NoStream => (1, 0),
+        ExpectedVersion::StreamExists => (2, 0),
+        ExpectedVersion::Exact(version) => (
+            3,
+            i64::try_from(version).map_err(|_| {
+                EventStoreError::Backend(format!("version {version} does not fit the store"))
+            })?,
+        ),
+    })
 }
 
 /// A connection from the pool that answers a ping. The pool hands out a connection used in the

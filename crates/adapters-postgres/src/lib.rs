@@ -1,5 +1,7 @@
 //! PostgreSQL adapters of Strata's ports: the event store, the snapshot store, the read models
-//! with their projection batches, wake-ups and leases, their embedded migrations, and a pool constructor that takes settings (adapters never read the environment).
+//! with their projection batches, wake-ups and leases, their embedded migrations, the roles of
+//! decision 0006 and their grants, and a pool constructor that takes settings (adapters never
+//! read the environment).
 #![forbid(unsafe_code)]
 
 mod database;
@@ -7,6 +9,7 @@ mod error;
 mod event_store;
 mod group_commit;
 mod read_models;
+mod roles;
 mod search;
 mod snapshot_store;
 
@@ -16,8 +19,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-pub use database::create_database_if_missing;
-pub use error::{ConnectError, MigrateError};
+pub use database::{connect_to_server, create_database_if_missing, create_database_owned_by};
+pub use error::{ConnectError, MigrateError, RolesError};
 pub use event_store::PgEventStore;
 #[doc(hidden)]
 pub use event_store::append_in;
@@ -25,6 +28,7 @@ pub use read_models::{
     EVENTS_CHANNEL, PgLeases, PgLogWakeup, PgLogWakeups, PgProjectionStore, PgReadModels,
     projection_names,
 };
+pub use roles::{PgRoles, create_roles, grant_roles};
 pub use search::PgSearchIndex;
 pub use snapshot_store::PgSnapshotStore;
 
@@ -33,10 +37,18 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// Brings the database schema up to date; running it again is harmless.
 ///
+/// When every migration of this build is applied already, this only reads the migration table:
+/// a role that may not create anything (the service's, decision 0006) can run it at each start.
+/// sqlx's migrator, otherwise run, first creates that table if it is missing, which needs CREATE
+/// on the schema even when the table exists.
+///
 /// # Errors
 /// [`MigrateError::Unavailable`] when the database cannot be reached; [`MigrateError::Failed`]
 /// when a migration fails or the applied history does not match this build's migrations.
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    if is_migrated(pool).await? {
+        return Ok(());
+    }
     MIGRATOR
         .run(pool)
         .await
@@ -46,25 +58,46 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
 /// Whether every migration of this build has been applied (`false` on an empty database).
 ///
 /// # Errors
-/// [`MigrateError::Unavailable`] when the database cannot be reached.
+/// [`MigrateError::Unavailable`] when the database cannot be reached; [`MigrateError::Failed`]
+/// when the applied history does not match this build's migrations, as sqlx's migrator would
+/// refuse it: a migration applied in part, one this build does not know (a newer build applied
+/// it), or one whose checksum differs from this build's.
 pub async fn is_migrated(pool: &PgPool) -> Result<bool, MigrateError> {
+    let failed = |e| error::migrate_error(&sqlx::migrate::MigrateError::Execute(e));
     let table: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text")
             .fetch_one(pool)
             .await
-            .map_err(|e| error::migrate_error(&sqlx::migrate::MigrateError::Execute(e)))?;
+            .map_err(failed)?;
     if table.is_none() {
         return Ok(false);
     }
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success")
-            .fetch_all(pool)
-            .await
-            .map_err(|e| error::migrate_error(&sqlx::migrate::MigrateError::Execute(e)))?;
-    Ok(MIGRATOR
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration())
-        .all(|m| applied.contains(&m.version)))
+    let applied: Vec<(i64, bool, Vec<u8>)> = sqlx::query_as(
+        "SELECT version, success, checksum FROM public._sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(failed)?;
+    let ups = || {
+        MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+    };
+    for (version, success, checksum) in &applied {
+        let refused = if !success {
+            sqlx::migrate::MigrateError::Dirty(*version)
+        } else {
+            match ups().find(|m| m.version == *version) {
+                None => sqlx::migrate::MigrateError::VersionMissing(*version),
+                Some(m) if *m.checksum != **checksum => {
+                    sqlx::migrate::MigrateError::VersionMismatch(*version)
+                }
+                Some(_) => continue,
+            }
+        };
+        return Err(error::migrate_error(&refused));
+    }
+    Ok(ups().all(|m| applied.iter().any(|(version, ..)| *version == m.version)))
 }
 
 /// How to reach the database.

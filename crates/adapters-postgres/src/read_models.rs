@@ -27,8 +27,8 @@ use uuid::Uuid;
 
 use crate::error::read_model_error;
 
-/// The channel every append notifies on commit (see `INSERT_EVENTS`). The payload is empty: a
-/// notification is only a wake-up.
+/// The channel every append notifies on commit (in the append functions, migrations 0005 to
+/// 0007). The payload is empty: a notification is only a wake-up.
 pub const EVENTS_CHANNEL: &str = "strata_events";
 
 /// `GRANT` statements that give `schema`'s copy of a table what the table ($1) grants to roles

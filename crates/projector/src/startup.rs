@@ -430,10 +430,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tuning,
             metrics_addr,
         } => {
-            database
-                .migrate()
-                .await
-                .context("cannot apply the migrations")?;
+            database.migrate().await.context(
+                "cannot apply the migrations (a role that does not own the tables cannot: \
+                     run `strata-web migrate` as their owner first)",
+            )?;
             let side = database.read_side(elastic).await?;
             let projections = side.select(&projections)?;
             // Created on start if missing; an engine that is down only delays the search

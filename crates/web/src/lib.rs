@@ -17,5 +17,5 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 
-pub use settings::{Cli, Command, Settings};
+pub use settings::{Cli, Command, RolesAction, Settings};
 pub use startup::{Application, Storage, Stores};

@@ -32,6 +32,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .run_until_stopped()
                 .await?)
         }
+        Command::Roles { action } => {
+            let storage = Storage::resolve(cli.serve.database_url.as_deref(), &cli.serve.data_dir)?;
+            print!("{}", strata_web::startup::roles(&storage, &action).await?);
+            Ok(())
+        }
         Command::Backup { to } => {
             let storage = cli.serve.storage()?;
             print!("{}", strata_web::startup::backup(&storage, &to).await?);

@@ -79,6 +79,34 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         to: PathBuf,
     },
+    /// PostgreSQL only: create the roles of decision 0006 (owner, app, projector, auditor), or
+    /// grant them their privileges. See the README's "Production" section for the order.
+    Roles {
+        #[command(subcommand)]
+        action: RolesAction,
+    },
+}
+
+/// The two steps of `strata-web roles`, each run by another role.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RolesAction {
+    /// As a role with CREATEROLE and CREATEDB: create the roles missing, then the database of
+    /// DATABASE_URL, owned by the owner role, if it is missing.
+    Create(RolesArgs),
+    /// As the owner role, after `strata-web migrate` (and again after each later one): grant
+    /// each role exactly its privileges in the database of DATABASE_URL.
+    Grant(RolesArgs),
+}
+
+/// Which roles, and whether to apply or print the script.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RolesArgs {
+    /// The roles are PREFIX_owner, PREFIX_app, PREFIX_projector and PREFIX_auditor.
+    #[arg(long, env = "STRATA_ROLE_PREFIX", default_value = "strata")]
+    pub prefix: String,
+    /// Print the SQL instead of running it (to review it, or to run it with psql).
+    #[arg(long)]
+    pub print: bool,
 }
 
 /// Flags of the server; each has an environment variable.

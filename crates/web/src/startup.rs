@@ -4,6 +4,7 @@
 //! development mode), then, on SQLite, checkpoints and closes the files; `backup` copies them.
 
 mod projector;
+mod roles;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ use crate::settings::Settings;
 use crate::state::AppState;
 
 use projector::InProcessProjector;
+pub use roles::roles;
 
 /// A built, bound, not yet running server.
 #[derive(Debug)]
@@ -290,9 +292,10 @@ pub async fn migrate(storage: &Storage) -> anyhow::Result<()> {
             let pool = strata_adapters_postgres::connect(&pg)
                 .await
                 .context("cannot connect to PostgreSQL")?;
-            strata_adapters_postgres::migrate(&pool)
-                .await
-                .context("cannot apply the migrations")?;
+            strata_adapters_postgres::migrate(&pool).await.context(
+                "cannot apply the migrations (a role that does not own the tables cannot: \
+                     run `strata-web migrate` as their owner first)",
+            )?;
             pool.close().await;
         }
         Storage::Sqlite(path) => {

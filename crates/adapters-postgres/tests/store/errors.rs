@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use strata_adapters_postgres::{
-    ConnectError, PgEventStore, PgSettings, PgSnapshotStore, connect, connect_lazy, migrate,
+    ConnectError, MigrateError, PgEventStore, PgSettings, PgSnapshotStore, connect, connect_lazy,
+    migrate,
 };
 use strata_ports::{EventStore, EventStoreError, ExpectedVersion, SnapshotError, SnapshotStore};
 
@@ -88,6 +89,46 @@ async fn migrate_creates_an_empty_log_and_can_run_again(pool: PgPool) {
 
     assert_eq!(again, Ok(()));
     assert_eq!(PgEventStore::new(pool).head_position().await.unwrap(), 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_refuses_an_applied_history_this_build_did_not_write_even_with_nothing_to_apply(
+    pool: PgPool,
+) {
+    // Every migration applied, so migrate only reads the history: it must still check it as
+    // sqlx's migrator would.
+    migrate(&pool).await.unwrap();
+    let checksum: Vec<u8> =
+        sqlx::query_scalar("SELECT checksum FROM _sqlx_migrations WHERE version = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let set_checksum = |checksum: Vec<u8>| {
+        sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 1")
+            .bind(checksum)
+            .execute(&pool)
+    };
+    set_checksum(vec![0]).await.unwrap();
+
+    let changed = migrate(&pool).await;
+    set_checksum(checksum).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from a newer build', true, '\\x00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let newer = migrate(&pool).await;
+
+    assert!(
+        matches!(&changed, Err(MigrateError::Failed(m)) if m.contains("modified")),
+        "{changed:?}"
+    );
+    assert!(
+        matches!(&newer, Err(MigrateError::Failed(m)) if m.contains("9999")),
+        "{newer:?}"
+    );
 }
 
 /// Settings of a pool of the adapter's own (not the test's) on the fresh database `admin` is
