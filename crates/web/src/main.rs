@@ -33,7 +33,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?)
         }
         Command::Roles { action } => {
-            let storage = Storage::resolve(cli.serve.database_url.as_deref(), &cli.serve.data_dir)?;
+            let storage = cli.serve.storage()?;
             print!("{}", strata_web::startup::roles(&storage, &action).await?);
             Ok(())
         }
