@@ -45,7 +45,7 @@ use crate::limits::{EdgeLimits, InFlight, RateLimiters};
 use crate::request_id::{self, MakeRequestUuidV7, REQUEST_ID};
 use crate::routes;
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 
 use projector::InProcessProjector;
 pub use roles::roles;
@@ -365,7 +365,7 @@ impl Application {
             max_retries: command_retries,
             ..CommandConfig::default()
         };
-        let state = AppState {
+        let state = AppState::new(Services {
             commands: CommandService::new(
                 store.clone(),
                 snapshots.clone(),
@@ -391,7 +391,7 @@ impl Application {
             readiness: store,
             metrics: crate::metrics::recorder(),
             rate_limits: RateLimiters::new(settings.limits.rate),
-        };
+        });
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;

