@@ -91,6 +91,15 @@ pub struct PlacedOrder {
 }
 
 impl PlacedOrder {
+    /// The sum of the line totals, or `None` when it does not fit in an `i64`. `decide` never
+    /// lets an order get there; `evolve` saturates `total_cents` instead of panicking on data
+    /// written around it, so a reader that must never show a wrong total compares the two.
+    pub fn checked_total(&self) -> Option<i64> {
+        self.items.iter().try_fold(0_i64, |total, item| {
+            item.line_total().and_then(|line| total.checked_add(line))
+        })
+    }
+
     fn item(&self, product_id: &ProductId) -> Option<&LineItem> {
         self.items.iter().find(|i| &i.product_id == product_id)
     }

@@ -921,3 +921,50 @@ async fn a_read_ahead_from_another_position_is_not_used(pool: PgPool) {
     );
     assert_eq!(checkpoint(&pool, "orders").await, 7);
 }
+
+/// Written around the domain (which refuses it), an order whose lines add up beyond 64 bits is
+/// parked: its summary never shows a saturated total, and the other orders go on.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn an_order_whose_total_cannot_be_represented_is_parked_not_saturated(pool: PgPool) {
+    let (bad, good) = (order_stream(), order_stream());
+    let OrderEvent::OrderPlaced {
+        customer_id,
+        currency,
+        shipping_address,
+        ..
+    } = placed("c-1", "p-1", 1, 1)
+    else {
+        unreachable!("placed() is an OrderPlaced")
+    };
+    let overflowing = OrderEvent::OrderPlaced {
+        customer_id,
+        currency,
+        items: vec![
+            support::log::item("p-1", 1, i64::MAX),
+            support::log::item("p-2", 1, 1),
+        ],
+        shipping_address,
+    };
+    append(&pool, &bad, &[overflowing]).await;
+    append(&pool, &good, &[placed("c-2", "p-1", 1, 7)]).await;
+    let worker = worker(&pool, Arc::new(OrdersProjection));
+
+    while !worker.run_batch().await.unwrap().caught_up {}
+
+    let shown: Vec<(Uuid, i64)> = summaries(&pool)
+        .await
+        .into_iter()
+        .map(|r| (r.0, r.2))
+        .collect();
+    assert_eq!(shown, vec![(good.id(), 7)]);
+    let parked = PgProjectionStore::new(pool.clone())
+        .dead_letters(Some("orders"))
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        parked[0].error.contains("does not fit in 64 bits"),
+        "{}",
+        parked[0].error
+    );
+}

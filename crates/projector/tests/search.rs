@@ -607,3 +607,46 @@ async fn a_batch_reads_only_the_events_after_what_earlier_batches_folded(pool: P
     assert_eq!((of(&a), of(&b)), (vec![0, 3, 0, 3], vec![0]));
     assert_eq!(document(&*index, a.id()).await.unwrap().version, 4);
 }
+
+/// Written around the domain (which refuses it), an order whose lines add up beyond 64 bits is
+/// parked instead of indexed with a saturated total; the other orders are indexed.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn an_order_whose_total_cannot_be_represented_is_parked_not_indexed(pool: PgPool) {
+    let (bad, good) = (order_stream(), order_stream());
+    let OrderEvent::OrderPlaced {
+        customer_id,
+        currency,
+        shipping_address,
+        ..
+    } = placed("c-1", "p-1", 1, 1)
+    else {
+        unreachable!("placed() is an OrderPlaced")
+    };
+    let overflowing = OrderEvent::OrderPlaced {
+        customer_id,
+        currency,
+        items: vec![
+            support::log::item("p-1", 1, i64::MAX),
+            support::log::item("p-2", 1, 1),
+        ],
+        shipping_address,
+    };
+    append(&pool, &bad, &[overflowing]).await;
+    append(&pool, &good, &[placed("c-2", "p-3", 1, 7)]).await;
+    let index: Arc<dyn SearchIndex> = Arc::new(PgSearchIndex::new(pool.clone()));
+    let search = projection(&pool, index.clone());
+
+    catch_up(&pool, &search).await;
+
+    assert!(document(&*index, bad.id()).await.is_none());
+    assert_eq!(document(&*index, good.id()).await.unwrap().total_cents, 7);
+    let parked = PgProjectionStore::new(pool.clone())
+        .dead_letters(Some("search"))
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        parked[0].error.contains("does not fit in 64 bits"),
+        "{parked:?}"
+    );
+}

@@ -168,6 +168,13 @@ impl Folding {
                 item.product_id
             )));
         }
+        // The domain refuses a total beyond 64 bits and `evolve` saturates only on data written
+        // around it: such a total is parked, never shown.
+        if order.checked_total() != Some(order.total_cents) {
+            return Err(HandlerError::Rejected(format!(
+                "order {id}: the total does not fit in 64 bits"
+            )));
+        }
         let after = order.status.as_str();
         let change = (before != Some(after)).then(|| StatusChange {
             event,

@@ -85,6 +85,13 @@ impl SearchProjection {
                     last.stream_version
                 )));
             }
+            // A total beyond 64 bits (written around the domain) is parked, never indexed
+            // saturated.
+            (Some(order), Some(_)) if order.checked_total() != Some(order.total_cents) => {
+                return Ok(Err(format!(
+                    "order {id}: the total does not fit in 64 bits"
+                )));
+            }
             (Some(order), Some(placed_at)) => document_of(id, order, placed_at, &folded),
             _ => {
                 return Ok(Err(format!(
