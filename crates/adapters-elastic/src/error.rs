@@ -7,6 +7,7 @@ use strata_ports::SearchError;
 /// Why an `EsSearchIndex` could not be built from its settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ElasticSetupError {
+    /// `url` is shown with its password hidden.
     #[error("invalid elasticsearch url {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
     #[error("cannot build the elasticsearch client: {0}")]

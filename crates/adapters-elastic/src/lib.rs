@@ -27,7 +27,7 @@ use strata_ports::{
 pub use error::ElasticSetupError;
 
 /// Where the cluster is and how patient to be with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ElasticSettings {
     /// The cluster's base URL, e.g. `http://localhost:9200`.
     pub url: String,
@@ -39,6 +39,18 @@ pub struct ElasticSettings {
     /// How many times a write that failed for a retryable reason (429, 5xx, timeout) is tried
     /// again before the write is reported `Unavailable`.
     pub max_retries: u32,
+}
+
+impl std::fmt::Debug for ElasticSettings {
+    // The URL may carry a password, and settings end up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElasticSettings")
+            .field("url", &strata_ports::redact_url(&self.url))
+            .field("index_prefix", &self.index_prefix)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
 }
 
 impl ElasticSettings {
@@ -54,11 +66,21 @@ impl ElasticSettings {
 }
 
 /// The order search index on Elasticsearch.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EsSearchIndex {
     client: Elasticsearch,
     names: aliases::Names,
     max_retries: u32,
+}
+
+impl std::fmt::Debug for EsSearchIndex {
+    // The client's transport holds the URL, password included: shown by neither.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EsSearchIndex")
+            .field("names", &self.names)
+            .field("max_retries", &self.max_retries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EsSearchIndex {
@@ -80,7 +102,7 @@ impl EsSearchIndex {
             return Err(ElasticSetupError::InvalidIndexPrefix(prefix.clone()));
         }
         let url = Url::parse(&settings.url).map_err(|e| ElasticSetupError::InvalidUrl {
-            url: settings.url.clone(),
+            url: strata_ports::redact_url(&settings.url),
             reason: e.to_string(),
         })?;
         // No proxy: the client would otherwise read proxy environment variables, and adapters
@@ -152,5 +174,31 @@ impl SearchIndex for EsSearchIndex {
 
     async fn abandon_rebuild(&self) -> Result<(), SearchError> {
         aliases::abandon_rebuild(&self.client, &self.names).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_of_the_cluster_url_is_shown_nowhere() {
+        let password = "s3cret-do-not-print";
+        let settings =
+            ElasticSettings::for_cluster(&format!("https://elastic:{password}@es:9200"), "strata-");
+        let index = EsSearchIndex::new(&settings).expect("a valid URL");
+        let invalid =
+            ElasticSettings::for_cluster(&format!("http://elastic:{password}@es:99999"), "strata-");
+        let refused = EsSearchIndex::new(&invalid).expect_err("an invalid port");
+
+        for shown in [
+            format!("{settings:?}"),
+            format!("{index:?}"),
+            refused.to_string(),
+            format!("{refused:?}"),
+        ] {
+            assert!(!shown.contains(password), "{shown}");
+        }
+        assert!(format!("{settings:?}").contains("elastic:***@es:9200"));
     }
 }

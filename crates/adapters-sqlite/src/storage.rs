@@ -40,42 +40,8 @@ impl fmt::Debug for Storage {
     }
 }
 
-/// `url` with its password hidden, for logs, errors and `Debug`: the password of the user part
-/// (`scheme://user:***@host/…`) and the value of any `password` or `sslpassword` query
-/// parameter. A URL without them comes back as it is.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{user_info}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let parameters: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _))
-                        if name.eq_ignore_ascii_case("password")
-                            || name.eq_ignore_ascii_case("sslpassword") =>
-                    {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", parameters.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}://{authority}{tail}")
-}
+// How a URL is shown, shared by every adapter and both binaries (re-exported from lib.rs).
+pub use strata_ports::redact_url;
 
 /// A URL from the command line or the environment that may carry a password (a database, a
 /// search cluster): its `Debug` and `Display` show it through [`redact_url`], so settings can
@@ -189,31 +155,10 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_hidden_from_what_is_shown_of_a_url() {
-        for (url, shown) in [
-            (
-                "postgres://app:s3cret@db:5432/strata",
-                "postgres://app:***@db:5432/strata",
-            ),
-            (
-                "postgres://app:s3cret@db/strata?sslmode=require&password=s3cret",
-                "postgres://app:***@db/strata?sslmode=require&password=***",
-            ),
-            (
-                "https://elastic:s3cret@es:9200",
-                "https://elastic:***@es:9200",
-            ),
-            ("mysql://u:s3cret@h/db", "mysql://u:***@h/db"),
-            ("postgres://app@db/strata", "postgres://app@db/strata"),
-            ("http://localhost:9200", "http://localhost:9200"),
-            ("sqlite://data/strata.db", "sqlite://data/strata.db"),
-            ("not a url", "not a url"),
-        ] {
-            assert_eq!(redact_url(url), shown);
-            let secret = SecretUrl::from(url);
-            assert!(!format!("{secret:?} {secret}").contains("s3cret"), "{url}");
-            assert_eq!(secret.expose(), url);
-        }
+    fn urls_are_shown_without_their_password() {
+        let secret = SecretUrl::from("postgres://app:s3cret@db/strata");
+        assert!(!format!("{secret:?} {secret}").contains("s3cret"));
+        assert_eq!(secret.expose(), "postgres://app:s3cret@db/strata");
         let refused = Storage::resolve(Some("mysql://u:s3cret@h/db"), Path::new("d")).unwrap_err();
         assert!(!refused.to_string().contains("s3cret"), "{refused}");
         let storage = Storage::Postgres("postgres://app:s3cret@db/strata".to_owned());

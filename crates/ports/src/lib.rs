@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod event_store;
 pub mod limits;
 pub mod read_model;
+pub mod redact;
 pub mod search;
 #[cfg(feature = "testkit")]
 pub mod search_suite;
@@ -27,6 +28,7 @@ pub use read_model::{
     ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind,
     TransactionRow,
 };
+pub use redact::redact_url;
 pub use search::{
     IndexFailure, SearchCursor, SearchDocument, SearchError, SearchHit, SearchIndex, SearchPage,
     SearchQuery,

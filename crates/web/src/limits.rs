@@ -25,7 +25,7 @@ pub struct EdgeLimits {
     pub connections: ConnectionLimits,
     /// Longest a request may take, from its head read to its response (body read included).
     pub request_timeout: Duration,
-    /// Most requests handled at once (health and metrics excepted); more answer 503 at once.
+    /// Most requests handled at once (`/health/live` excepted); more answer 503 at once.
     pub max_in_flight: usize,
     pub rate: RateLimits,
 }
@@ -43,6 +43,8 @@ impl Default for EdgeLimits {
             connections: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(10),
                 max_connections: 512,
+                write_stall_timeout: Duration::from_secs(10),
+                shutdown_grace: Duration::from_secs(40),
             },
             request_timeout: Duration::from_secs(30),
             max_in_flight: 512,
@@ -97,15 +99,16 @@ impl InFlight {
 }
 
 /// Answers 503 with `Retry-After` at once when `max_in_flight` requests are being handled,
-/// rather than queueing work the server cannot do in time. Liveness, readiness and metrics are
-/// never refused: an overloaded instance must not look dead to its orchestrator.
+/// rather than queueing work the server cannot do in time. Only liveness is never refused (it
+/// reads nothing): an overloaded instance must not look dead to its orchestrator, while one
+/// that reports itself not ready, or skips a scrape, does what it should — and readiness and
+/// metrics query the database, which anonymous clients must not do at will.
 pub async fn cap_in_flight(
     State(in_flight): State<InFlight>,
     request: Request,
     next: Next,
 ) -> Response {
-    let path = request.uri().path();
-    if path.starts_with("/health/") || path == "/metrics" {
+    if request.uri().path() == "/health/live" {
         return next.run(request).await;
     }
     let Ok(_permit) = in_flight.permits.try_acquire() else {

@@ -280,11 +280,15 @@ pub struct Settings {
     pub docs: bool,
 }
 
-/// Refuses a secret that is short, or has so few distinct bytes that it is a placeholder
-/// (`xxxx…`) rather than random: both are guessable offline from one captured token.
-fn check_jwt_secret(which: String, secret: &Secret) -> Result<(), SettingsError> {
+/// Refuses a secret that is short, has so few distinct bytes that it is a placeholder (`xxxx…`)
+/// rather than random, or repeats a short pattern (`changeme-changeme-…`): all are guessable
+/// offline from one captured token. Outside development mode the published development secret
+/// is refused too: anyone can sign with it.
+fn check_jwt_secret(which: String, secret: &Secret, dev: bool) -> Result<(), SettingsError> {
     let bytes = secret.expose().as_bytes();
-    let why = if bytes.len() < MIN_JWT_SECRET_BYTES {
+    let why = if !dev && secret.expose() == DEVELOPMENT_JWT_SECRET {
+        "it is the published development secret (allowed only with --dev, on loopback)"
+    } else if bytes.len() < MIN_JWT_SECRET_BYTES {
         "it must be at least 32 bytes long"
     } else if bytes
         .iter()
@@ -293,11 +297,21 @@ fn check_jwt_secret(which: String, secret: &Secret) -> Result<(), SettingsError>
         < MIN_JWT_SECRET_DISTINCT_BYTES
     {
         "it must contain at least 8 distinct bytes (use random bytes, e.g. openssl rand -hex 32)"
+    } else if (1..=MAX_REPEATED_PATTERN).any(|period| {
+        bytes
+            .iter()
+            .enumerate()
+            .all(|(i, byte)| *byte == bytes[i % period])
+    }) {
+        "it repeats a pattern of at most 16 bytes (use random bytes, e.g. openssl rand -hex 32)"
     } else {
         return Ok(());
     };
     Err(SettingsError::WeakJwtSecret { which, why })
 }
+
+/// The longest repeated pattern a secret is refused for (`changeme-` is 9).
+const MAX_REPEATED_PATTERN: usize = 16;
 
 /// An optional text setting, unset when empty or blank.
 fn non_blank(value: Option<String>) -> Option<String> {
@@ -321,7 +335,7 @@ impl Settings {
             (None, true) => (Secret::from(DEVELOPMENT_JWT_SECRET), true),
             (None, false) => return Err(SettingsError::MissingJwtSecret),
         };
-        check_jwt_secret("STRATA_JWT_SECRET".to_owned(), &jwt_secret)?;
+        check_jwt_secret("STRATA_JWT_SECRET".to_owned(), &jwt_secret, args.dev)?;
         let mut jwt_previous_secrets = Vec::new();
         for (n, secret) in args.jwt_previous_secrets.into_iter().enumerate() {
             // A trailing comma leaves an empty entry: nothing to verify with.
@@ -329,7 +343,7 @@ impl Settings {
                 continue;
             }
             let which = format!("STRATA_JWT_PREVIOUS_SECRETS (entry {})", n + 1);
-            check_jwt_secret(which, &secret)?;
+            check_jwt_secret(which, &secret, args.dev)?;
             jwt_previous_secrets.push(secret);
         }
         if args.request_timeout_ms <= args.read_wait_ms {
@@ -342,6 +356,13 @@ impl Settings {
             connections: ConnectionLimits {
                 header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
                 max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+                // Idle in either direction: no byte of a request's head, or of a response.
+                write_stall_timeout: Duration::from_millis(args.header_read_timeout_ms),
+                // Room for the longest request, then its response.
+                shutdown_grace: Duration::from_millis(
+                    args.request_timeout_ms
+                        .saturating_add(args.header_read_timeout_ms),
+                ),
             },
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),

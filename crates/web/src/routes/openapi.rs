@@ -29,8 +29,8 @@ use crate::state::AppState;
         total would not fit is 422, and a read-model total that would not fit is reported as \
         a dead letter of its projection, never saturated.\n\n\
         Load: any route behind a token may answer 429 when its principal is over its rate of \
-        commands or of queries, and any route 503 when the server handles its limit of \
-        requests or a request outlives its deadline; both carry Retry-After (seconds). An \
+        commands or of queries, and any route but /health/live 503 when the server handles its \
+        limit of requests or a request outlives its deadline; both carry Retry-After (seconds). An \
         X-Min-Position beyond the head of the log is 400 at once."),
     paths(
         orders::place_order, orders::add_item, orders::remove_item, orders::confirm, orders::ship,

@@ -106,9 +106,9 @@ fn a_long_secret_of_few_distinct_bytes_is_refused_at_start_up() {
         );
     }
     assert_eq!(
-        weakness(&"01234567".repeat(5)),
+        weakness("01234567-abcdefgh-01234567-ABCDEFGH"),
         None,
-        "8 distinct bytes pass"
+        "8 distinct bytes pass, unless a short pattern repeats"
     );
 }
 
@@ -312,4 +312,27 @@ fn swagger_ui_is_on_and_metrics_share_the_api_address_unless_set() {
         settings.metrics_addr,
         Some("127.0.0.1:9100".parse().unwrap())
     );
+}
+
+#[test]
+fn the_published_development_secret_and_repeated_patterns_are_refused() {
+    for (secret, dev) in [
+        (DEVELOPMENT_JWT_SECRET, false),
+        ("changeme-changeme-changeme-changeme-", true),
+        ("password1password1password1password1", false),
+        ("0123456789abcdef0123456789abcdef", false),
+    ] {
+        assert!(
+            matches!(
+                Settings::from_args(args(Some(secret), dev)),
+                Err(SettingsError::WeakJwtSecret { .. })
+            ),
+            "{secret} (dev: {dev})"
+        );
+    }
+    let mut previous = args(Some(SECRET), false);
+    previous.jwt_previous_secrets = vec![Secret::from(DEVELOPMENT_JWT_SECRET)];
+    assert!(Settings::from_args(previous).is_err());
+    // Development mode on loopback may name it explicitly.
+    assert!(Settings::from_args(args(Some(DEVELOPMENT_JWT_SECRET), true)).is_ok());
 }
