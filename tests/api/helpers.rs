@@ -255,15 +255,12 @@ impl Answer {
 impl TestApp {
     /// A token signed with the server's secret.
     pub fn token(&self, role: &str, customer_id: Option<&str>) -> String {
-        self.sign(Claims {
-            sub: format!("{role}-{}", customer_id.unwrap_or("staff")),
-            role: role.to_owned(),
-            customer_id: customer_id.map(str::to_owned),
-            exp: now() + 600,
-            iat: Some(now()),
-            iss: None,
-            aud: None,
-        })
+        self.sign(Claims::issued_now(
+            format!("{role}-{}", customer_id.unwrap_or("staff")),
+            role,
+            customer_id,
+            Duration::from_secs(600),
+        ))
     }
 
     pub fn sign(&self, claims: Claims) -> String {

@@ -148,3 +148,46 @@ async fn swagger_ui_renders_its_operations_in_a_browser_despite_the_policy() {
     assert!(dom.contains(r#"data-path="/v1/orders""#), "{dom}");
     assert!(dom.contains(r#"data-path="/v1/orders/search""#), "{dom}");
 }
+
+#[tokio::test]
+async fn the_api_document_says_which_routes_answer_429_and_503_with_retry_after() {
+    let app = spawn_app().await;
+
+    let document = get(&app, "/openapi.json", None).await.expect(200).body;
+
+    let paths = document["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = &operation["responses"];
+            let behind_token = operation["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty());
+            assert_eq!(
+                responses.get("429").is_some(),
+                behind_token,
+                "{method} {path}: 429 exactly where a token is needed"
+            );
+            if path == "/health/live" {
+                assert!(responses.get("503").is_none(), "{responses}");
+                continue;
+            }
+            for status in ["429", "503"] {
+                if let Some(answer) = responses.get(status) {
+                    assert!(
+                        answer["headers"]["Retry-After"].is_object(),
+                        "{method} {path} {status}: {answer}"
+                    );
+                }
+            }
+            assert!(responses.get("503").is_some(), "{method} {path}");
+        }
+    }
+    assert_eq!(
+        paths["/v1/orders"]["post"]["responses"]["429"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["application/problem+json"]
+    );
+}

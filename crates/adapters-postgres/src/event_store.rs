@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Failure, event_store_error};
-use crate::group_commit::{GroupCommit, expected_columns};
+use crate::group_commit::{GroupCommit, answer_of, expected_columns};
 
 /// One append in the caller's transaction (migration 0007): the function locks the stream's
 /// row, looks the idempotency key up under that lock, checks the expected version, then moves the
@@ -306,33 +306,13 @@ pub async fn append_in(
             Failure::IdempotencyKeyTaken => key_taken(),
             Failure::Unavailable(_) | Failure::Backend(_) => event_store_error(&error),
         })?;
-    let version = to_u64(version, "stream version")?;
     // The function's answer, checked against the port's own rule, as for a group.
-    let disagree = || {
-        EventStoreError::Backend(format!(
-            "the database and the port disagree on an append to {stream} expecting {}",
-            request.expected
-        ))
-    };
     match outcome {
         KEY_TAKEN if claim.is_some() => Err(key_taken()),
-        REFUSED_BY_VERSION => match request.expected.check(&request.stream_id, version) {
-            Err(refused) => Err(refused),
-            Ok(()) => Err(disagree()),
-        },
-        APPENDED => {
-            let count = u64::try_from(request.events.len()).map_err(|_| disagree())?;
-            let before = version.checked_sub(count).ok_or_else(disagree)?;
-            request
-                .expected
-                .check(&request.stream_id, before)
-                .map_err(|_| disagree())?;
-            Ok(AppendOutcome {
-                stream_version: version,
-                global_position: to_u64(position.ok_or_else(disagree)?, "global position")?,
-            })
-        }
-        _ => Err(disagree()),
+        APPENDED | REFUSED_BY_VERSION => answer_of(request, outcome == APPENDED, version, position),
+        _ => Err(EventStoreError::Backend(format!(
+            "the append function answered {outcome} for an append to {stream}"
+        ))),
     }
 }
 

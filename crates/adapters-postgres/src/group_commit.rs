@@ -258,7 +258,7 @@ async fn append_group(
 
 /// One append's answer from the database's, checked against the port's own rule: an outcome
 /// the two disagree on is reported as a fault of the store, never as an answer.
-fn answer_of(
+pub(crate) fn answer_of(
     request: &AppendRequest,
     accepted: bool,
     version: i64,

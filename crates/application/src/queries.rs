@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use strata_domain::order::OrderStatus;
 use strata_domain::values::{CustomerId, has_forbidden_chars};
 use strata_ports::{
-    AccountRow, CustomerStatsRow, EventStore, OrderSummaryRow, Positioned, ReadModelError,
-    ReadModels, SearchCursor, SearchError, SearchHit, SearchIndex, SearchQuery, StatusCounts,
-    TransactionRow,
+    AccountRow, CustomerStatsRow, EventStore, EventStoreError, OrderSummaryRow, Positioned,
+    ReadModelError, ReadModels, SearchCursor, SearchError, SearchHit, SearchIndex, SearchQuery,
+    StatusCounts, TransactionRow,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -73,6 +73,15 @@ impl From<SearchError> for QueryError {
         match error {
             SearchError::Unavailable(reason) => Self::Unavailable(reason),
             SearchError::InvalidInput(input) => Self::BadRequest(input.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<EventStoreError> for QueryError {
+    fn from(error: EventStoreError) -> Self {
+        match error {
+            EventStoreError::Unavailable(reason) => Self::Unavailable(reason),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -4,20 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_ports::{EventStore, EventStoreError, ReadModels};
+use strata_ports::{EventStore, ReadModels};
 use time::OffsetDateTime;
 
 use crate::queries::QueryError;
 
 /// A worker that has not reported for this long is considered gone.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
-
-fn store_error(error: EventStoreError) -> QueryError {
-    match error {
-        EventStoreError::Unavailable(reason) => QueryError::Unavailable(reason),
-        other => QueryError::Internal(other.to_string()),
-    }
-}
 
 /// One projection's figures.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +95,7 @@ impl StatusService {
     /// # Errors
     /// Storage failures.
     pub async fn statuses(&self, now: OffsetDateTime) -> Result<Vec<ProjectionStatus>, QueryError> {
-        let head = self.events.head_position().await.map_err(store_error)?;
+        let head = self.events.head_position().await?;
         let rows = self.models.checkpoints().await?;
         let mut statuses = Vec::with_capacity(self.names.len());
         for name in &self.names {
@@ -115,11 +108,7 @@ impl StatusService {
             let lag_seconds = if lag_events == 0 {
                 0.0
             } else {
-                let next = self
-                    .events
-                    .read_all(checkpoint, 1)
-                    .await
-                    .map_err(store_error)?;
+                let next = self.events.read_all(checkpoint, 1).await?;
                 next.first()
                     .map_or(0.0, |e| (now - e.recorded_at).as_seconds_f64().max(0.0))
             };

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_ports::{EventStore, EventStoreError, ReadModels};
+use strata_ports::{EventStore, ReadModels};
 use tokio::sync::watch;
 
 use crate::queries::QueryError;
@@ -49,7 +49,7 @@ impl Checkpoints {
         }
         // Positions are handed out by acknowledgements, never ahead of the head: one beyond it
         // is no position this log gave, and waiting cannot reach it.
-        let head = self.events.head_position().await.map_err(store_error)?;
+        let head = self.events.head_position().await?;
         if wanted > head {
             return Err(QueryError::BadRequest(format!(
                 "X-Min-Position {wanted} is beyond the head of the log ({head}): send the \
@@ -79,11 +79,7 @@ impl Checkpoints {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(sender) = watches.get(projection) {
-            sender.send_if_modified(|p| {
-                let moved = reached > *p;
-                *p = (*p).max(reached);
-                moved
-            });
+            advance(sender, reached);
             return sender.subscribe();
         }
         let (sender, receiver) = watch::channel(reached);
@@ -108,13 +104,7 @@ impl Checkpoints {
                 }
             }
             match self.models.position(projection).await {
-                Ok(position) => {
-                    sender.send_if_modified(|p| {
-                        let moved = position > *p;
-                        *p = (*p).max(position);
-                        moved
-                    });
-                }
+                Ok(position) => advance(&sender, position),
                 // The waiters time out with the last known checkpoint; the next read may work.
                 Err(error) => tracing::warn!(projection, %error, "cannot read a checkpoint"),
             }
@@ -122,9 +112,12 @@ impl Checkpoints {
     }
 }
 
-fn store_error(error: EventStoreError) -> QueryError {
-    match error {
-        EventStoreError::Unavailable(reason) => QueryError::Unavailable(reason),
-        other => QueryError::Internal(other.to_string()),
-    }
+/// Moves a checkpoint's watch forward to `position` (never back: reads may come out of order),
+/// waking the waiters only when it moved.
+fn advance(sender: &watch::Sender<u64>, position: u64) {
+    sender.send_if_modified(|seen| {
+        let moved = position > *seen;
+        *seen = (*seen).max(position);
+        moved
+    });
 }

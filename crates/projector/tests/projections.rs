@@ -927,25 +927,7 @@ async fn a_read_ahead_from_another_position_is_not_used(pool: PgPool) {
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
 async fn an_order_whose_total_cannot_be_represented_is_parked_not_saturated(pool: PgPool) {
     let (bad, good) = (order_stream(), order_stream());
-    let OrderEvent::OrderPlaced {
-        customer_id,
-        currency,
-        shipping_address,
-        ..
-    } = placed("c-1", "p-1", 1, 1)
-    else {
-        unreachable!("placed() is an OrderPlaced")
-    };
-    let overflowing = OrderEvent::OrderPlaced {
-        customer_id,
-        currency,
-        items: vec![
-            support::log::item("p-1", 1, i64::MAX),
-            support::log::item("p-2", 1, 1),
-        ],
-        shipping_address,
-    };
-    append(&pool, &bad, &[overflowing]).await;
+    append(&pool, &bad, &[support::log::placed_beyond_64_bits("c-1")]).await;
     append(&pool, &good, &[placed("c-2", "p-1", 1, 7)]).await;
     let worker = worker(&pool, Arc::new(OrdersProjection));
 

@@ -57,6 +57,28 @@ pub struct Claims {
     pub aud: Option<Audience>,
 }
 
+impl Claims {
+    /// The claims of a token for `sub` in `role` (a customer's with its `customer_id`), issued
+    /// now and expiring `ttl` later, without issuer or audience: what tools and tests mint.
+    pub fn issued_now(
+        sub: impl Into<String>,
+        role: &str,
+        customer_id: Option<&str>,
+        ttl: Duration,
+    ) -> Self {
+        let now = jsonwebtoken::get_current_timestamp();
+        Self {
+            sub: sub.into(),
+            role: role.to_owned(),
+            customer_id: customer_id.map(str::to_owned),
+            exp: now.saturating_add(ttl.as_secs()),
+            iat: Some(now),
+            iss: None,
+            aud: None,
+        }
+    }
+}
+
 /// The `aud` claim: one audience, or several (RFC 7519 §4.1.3 allows both forms).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -101,7 +123,9 @@ pub enum TokenRejection {
     ExpiresBeforeIssued { exp: u64, iat: u64 },
     #[error("lives {lifetime} s, longer than the maximum of {max} s")]
     LivesTooLong { lifetime: u64, max: u64 },
-    #[error("the sub claim must be non-empty text of at most 256 bytes without control characters")]
+    #[error(
+        "the sub claim must be non-empty text of at most {MAX_PRINCIPAL_BYTES} bytes without control characters"
+    )]
     BadSubject,
     #[error("unknown role {0:?}")]
     UnknownRole(String),

@@ -79,6 +79,13 @@ pub enum ApiError {
     /// 503: a dependency (the database) is unavailable; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the server is handling its limit of requests; retry shortly.
+    #[error("{0}")]
+    Overloaded(String),
+    /// 503: the request outlived its deadline; retry it (a command with the same
+    /// `Idempotency-Key`, as it may have been applied).
+    #[error("{0}")]
+    TimedOut(String),
     /// 503: the projection serving a query has not reached the client's `X-Min-Position`
     /// within the configured wait; retry later (the detail says where it is).
     #[error("{0}")]
@@ -135,6 +142,16 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
+            ),
+            Self::Overloaded(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Server overloaded",
+            ),
+            Self::TimedOut(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request timeout",
             ),
             Self::NotCaughtUp(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -7,16 +7,14 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use tokio::sync::Semaphore;
 
-use crate::error::problem;
+use crate::error::ApiError;
 use crate::serve::ConnectionLimits;
 
 /// The limits of the HTTP edge, as configured.
@@ -68,15 +66,12 @@ pub async fn request_timeout(
         Ok(response) => response,
         Err(_) => {
             metrics::counter!("strata_http_requests_timed_out_total").increment(1);
-            unavailable(
-                "timeout",
-                "Request timeout",
-                format!(
-                    "the request took longer than {} ms; retry it (with the same Idempotency-Key \
-                     for a command)",
-                    timeout.as_millis()
-                ),
-            )
+            ApiError::TimedOut(format!(
+                "the request took longer than {} ms; retry it (with the same Idempotency-Key \
+                 for a command)",
+                timeout.as_millis()
+            ))
+            .into_response()
         }
     }
 }
@@ -113,14 +108,11 @@ pub async fn cap_in_flight(
     }
     let Ok(_permit) = in_flight.permits.try_acquire() else {
         metrics::counter!("strata_http_requests_shed_total").increment(1);
-        return unavailable(
-            "overloaded",
-            "Server overloaded",
-            format!(
-                "the server is handling its limit of {} requests; retry shortly",
-                in_flight.max
-            ),
-        );
+        return ApiError::Overloaded(format!(
+            "the server is handling its limit of {} requests; retry shortly",
+            in_flight.max
+        ))
+        .into_response();
     };
     next.run(request).await
 }
@@ -196,14 +188,6 @@ impl RateLimiters {
             limiter.shrink_to_fit();
         }
     }
-}
-
-fn unavailable(slug: &str, title: &str, detail: String) -> Response {
-    let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, slug, title, detail);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }
 
 #[cfg(test)]

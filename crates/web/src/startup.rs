@@ -14,7 +14,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::{PgPool, SqlitePool};
 use strata_adapters_elastic::{ElasticSettings, EsSearchIndex};
 use strata_adapters_postgres::{
@@ -55,11 +54,10 @@ pub use roles::roles;
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    metrics: PrometheusHandle,
+    /// The services the router serves, for their upkeep (metrics, rate limits).
+    state: AppState,
     /// What one client may take of the server.
     limits: EdgeLimits,
-    /// Forgotten for idle principals now and then, so their memory stays bounded.
-    rate_limits: RateLimiters,
     /// `/metrics` on its own address, when it is not served with the API.
     metrics_server: Option<(TcpListener, Router)>,
     /// The projection workers, when they run in this process (development mode).
@@ -408,10 +406,9 @@ impl Application {
         Ok(Self {
             metrics_server,
             listener,
-            metrics: state.metrics.clone(),
             limits: settings.limits,
-            rate_limits: state.rate_limits.clone(),
-            router: router(state, &settings),
+            router: router(state.clone(), &settings),
+            state,
             projector: None,
             sqlite: Vec::new(),
         })
@@ -463,7 +460,7 @@ impl Application {
                 signal,
             ))
         });
-        tokio::spawn(upkeep(self.metrics, self.rate_limits, stop));
+        tokio::spawn(upkeep(self.state, stop));
         let served =
             crate::serve::serve(self.listener, self.router, self.limits.connections, signal).await;
         let _ = stop_tx.send(true);
@@ -535,16 +532,12 @@ pub async fn backup(storage: &Storage, to: &std::path::Path) -> anyhow::Result<S
 
 /// Folds histogram samples in and forgets idle principals' rate limits regularly, so that
 /// memory stays bounded between scrapes and whatever the number of principals seen.
-async fn upkeep(
-    handle: PrometheusHandle,
-    rate_limits: RateLimiters,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn upkeep(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(METRICS_UPKEEP) => {
-                handle.run_upkeep();
-                rate_limits.forget_idle();
+                state.metrics.run_upkeep();
+                state.rate_limits.forget_idle();
             }
             _ = stop.wait_for(|stopped| *stopped) => return,
         }

@@ -156,7 +156,7 @@ async fn backup_refuses_postgresql_and_points_at_its_own_tools() {
 #[cfg(unix)]
 mod sigterm {
     use std::io::{BufRead, BufReader};
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::Duration;
 
     use strata_web::auth::{Claims, JwtKeys};
     use strata_web::settings::DEVELOPMENT_JWT_SECRET;
@@ -164,20 +164,13 @@ mod sigterm {
     use super::*;
 
     fn operator_token() -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
         JwtKeys::new(DEVELOPMENT_JWT_SECRET.as_bytes())
-            .sign(&Claims {
-                sub: "operator-1".into(),
-                role: "operator".into(),
-                customer_id: None,
-                exp: now + 600,
-                iat: Some(now),
-                iss: None,
-                aud: None,
-            })
+            .sign(&Claims::issued_now(
+                "operator-1",
+                "operator",
+                None,
+                Duration::from_secs(600),
+            ))
             .unwrap()
     }
 

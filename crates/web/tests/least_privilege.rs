@@ -204,15 +204,12 @@ fn serve(url: &str) -> (Running, String) {
 
 fn operator_token() -> String {
     JwtKeys::new(SECRET.as_bytes())
-        .sign(&Claims {
-            sub: "operator-1".into(),
-            role: "operator".into(),
-            customer_id: None,
-            exp: now() + 600,
-            iat: Some(now()),
-            iss: None,
-            aud: None,
-        })
+        .sign(&Claims::issued_now(
+            "operator-1",
+            "operator",
+            None,
+            Duration::from_secs(600),
+        ))
         .unwrap()
 }
 

@@ -86,6 +86,17 @@ pub fn placed(customer: &str, product: &str, quantity: u32, cents: i64) -> Order
     }
 }
 
+/// An `OrderPlaced` whose two lines add up beyond 64 bits: the domain refuses to decide it, so
+/// only data written around the domain holds one.
+pub fn placed_beyond_64_bits(customer: &str) -> OrderEvent {
+    OrderEvent::OrderPlaced {
+        customer_id: CustomerId::new(customer).unwrap(),
+        currency: Currency::new("EUR").unwrap(),
+        items: vec![item("p-1", 1, i64::MAX), item("p-2", 1, 1)],
+        shipping_address: ShippingAddress::new("1 Main Street").unwrap(),
+    }
+}
+
 pub fn item(product: &str, quantity: u32, cents: i64) -> LineItem {
     LineItem {
         product_id: ProductId::new(product).unwrap(),

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use strata_web::auth::{Claims, JwtKeys};
@@ -203,19 +203,12 @@ impl Drop for Server {
 
 /// An operator's token signed with the servers' secret.
 pub fn operator_token() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
     JwtKeys::new(SECRET.as_bytes())
-        .sign(&Claims {
-            sub: "fault-operator".into(),
-            role: "operator".into(),
-            customer_id: None,
-            exp: now + 600,
-            iat: Some(now),
-            iss: None,
-            aud: None,
-        })
+        .sign(&Claims::issued_now(
+            "fault-operator",
+            "operator",
+            None,
+            Duration::from_secs(600),
+        ))
         .expect("sign token")
 }
