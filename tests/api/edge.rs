@@ -130,7 +130,7 @@ async fn the_openapi_document_describes_every_route() {
     for path in [
         "/v1/orders",
         "/v1/orders/{id}/items",
-        "/v1/orders/{id}/items/{product_id}/remove",
+        "/v1/orders/{id}/items/{productId}/remove",
         "/v1/orders/{id}/confirm",
         "/v1/orders/{id}/ship",
         "/v1/orders/{id}/deliver",
@@ -144,10 +144,11 @@ async fn the_openapi_document_describes_every_route() {
         "/v1/accounts/{id}/events",
         "/v1/accounts/{id}/balance",
         "/v1/orders/{id}",
-        "/v1/customers/{customer_id}/orders",
-        "/v1/customers/{customer_id}/stats",
+        "/v1/customers/{customerId}/orders",
+        "/v1/customers/{customerId}/stats",
         "/v1/accounts/{id}",
         "/v1/accounts/{id}/transactions",
+        "/v1/orders/search",
         "/v1/projections",
         "/metrics",
         "/health/live",
@@ -170,8 +171,8 @@ async fn the_openapi_document_describes_the_read_your_writes_headers_of_every_qu
 
     for path in [
         "/v1/orders/{id}",
-        "/v1/customers/{customer_id}/orders",
-        "/v1/customers/{customer_id}/stats",
+        "/v1/customers/{customerId}/orders",
+        "/v1/customers/{customerId}/stats",
         "/v1/accounts/{id}",
         "/v1/accounts/{id}/transactions",
     ] {
@@ -193,7 +194,7 @@ async fn the_openapi_document_describes_the_read_your_writes_headers_of_every_qu
         );
     }
     for path in [
-        "/v1/customers/{customer_id}/orders",
+        "/v1/customers/{customerId}/orders",
         "/v1/accounts/{id}/transactions",
     ] {
         let parameters = document["paths"][path]["get"]["parameters"]

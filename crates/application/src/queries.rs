@@ -470,11 +470,7 @@ fn search_cursor_key(after: &SearchCursor) -> String {
 fn check_search(query: &mut SearchQuery) -> Result<(), QueryError> {
     check_limit(query.limit)?;
     let bad = |reason: String| Err(QueryError::BadRequest(reason));
-    query.text = query
-        .text
-        .take()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty());
+    // Checked before trimming, so the limit is the one the API document states.
     if let Some(text) = &query.text {
         if text.chars().count() > MAX_SEARCH_TEXT {
             return bad(format!("q must be at most {MAX_SEARCH_TEXT} characters"));
@@ -487,6 +483,11 @@ fn check_search(query: &mut SearchQuery) -> Result<(), QueryError> {
             );
         }
     }
+    query.text = query
+        .text
+        .take()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
     if let Some(customer_id) = &query.customer_id {
         check_customer_id("customerId", customer_id)?;
     }
@@ -517,18 +518,10 @@ fn check_search(query: &mut SearchQuery) -> Result<(), QueryError> {
 /// A customer id asked for must be one a customer could have: anything else (a NUL, a `/`, a
 /// path such as `../admin`) is a malformed request, refused before any storage is asked.
 fn check_customer_id(name: &str, customer_id: &str) -> Result<(), QueryError> {
-    match CustomerId::new(customer_id) {
-        // `new` trims; an id with surrounding spaces is not the one stored either.
-        Ok(id) if id.as_str() == customer_id => Ok(()),
-        Ok(_) => Err(QueryError::BadRequest(format!(
-            "{name} must not begin or end with spaces"
-        ))),
-        Err(error) => Err(QueryError::BadRequest(error.to_string().replacen(
-            "customerId",
-            name,
-            1,
-        ))),
-    }
+    // Identifiers are never trimmed: one with surrounding spaces is refused, as in a command.
+    CustomerId::new(customer_id)
+        .map(drop)
+        .map_err(|error| QueryError::BadRequest(error.to_string().replacen("customerId", name, 1)))
 }
 
 fn check_limit(limit: usize) -> Result<(), QueryError> {

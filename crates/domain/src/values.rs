@@ -66,6 +66,11 @@ impl Currency {
         }
     }
 
+    /// Every code [`Currency::new`] accepts, sorted (the API document lists them as an enum).
+    pub fn codes() -> &'static [&'static str] {
+        ISO_4217
+    }
+
     /// The three-letter code.
     pub fn as_str(&self) -> &str {
         // Only ASCII codes from the table are ever stored.
@@ -210,22 +215,26 @@ macro_rules! text_value {
             /// # Errors
             /// A forbidden character anywhere ([`is_forbidden_char`]: control characters, tabs
             /// and line breaks included, Unicode separators and bidirectional controls; they
-            /// corrupt logs, headers and exports downstream), empty after trimming, longer than
-            /// the limit, or (for identifiers) with characters outside `[A-Za-z0-9-_.:]`.
+            /// corrupt logs, headers and exports downstream), longer than the limit (counted
+            /// before trimming), empty after trimming, or (for identifiers, which are never
+            /// trimmed) with characters outside `[A-Za-z0-9-_.:]`.
             pub fn new(value: impl Into<String>) -> Result<Self, ValidationError> {
                 let value: String = value.into();
                 if has_forbidden_chars(&value) {
                     return Err(ValidationError::ControlCharacters { field: $field });
                 }
+                // Counted before trimming, and identifiers are not trimmed at all, so that the
+                // rule is the one the API document states (maxLength, pattern) and a value the
+                // document calls invalid is never accepted.
+                if value.chars().count() > $max {
+                    return Err(ValidationError::TooLong { field: $field, max: $max });
+                }
                 let trimmed = value.trim();
                 if trimmed.is_empty() {
                     return Err(ValidationError::Empty { field: $field });
                 }
-                if trimmed.chars().count() > $max {
-                    return Err(ValidationError::TooLong { field: $field, max: $max });
-                }
                 if $ident
-                    && !trimmed
+                    && !value
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
                 {
@@ -317,11 +326,19 @@ mod tests {
     }
 
     #[test]
-    fn text_values_are_trimmed_and_bounded() {
+    fn free_text_is_trimmed_identifiers_are_not_and_both_are_bounded_before_trimming() {
         assert_eq!(
-            ProductId::new("  sku-1 ").map(|p| p.to_string()),
-            Ok("sku-1".to_owned())
+            ShippingAddress::new("  1 Main St ").map(|a| a.to_string()),
+            Ok("1 Main St".to_owned())
         );
+        assert_eq!(
+            ProductId::new("  sku-1 "),
+            Err(ValidationError::BadCharacters { field: "productId" })
+        );
+        assert!(matches!(
+            ShippingAddress::new(format!(" {} ", "a".repeat(499))),
+            Err(ValidationError::TooLong { max: 500, .. })
+        ));
         assert_eq!(
             ProductId::new("   "),
             Err(ValidationError::Empty { field: "productId" })

@@ -167,15 +167,30 @@ impl ApiError {
     }
 }
 
+impl Problem {
+    fn new(status: StatusCode, slug: &str, title: &str, detail: String) -> Self {
+        Self {
+            problem_type: format!("urn:strata:problem:{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            request_id: None,
+        }
+    }
+}
+
+impl ApiError {
+    /// The problem document of this error with its detail as is: the API document's examples
+    /// (real answers hide the details of 5xx, see [`IntoResponse`]).
+    pub fn example_problem(&self) -> Problem {
+        let (status, slug, title) = self.parts();
+        Problem::new(status, slug, title, self.to_string())
+    }
+}
+
 /// Renders a problem document with the right content type.
 pub fn problem(status: StatusCode, slug: &str, title: &str, detail: String) -> Response {
-    let body = Problem {
-        problem_type: format!("urn:strata:problem:{slug}"),
-        title: title.to_owned(),
-        status: status.as_u16(),
-        detail,
-        request_id: None,
-    };
+    let body = Problem::new(status, slug, title, detail);
     let mut response = (status, axum::Json(body)).into_response();
     response
         .headers_mut()

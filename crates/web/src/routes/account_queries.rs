@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
-use crate::error::{ApiError, Problem};
-use crate::extract::{ApiPath, ApiQuery, MinPosition};
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery, MinPosition, MinPositionParams};
 use crate::routes::common::{PageParams, positioned};
 use crate::state::AppState;
 
@@ -114,15 +114,14 @@ impl From<Page<TransactionRow>> for TransactionPage {
 }
 
 /// An account's balance, from the read model.
-#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "queries",
-    params(("id" = Uuid, Path), ("X-Min-Position" = Option<u64>, Header,
-        description = "Answer once the accounts projection has processed this log position (a command's `position`)")),
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "queries", operation_id = "accountSummary",
+    params(("id" = Uuid, Path, description = "The account's id"), MinPositionParams),
     responses(
-        (status = 200, body = AccountDto, headers(("X-Projection-Position" = u64,
-            description = "The log position the accounts projection had processed when it answered"))),
-        (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, description = "Unknown, or not yours", body = Problem),
-        (status = 503, description = "Not caught up with X-Min-Position in time (see Retry-After)", body = Problem)),
+        (status = 200, description = "The account's summary", body = AccountDto, headers(("X-Projection-Position" = u64, description = "The log position the projection had processed when it answered"))),
+        (status = 400, description = "A malformed id or X-Min-Position, or one beyond the head of the log"),
+        (status = 401),
+        (status = 404, description = "Unknown, or not yours"),
+        (status = 503, description = "The accounts projection did not reach X-Min-Position in time")),
     security(("bearer" = [])))]
 pub async fn account(
     State(state): State<AppState>,
@@ -135,15 +134,14 @@ pub async fn account(
 }
 
 /// An account's deposits and withdrawals, oldest first, each with the balance after it.
-#[utoipa::path(get, path = "/v1/accounts/{id}/transactions", tag = "queries",
-    params(("id" = Uuid, Path), PageParams, ("X-Min-Position" = Option<u64>, Header,
-        description = "Answer once the accounts projection has processed this log position")),
+#[utoipa::path(get, path = "/v1/accounts/{id}/transactions", tag = "queries", operation_id = "accountTransactions",
+    params(("id" = Uuid, Path, description = "The account's id"), PageParams, MinPositionParams),
     responses(
-        (status = 200, body = TransactionPage, headers(("X-Projection-Position" = u64))),
-        (status = 400, description = "A limit outside 1..=100, a cursor this list did not issue, an unknown parameter", body = Problem),
-        (status = 401, body = Problem),
-        (status = 404, description = "Unknown, or not yours", body = Problem),
-        (status = 503, body = Problem)),
+        (status = 200, description = "A page of the account's deposits and withdrawals, oldest first", body = TransactionPage, headers(("X-Projection-Position" = u64, description = "The log position the projection had processed when it answered"))),
+        (status = 400, description = "A malformed id or X-Min-Position, one beyond the head of the log, a limit outside 1..=100, a cursor this list did not issue, an unknown parameter"),
+        (status = 401),
+        (status = 404, description = "Unknown, or not yours"),
+        (status = 503, description = "The accounts projection did not reach X-Min-Position in time")),
     security(("bearer" = [])))]
 pub async fn transactions(
     State(state): State<AppState>,

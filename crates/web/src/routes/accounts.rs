@@ -12,9 +12,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Authenticated, Commander};
-use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, CommandHeaders};
-use crate::routes::common::{AsOfParams, AuditTrail, Resource, audit_trail, execute, view_as_of};
+use crate::error::ApiError;
+use crate::extract::{
+    ApiJson, ApiPath, ApiQuery, CommandHeaders, IdempotencyKeyParams, IfMatchParams, json_integer,
+};
+use crate::routes::common::{
+    AsOfParams, AuditTrail, Resource, audit_trail, execute, free_text_schema, identifier_schema,
+    view_as_of,
+};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -60,8 +65,9 @@ impl Resource for Account {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OpenAccountRequest {
-    #[schema(example = "cust-1")]
+    #[schema(schema_with = identifier_schema)]
     pub owner_customer_id: String,
+    /// ISO 4217 code of the account (the enum lists every one accepted).
     #[schema(example = "EUR")]
     pub currency: String,
 }
@@ -70,9 +76,12 @@ pub struct OpenAccountRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MovementRequest {
-    #[schema(example = 2500)]
+    /// Minor units (cents): 1 or more.
+    #[schema(example = 2500, minimum = 1)]
+    #[serde(deserialize_with = "json_integer")]
     pub amount_cents: i64,
-    #[schema(example = "invoice-2026-001")]
+    /// The caller's reference (an invoice or transfer id).
+    #[schema(schema_with = free_text_schema::<200>)]
     pub reference: String,
 }
 
@@ -107,12 +116,14 @@ pub struct BalanceDto {
 }
 
 /// Open an account.
-#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = OpenAccountRequest,
-    params(("Idempotency-Key" = Option<String>, Header)),
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", operation_id = "openAccount", request_body = OpenAccountRequest,
+    params(IdempotencyKeyParams),
     responses(
-        (status = 201, body = AccountAck, headers(("Location" = String, description = "Where the new account can be read: /v1/accounts/{id}/balance"), ("ETag" = String))),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 413, body = Problem), (status = 422, body = Problem)),
+        (status = 201, description = "Account opened (or the first answer to this Idempotency-Key, replayed)", body = AccountAck, headers(
+            ("Location" = String, description = "Where the new account can be read: /v1/accounts/{id}/balance"),
+            ("ETag" = String, description = "The account's version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403, description = "An auditor, or a customer opening an account for another owner"),
+        (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn open(
     State(state): State<AppState>,
@@ -128,13 +139,10 @@ pub async fn open(
 }
 
 /// Deposit money.
-#[utoipa::path(post, path = "/v1/accounts/{id}/deposits", tag = "accounts", request_body = MovementRequest,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses(
-        (status = 200, body = AccountAck), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, description = "The account is closed", body = Problem),
-        (status = 412, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)),
+#[utoipa::path(post, path = "/v1/accounts/{id}/deposits", tag = "accounts", operation_id = "deposit", request_body = MovementRequest,
+    params(("id" = Uuid, Path, description = "The account's id"), IfMatchParams, IdempotencyKeyParams),
+    responses((status = 200, description = "Applied (or the first answer to this Idempotency-Key, replayed)", body = AccountAck, headers(("ETag" = String, description = "The account's new version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409, description = "The account is closed"), (status = 412), (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn deposit(
     State(state): State<AppState>,
@@ -155,13 +163,10 @@ pub async fn deposit(
 }
 
 /// Withdraw money; never below a zero balance.
-#[utoipa::path(post, path = "/v1/accounts/{id}/withdrawals", tag = "accounts", request_body = MovementRequest,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses(
-        (status = 200, body = AccountAck), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, description = "Insufficient funds or closed", body = Problem),
-        (status = 412, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)),
+#[utoipa::path(post, path = "/v1/accounts/{id}/withdrawals", tag = "accounts", operation_id = "withdraw", request_body = MovementRequest,
+    params(("id" = Uuid, Path, description = "The account's id"), IfMatchParams, IdempotencyKeyParams),
+    responses((status = 200, description = "Applied (or the first answer to this Idempotency-Key, replayed)", body = AccountAck, headers(("ETag" = String, description = "The account's new version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409, description = "Insufficient funds, or the account is closed"), (status = 412), (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn withdraw(
     State(state): State<AppState>,
@@ -182,13 +187,10 @@ pub async fn withdraw(
 }
 
 /// Close an account at zero balance.
-#[utoipa::path(post, path = "/v1/accounts/{id}/close", tag = "accounts",
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses(
-        (status = 200, body = AccountAck), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, description = "Balance not zero, or already closed", body = Problem),
-        (status = 412, body = Problem), (status = 413, body = Problem)),
+#[utoipa::path(post, path = "/v1/accounts/{id}/close", tag = "accounts", operation_id = "closeAccount",
+    params(("id" = Uuid, Path, description = "The account's id"), IfMatchParams, IdempotencyKeyParams),
+    responses((status = 200, description = "Applied (or the first answer to this Idempotency-Key, replayed)", body = AccountAck, headers(("ETag" = String, description = "The account's new version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409, description = "The balance is not zero, or the account is already closed"), (status = 412), (status = 422)),
     security(("bearer" = [])))]
 pub async fn close(
     State(state): State<AppState>,
@@ -207,8 +209,10 @@ pub async fn close(
 }
 
 /// The account's audit trail.
-#[utoipa::path(get, path = "/v1/accounts/{id}/events", tag = "accounts", params(("id" = Uuid, Path)),
-    responses((status = 200, body = AuditTrail), (status = 401, body = Problem), (status = 404, body = Problem)),
+#[utoipa::path(get, path = "/v1/accounts/{id}/events", tag = "accounts", operation_id = "accountEvents",
+    params(("id" = Uuid, Path, description = "The account's id")),
+    responses((status = 200, description = "Every event of the account, oldest first", body = AuditTrail),
+        (status = 400), (status = 401), (status = 404)),
     security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
@@ -219,10 +223,12 @@ pub async fn events(
 }
 
 /// The balance as of a stream version or an instant (now by default), rebuilt from the account's events.
-#[utoipa::path(get, path = "/v1/accounts/{id}/balance", tag = "accounts", params(("id" = Uuid, Path), AsOfParams),
-    responses((status = 200, body = BalanceDto, headers(("ETag" = String))), (status = 400, body = Problem),
-        (status = 401, body = Problem),
-        (status = 404, description = "Unknown, not yours, not yet opened at that point, or a version beyond the end", body = Problem)),
+#[utoipa::path(get, path = "/v1/accounts/{id}/balance", tag = "accounts", operation_id = "accountBalance",
+    params(("id" = Uuid, Path, description = "The account's id"), AsOfParams),
+    responses((status = 200, description = "The account at that point", body = BalanceDto, headers(("ETag" = String, description = "The version the state is at"))),
+        (status = 400, description = "Both version and at, a malformed one, or an unknown parameter"),
+        (status = 401),
+        (status = 404, description = "Unknown, not yours, not yet opened at that point, or a version beyond the end")),
     security(("bearer" = [])))]
 pub async fn balance(
     State(state): State<AppState>,

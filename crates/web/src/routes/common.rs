@@ -11,11 +11,12 @@ use strata_application::{AsOf, CommandAck, Owned, Principal, Target};
 use strata_ports::RecordedEvent;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::{CommandHeaders, PROJECTION_POSITION, etag};
+use crate::extract::{CommandHeaders, PROJECTION_POSITION, etag, parse_digits};
 use crate::state::AppState;
 
 /// An aggregate as the API shows it.
@@ -195,8 +196,10 @@ impl AuditTrail {
 #[into_params(parameter_in = Query)]
 pub struct AsOfParams {
     /// A stream version: the state just after that event (404 beyond the end of the stream).
+    #[param(value_type = u64, required = false, minimum = 0)]
     pub version: Option<String>,
     /// An RFC 3339 instant: the state including every event recorded at or before it.
+    #[param(value_type = String, required = false, format = DateTime)]
     pub at: Option<String>,
 }
 
@@ -208,15 +211,78 @@ impl AsOfParams {
             (Some(_), Some(_)) => Err(ApiError::BadRequest(
                 "give either version or at, not both".to_owned(),
             )),
-            (Some(version), None) => version.parse::<u64>().map(AsOf::Version).map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "version must be a non-negative integer, not {version:?}"
-                ))
-            }),
+            (Some(version), None) => {
+                parse_digits(version, 20).map(AsOf::Version).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "version must be a non-negative integer, not {version:?}"
+                    ))
+                })
+            }
             (None, Some(at)) => parse_instant("at", at).map(AsOf::Time),
             (None, None) => Ok(AsOf::Latest),
         }
     }
+}
+
+/// The pattern of identifiers (customer and product ids) in the API document: exactly what
+/// `CustomerId::new` and `ProductId::new` accept (a test checks them against each other).
+pub const IDENTIFIER_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
+
+/// The characters no text may hold (`strata_domain::values::is_forbidden_char`), as a regular
+/// expression class body.
+macro_rules! forbidden {
+    () => {
+        r"\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+    };
+}
+
+/// The pattern of free text (addresses, reasons, tracking numbers, references, search words):
+/// no forbidden character, and at least one that is not white space.
+pub const FREE_TEXT_PATTERN: &str = concat!(
+    "^[^",
+    forbidden!(),
+    "]*[^\\s",
+    forbidden!(),
+    "][^",
+    forbidden!(),
+    "]*$"
+);
+
+/// The schema of an identifier (`schema_with`).
+pub fn identifier_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(IDENTIFIER_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .description(Some("1 to 64 of A-Z a-z 0-9 - _ . :"))
+        .build()
+}
+
+/// The schema of free text of at most `MAX` characters (`schema_with`).
+pub fn free_text_schema<const MAX: usize>() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(FREE_TEXT_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(MAX))
+        .description(Some(format!(
+            "At most {MAX} characters, not only white space; no control characters, Unicode \
+             line or paragraph separators, or bidirectional formatting characters"
+        )))
+        .build()
+}
+
+/// The status of an order, as every answer, filter and count spells it (documentation: the
+/// values are `OrderStatus::as_str`, which a test checks).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+pub enum OrderStatusName {
+    PENDING,
+    CONFIRMED,
+    SHIPPED,
+    DELIVERED,
+    CANCELLED,
 }
 
 /// Items per page of a list when the client does not say.

@@ -18,14 +18,16 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, description = "Alive")))]
+#[utoipa::path(get, path = "/health/live", tag = "health", operation_id = "live",
+    responses((status = 200, description = "Alive", body = Object, example = json!({"status": "live"}))))]
 pub async fn live() -> axum::Json<Value> {
     axum::Json(json!({"status": "live"}))
 }
 
 /// The process can serve requests: the event store answers within two seconds.
-#[utoipa::path(get, path = "/health/ready", tag = "health",
-    responses((status = 200, description = "Ready"), (status = 503, description = "The database is unavailable")))]
+#[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "ready",
+    responses((status = 200, description = "Ready: the database answers", body = Object, example = json!({"status": "ready", "headPosition": 42})),
+        (status = 503, description = "The database is unavailable")))]
 pub async fn ready(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {

@@ -1,12 +1,18 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations, served at `/openapi.json`
 //! with Swagger UI at `/docs` (assets vendored into the binary, so it works offline).
 
+mod answers;
+mod links;
+#[cfg(test)]
+mod tests;
+
+use answers::SharedAnswers;
+use links::Links;
+
 use axum::Router;
-use utoipa::openapi::header::{Header, HeaderBuilder};
-use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{Object, Type};
+use strata_domain::values::Currency;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -44,8 +50,9 @@ use crate::state::AppState;
         order_queries::customer_stats, search::search, account_queries::account, account_queries::transactions,
         projections::projections, metrics::metrics, health::live, health::ready,
     ),
-    components(schemas(Problem, common::EventDto, common::EventMetadataDto, common::AuditTrail)),
-    modifiers(&BearerAuth, &LoadAnswers),
+    components(schemas(Problem, common::EventDto, common::EventMetadataDto, common::AuditTrail,
+        common::OrderStatusName)),
+    modifiers(&BearerAuth, &CurrencyCodes, &SharedAnswers, &Links),
     tags((name = "orders"), (name = "accounts"),
         (name = "queries", description = "Read models, kept up to date by the projector. Send \
             X-Min-Position with a command's position to read your own writes."),
@@ -70,73 +77,25 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The answers of the edge's limits, on every operation they can reach (one place, rather than
-/// in each handler's annotation): 429 on every route behind a token (its principal's rate), 503
-/// on every route but liveness (the in-flight cap, the request deadline), both problem documents
-/// with `Retry-After`. A route that already documents a 503 gets the header and the reason.
-struct LoadAnswers;
+/// The currencies a command accepts, listed from the domain's own table (an attribute cannot
+/// hold it), on every request schema with a `currency` field.
+struct CurrencyCodes;
 
-impl LoadAnswers {
-    const RATE: &str = "The principal sent more commands or queries than its rate allows; \
-        retry after Retry-After seconds";
-    const LOAD: &str = "The server handles its limit of requests, or the request outlived its \
-        deadline; retry after Retry-After seconds";
-
-    fn problem(description: &str) -> Response {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                crate::error::PROBLEM_JSON,
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .header("Retry-After", Self::retry_after())
-            .build()
-    }
-
-    fn retry_after() -> Header {
-        HeaderBuilder::new()
-            .schema(Some(Object::with_type(Type::Integer)))
-            .description(Some("Seconds to wait before retrying"))
-            .build()
-    }
-}
-
-impl Modify for LoadAnswers {
+impl Modify for CurrencyCodes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for (path, item) in &mut openapi.paths.paths {
-            if path == "/health/live" {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (name, schema) in &mut components.schemas {
+            let RefOr::T(Schema::Object(object)) = schema else {
+                continue;
+            };
+            if !name.ends_with("Request") {
                 continue;
             }
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-            ];
-            for operation in operations.into_iter().flatten() {
-                let behind_token = operation.security.as_ref().is_some_and(|s| !s.is_empty());
-                let responses = &mut operation.responses.responses;
-                if behind_token {
-                    responses
-                        .entry("429".to_owned())
-                        .or_insert_with(|| Self::problem(Self::RATE).into());
-                }
-                match responses.get_mut("503") {
-                    Some(RefOr::T(documented)) => {
-                        documented.description =
-                            format!("{} Also: {}.", documented.description, Self::LOAD);
-                        documented
-                            .headers
-                            .entry("Retry-After".to_owned())
-                            .or_insert_with(|| Self::retry_after().into());
-                    }
-                    Some(RefOr::Ref(_)) => {}
-                    None => {
-                        responses.insert("503".to_owned(), Self::problem(Self::LOAD).into());
-                    }
-                }
+            if let Some(RefOr::T(Schema::Object(currency))) = object.properties.get_mut("currency")
+            {
+                currency.enum_values = Some(Currency::codes().iter().map(|&c| c.into()).collect());
             }
         }
     }

@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
-use crate::error::{ApiError, Problem};
-use crate::extract::{ApiPath, ApiQuery, MinPosition};
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery, MinPosition, MinPositionParams};
 use crate::routes::common::{PageParams, positioned};
 use crate::routes::orders::LineDto;
 use crate::state::AppState;
@@ -24,8 +24,8 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/orders/{id}", get(order))
-        .route("/v1/customers/{customer_id}/orders", get(customer_orders))
-        .route("/v1/customers/{customer_id}/stats", get(customer_stats))
+        .route("/v1/customers/{customerId}/orders", get(customer_orders))
+        .route("/v1/customers/{customerId}/stats", get(customer_stats))
 }
 
 /// An order as the orders projection last saw it.
@@ -144,15 +144,14 @@ impl From<CustomerStatsRow> for CustomerStatsDto {
 }
 
 /// An order's summary, from the read model.
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "queries",
-    params(("id" = Uuid, Path), ("X-Min-Position" = Option<u64>, Header,
-        description = "Answer once the orders projection has processed this log position (a command's `position`)")),
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "queries", operation_id = "orderSummary",
+    params(("id" = Uuid, Path, description = "The order's id"), MinPositionParams),
     responses(
-        (status = 200, body = OrderSummaryDto, headers(("X-Projection-Position" = u64,
-            description = "The log position the orders projection had processed when it answered"))),
-        (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, description = "Unknown, or not yours", body = Problem),
-        (status = 503, description = "Not caught up with X-Min-Position in time (see Retry-After)", body = Problem)),
+        (status = 200, description = "The order's summary", body = OrderSummaryDto, headers(("X-Projection-Position" = u64, description = "The log position the projection had processed when it answered"))),
+        (status = 400, description = "A malformed id or X-Min-Position, or one beyond the head of the log"),
+        (status = 401),
+        (status = 404, description = "Unknown, or not yours"),
+        (status = 503, description = "The orders projection did not reach X-Min-Position in time")),
     security(("bearer" = [])))]
 pub async fn order(
     State(state): State<AppState>,
@@ -168,15 +167,14 @@ pub async fn order(
 }
 
 /// A customer's orders, newest first, a page at a time.
-#[utoipa::path(get, path = "/v1/customers/{customer_id}/orders", tag = "queries",
-    params(("customer_id" = String, Path), PageParams, ("X-Min-Position" = Option<u64>, Header,
-        description = "Answer once the orders projection has processed this log position")),
+#[utoipa::path(get, path = "/v1/customers/{customerId}/orders", tag = "queries", operation_id = "customerOrders",
+    params(("customerId" = String, Path, description = "The customer's id", pattern = "^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64), PageParams, MinPositionParams),
     responses(
-        (status = 200, body = OrderPage, headers(("X-Projection-Position" = u64))),
-        (status = 400, description = "A limit outside 1..=100, a cursor this list did not issue, an unknown parameter", body = Problem),
-        (status = 401, body = Problem),
-        (status = 404, description = "Another customer's", body = Problem),
-        (status = 503, body = Problem)),
+        (status = 200, description = "A page of the customer's orders, newest first", body = OrderPage, headers(("X-Projection-Position" = u64, description = "The log position the projection had processed when it answered"))),
+        (status = 400, description = "A malformed customer id or X-Min-Position, one beyond the head of the log, a limit outside 1..=100, a cursor this list did not issue, an unknown parameter"),
+        (status = 401),
+        (status = 404, description = "Another customer's"),
+        (status = 503, description = "The orders projection did not reach X-Min-Position in time")),
     security(("bearer" = [])))]
 pub async fn customer_orders(
     State(state): State<AppState>,
@@ -199,14 +197,14 @@ pub async fn customer_orders(
 }
 
 /// A customer's order statistics: counts by status and the lifetime value of delivered orders.
-#[utoipa::path(get, path = "/v1/customers/{customer_id}/stats", tag = "queries",
-    params(("customer_id" = String, Path), ("X-Min-Position" = Option<u64>, Header,
-        description = "Answer once the orders projection has processed this log position")),
+#[utoipa::path(get, path = "/v1/customers/{customerId}/stats", tag = "queries", operation_id = "customerStats",
+    params(("customerId" = String, Path, description = "The customer's id", pattern = "^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64), MinPositionParams),
     responses(
-        (status = 200, body = CustomerStatsDto, headers(("X-Projection-Position" = u64))),
-        (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, description = "Another customer's", body = Problem),
-        (status = 503, body = Problem)),
+        (status = 200, description = "The customer's order statistics", body = CustomerStatsDto, headers(("X-Projection-Position" = u64, description = "The log position the projection had processed when it answered"))),
+        (status = 400, description = "A malformed customer id or X-Min-Position, or one beyond the head of the log"),
+        (status = 401),
+        (status = 404, description = "Another customer's"),
+        (status = 503, description = "The orders projection did not reach X-Min-Position in time")),
     security(("bearer" = [])))]
 pub async fn customer_stats(
     State(state): State<AppState>,

@@ -15,9 +15,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Authenticated, Commander};
-use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, CommandHeaders};
-use crate::routes::common::{AsOfParams, AuditTrail, Resource, audit_trail, execute, view_as_of};
+use crate::error::ApiError;
+use crate::extract::{
+    ApiJson, ApiPath, ApiQuery, CommandHeaders, IdempotencyKeyParams, IfMatchParams, json_integer,
+};
+use crate::routes::common::{
+    AsOfParams, AuditTrail, Resource, audit_trail, execute, free_text_schema, identifier_schema,
+    view_as_of,
+};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -65,11 +70,15 @@ impl Resource for Order {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ItemRequest {
-    #[schema(example = "sku-42")]
+    #[schema(schema_with = identifier_schema)]
     pub product_id: String,
-    #[schema(example = 2)]
+    /// Units of the product: 1 to 4294967295.
+    #[schema(example = 2, minimum = 1, maximum = 4_294_967_295_u64)]
+    #[serde(deserialize_with = "json_integer")]
     pub quantity: i64,
-    #[schema(example = 1299)]
+    /// Price of one unit in minor units of the order's currency (cents): 0 or more.
+    #[schema(example = 1299, minimum = 0)]
+    #[serde(deserialize_with = "json_integer")]
     pub unit_price_cents: i64,
 }
 
@@ -94,15 +103,15 @@ impl ItemRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrderRequest {
-    #[schema(example = "cust-1")]
+    #[schema(schema_with = identifier_schema)]
     pub customer_id: String,
-    /// ISO 4217 code shared by every line.
+    /// ISO 4217 code shared by every line (the enum lists every one accepted).
     #[schema(example = "EUR")]
     pub currency: String,
     /// One line per product, at most 100 lines (more: 422).
     #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ItemRequest>,
-    #[schema(example = "1 Main Street, Springfield")]
+    #[schema(schema_with = free_text_schema::<500>)]
     pub shipping_address: String,
 }
 
@@ -110,7 +119,7 @@ pub struct PlaceOrderRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShipRequest {
-    #[schema(example = "1Z999AA10123456784")]
+    #[schema(schema_with = free_text_schema::<100>)]
     pub tracking_number: String,
 }
 
@@ -118,7 +127,7 @@ pub struct ShipRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelRequest {
-    #[schema(example = "customer changed their mind")]
+    #[schema(schema_with = free_text_schema::<500>)]
     pub reason: String,
 }
 
@@ -189,12 +198,14 @@ impl OrderStateDto {
 }
 
 /// Place an order.
-#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = PlaceOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays of the same request return the original answer")),
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", operation_id = "placeOrder", request_body = PlaceOrderRequest,
+    params(IdempotencyKeyParams),
     responses(
-        (status = 201, description = "Order placed", body = OrderAck, headers(("Location" = String, description = "Where the new order can be read: /v1/orders/{id}/state"), ("ETag" = String))),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 413, body = Problem), (status = 422, body = Problem)),
+        (status = 201, description = "Order placed (or the first answer to this Idempotency-Key, replayed)", body = OrderAck, headers(
+            ("Location" = String, description = "Where the new order can be read: /v1/orders/{id}/state"),
+            ("ETag" = String, description = "The order's version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403, description = "An auditor, or a customer placing an order for another customer"),
+        (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn place_order(
     State(state): State<AppState>,
@@ -217,12 +228,10 @@ pub async fn place_order(
 }
 
 /// Add an item (or more units of a product already in the order at the same price).
-#[utoipa::path(post, path = "/v1/orders/{id}/items", tag = "orders", request_body = ItemRequest,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses(
-        (status = 200, body = OrderAck), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 412, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)),
+#[utoipa::path(post, path = "/v1/orders/{id}/items", tag = "orders", operation_id = "addOrderItem", request_body = ItemRequest,
+    params(("id" = Uuid, Path, description = "The order's id"), IfMatchParams, IdempotencyKeyParams),
+    responses((status = 200, description = "Applied (or the first answer to this Idempotency-Key, replayed)", body = OrderAck, headers(("ETag" = String, description = "The order's new version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 412), (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn add_item(
     State(state): State<AppState>,
@@ -236,13 +245,10 @@ pub async fn add_item(
 }
 
 /// Remove a product's line from a pending order.
-#[utoipa::path(post, path = "/v1/orders/{id}/items/{product_id}/remove", tag = "orders",
-    params(("id" = Uuid, Path), ("product_id" = String, Path), ("If-Match" = Option<String>, Header),
-        ("Idempotency-Key" = Option<String>, Header)),
-    responses(
-        (status = 200, body = OrderAck), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem),
-        (status = 413, body = Problem), (status = 422, body = Problem)),
+#[utoipa::path(post, path = "/v1/orders/{id}/items/{productId}/remove", tag = "orders", operation_id = "removeOrderItem",
+    params(("id" = Uuid, Path, description = "The order's id"), ("productId" = String, Path, description = "The product whose line to remove", pattern = "^[A-Za-z0-9._:-]{1,64}$", min_length = 1, max_length = 64), IfMatchParams, IdempotencyKeyParams),
+    responses((status = 200, description = "Applied (or the first answer to this Idempotency-Key, replayed)", body = OrderAck, headers(("ETag" = String, description = "The order's new version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 412), (status = 422)),
     security(("bearer" = [])))]
 pub async fn remove_item(
     State(state): State<AppState>,
@@ -257,12 +263,10 @@ pub async fn remove_item(
 }
 
 /// Confirm a pending order.
-#[utoipa::path(post, path = "/v1/orders/{id}/confirm", tag = "orders",
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses(
-        (status = 200, body = OrderAck), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem),
-        (status = 413, body = Problem)),
+#[utoipa::path(post, path = "/v1/orders/{id}/confirm", tag = "orders", operation_id = "confirmOrder",
+    params(("id" = Uuid, Path, description = "The order's id"), IfMatchParams, IdempotencyKeyParams),
+    responses((status = 200, description = "Applied (or the first answer to this Idempotency-Key, replayed)", body = OrderAck, headers(("ETag" = String, description = "The order's new version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 412), (status = 422)),
     security(("bearer" = [])))]
 pub async fn confirm(
     State(state): State<AppState>,
@@ -281,12 +285,10 @@ pub async fn confirm(
 }
 
 /// Ship a confirmed order.
-#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", request_body = ShipRequest,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses(
-        (status = 200, body = OrderAck), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 412, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)),
+#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", operation_id = "shipOrder", request_body = ShipRequest,
+    params(("id" = Uuid, Path, description = "The order's id"), IfMatchParams, IdempotencyKeyParams),
+    responses((status = 200, description = "Applied (or the first answer to this Idempotency-Key, replayed)", body = OrderAck, headers(("ETag" = String, description = "The order's new version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 412), (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn ship(
     State(state): State<AppState>,
@@ -302,12 +304,10 @@ pub async fn ship(
 }
 
 /// Mark a shipped order delivered.
-#[utoipa::path(post, path = "/v1/orders/{id}/deliver", tag = "orders",
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses(
-        (status = 200, body = OrderAck), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem),
-        (status = 413, body = Problem)),
+#[utoipa::path(post, path = "/v1/orders/{id}/deliver", tag = "orders", operation_id = "deliverOrder",
+    params(("id" = Uuid, Path, description = "The order's id"), IfMatchParams, IdempotencyKeyParams),
+    responses((status = 200, description = "Applied (or the first answer to this Idempotency-Key, replayed)", body = OrderAck, headers(("ETag" = String, description = "The order's new version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 412), (status = 422)),
     security(("bearer" = [])))]
 pub async fn deliver(
     State(state): State<AppState>,
@@ -326,12 +326,10 @@ pub async fn deliver(
 }
 
 /// Cancel a pending or confirmed order.
-#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", request_body = CancelRequest,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses(
-        (status = 200, body = OrderAck), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 412, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)),
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", operation_id = "cancelOrder", request_body = CancelRequest,
+    params(("id" = Uuid, Path, description = "The order's id"), IfMatchParams, IdempotencyKeyParams),
+    responses((status = 200, description = "Applied (or the first answer to this Idempotency-Key, replayed)", body = OrderAck, headers(("ETag" = String, description = "The order's new version, for If-Match"))),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 412), (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -347,8 +345,10 @@ pub async fn cancel(
 }
 
 /// The order's audit trail: every event, as stored, with who caused it.
-#[utoipa::path(get, path = "/v1/orders/{id}/events", tag = "orders", params(("id" = Uuid, Path)),
-    responses((status = 200, body = AuditTrail), (status = 401, body = Problem), (status = 404, body = Problem)),
+#[utoipa::path(get, path = "/v1/orders/{id}/events", tag = "orders", operation_id = "orderEvents",
+    params(("id" = Uuid, Path, description = "The order's id")),
+    responses((status = 200, description = "Every event of the order, oldest first", body = AuditTrail),
+        (status = 400), (status = 401), (status = 404)),
     security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
@@ -359,10 +359,12 @@ pub async fn events(
 }
 
 /// The order as it was at a stream version or an instant (now by default), rebuilt from its events.
-#[utoipa::path(get, path = "/v1/orders/{id}/state", tag = "orders", params(("id" = Uuid, Path), AsOfParams),
-    responses((status = 200, body = OrderStateDto, headers(("ETag" = String))), (status = 400, body = Problem),
-        (status = 401, body = Problem),
-        (status = 404, description = "Unknown, not yours, not yet placed at that point, or a version beyond the end", body = Problem)),
+#[utoipa::path(get, path = "/v1/orders/{id}/state", tag = "orders", operation_id = "orderState",
+    params(("id" = Uuid, Path, description = "The order's id"), AsOfParams),
+    responses((status = 200, description = "The order at that point", body = OrderStateDto, headers(("ETag" = String, description = "The version the state is at"))),
+        (status = 400, description = "Both version and at, a malformed one, or an unknown parameter"),
+        (status = 401),
+        (status = 404, description = "Unknown, not yours, not yet placed at that point, or a version beyond the end")),
     security(("bearer" = [])))]
 pub async fn state(
     State(state): State<AppState>,

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::Authenticated;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -57,10 +57,11 @@ pub struct ProjectionsDto {
 }
 
 /// Where each projection is in the log, how far behind, its dead letters and state.
-#[utoipa::path(get, path = "/v1/projections", tag = "operations",
-    responses((status = 200, body = ProjectionsDto), (status = 401, body = Problem),
-        (status = 403, description = "Customers may not read it", body = Problem),
-        (status = 503, body = Problem)),
+#[utoipa::path(get, path = "/v1/projections", tag = "operations", operation_id = "projections",
+    responses((status = 200, description = "Every projection's checkpoint, lag, dead letters and state", body = ProjectionsDto),
+        (status = 401),
+        (status = 403, description = "Customers may not read it"),
+        (status = 503, description = "The database is unavailable")),
     security(("bearer" = [])))]
 pub async fn projections(
     State(state): State<AppState>,

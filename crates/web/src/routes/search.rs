@@ -16,9 +16,11 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
-use crate::error::{ApiError, Problem};
-use crate::extract::{ApiQuery, MinPosition};
-use crate::routes::common::{DEFAULT_PAGE_LIMIT, parse_instant, positioned};
+use crate::error::ApiError;
+use crate::extract::{ApiQuery, MinPosition, MinPositionParams};
+use crate::routes::common::{
+    DEFAULT_PAGE_LIMIT, OrderStatusName, identifier_schema, parse_instant, positioned,
+};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -33,19 +35,28 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// Words matched against product ids, the shipping address, the tracking number and the
-    /// order id (at most 200 characters).
+    /// order id: at most 200 characters, no control characters, Unicode line or paragraph
+    /// separators or bidirectional formatting characters; white space only is no words.
+    #[param(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]*$",
+        max_length = 200
+    )]
     pub q: Option<String>,
-    /// PENDING, CONFIRMED, SHIPPED, DELIVERED or CANCELLED.
+    /// Only orders in this status.
+    #[param(value_type = OrderStatusName, required = false)]
     pub status: Option<String>,
     /// Only this customer's orders (a customer's search is always restricted to their own).
+    #[param(schema_with = identifier_schema)]
     pub customer_id: Option<String>,
-    /// Orders whose total is at least this, in minor units.
+    /// Orders whose total is at least this, in minor units (at most maxTotalCents).
     pub min_total_cents: Option<i64>,
     /// Orders whose total is at most this, in minor units.
     pub max_total_cents: Option<i64>,
-    /// Orders placed at or after this RFC 3339 instant.
+    /// Orders placed at or after this RFC 3339 instant (not after placedTo).
+    #[param(value_type = String, required = false, format = DateTime)]
     pub placed_from: Option<String>,
     /// Orders placed at or before this RFC 3339 instant.
+    #[param(value_type = String, required = false, format = DateTime)]
     pub placed_to: Option<String>,
     /// Hits per page: 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100, default = 20)]
@@ -146,15 +157,13 @@ impl From<SearchResults> for SearchResultsDto {
 }
 
 /// Searches orders by words and filters, with counts by status.
-#[utoipa::path(get, path = "/v1/orders/search", tag = "queries",
-    params(SearchParams, ("X-Min-Position" = Option<u64>, Header,
-        description = "Answer once the search projection has processed this log position (a command's `position`)")),
+#[utoipa::path(get, path = "/v1/orders/search", tag = "queries", operation_id = "searchOrders",
+    params(SearchParams, MinPositionParams),
     responses(
-        (status = 200, body = SearchResultsDto, headers(("X-Projection-Position" = u64,
-            description = "The log position the search projection had processed when it answered"))),
-        (status = 400, description = "A bad parameter: limit, status, range, instant, cursor, or an unknown one", body = Problem),
-        (status = 401, body = Problem),
-        (status = 503, description = "The search index is unreachable, or not caught up with X-Min-Position in time", body = Problem)),
+        (status = 200, description = "A page of matching orders with counts by status", body = SearchResultsDto, headers(("X-Projection-Position" = u64, description = "The log position the projection had processed when it answered"))),
+        (status = 400, description = "A bad parameter (limit, status, range, instant, cursor, an unknown one), or a malformed X-Min-Position or one beyond the head of the log"),
+        (status = 401),
+        (status = 503, description = "The search index is unreachable, or the search projection did not reach X-Min-Position in time")),
     security(("bearer" = [])))]
 pub async fn search(
     State(state): State<AppState>,
