@@ -61,6 +61,15 @@ impl From<AccountRow> for AccountDto {
     }
 }
 
+/// The kind of a transaction, as answers spell it (documentation only: the answers carry the
+/// read model's text, which is one of these).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+pub enum TransactionKind {
+    DEPOSIT,
+    WITHDRAWAL,
+}
+
 /// A deposit or a withdrawal, with the balance just after it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -69,8 +78,8 @@ pub struct TransactionDto {
     pub version: u64,
     /// The global log position of the event.
     pub position: u64,
-    /// DEPOSIT or WITHDRAWAL.
-    #[schema(example = "DEPOSIT")]
+    /// Which way the money went.
+    #[schema(value_type = TransactionKind, example = "DEPOSIT")]
     pub kind: String,
     /// Always positive: `kind` says which way the money went.
     pub amount_cents: i64,

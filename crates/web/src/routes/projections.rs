@@ -16,6 +16,22 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/projections", get(projections))
 }
 
+/// What a projection is doing, as `strata-projector status` says it (documentation only).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectionState {
+    Running,
+    #[serde(rename = "catching up")]
+    CatchingUp,
+    Rebuilding,
+    Failed,
+    Stalled,
+    Stopped,
+    #[serde(rename = "never run")]
+    NeverRun,
+}
+
 /// One projection's progress. The field names are those of `strata-projector status --json`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -29,7 +45,7 @@ pub struct ProjectionStatusDto {
     /// Age of the oldest event not yet processed (0 when caught up).
     pub lag_seconds: f64,
     pub dead_letters: u64,
-    /// running, catching up, rebuilding, failed, stalled, stopped or never run.
+    #[schema(value_type = ProjectionState)]
     pub state: String,
     /// The checkpoint of a rebuild in progress, if any.
     pub rebuild_checkpoint: Option<u64>,
