@@ -302,7 +302,7 @@ impl CommandService {
             }
             match appended {
                 Ok(outcome) => {
-                    metrics::counter!("strata_events_appended_total", "category" => A::CATEGORY)
+                    metrics::counter!(crate::metrics::EVENTS_APPENDED_TOTAL, "category" => A::CATEGORY)
                         .increment(events.len() as u64);
                     // The state after exactly these events: folded once, from the state they
                     // were decided on.

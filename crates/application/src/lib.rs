@@ -8,6 +8,7 @@ pub mod access;
 mod cache;
 pub mod command;
 pub mod history;
+pub mod metrics;
 pub mod projection;
 pub mod queries;
 pub mod rehydrate;

@@ -76,17 +76,17 @@ impl StatusService {
     pub async fn record_gauges(&self, now: OffsetDateTime) -> Result<(), QueryError> {
         for s in self.statuses(now).await? {
             let name = s.name;
-            metrics::gauge!("strata_projection_lag_events", "projection" => name.clone())
+            metrics::gauge!(crate::metrics::PROJECTION_LAG_EVENTS, "projection" => name.clone())
                 .set(s.lag_events as f64);
-            metrics::gauge!("strata_projection_lag_seconds", "projection" => name.clone())
+            metrics::gauge!(crate::metrics::PROJECTION_LAG_SECONDS, "projection" => name.clone())
                 .set(s.lag_seconds);
-            metrics::gauge!("strata_projection_checkpoint", "projection" => name.clone())
+            metrics::gauge!(crate::metrics::PROJECTION_CHECKPOINT, "projection" => name.clone())
                 .set(s.checkpoint as f64);
-            metrics::gauge!("strata_projection_dead_letters", "projection" => name)
+            metrics::gauge!(crate::metrics::PROJECTION_DEAD_LETTERS, "projection" => name)
                 .set(s.dead_letters as f64);
         }
         let age = self.oldest_open_transaction_age().await?.unwrap_or(0.0);
-        metrics::gauge!("strata_oldest_open_transaction_seconds").set(age);
+        metrics::gauge!(crate::metrics::OLDEST_OPEN_TRANSACTION_SECONDS).set(age);
         Ok(())
     }
 

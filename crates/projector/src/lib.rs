@@ -3,6 +3,7 @@
 //! they parked (`dlq`). `follow` prints the log as JSON lines.
 #![forbid(unsafe_code)]
 
+pub mod console;
 pub mod follow;
 pub mod metrics;
 pub mod report;

@@ -4,18 +4,19 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use strata_projector::console::LogWriter;
 use strata_projector::startup::{Cli, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr: stdout carries the events.
+    // Logs go to stderr (stdout carries the events), above a rebuild's progress bar.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(LogWriter::stderr())
         .init();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,11 +5,13 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 use serde_json::json;
 use strata_application::ProjectionStatus;
 use strata_application::projection::RebuildProgress;
 use strata_ports::DeadLetter;
+
+use crate::console;
 
 /// The status as a table, one projection per line.
 pub fn statuses_table(statuses: &[ProjectionStatus]) -> String {
@@ -90,6 +92,10 @@ pub fn dead_letters_table(letters: &[DeadLetter]) -> String {
 #[derive(Debug)]
 pub struct RebuildBar {
     name: String,
+    /// Where the bar is drawn, on a terminal; plain lines otherwise.
+    bars: Option<MultiProgress>,
+    /// Made at the first progress, when the total is known: a bar made earlier would be drawn
+    /// as a full "0/0".
     bar: Option<ProgressBar>,
     started: Instant,
     last_line: Instant,
@@ -97,27 +103,17 @@ pub struct RebuildBar {
 }
 
 impl RebuildBar {
-    /// A bar when stderr is a terminal, plain lines every few seconds otherwise.
+    /// A bar when stderr is a terminal (with the log scrolling above it), plain lines every few
+    /// seconds otherwise.
     pub fn new(name: &str) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({rate}, ETA {eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .with_key(
-                        "rate",
-                        |state: &ProgressState, out: &mut dyn std::fmt::Write| {
-                            let _ = write!(out, "{:.0} events/s", state.per_sec());
-                        },
-                    )
-                    .progress_chars("=> "),
-            );
-            bar.set_message(format!("rebuilding {name}"));
-            bar
-        });
+        Self::drawn_on(name, std::io::stderr().is_terminal().then(console::bars))
+    }
+
+    fn drawn_on(name: &str, bars: Option<MultiProgress>) -> Self {
         Self {
             name: name.to_owned(),
-            bar,
+            bars,
+            bar: None,
             started: Instant::now(),
             last_line: Instant::now(),
             last: None,
@@ -126,16 +122,22 @@ impl RebuildBar {
 
     pub fn update(&mut self, progress: RebuildProgress) {
         self.last = Some(progress);
-        match &self.bar {
-            Some(bar) => {
-                bar.set_length(progress.head);
-                bar.set_position(progress.checkpoint);
-            }
-            None if self.last_line.elapsed() >= Duration::from_secs(2) => {
-                self.last_line = Instant::now();
-                eprintln!("{}", self.line(progress));
-            }
-            None => {}
+        if let Some(bars) = &self.bars {
+            let name = &self.name;
+            let bar = self.bar.get_or_insert_with(|| {
+                // Its length is set before it is added, so its first frame shows the total.
+                bars.add(
+                    ProgressBar::new(progress.head)
+                        .with_position(progress.checkpoint)
+                        .with_style(bar_style())
+                        .with_message(format!("rebuilding {name}")),
+                )
+            });
+            bar.set_length(progress.head);
+            bar.set_position(progress.checkpoint);
+        } else if self.last_line.elapsed() >= Duration::from_secs(2) {
+            self.last_line = Instant::now();
+            eprintln!("{}", self.line(progress));
         }
     }
 
@@ -166,5 +168,54 @@ impl RebuildBar {
         } else {
             eprintln!("rebuilt {}: {outcome}", self.name);
         }
+    }
+}
+
+/// The bar's look: what is rebuilt, how far, how fast, how long to go.
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({rate}, ETA {eta})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                let _ = write!(out, "{:.0} events/s", state.per_sec());
+            },
+        )
+        .progress_chars("=> ")
+}
+
+#[cfg(test)]
+mod tests {
+    use indicatif::{InMemoryTerm, ProgressDrawTarget};
+
+    use super::*;
+
+    fn progress(checkpoint: u64, head: u64) -> RebuildProgress {
+        RebuildProgress {
+            checkpoint,
+            head,
+            events_applied: checkpoint,
+        }
+    }
+
+    #[test]
+    fn the_bar_is_drawn_only_once_the_total_is_known_and_its_first_frame_shows_it() {
+        let term = InMemoryTerm::new(4, 120);
+        let bars =
+            MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(term.clone())));
+        let mut rebuild = RebuildBar::drawn_on("orders", Some(bars));
+        assert_eq!(term.contents().trim(), "", "drawn before any progress");
+
+        rebuild.update(progress(250, 1_000));
+        let first = term.contents();
+        assert!(first.contains("rebuilding orders"), "{first:?}");
+        assert!(first.contains("250/1000"), "{first:?}");
+        assert!(!first.contains("0/0"), "{first:?}");
+
+        rebuild.update(progress(1_000, 1_200));
+        rebuild.finish(true);
+        let last = term.contents();
+        assert!(last.contains("rebuilt orders: swapped in"), "{last:?}");
+        assert!(last.contains("1200/1200"), "{last:?}");
     }
 }

@@ -170,10 +170,23 @@ async fn a_running_projector_is_woken_by_a_commit_and_serves_metrics(pool: PgPoo
         "strata_projection_dead_letters{projection=\"accounts\"} 0",
         "strata_projector_batch_seconds",
         "strata_oldest_open_transaction_seconds",
+        "# TYPE strata_projector_batch_seconds histogram",
+        "strata_projector_batch_seconds_bucket{projection=\"orders\",le=\"0.005\"}",
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_start_time_seconds gauge",
     ] {
         assert!(
             metrics.contains(expected),
             "missing {expected:?} in {metrics}"
+        );
+    }
+    for family in metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap();
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "no # HELP for {name}: {metrics}"
         );
     }
 }

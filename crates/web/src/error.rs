@@ -15,6 +15,7 @@ use serde::Serialize;
 use strata_application::{CommandError, QueryError};
 use strata_domain::{RejectionKind, ValidationError};
 use tower_http::catch_panic::ResponseForPanic;
+use tracing::Level;
 use utoipa::ToSchema;
 
 use crate::limits::{Kind, RateLimited};
@@ -100,6 +101,44 @@ impl ApiError {
     /// the outcome, also used as a metrics label.
     pub fn slug(&self) -> &'static str {
         self.parts().1
+    }
+
+    /// How loud the answer's log line is. A server fault (a bug, corrupt data, an unavailable
+    /// database) is an ERROR someone must act on. The edge's limits doing their job and a
+    /// projection behind a client's `X-Min-Position` are expected under load: WARN, worth
+    /// watching, with their counters in `/metrics`. A 401, 403 or 429 is INFO (a client
+    /// probing or flooding shows there); every other 4xx is the client's own business: DEBUG.
+    pub fn log_level(&self) -> Level {
+        match self {
+            Self::Internal(_) | Self::Unavailable(_) => Level::ERROR,
+            Self::Overloaded(_) | Self::TimedOut(_) | Self::NotCaughtUp(_) => Level::WARN,
+            Self::Unauthorized(_) | Self::Forbidden(_) | Self::TooManyRequests { .. } => {
+                Level::INFO
+            }
+            Self::BadRequest(_)
+            | Self::NotFound(_)
+            | Self::Conflict(_)
+            | Self::PreconditionFailed(_)
+            | Self::PayloadTooLarge(_)
+            | Self::UnsupportedMediaType(_)
+            | Self::Unprocessable(_) => Level::DEBUG,
+        }
+    }
+
+    /// Logs the answer at its level, inside the request's span (which carries the request id),
+    /// with the detail a 5xx does not send.
+    fn log(&self, status: StatusCode, slug: &str) {
+        let status = status.as_u16();
+        let level = self.log_level();
+        if level == Level::ERROR {
+            tracing::error!(status, problem = slug, detail = %self, "request failed");
+        } else if level == Level::WARN {
+            tracing::warn!(status, problem = slug, detail = %self, "request refused");
+        } else if level == Level::INFO {
+            tracing::info!(status, problem = slug, detail = %self, "request refused");
+        } else {
+            tracing::debug!(status, problem = slug, detail = %self, "request refused");
+        }
     }
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
@@ -208,16 +247,12 @@ impl IntoResponse for ApiError {
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(HeaderValue::from_static("1")),
             _ => None,
         };
+        self.log(status, slug);
         let detail = match self {
-            Self::Internal(detail) => {
-                // Logged inside the request's span, which carries the request id.
-                tracing::error!(%detail, "request failed");
+            Self::Internal(_) => {
                 "an internal error occurred; quote the request id when reporting it".to_owned()
             }
-            Self::Unavailable(detail) => {
-                tracing::warn!(%detail, "dependency unavailable");
-                "a dependency is unavailable; retry later".to_owned()
-            }
+            Self::Unavailable(_) => "a dependency is unavailable; retry later".to_owned(),
             other => other.to_string(),
         };
         let mut response = problem(status, slug, title, detail);
@@ -397,4 +432,83 @@ pub async fn add_request_id(request: Request, next: Next) -> Response {
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use super::*;
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            buffer.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The log lines written while `error` is rendered.
+    fn logged_while_rendering(error: ApiError) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(Level::TRACE)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || drop(error.into_response()));
+        let bytes = captured.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn expected_client_situations_are_logged_below_error_and_server_faults_at_error() {
+        let cases = [
+            (ApiError::BadRequest("bad".into()), Level::DEBUG),
+            (ApiError::NotFound("gone".into()), Level::DEBUG),
+            (ApiError::Conflict("late".into()), Level::DEBUG),
+            (ApiError::Unprocessable("no".into()), Level::DEBUG),
+            (ApiError::Unauthorized("who".into()), Level::INFO),
+            (
+                ApiError::TooManyRequests {
+                    detail: "slow down".into(),
+                    retry_after_secs: 1,
+                },
+                Level::INFO,
+            ),
+            (ApiError::NotCaughtUp("behind".into()), Level::WARN),
+            (ApiError::Overloaded("full".into()), Level::WARN),
+            (ApiError::TimedOut("late".into()), Level::WARN),
+            (ApiError::Unavailable("database down".into()), Level::ERROR),
+            (ApiError::Internal("a bug".into()), Level::ERROR),
+        ];
+        for (error, expected) in cases {
+            let name = format!("{error:?}");
+            let logged = logged_while_rendering(error);
+            let lines: Vec<&str> = logged.lines().collect();
+            assert_eq!(lines.len(), 1, "{name} logged {logged:?}");
+            assert!(
+                lines[0].trim_start().starts_with(expected.as_str()),
+                "{name} should be logged at {expected}: {logged:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_server_fault_logs_the_detail_it_does_not_send() {
+        let logged = logged_while_rendering(ApiError::Internal("the secret cause".into()));
+        assert!(logged.contains("the secret cause"), "{logged}");
+        assert!(logged.contains("status=500"), "{logged}");
+    }
 }

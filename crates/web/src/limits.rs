@@ -65,7 +65,7 @@ pub async fn request_timeout(
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            metrics::counter!("strata_http_requests_timed_out_total").increment(1);
+            metrics::counter!(crate::metrics::HTTP_REQUESTS_TIMED_OUT_TOTAL).increment(1);
             ApiError::TimedOut(format!(
                 "the request took longer than {} ms; retry it (with the same Idempotency-Key \
                  for a command)",
@@ -107,7 +107,7 @@ pub async fn cap_in_flight(
         return next.run(request).await;
     }
     let Ok(_permit) = in_flight.permits.try_acquire() else {
-        metrics::counter!("strata_http_requests_shed_total").increment(1);
+        metrics::counter!(crate::metrics::HTTP_REQUESTS_SHED_TOTAL).increment(1);
         return ApiError::Overloaded(format!(
             "the server is handling its limit of {} requests; retry shortly",
             in_flight.max

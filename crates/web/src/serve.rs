@@ -71,7 +71,7 @@ pub async fn serve(
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // Closing at once frees the descriptor; the client sees a reset and can retry.
-            metrics::counter!("strata_http_connections_refused_total").increment(1);
+            metrics::counter!(crate::metrics::HTTP_CONNECTIONS_REFUSED_TOTAL).increment(1);
             tracing::debug!(%peer, max = limits.max_connections, "connection refused: too many open");
             drop(stream);
             continue;

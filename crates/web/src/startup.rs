@@ -36,7 +36,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::auth::{JwtKeys, TokenRules};
 use crate::error::{PanicProblem, add_request_id};
@@ -566,7 +566,8 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
     )
 }
 
-/// Wraps routes in the middleware every response goes through, outermost first: vet the
+/// Wraps routes in the middleware every response goes through, outermost first: count and time
+/// the request by route template (outside every limit, so their answers count too), vet the
 /// client's request id, set one if there is none, return it on the response, open a trace span
 /// carrying it, turn every error into a problem quoting it, catch panics (inside the problem
 /// layer, so a panic's 500 quotes the id too), shed requests beyond the in-flight cap, bound
@@ -579,9 +580,13 @@ pub fn with_middleware(routes: Router, body_limit: usize, limits: &EdgeLimits) -
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id)
-    });
+    })
+    // Every problem is logged where it is rendered, at the level its cause deserves
+    // (`ApiError::log_level`): at ERROR here, each expected 503 would page someone.
+    .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG));
     routes.layer(
         ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(crate::metrics::record_request))
             .layer(axum::middleware::map_request(request_id::drop_unacceptable))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuidV7))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -3,12 +3,12 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use strata_application::{CommandService, HistoryService, QueryService, StatusService};
 use strata_ports::EventStore;
 
 use crate::auth::JwtKeys;
 use crate::limits::RateLimiters;
+use crate::metrics::Metrics;
 
 /// The handler state, shared: axum clones it for every request, so a clone is one reference
 /// count, not a copy of each service (keys, validation rules and configs allocate when copied:
@@ -41,7 +41,7 @@ pub struct Services {
     /// Probed by `/health/ready`.
     pub readiness: Arc<dyn EventStore>,
     /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
+    pub metrics: Metrics,
     /// Per-principal rate limits of commands and queries.
     pub rate_limits: RateLimiters,
 }

@@ -367,11 +367,11 @@ impl ProjectionWorker {
             return;
         }
         let name = self.name();
-        metrics::counter!("strata_projector_events_total", "projection" => name)
+        metrics::counter!(crate::metrics::PROJECTOR_EVENTS_TOTAL, "projection" => name)
             .increment(report.events as u64);
-        metrics::counter!("strata_projector_parked_total", "projection" => name)
+        metrics::counter!(crate::metrics::PROJECTOR_PARKED_TOTAL, "projection" => name)
             .increment(report.parked as u64);
-        metrics::histogram!("strata_projector_batch_seconds", "projection" => name)
+        metrics::histogram!(crate::metrics::PROJECTOR_BATCH_SECONDS, "projection" => name)
             .record(took.as_secs_f64());
     }
 
