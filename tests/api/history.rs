@@ -122,15 +122,64 @@ async fn an_order_can_be_seen_as_of_a_version_or_an_instant() {
         (json!(1), json!(2500))
     );
     assert_eq!(now.body["status"], "CONFIRMED");
-    app.get(&format!("/v1/orders/{id}/state?version=0"), &token)
+}
+
+#[tokio::test]
+async fn an_order_seen_before_it_existed_is_404_saying_when_it_began() {
+    let app = spawn_app().await;
+    let token = app.customer("c1");
+    let id = app.place_order(&token, "c1").await;
+    let trail = app
+        .get(&format!("/v1/orders/{id}/events"), &token)
+        .await
+        .expect(200);
+    let first_recorded = trail.body["events"][0]["recordedAt"].as_str().unwrap();
+
+    let before = app
+        .get(
+            &format!("/v1/orders/{id}/state?at=2000-01-01T01:00:00%2B01:00"),
+            &token,
+        )
         .await
         .expect_problem(404);
-    app.get(
-        &format!("/v1/orders/{id}/state?at=2000-01-01T00:00:00Z"),
-        &token,
-    )
-    .await
-    .expect_problem(404);
+    let version_zero = app
+        .get(&format!("/v1/orders/{id}/state?version=0"), &token)
+        .await
+        .expect_problem(404);
+    let unknown = app
+        .get(
+            &format!(
+                "/v1/orders/{}/state?at=2000-01-01T00:00:00Z",
+                Uuid::now_v7()
+            ),
+            &token,
+        )
+        .await
+        .expect_problem(404);
+    let stranger = app
+        .get(
+            &format!("/v1/orders/{id}/state?at=2000-01-01T00:00:00Z"),
+            &app.customer("c2"),
+        )
+        .await
+        .expect_problem(404);
+
+    assert_eq!(
+        before.body["detail"],
+        format!(
+            "order {id} did not exist yet at 2000-01-01T00:00:00Z \
+             (its first event was recorded at {first_recorded})"
+        )
+    );
+    assert_eq!(
+        version_zero.body["detail"],
+        format!("order {id} did not exist yet at version 0 (its first event is version 1)")
+    );
+    assert_eq!(unknown.body["detail"], "order not found");
+    assert_eq!(
+        stranger.body["detail"], "order not found",
+        "who may not see the order learns nothing of it"
+    );
 }
 
 #[tokio::test]
@@ -175,12 +224,21 @@ async fn a_balance_can_be_read_as_of_an_instant() {
 
     assert_eq!(then.body["balanceCents"], 700);
     assert_eq!(now.body["balanceCents"], 500);
-    app.get(
-        &format!("/v1/accounts/{id}/balance?at=1999-12-31T23:59:59Z"),
-        &token,
-    )
-    .await
-    .expect_problem(404);
+    let before = app
+        .get(
+            &format!("/v1/accounts/{id}/balance?at=1999-12-31T23:59:59Z"),
+            &token,
+        )
+        .await
+        .expect_problem(404);
+    let opened = trail.body["events"][0]["recordedAt"].as_str().unwrap();
+    assert_eq!(
+        before.body["detail"],
+        format!(
+            "account {id} did not exist yet at 1999-12-31T23:59:59Z \
+             (its first event was recorded at {opened})"
+        )
+    );
     app.get(&format!("/v1/accounts/{id}/balance?at=soon"), &token)
         .await
         .expect_problem(400);
@@ -257,9 +315,14 @@ async fn a_version_beyond_the_end_of_the_stream_is_404_not_the_latest_state() {
     app.get(&format!("/v1/orders/{order}/state?version=1"), &token)
         .await
         .expect(200);
-    app.get(&format!("/v1/orders/{order}/state?version=2"), &token)
+    let beyond = app
+        .get(&format!("/v1/orders/{order}/state?version=2"), &token)
         .await
         .expect_problem(404);
+    assert_eq!(
+        beyond.body["detail"],
+        format!("order {order} has no version 2 yet: its latest is 1")
+    );
     app.get(&format!("/v1/accounts/{account}/balance?version=1"), &token)
         .await
         .expect(200);

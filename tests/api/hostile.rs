@@ -226,7 +226,7 @@ async fn a_lifetime_value_that_cannot_be_represented_is_reported_not_saturated()
         stats.body
     );
     assert_eq!(
-        stats.body["byStatus"]["delivered"], 1,
+        stats.body["byStatus"]["DELIVERED"], 1,
         "the second delivery cannot be counted without a wrong total: {}",
         stats.body
     );

@@ -17,6 +17,7 @@ mod orders;
 mod pagination;
 mod queries;
 mod read_your_writes;
+mod readme;
 mod search;
 mod shutdown;
 mod surface;

@@ -40,18 +40,25 @@ async fn order_in(app: &TestApp, customer: &str, steps: &[&str]) -> (String, u64
     (id, position)
 }
 
+/// Places an order for customer c1 with two lines, sku-1 × 2 at 12.50 (the helper's order) and
+/// sku-2 × `units` at 5.00; returns its id.
+async fn two_line_order(app: &TestApp, token: &str, units: i64) -> String {
+    let id = app.place_order(token, "c1").await;
+    app.post(
+        &format!("/v1/orders/{id}/items"),
+        token,
+        item("sku-2", units, 500),
+    )
+    .await
+    .expect(200);
+    id
+}
+
 #[tokio::test]
 async fn an_order_summary_shows_every_field_of_the_read_model() {
     let app = spawn_app().await;
     let token = app.customer("c1");
-    let id = app.place_order(&token, "c1").await;
-    app.post(
-        &format!("/v1/orders/{id}/items"),
-        &token,
-        item("sku-2", 1, 500),
-    )
-    .await
-    .expect(200);
+    let id = two_line_order(&app, &token, 1).await;
     app.post_empty(&format!("/v1/orders/{id}/confirm"), &app.operator())
         .await
         .expect(200);
@@ -80,7 +87,8 @@ async fn an_order_summary_shows_every_field_of_the_read_model() {
             {"productId": "sku-2", "quantity": 1, "unitPriceCents": 500, "lineTotalCents": 500},
         ])
     );
-    assert_eq!(body["itemCount"], 3, "units over all lines");
+    assert_eq!(body["itemCount"], 2, "lines");
+    assert_eq!(body["unitCount"], 3, "units over all lines");
     assert_eq!(body["totalCents"], 3000);
     assert_eq!(body["currency"], "EUR");
     assert_eq!(body["shippingAddress"], "1 Main Street, Springfield");
@@ -89,6 +97,63 @@ async fn an_order_summary_shows_every_field_of_the_read_model() {
     assert_eq!(body["version"], 4);
     assert!(instant(&body["updatedAt"]) >= instant(&body["placedAt"]));
     assert!(answer.projection_position() >= shipped.position());
+}
+
+#[tokio::test]
+async fn every_answer_counts_lines_as_items_and_quantities_as_units_and_spells_the_status_alike() {
+    let app = spawn_app().await;
+    let token = app.customer("c1");
+    let id = two_line_order(&app, &token, 3).await;
+    let confirmed = app
+        .post_empty(&format!("/v1/orders/{id}/confirm"), &token)
+        .await
+        .expect(200)
+        .position();
+    // Two lines: sku-1 × 2 (the helper's order) and sku-2 × 3.
+    let (lines, units) = (json!(2), json!(5));
+
+    let state = app
+        .get(&format!("/v1/orders/{id}/state"), &token)
+        .await
+        .expect(200)
+        .body;
+    let summary = app
+        .get_after(&format!("/v1/orders/{id}"), &token, confirmed)
+        .await
+        .expect(200)
+        .body;
+    let listed = app
+        .get_after("/v1/customers/c1/orders", &token, confirmed)
+        .await
+        .expect(200)
+        .body["items"][0]
+        .clone();
+    let found = app
+        .get_after("/v1/orders/search?status=CONFIRMED", &token, confirmed)
+        .await
+        .expect(200)
+        .body;
+    let stats = app
+        .get_after("/v1/customers/c1/stats", &token, confirmed)
+        .await
+        .expect(200)
+        .body;
+
+    let hit = &found["items"][0];
+    for (answer, body) in [
+        ("state", &state),
+        ("summary", &summary),
+        ("customer's orders", &listed),
+        ("search", hit),
+    ] {
+        assert_eq!(body["orderId"], id.as_str(), "{answer}: {body}");
+        assert_eq!(body["itemCount"], lines, "{answer}: {body}");
+        assert_eq!(body["unitCount"], units, "{answer}: {body}");
+        assert_eq!(body["status"], "CONFIRMED", "{answer}: {body}");
+    }
+    assert_eq!(found["statusCounts"], json!({"CONFIRMED": 1}));
+    assert_eq!(stats["byStatus"]["CONFIRMED"], 1, "{stats}");
+    assert!(stats["byStatus"].get("confirmed").is_none(), "{stats}");
 }
 
 #[tokio::test]
@@ -110,7 +175,7 @@ async fn customer_statistics_count_by_status_and_value_only_delivered_orders() {
     assert_eq!(stats.body["orderCount"], 5);
     assert_eq!(
         stats.body["byStatus"],
-        json!({"pending": 1, "confirmed": 1, "shipped": 0, "delivered": 2, "cancelled": 1})
+        json!({"PENDING": 1, "CONFIRMED": 1, "SHIPPED": 0, "DELIVERED": 2, "CANCELLED": 1})
     );
     assert_eq!(stats.body["lifetimeValueCents"], json!({"EUR": 5000}));
     let nobody = app

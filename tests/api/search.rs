@@ -43,12 +43,31 @@ fn ids(answer: &Value) -> HashSet<String> {
         .collect()
 }
 
+/// The hit of the order `id` in a search's answer.
+fn hit<'a>(answer: &'a Value, id: &str) -> &'a Value {
+    answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|hit| hit["orderId"] == id)
+        .unwrap_or_else(|| panic!("no hit for {id} in {answer}"))
+}
+
 /// What both engines must answer.
 async fn searches_answer_the_same_on(app: &TestApp) {
     let operator = app.operator();
     let (lamp, _) = order(app, "c1", "lamp-shade", 1500, "12 Harbour Road, Portsmouth").await;
     let (chair, _) = order(app, "c1", "oak-chair", 9900, "12 Harbour Road, Portsmouth").await;
     let (kettle, _) = order(app, "c2", "kettle", 3000, "7 Mill Lane, Leeds").await;
+    // A second line of three units: a hit counts lines as items and quantities as units.
+    let lamp_bulbs = app
+        .post(
+            &format!("/v1/orders/{lamp}/items"),
+            &app.customer("c1"),
+            item("lamp-bulb", 3, 100),
+        )
+        .await
+        .expect(200);
     app.post_empty(&format!("/v1/orders/{chair}/confirm"), &operator)
         .await
         .expect(200);
@@ -68,7 +87,10 @@ async fn searches_answer_the_same_on(app: &TestApp) {
         )
         .await
         .expect(200);
-    let last = shipped.position().max(cancelled.position());
+    let last = shipped
+        .position()
+        .max(cancelled.position())
+        .max(lamp_bulbs.position());
 
     // Read your writes: the search waits for the search projection to reach the commands.
     let all = app
@@ -84,18 +106,20 @@ async fn searches_answer_the_same_on(app: &TestApp) {
         all.body["statusCounts"],
         json!({"PENDING": 1, "SHIPPED": 1, "CANCELLED": 1})
     );
-    let shipped_hit = all.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|hit| hit["orderId"] == chair.as_str())
-        .unwrap();
+    let shipped_hit = hit(&all.body, &chair);
     assert_eq!(shipped_hit["status"], "SHIPPED");
     assert_eq!(shipped_hit["trackingNumber"], "TRK-42");
     assert_eq!(shipped_hit["productIds"], json!(["oak-chair"]));
     assert_eq!(shipped_hit["totalCents"], 9900);
     assert_eq!(shipped_hit["version"], 3);
     assert!(shipped_hit["placedAt"].is_string() && shipped_hit["score"].is_number());
+    let lamp_hit = hit(&all.body, &lamp);
+    assert_eq!(lamp_hit["status"], "PENDING");
+    assert_eq!(lamp_hit["productIds"], json!(["lamp-shade", "lamp-bulb"]));
+    assert_eq!(
+        (&lamp_hit["itemCount"], &lamp_hit["unitCount"]),
+        (&json!(2), &json!(4))
+    );
 
     let search = |query: &str, token: String| {
         let path = format!("/v1/orders/search{query}");

@@ -117,6 +117,14 @@ pub enum CommandError {
     /// No such aggregate, or one the caller may not see.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The aggregate exists, but not at the point of its history that was asked for (before its
+    /// first event, or a version beyond its last): `why` says which, for the problem detail.
+    #[error("{category} {id} {why}")]
+    NotAtThatPoint {
+        category: &'static str,
+        id: Uuid,
+        why: String,
+    },
     /// The caller may not issue this command.
     #[error("{0}")]
     Forbidden(String),

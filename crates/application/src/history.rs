@@ -2,7 +2,8 @@
 //! a stream version or a moment in the past.
 
 use strata_ports::{RecordedEvent, StreamId};
-use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use crate::access::{Owned, Principal};
@@ -66,9 +67,10 @@ impl HistoryService {
     /// The state of an aggregate as of a point in its history.
     ///
     /// # Errors
-    /// [`CommandError::NotFound`] when the aggregate did not exist then, when the version is
-    /// beyond the end of the stream (a version that does not exist yet has no state), or when
-    /// the principal may not see it; `Unavailable` / `Internal` for store failures.
+    /// [`CommandError::NotFound`] when the aggregate does not exist or the principal may not
+    /// see it; [`CommandError::NotAtThatPoint`] when it exists but did not exist then, or the
+    /// version is beyond the end of the stream (a version that does not exist yet has no
+    /// state); `Unavailable` / `Internal` for store failures.
     pub async fn state_as_of<A: Owned>(
         &self,
         principal: &Principal,
@@ -76,9 +78,23 @@ impl HistoryService {
         as_of: AsOf,
     ) -> Result<Loaded<A::State>, CommandError> {
         let read = self.read::<A>(principal, id, as_of).await?;
-        let beyond_end = matches!(as_of, AsOf::Version(version) if version > read.latest_version);
-        if beyond_end || !A::exists(&read.then.state) {
-            return Err(CommandError::NotFound(A::CATEGORY));
+        // Only a reader who may see the aggregate gets here, so saying when it began leaks
+        // nothing; a plain "not found" would tell them the aggregate they see does not exist.
+        let absent = |why: String| CommandError::NotAtThatPoint {
+            category: A::CATEGORY,
+            id,
+            why,
+        };
+        if let AsOf::Version(version) = as_of
+            && version > read.latest_version
+        {
+            return Err(absent(format!(
+                "has no version {version} yet: its latest is {}",
+                read.latest_version
+            )));
+        }
+        if !A::exists(&read.then.state) {
+            return Err(absent(not_yet(as_of, read.events.first())));
         }
         Ok(read.then)
     }
@@ -114,4 +130,27 @@ impl HistoryService {
             events,
         })
     }
+}
+
+/// Why an aggregate has no state at `as_of` although it exists: the point lies before its first
+/// event.
+fn not_yet(as_of: AsOf, first: Option<&RecordedEvent>) -> String {
+    match (as_of, first) {
+        (AsOf::Time(at), Some(first)) => format!(
+            "did not exist yet at {} (its first event was recorded at {})",
+            rfc3339(at),
+            rfc3339(first.recorded_at)
+        ),
+        (AsOf::Version(version), Some(first)) => format!(
+            "did not exist yet at version {version} (its first event is version {})",
+            first.stream_version
+        ),
+        _ => "did not exist at that point of its history".to_owned(),
+    }
+}
+
+/// An instant as the audit trail shows it (RFC 3339, UTC), so the two can be compared by eye.
+fn rfc3339(at: OffsetDateTime) -> String {
+    let utc = at.to_offset(UtcOffset::UTC);
+    utc.format(&Rfc3339).unwrap_or_else(|_| utc.to_string())
 }

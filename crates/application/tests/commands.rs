@@ -511,12 +511,32 @@ async fn state_can_be_rebuilt_as_of_a_version_or_a_time() {
         (latest.version, latest.state.unwrap().status),
         (2, OrderStatus::Confirmed)
     );
-    assert_eq!(before, Err(CommandError::NotFound("order")));
-    assert_eq!(version_zero, Err(CommandError::NotFound("order")));
+    let why = |result: Result<_, CommandError>| match result {
+        Err(CommandError::NotAtThatPoint {
+            category: "order",
+            id: said,
+            why,
+        }) if said == id => why,
+        other => panic!("expected order {id} not at that point, got {other:?}"),
+    };
+    let first = events[0]
+        .recorded_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let before = why(before);
+    assert!(before.starts_with("did not exist yet at "), "{before}");
+    assert!(
+        before.ends_with(&format!("(its first event was recorded at {first})")),
+        "{before}"
+    );
+    assert_eq!(
+        why(version_zero),
+        "did not exist yet at version 0 (its first event is version 1)"
+    );
 }
 
 #[tokio::test]
-async fn a_version_beyond_the_end_of_the_stream_is_not_found() {
+async fn a_version_beyond_the_end_of_the_stream_is_absent_and_the_error_names_the_latest() {
     let h = harness(CommandConfig::default());
     let id = h
         .commands
@@ -535,7 +555,14 @@ async fn a_version_beyond_the_end_of_the_stream_is_not_found() {
         .await;
 
     assert_eq!(last.map(|l| l.version), Ok(1));
-    assert_eq!(beyond, Err(CommandError::NotFound("order")));
+    assert_eq!(
+        beyond,
+        Err(CommandError::NotAtThatPoint {
+            category: "order",
+            id,
+            why: "has no version 2 yet: its latest is 1".to_owned(),
+        })
+    );
 }
 
 #[tokio::test]

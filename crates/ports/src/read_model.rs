@@ -28,7 +28,8 @@ pub struct OrderSummaryRow {
     /// `PENDING`, `CONFIRMED`, `SHIPPED`, `DELIVERED` or `CANCELLED`.
     pub status: String,
     pub items: Vec<OrderLineRow>,
-    /// Units over all lines.
+    /// Units over all lines (the API's `unitCount`; its `itemCount` counts lines). The stored
+    /// name predates the API's; renaming it would take migrations for nothing.
     pub item_count: u64,
     pub total_cents: i64,
     pub currency: String,

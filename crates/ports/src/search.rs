@@ -17,12 +17,14 @@ pub struct SearchDocument {
     pub customer_id: String,
     /// `PENDING`, `CONFIRMED`, `SHIPPED`, `DELIVERED` or `CANCELLED`.
     pub status: String,
+    /// One per line of the order.
     pub product_ids: Vec<String>,
     pub shipping_address: String,
     pub tracking_number: Option<String>,
     pub total_cents: i64,
     pub currency: String,
-    /// Units over all lines.
+    /// Units over all lines (the API's `unitCount`; its `itemCount` counts lines). The stored
+    /// name predates the API's; renaming it would take migrations for nothing.
     pub item_count: u64,
     pub placed_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,

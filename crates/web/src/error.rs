@@ -306,7 +306,8 @@ impl From<CommandError> for ApiError {
                 kind: RejectionKind::NotFound,
                 ..
             }
-            | CommandError::NotFound(_) => Self::NotFound(detail),
+            | CommandError::NotFound(_)
+            | CommandError::NotAtThatPoint { .. } => Self::NotFound(detail),
             CommandError::Forbidden(_) => Self::Forbidden(detail),
             CommandError::InvalidInput(_) => Self::BadRequest(detail),
             CommandError::VersionMismatch { .. } => Self::PreconditionFailed(detail),

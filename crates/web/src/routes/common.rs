@@ -331,7 +331,17 @@ pub fn parse_instant(name: &str, text: &str) -> Result<OffsetDateTime, ApiError>
 
 #[cfg(test)]
 mod tests {
+    use strata_domain::order::OrderStatus;
+    use utoipa::PartialSchema;
+
     use super::*;
+
+    #[test]
+    fn the_documented_status_names_are_those_every_answer_spells() {
+        let schema = serde_json::to_value(OrderStatusName::schema()).unwrap();
+        let spelled: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(schema["enum"], serde_json::json!(spelled));
+    }
 
     #[test]
     fn time_travel_parameters_are_validated() {

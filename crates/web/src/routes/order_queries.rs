@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery, MinPosition, MinPositionParams};
-use crate::routes::common::{PageParams, positioned};
+use crate::routes::common::{OrderStatusName, PageParams, positioned};
 use crate::routes::orders::LineDto;
 use crate::state::AppState;
 
@@ -34,11 +34,13 @@ pub fn router() -> Router<AppState> {
 pub struct OrderSummaryDto {
     pub order_id: Uuid,
     pub customer_id: String,
-    /// PENDING, CONFIRMED, SHIPPED, DELIVERED or CANCELLED.
+    #[schema(value_type = OrderStatusName)]
     pub status: String,
     pub items: Vec<LineDto>,
-    /// Units over all lines.
+    /// Lines: one per product, whatever its quantity.
     pub item_count: u64,
+    /// Units: the quantities of all lines added up.
+    pub unit_count: u64,
     pub total_cents: i64,
     pub currency: String,
     pub shipping_address: String,
@@ -71,8 +73,10 @@ impl From<OrderSummaryRow> for OrderSummaryDto {
             order_id: row.order_id,
             customer_id: row.customer_id,
             status: row.status,
+            // The read model stores units; its lines are the items themselves.
+            item_count: u64::try_from(row.items.len()).unwrap_or(u64::MAX),
+            unit_count: row.item_count,
             items: row.items.into_iter().map(LineDto::from).collect(),
-            item_count: row.item_count,
             total_cents: row.total_cents,
             currency: row.currency,
             shipping_address: row.shipping_address,
@@ -103,8 +107,10 @@ impl From<Page<OrderSummaryRow>> for OrderPage {
     }
 }
 
-/// A customer's orders counted by status.
+/// A customer's orders counted by status, keyed by the status names of [`OrderStatusName`]
+/// (upper-case, as in `status` and a search's `statusCounts`).
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
 pub struct StatusCountsDto {
     pub pending: u64,
     pub confirmed: u64,

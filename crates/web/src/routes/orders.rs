@@ -20,8 +20,8 @@ use crate::extract::{
     ApiJson, ApiPath, ApiQuery, CommandHeaders, IdempotencyKeyParams, IfMatchParams, json_integer,
 };
 use crate::routes::common::{
-    AsOfParams, AuditTrail, Resource, audit_trail, execute, free_text_schema, identifier_schema,
-    view_as_of,
+    AsOfParams, AuditTrail, OrderStatusName, Resource, audit_trail, execute, free_text_schema,
+    identifier_schema, view_as_of,
 };
 use crate::state::AppState;
 
@@ -160,10 +160,13 @@ pub struct OrderStateDto {
     pub version: u64,
     pub customer_id: String,
     pub currency: String,
-    /// PENDING, CONFIRMED, SHIPPED, DELIVERED or CANCELLED.
+    #[schema(value_type = OrderStatusName)]
     pub status: String,
     pub items: Vec<LineDto>,
-    pub item_count: usize,
+    /// Lines: one per product, whatever its quantity.
+    pub item_count: u64,
+    /// Units: the quantities of all lines added up.
+    pub unit_count: u64,
     pub total_cents: i64,
     pub shipping_address: String,
     pub tracking_number: Option<String>,
@@ -178,7 +181,12 @@ impl OrderStateDto {
             customer_id: order.customer_id.to_string(),
             currency: order.currency.to_string(),
             status: order.status.as_str().to_owned(),
-            item_count: order.items.len(),
+            item_count: u64::try_from(order.items.len()).unwrap_or(u64::MAX),
+            unit_count: order
+                .items
+                .iter()
+                .map(|line| u64::from(line.quantity.get()))
+                .sum(),
             items: order
                 .items
                 .iter()

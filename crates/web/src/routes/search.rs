@@ -92,14 +92,18 @@ impl SearchParams {
 pub struct SearchHitDto {
     pub order_id: Uuid,
     pub customer_id: String,
+    #[schema(value_type = OrderStatusName)]
     pub status: String,
+    /// One per line of the order.
     pub product_ids: Vec<String>,
     pub shipping_address: String,
     pub tracking_number: Option<String>,
     pub total_cents: i64,
     pub currency: String,
-    /// Units over all lines.
+    /// Lines: one per product, whatever its quantity.
     pub item_count: u64,
+    /// Units: the quantities of all lines added up.
+    pub unit_count: u64,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub placed_at: OffsetDateTime,
@@ -115,6 +119,8 @@ pub struct SearchHitDto {
 impl From<SearchHit> for SearchHitDto {
     fn from(hit: SearchHit) -> Self {
         let d = hit.document;
+        // The document stores units; its product ids are one per line.
+        let lines = u64::try_from(d.product_ids.len()).unwrap_or(u64::MAX);
         Self {
             order_id: d.order_id,
             customer_id: d.customer_id,
@@ -124,7 +130,8 @@ impl From<SearchHit> for SearchHitDto {
             tracking_number: d.tracking_number,
             total_cents: d.total_cents,
             currency: d.currency,
-            item_count: d.item_count,
+            item_count: lines,
+            unit_count: d.item_count,
             placed_at: d.placed_at,
             updated_at: d.updated_at,
             version: d.version,
@@ -139,7 +146,8 @@ impl From<SearchHit> for SearchHitDto {
 pub struct SearchResultsDto {
     /// Ranked by relevance, then newest first.
     pub items: Vec<SearchHitDto>,
-    /// Matches per status for every criterion except `status` itself.
+    /// Matches per status (upper-case names, as in `status`) for every criterion except `status`
+    /// itself.
     #[schema(example = json!({"PENDING": 3, "SHIPPED": 1}))]
     pub status_counts: BTreeMap<String, u64>,
     /// Pass it as `cursor` for the next page; `null` when this page is the last.
