@@ -247,6 +247,12 @@ mod tests {
     const OUTPUT: &str = "\
  ❌  Stateful (in 19.33s)
 
+==================================== ERRORS ====================================
+__________________________________ POST /v1/orders __________________________________
+Runtime Error
+
+- not a failed check
+
 =================================== FAILURES ===================================
 ____________________________ GET /v1/accounts/{id} _____________________________
 1. Test Case ID: wies8A
@@ -338,6 +344,31 @@ Failures:
                 "/repo/target/contract/customer.junit.xml"
             ]
         );
+    }
+
+    #[test]
+    fn the_task_fails_when_schemathesis_failed_for_either_principal() {
+        let run = |principal, passed| Run {
+            principal,
+            passed,
+            output: OUTPUT.to_owned(),
+        };
+
+        assert!(
+            report(
+                &[run("operator", true), run("customer", true)],
+                Duration::ZERO
+            )
+            .is_ok()
+        );
+        let error = report(
+            &[run("operator", true), run("customer", false)],
+            Duration::ZERO,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("as customer"), "{error}");
+        assert!(!error.contains("operator"), "{error}");
     }
 
     #[test]
