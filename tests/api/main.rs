@@ -5,6 +5,7 @@
 mod accounts;
 mod auth;
 mod concurrency;
+mod contract;
 mod edge;
 mod health;
 mod helpers;

@@ -3,9 +3,10 @@
 use std::path::Path;
 
 use crate::process::{cargo, run};
-use crate::{suite, tidy};
+use crate::{contract, suite, tidy};
 
-/// Format check, clippy, tidy, then the test suite; the first failure stops the run.
+/// Format check, clippy, tidy, the test suite, then schemathesis against the API's document; the
+/// first failure stops the run.
 pub fn run_all(root: &Path) -> anyhow::Result<()> {
     run(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
     run(cargo(root).args([
@@ -19,5 +20,7 @@ pub fn run_all(root: &Path) -> anyhow::Result<()> {
     eprintln!("==> cargo xtask tidy");
     tidy::run(root)?;
     eprintln!("==> cargo xtask test");
-    suite::run(root, &[])
+    suite::run(root, &[])?;
+    eprintln!("==> cargo xtask contract");
+    contract::run(root)
 }

@@ -1,7 +1,9 @@
-//! `cargo xtask`: the project's tasks (database, local service, tokens, tests, tidy checks, CI).
+//! `cargo xtask`: the project's tasks (database, local service, tokens, tests, the API contract,
+//! tidy checks, CI).
 
 mod bench;
 mod ci;
+mod contract;
 mod postgres;
 mod process;
 mod service;
@@ -42,9 +44,12 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Fuzz the API against its own /openapi.json with schemathesis (on PATH), as an operator and
+    /// as a customer, on a fresh PostgreSQL database; reports in target/contract/.
+    Contract,
     /// Check the architecture and house rules (dependency rule, doc lines, no ignored tests, CI files).
     Tidy,
-    /// Exactly what CI runs: fmt check, clippy, tidy, then the test suite.
+    /// Exactly what CI runs: fmt check, clippy, tidy, the test suite, then the contract.
     Ci,
 }
 
@@ -67,6 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Token(args) => token::run(&args),
         Task::Bench(args) => bench::run(&root, &args),
         Task::Test { args } => suite::run(&root, &args),
+        Task::Contract => contract::run(&root),
         Task::Tidy => tidy::run(&root),
         Task::Ci => ci::run_all(&root),
     }

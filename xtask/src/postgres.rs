@@ -1,9 +1,11 @@
-//! Where PostgreSQL is, according to a database URL, and whether it answers there.
+//! Where PostgreSQL is, according to a database URL, whether it answers there, and scratch
+//! databases that live as long as one task.
 
 use std::net::{TcpStream, ToSocketAddrs};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 /// The development database the service uses by default.
 pub const DEV_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/strata";
@@ -99,9 +101,103 @@ pub fn ensure_reachable(url: &str) -> anyhow::Result<()> {
     )
 }
 
+/// The URL with its database part replaced by `database` (query parameters kept).
+pub fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
+    let (address, query) = match url.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (url, None),
+    };
+    let Some((scheme, rest)) = address.split_once("://") else {
+        bail!("not a database URL: {}", redact(url));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let mut replaced = format!("{scheme}://{authority}/{database}");
+    if let Some(query) = query {
+        replaced.push('?');
+        replaced.push_str(query);
+    }
+    Ok(replaced)
+}
+
+/// A database of its own for one task, on the server of a URL; dropped with this value, also
+/// when the task fails. The xtask talks to PostgreSQL through `psql` (the client `.ci/run`
+/// uses too) rather than a driver, so that building the task runner stays light.
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    server_url: String,
+    name: String,
+    /// The new database's URL.
+    pub url: String,
+}
+
+impl ScratchDatabase {
+    /// Creates the database `name` (letters, digits and `_` only) on the server of `server_url`.
+    pub fn create(server_url: &str, name: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "unsafe database name {name:?}"
+        );
+        let url = with_database(server_url, name)?;
+        psql(server_url, &format!("CREATE DATABASE \"{name}\""))
+            .with_context(|| format!("could not create database {name}"))?;
+        eprintln!("==> created database {name}");
+        Ok(Self {
+            server_url: server_url.to_owned(),
+            name: name.to_owned(),
+            url,
+        })
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        // FORCE: a server killed a moment ago may leave sessions the server has not reaped yet.
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        match psql(&self.server_url, &sql) {
+            Ok(()) => eprintln!("==> dropped database {}", self.name),
+            Err(error) => eprintln!("warning: could not drop database {}: {error:#}", self.name),
+        }
+    }
+}
+
+/// Runs one statement with `psql`, never prompting for a password.
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let output = Command::new("psql")
+        .args(["-w", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .context(
+            "could not run psql, the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client)",
+        )?;
+    if !output.status.success() {
+        bail!(
+            "psql at {} failed: {}",
+            redact(url),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_database_part_of_a_url_is_replaced_and_its_parameters_kept() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x").unwrap(),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5433", "x").unwrap(),
+            "postgres://h:5433/x"
+        );
+        assert!(with_database("strata.db", "x").is_err());
+    }
 
     #[test]
     fn host_and_port_come_from_the_authority() {

@@ -38,7 +38,7 @@ pub struct TokenArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(rename_all = "lowercase")]
-enum Role {
+pub enum Role {
     Customer,
     Operator,
     Auditor,
@@ -78,6 +78,27 @@ pub fn run(args: &TokenArgs) -> anyhow::Result<()> {
     };
     println!("{}", sign(&claims, secret)?);
     Ok(())
+}
+
+/// A token for another task (`contract`), minted as `cargo xtask token` would with these flags:
+/// the subject defaults alike, and no issuer or audience is claimed.
+pub fn mint(
+    role: Role,
+    customer_id: Option<&str>,
+    secret: &str,
+    ttl_seconds: i64,
+) -> anyhow::Result<String> {
+    let args = TokenArgs {
+        role,
+        sub: None,
+        customer_id: customer_id.map(str::to_owned),
+        ttl_seconds,
+        secret: Some(secret.to_owned()),
+        issuer: None,
+        audience: None,
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    sign(&claims(&args, now)?, secret)
 }
 
 fn claims(args: &TokenArgs, now: i64) -> anyhow::Result<Claims> {
