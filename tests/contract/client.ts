@@ -26,6 +26,10 @@ type Guard = NonNullable<Confirm["parameters"]["header"]>;
 type Conflict = Confirm["responses"][409]["content"]["application/problem+json"];
 type Stale = Confirm["responses"][412]["content"]["application/problem+json"];
 
+// A customer's orders, and an order's status as the document names it.
+type CustomerOrders = paths["/v1/customers/{customerId}/orders"]["get"];
+type OrderStatus = "PENDING" | "CONFIRMED" | "SHIPPED" | "DELIVERED" | "CANCELLED";
+
 // Searching: the query parameters and a page of hits.
 type SearchQuery = NonNullable<paths["/v1/orders/search"]["get"]["parameters"]["query"]>;
 type SearchResults = Json<paths["/v1/orders/search"]["get"]["responses"][200]>;
@@ -51,7 +55,18 @@ export function deposit(amountCents: number, reference: string): Movement {
 export const search: SearchQuery = { q: "sku-1", limit: 20 };
 
 export function asOf(version: number): OrderStateQuery {
-  return { version: String(version) };
+  return { version };
+}
+
+/** A customer's orders, a page at a time: the path parameter is camelCase like the bodies. */
+export function customerOrders(customerId: string, cursor?: string): CustomerOrders["parameters"] {
+  return { path: { customerId }, query: { limit: 20, cursor }, header: { "X-Min-Position": 2 } };
+}
+
+/** Units and lines of an order, and its status as one of the five names. */
+export function describe(order: OrderState): string {
+  const status: OrderStatus = order.status;
+  return `${status}: ${order.itemCount} lines, ${order.unitCount} units`;
 }
 
 export function guarded(version: number, key: string): Guard & Idempotency {
