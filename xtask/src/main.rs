@@ -44,7 +44,8 @@ enum Task {
     },
     /// Check the architecture and house rules (dependency rule, doc lines, no ignored tests, CI files).
     Tidy,
-    /// Exactly what CI runs: fmt check, clippy, tidy, then the test suite.
+    /// The checks CI runs (fmt check, clippy, tidy, the test suite) with the tools at hand; CI
+    /// itself is `.ci/run`, which also starts PostgreSQL and installs the test tools.
     Ci,
 }
 
