@@ -1,4 +1,5 @@
-//! `cargo xtask ci`: exactly what CI runs, in order, stopping at the first failure.
+//! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure (CI itself is
+//! `.ci/run`, which first starts PostgreSQL and installs the test tools).
 
 use std::path::Path;
 

@@ -49,7 +49,9 @@ enum Task {
     Contract,
     /// Check the architecture and house rules (dependency rule, doc lines, no ignored tests, CI files).
     Tidy,
-    /// Exactly what CI runs: fmt check, clippy, tidy, the test suite, then the contract.
+    /// The checks CI runs (fmt check, clippy, tidy, the test suite, then the contract) with the
+    /// tools at hand; CI itself is `.ci/run`, which also starts PostgreSQL and installs the test
+    /// tools.
     Ci,
 }
 

@@ -64,9 +64,10 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the projections until SIGINT/SIGTERM: catch up from each checkpoint, then follow the
-    /// log live (on PostgreSQL woken by LISTEN/NOTIFY, polling as a fallback; on SQLite polling). A second instance waits and
-    /// takes over a projection when the first one dies.
+    /// Apply the migrations, then run the projections until SIGINT/SIGTERM: catch up from each
+    /// checkpoint, then follow the log live (on PostgreSQL woken by LISTEN/NOTIFY, polling as a
+    /// fallback; on SQLite polling). A second instance waits and takes over a projection when
+    /// the first one dies.
     Run {
         /// Projections to run (all when omitted).
         #[arg(long = "projection", value_name = "NAME")]
@@ -83,8 +84,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Rebuild a projection from the start of the log into fresh tables, then swap them in
-    /// atomically; the live tables keep serving meanwhile.
+    /// Rebuild a projection from the start of the log into fresh tables (for `search` on
+    /// Elasticsearch, a new index), then swap them in atomically; the live ones keep serving
+    /// meanwhile. Run it as the tables' owner.
     Rebuild {
         /// The projection (`orders`, `accounts` or `search`).
         name: String,
@@ -127,9 +129,19 @@ pub enum DlqAction {
         projection: Option<String>,
     },
     /// Apply a parked event again, then the events of its stream that waited behind it.
-    Retry { projection: String, position: u64 },
+    Retry {
+        /// The projection that parked it (`orders`, `accounts` or `search`).
+        projection: String,
+        /// The parked event's global position, as `dlq list` shows it.
+        position: u64,
+    },
     /// Drop a parked event for good and apply the events that waited behind it.
-    Skip { projection: String, position: u64 },
+    Skip {
+        /// The projection that parked it (`orders`, `accounts` or `search`).
+        projection: String,
+        /// The parked event's global position, as `dlq list` shows it.
+        position: u64,
+    },
 }
 
 /// How a worker paces itself.

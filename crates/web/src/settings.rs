@@ -67,12 +67,17 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API (the default).
+    /// Serve the HTTP API (the default; its flags go before the subcommand, or in the
+    /// environment).
     Serve,
-    /// Create the database if it is missing, apply the migrations, and exit.
+    /// Create the database (or SQLite file) of --database-url / DATABASE_URL, or of the data
+    /// directory, if it is missing, apply the migrations, and exit. Those flags go before
+    /// `migrate`.
     Migrate,
     /// Write a consistent copy of the embedded SQLite database (and of its search index, beside
-    /// it) to a new file, while servers keep using it. On PostgreSQL use pg_dump or PITR.
+    /// it) to a new file, while servers keep using it. It reads --database-url / DATABASE_URL
+    /// and --data-dir as the server does (before `backup`); it refuses PostgreSQL: use pg_dump
+    /// or PITR.
     Backup {
         /// The copy to write (never overwritten: it must not exist); the search index's copy
         /// goes beside it (`backup.db` → `backup-search.db`).
@@ -123,10 +128,13 @@ pub struct ServeArgs {
     /// Directory of the embedded SQLite database when no DATABASE_URL is given.
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
-    /// HS256 secret that signs access tokens. Required unless `--dev`.
+    /// HS256 secret that access tokens are signed with (the server verifies them with it) and
+    /// that seals page cursors: at least 32 random bytes (a shorter or patterned one is
+    /// refused). Required unless `--dev`.
     #[arg(long, env = "STRATA_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
     /// Development mode: without STRATA_JWT_SECRET, use the published development secret.
+    /// Refused unless --http-addr is a loopback address.
     #[arg(long, env = "STRATA_DEV", default_value_t = false)]
     pub dev: bool,
     /// Largest accepted request body, in bytes.
@@ -135,17 +143,21 @@ pub struct ServeArgs {
     /// Snapshot an aggregate every this many events (0 disables snapshots).
     #[arg(long, env = "STRATA_SNAPSHOT_EVERY", default_value_t = 100)]
     pub snapshot_every: u64,
-    /// Size of the PostgreSQL connection pool.
+    /// Most database connections per pool. PostgreSQL: the pool, and a second one of this size
+    /// for stream reads. SQLite: each file's pool (the database's and the search index's),
+    /// readers in parallel and writers taking turns; at least 2.
     #[arg(long, env = "STRATA_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
     /// Longest a query with `X-Min-Position` waits for its projection, in milliseconds.
     #[arg(long, env = "STRATA_READ_WAIT_MS", default_value_t = 5000)]
     pub read_wait_ms: u64,
-    /// Development mode of the read side: run the projection workers in this process too.
+    /// Run the projection workers in this process too (development mode of the read side on
+    /// PostgreSQL; always on with SQLite, the embedded single-process deployment).
     #[arg(long, env = "STRATA_WITH_PROJECTOR", default_value_t = false)]
     pub with_projector: bool,
     /// Elasticsearch (or OpenSearch) URL of the order search index; without it, search runs on
-    /// PostgreSQL's full-text search.
+    /// the database's own full-text search: SQLite FTS5 (the default storage, in a file beside
+    /// the database) or PostgreSQL's.
     #[arg(long, env = "ELASTICSEARCH_URL", hide_env_values = true)]
     pub elasticsearch_url: Option<SecretUrl>,
     /// Put before the search index's alias and index names (`<prefix>orders`).
@@ -171,7 +183,8 @@ pub struct ServeArgs {
     /// When set, tokens must carry this `iss` claim.
     #[arg(long, env = "STRATA_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
-    /// When set, tokens must name this audience in their `aud` claim.
+    /// When set, tokens must name this audience in their `aud` claim; unset, tokens that carry
+    /// an `aud` claim are refused.
     #[arg(long, env = "STRATA_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
     /// Longest a connection may take to send a request's head, in milliseconds, counted from
@@ -260,7 +273,8 @@ pub struct Settings {
     /// Run the projection workers in-process (development: one process, a complete system).
     /// Always on when read from flags with SQLite, the embedded single-process deployment.
     pub with_projector: bool,
-    /// Elasticsearch URL of the search index (`None`: PostgreSQL full-text search).
+    /// Elasticsearch URL of the search index (`None`: the database's own full-text search,
+    /// SQLite FTS5 or PostgreSQL's).
     pub elasticsearch_url: Option<SecretUrl>,
     pub search_index_prefix: String,
     /// Earlier secrets that still verify tokens during a rotation; they sign nothing.

@@ -1,6 +1,6 @@
 //! The `strata-web` binary as an operator runs it on the embedded SQLite storage: `backup --to`
 //! while the database is in use, its refusals (an existing file, PostgreSQL), and a SIGTERM
-//! after which `strata.db` alone holds every acknowledged event.
+//! after which `strata.db` alone holds every acknowledged event; and what its `--help` says.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -359,4 +359,34 @@ async fn start_up_logs_show_no_password_of_the_search_cluster() {
     assert!(log.contains("search runs on Elasticsearch"), "{log}");
     assert!(log.contains("elastic:***@127.0.0.1:9"), "{log}");
     assert!(!log.contains(PASSWORD), "{log}");
+}
+
+/// The help of one flag in `--help` output: its line and the lines under it, up to the next
+/// flag, with white space folded (clap may wrap long help).
+fn flag_help(help: &str, flag: &str) -> String {
+    let mut lines = help
+        .lines()
+        .skip_while(|line| !line.trim_start().starts_with(&format!("{flag} ")));
+    let mut text: Vec<&str> = lines.next().into_iter().collect();
+    text.extend(lines.take_while(|line| !line.trim_start().starts_with('-')));
+    text.join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+async fn help_names_the_search_and_pools_of_the_default_sqlite_storage_too() {
+    let output = run(strata_web(&["--help"])).await;
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let help = text(&output.stdout);
+    // Without ELASTICSEARCH_URL the default storage searches with SQLite FTS5, not PostgreSQL.
+    let search = flag_help(&help, "--elasticsearch-url");
+    assert!(search.contains("SQLite FTS5"), "{search}");
+    assert!(search.contains("PostgreSQL's"), "{search}");
+    // The pool size applies to SQLite's pools as well as to PostgreSQL's.
+    let pools = flag_help(&help, "--db-max-connections");
+    assert!(pools.contains("PostgreSQL"), "{pools}");
+    assert!(pools.contains("SQLite"), "{pools}");
 }

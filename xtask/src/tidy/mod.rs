@@ -3,6 +3,7 @@
 mod ci_files;
 mod deps;
 mod sources;
+mod workflow;
 
 use std::path::Path;
 
@@ -39,6 +40,10 @@ const CHECKS: &[(&str, Check)] = &[
     ),
     ("no #[ignore]d tests", sources::check_no_ignored_tests),
     ("CI runs the README's test command", ci_files::check),
+    (
+        "the GitHub workflow runs .ci/run on the pinned toolchain",
+        workflow::check,
+    ),
 ];
 
 /// Runs every check, prints what each found, and fails if any found a problem.
