@@ -252,7 +252,7 @@ async fn the_edges_own_refusals_are_counted_with_their_route_and_status() {
 
     for (method, route, status) in [
         ("GET", "/v1/projections", 503),
-        ("GET", "/v1/customers/{customer_id}/stats", 429),
+        ("GET", "/v1/customers/{customerId}/stats", 429),
         ("POST", "/v1/orders", 413),
     ] {
         assert!(

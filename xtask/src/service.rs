@@ -172,11 +172,9 @@ fn serve_command(binary: &Path, database_url: &str, addr: SocketAddr, secret: &s
 fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    // One write: `write!` on a socket sends each piece of the format on its own.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     // "HTTP/1.1 200": the status is the three digits after the version and a space.
     let mut head = [0_u8; 12];
     stream.read_exact(&mut head).ok()?;
@@ -242,8 +240,13 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut socket, _) = listener.accept().unwrap();
-            let mut request = [0_u8; 256];
-            let _ = socket.read(&mut request).unwrap();
+            // Read the whole head: closing with unread bytes would reset the connection before
+            // the client reads the answer.
+            let mut request = Vec::new();
+            let mut byte = [0_u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && socket.read(&mut byte).unwrap() == 1 {
+                request.push(byte[0]);
+            }
             socket
                 .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
                 .unwrap();
