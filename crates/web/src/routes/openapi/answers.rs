@@ -92,47 +92,47 @@ fn request_id_header() -> RefOr<Header> {
     )
 }
 
-fn problem_response(status: u16, description: &str) -> Response {
+/// A response with only its description: the loop of [`complete`] makes it a problem, as it
+/// does every error response of the handlers' annotations.
+fn described(description: &str) -> RefOr<Response> {
     ResponseBuilder::new()
         .description(description)
         .build()
-        .tap_problem(status)
+        .into()
 }
 
-/// Completes an error response: problem content with its example, and the headers of its status.
-trait TapProblem {
-    fn tap_problem(self, status: u16) -> Self;
-}
-
-impl TapProblem for Response {
-    fn tap_problem(mut self, status: u16) -> Self {
-        if self.description.is_empty() {
-            default_description(status).clone_into(&mut self.description);
-        }
-        self.content.clear();
-        self.content.insert(
-            PROBLEM_JSON.to_owned(),
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .example(example(status))
-                .build()
-                .into(),
-        );
-        match status {
-            401 => {
-                self.headers
-                    .entry("WWW-Authenticate".to_owned())
-                    .or_insert_with(|| header("Always Bearer: send a bearer token", Type::String));
-            }
-            429 | 503 => {
-                self.headers
-                    .entry("Retry-After".to_owned())
-                    .or_insert_with(|| header("Seconds to wait before retrying", Type::Integer));
-            }
-            _ => {}
-        }
-        self
+/// Completes an error response: its description if it has none, problem content with its
+/// example, and the headers of its status.
+fn make_problem(response: &mut Response, status: u16) {
+    if response.description.is_empty() {
+        default_description(status).clone_into(&mut response.description);
     }
+    response.content.clear();
+    response.content.insert(
+        PROBLEM_JSON.to_owned(),
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .example(example(status))
+            .build()
+            .into(),
+    );
+    let (name, description, schema) = match status {
+        401 => (
+            "WWW-Authenticate",
+            "Always Bearer: send a bearer token",
+            Type::String,
+        ),
+        429 | 503 => (
+            "Retry-After",
+            "Seconds to wait before retrying",
+            Type::Integer,
+        ),
+        _ => return,
+    };
+    response
+        .headers
+        .entry(name.to_owned())
+        .or_insert_with(|| header(description, schema));
 }
 
 fn complete(operation: &mut Operation, liveness: bool) {
@@ -140,11 +140,11 @@ fn complete(operation: &mut Operation, liveness: bool) {
     let responses = &mut operation.responses.responses;
     responses
         .entry("413".to_owned())
-        .or_insert_with(|| problem_response(413, TOO_LARGE).into());
+        .or_insert_with(|| described(TOO_LARGE));
     if behind_token {
         responses
             .entry("429".to_owned())
-            .or_insert_with(|| problem_response(429, RATE).into());
+            .or_insert_with(|| described(RATE));
     }
     if !liveness {
         match responses.get_mut("503") {
@@ -153,7 +153,7 @@ fn complete(operation: &mut Operation, liveness: bool) {
             }
             Some(RefOr::Ref(_)) => {}
             None => {
-                responses.insert("503".to_owned(), problem_response(503, LOAD).into());
+                responses.insert("503".to_owned(), described(LOAD));
             }
         }
     }
@@ -163,8 +163,7 @@ fn complete(operation: &mut Operation, liveness: bool) {
         };
         let code = status.parse::<u16>().unwrap_or(0);
         if code >= 400 {
-            let taken = std::mem::replace(response, ResponseBuilder::new().build());
-            *response = taken.tap_problem(code);
+            make_problem(response, code);
         }
         response
             .headers

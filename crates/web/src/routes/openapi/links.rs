@@ -2,8 +2,6 @@
 //! answered — the new id, and its `ETag` as the next `If-Match`. Generators turn them into
 //! typed follow-ups, and a stateful fuzzer walks an order from placement to delivery with them.
 
-use std::collections::BTreeMap;
-
 use utoipa::Modify;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::link::LinkBuilder;
@@ -14,6 +12,15 @@ pub struct Links;
 /// Commands on an existing order: they take its id and, to be safe, the version last seen.
 const ORDER_COMMANDS: &[&str] = &[
     "addOrderItem",
+    "confirmOrder",
+    "shipOrder",
+    "deliverOrder",
+    "cancelOrder",
+];
+/// Every command on an existing order: what any of them answers leads to the same places.
+const ORDER_CHANGES: &[&str] = &[
+    "addOrderItem",
+    "removeOrderItem",
     "confirmOrder",
     "shipOrder",
     "deliverOrder",
@@ -75,25 +82,13 @@ const FOLLOWS: &[Follow] = &[
         ],
     },
     Follow {
-        from: ORDER_COMMANDS,
+        from: ORDER_CHANGES,
         status: "200",
         to: ORDER_COMMANDS,
         parameters: &[ORDER_ID, NEXT_VERSION],
     },
     Follow {
-        from: ORDER_COMMANDS,
-        status: "200",
-        to: ORDER_READS,
-        parameters: &[ORDER_ID],
-    },
-    Follow {
-        from: &["removeOrderItem"],
-        status: "200",
-        to: ORDER_COMMANDS,
-        parameters: &[ORDER_ID, NEXT_VERSION],
-    },
-    Follow {
-        from: &["removeOrderItem"],
+        from: ORDER_CHANGES,
         status: "200",
         to: ORDER_READS,
         parameters: &[ORDER_ID],
@@ -132,17 +127,6 @@ const FOLLOWS: &[Follow] = &[
 
 impl Modify for Links {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let mut links: BTreeMap<(&str, &str), Vec<(&str, &Follow)>> = BTreeMap::new();
-        for follow in FOLLOWS {
-            for from in follow.from {
-                for to in follow.to {
-                    links
-                        .entry((from, follow.status))
-                        .or_default()
-                        .push((to, follow));
-                }
-            }
-        }
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
@@ -151,18 +135,16 @@ impl Modify for Links {
                 &mut item.delete,
             ];
             for operation in operations.into_iter().flatten() {
-                let Some(id) = operation.operation_id.as_deref() else {
+                let Some(id) = operation.operation_id.clone() else {
                     continue;
                 };
-                for ((from, status), targets) in &links {
-                    if *from != id {
-                        continue;
-                    }
-                    let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status)
+                for follow in FOLLOWS.iter().filter(|f| f.from.contains(&id.as_str())) {
+                    let Some(RefOr::T(response)) =
+                        operation.responses.responses.get_mut(follow.status)
                     else {
                         continue;
                     };
-                    for (to, follow) in targets {
+                    for to in follow.to {
                         let link = follow.parameters.iter().fold(
                             LinkBuilder::new().operation_id(*to),
                             |link, (name, value)| link.parameter(*name, *value),
