@@ -23,7 +23,8 @@ pub struct DlqOutcome {
 /// rest are parked again; what was applied before it stays applied.
 ///
 /// # Errors
-/// [`ReadModelError::NotFound`] when no event failed at `position`; storage failures.
+/// [`ReadModelError::NotFound`](strata_ports::ReadModelError::NotFound) when no event failed at
+/// `position`; storage failures.
 pub async fn dlq_retry(
     deps: &WorkerDeps,
     projection: &dyn Projection,
