@@ -6,6 +6,7 @@
 //! Rooms:
 //! - `event_store.rs`: `PgEventStore`, the log's reads, and appends handed to the group writer.
 //! - `group_commit.rs`: the group writer, which coalesces waiting appends into one transaction.
+//! - `append.rs`: the append statement and its columns, used by both of the above.
 //! - `snapshot_store.rs`: `PgSnapshotStore`.
 //! - `projection_store.rs`: `PgProjectionStore`, which opens batches and lists dead letters.
 //! - `batch.rs`: `PgBatch`, one projection batch in one transaction holding its checkpoint row.
@@ -19,6 +20,7 @@
 //! - `database.rs`: creating a database; `error.rs`: sqlx errors as port errors.
 #![forbid(unsafe_code)]
 
+mod append;
 mod batch;
 mod database;
 mod error;
@@ -40,11 +42,11 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+#[doc(hidden)]
+pub use append::append_in;
 pub use database::{connect_to_server, create_database_if_missing, create_database_owned_by};
 pub use error::{ConnectError, MigrateError, RolesError};
 pub use event_store::PgEventStore;
-#[doc(hidden)]
-pub use event_store::append_in;
 pub use leases::{EVENTS_CHANNEL, PgLeases, PgLogWakeup, PgLogWakeups};
 pub use projection_store::PgProjectionStore;
 pub use projections::projection_names;
