@@ -12,7 +12,7 @@ use strata_ports::{
 use uuid::Uuid;
 
 use crate::codec;
-use crate::projection_store::{checkpoint_of, db};
+use crate::projections::{checkpoint_of, db};
 use crate::rows::{self, to_i64};
 
 /// The read models' queries on a SQLite pool.
