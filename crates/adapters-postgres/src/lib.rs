@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 pub use database::{connect_to_server, create_database_if_missing, create_database_owned_by};
-pub use error::{ConnectError, MigrateError, RolesError};
+pub use error::RolesError;
 pub use event_store::PgEventStore;
 #[doc(hidden)]
 pub use event_store::append_in;
@@ -31,6 +31,8 @@ pub use read_models::{
 pub use roles::{PgRoles, create_roles, grant_roles};
 pub use search::PgSearchIndex;
 pub use snapshot_store::PgSnapshotStore;
+// The errors of `connect` and `migrate`, shared by every database adapter.
+pub use strata_ports::{ConnectError, MigrateError};
 
 /// The schema of the event and snapshot stores, embedded from `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

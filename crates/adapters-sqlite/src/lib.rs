@@ -31,13 +31,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use backup::{Backup, BackupFile, backup};
 pub use close::{Checkpoint, close};
-pub use error::{BackupError, CloseError, ConnectError, MigrateError};
+pub use error::{BackupError, CloseError};
 pub use event_store::SqliteEventStore;
 pub use leases::{SqliteLeases, SqliteLogWakeups};
 pub use projection_store::{SqliteProjectionStore, projection_names};
 pub use queries::SqliteReadModels;
 pub use search::SqliteSearchIndex;
 pub use snapshot_store::SqliteSnapshotStore;
+// The errors of `connect` and `migrate`, shared by every database adapter.
+pub use strata_ports::{ConnectError, MigrateError};
 pub use storage::{SQLITE_FILE, SecretUrl, Storage, StorageError, redact_url};
 
 /// The schema of the main database file, embedded from `migrations/`. The search file's schema
