@@ -20,7 +20,6 @@ mod queries;
 mod rows;
 mod search;
 mod snapshot_store;
-mod storage;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -40,7 +39,6 @@ pub use search::SqliteSearchIndex;
 pub use snapshot_store::SqliteSnapshotStore;
 // The errors of `connect` and `migrate`, shared by every database adapter.
 pub use strata_ports::{ConnectError, MigrateError};
-pub use storage::{SQLITE_FILE, SecretUrl, Storage, StorageError, redact_url};
 
 /// The schema of the main database file, embedded from `migrations/`. The search file's schema
 /// is created by [`SqliteSearchIndex`]'s `prepare`, as a search engine's index would be.
