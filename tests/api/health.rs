@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use strata_adapters_postgres::PgSettings;
 use strata_web::{Application, Stores};
 use tokio::sync::oneshot;
 
@@ -19,13 +18,8 @@ fn closed_port() -> u16 {
 #[tokio::test]
 async fn readiness_is_503_while_the_database_is_unreachable_but_liveness_is_200() {
     let url = format!("postgres://postgres@127.0.0.1:{}/strata", closed_port());
-    let pool = strata_adapters_postgres::connect_lazy(&PgSettings {
-        url: url.clone(),
-        max_connections: 1,
-        acquire_timeout: Duration::from_millis(500),
-    })
-    .unwrap();
-    let application = Application::with_stores(test_settings(&url), Stores::postgres(&pool))
+    let stores = Stores::postgres_lazy(&url, 1, Duration::from_millis(500)).unwrap();
+    let application = Application::with_stores(test_settings(&url), stores)
         .await
         .unwrap();
     let (app, _server) = start(application, url, std::future::pending());

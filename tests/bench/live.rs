@@ -32,7 +32,7 @@ pub async fn lag(fresh: &Fresh, rate: u64, ops: u64) -> anyhow::Result<Measured>
     let config = ProjectorConfig {
         linger: if fresh.kind == "sqlite" {
             // The projector's pause before a batch on SQLite, as `strata-web` runs it there.
-            strata_web::startup::SQLITE_LINGER
+            strata_wiring::SQLITE_LINGER
         } else {
             Duration::ZERO
         },

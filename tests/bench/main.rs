@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Parser;
 use serde_json::{Map, Value};
-use strata_adapters_sqlite::Storage;
+use strata_wiring::Storage;
 
 use storage::Fresh;
 use workloads::Measured;

@@ -11,13 +11,14 @@ use strata_adapters_postgres::{
 };
 use strata_adapters_sqlite::{
     SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteReadModels, SqliteSettings,
-    SqliteSnapshotStore, Storage,
+    SqliteSnapshotStore,
 };
 use strata_application::projection::WorkerDeps;
 use strata_ports::{
     EventStore, LogWakeups, ProjectionLeases, ProjectionStore, ReadModels, SnapshotStore,
     SystemClock,
 };
+use strata_wiring::Storage;
 use uuid::Uuid;
 
 /// The adapters of one fresh storage.

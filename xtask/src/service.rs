@@ -42,7 +42,7 @@ pub fn dev(root: &Path, extra: &[String]) -> anyhow::Result<()> {
 
 /// What `dev` runs, in order. Only the server, with the projection workers in-process
 /// (`--with-projector`), so one command serves a complete system: its start-up creates the
-/// database when it is missing and applies the migrations (`strata-web`'s `startup::migrate`,
+/// database when it is missing and applies the migrations (`strata_wiring::migrate`,
 /// the same code as `strata-web migrate`), so a separate migrate step would only do that work
 /// twice. Without a URL the server stores everything in SQLite.
 fn dev_commands(root: &Path, url: Option<&str>, extra: &[String]) -> Vec<Command> {

@@ -6,7 +6,9 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 
-use crate::error::{ConnectError, connect_error};
+use strata_ports::ConnectError;
+
+use crate::error::connect_error;
 use crate::{PgRoles, PgSettings};
 
 /// SQLSTATE `invalid_catalog_name`: the database named does not exist.

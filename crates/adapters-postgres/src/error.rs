@@ -1,6 +1,7 @@
-//! The one place where sqlx errors become port errors, plus this crate's own public errors.
+//! The one place where sqlx errors become port errors (and the storage errors of `strata-ports`),
+//! plus this crate's own public error.
 
-use strata_ports::{EventStoreError, ReadModelError, SnapshotError};
+use strata_ports::{ConnectError, EventStoreError, MigrateError, ReadModelError, SnapshotError};
 
 /// The unique constraint on `events (stream_id, stream_version)`.
 const STREAM_VERSION_KEY: &str = "events_stream_version_key";
@@ -8,31 +9,6 @@ const STREAM_VERSION_KEY: &str = "events_stream_version_key";
 const STREAMS_PKEY: &str = "streams_pkey";
 /// The primary key of `idempotency_keys (principal, key)`.
 const IDEMPOTENCY_PKEY: &str = "idempotency_keys_pkey";
-
-/// Why [`crate::migrate`] failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MigrateError {
-    /// The database cannot be reached now: worth retrying later.
-    #[error("database unavailable while migrating: {0}")]
-    Unavailable(String),
-    /// A migration failed, or the database's migration history does not match this build.
-    #[error("migration failed: {0}")]
-    Failed(String),
-}
-
-/// Why [`crate::connect`] failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConnectError {
-    /// The settings cannot describe a connection (a malformed url, for one).
-    #[error("invalid database settings: {0}")]
-    InvalidSettings(String),
-    /// The database cannot be reached now: worth retrying later.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// The database answered, but refused (authentication, unknown database, ...).
-    #[error("database refused the connection: {0}")]
-    Refused(String),
-}
 
 /// Why creating the roles or granting their privileges failed ([`crate::PgRoles`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -45,7 +45,7 @@ use sqlx::postgres::PgPoolOptions;
 #[doc(hidden)]
 pub use append::append_in;
 pub use database::{connect_to_server, create_database_if_missing, create_database_owned_by};
-pub use error::{ConnectError, MigrateError, RolesError};
+pub use error::RolesError;
 pub use event_store::PgEventStore;
 pub use leases::{EVENTS_CHANNEL, PgLeases, PgLogWakeup, PgLogWakeups};
 pub use projection_store::PgProjectionStore;
@@ -54,6 +54,8 @@ pub use queries::PgReadModels;
 pub use roles::{PgRoles, create_roles, grant_roles};
 pub use search::PgSearchIndex;
 pub use snapshot_store::PgSnapshotStore;
+// The errors of `connect` and `migrate`, shared by every database adapter.
+pub use strata_ports::{ConnectError, MigrateError};
 
 /// The schema of the event and snapshot stores, embedded from `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

@@ -1,30 +1,11 @@
-//! The one place where sqlx errors become port errors, plus this crate's own public errors.
+//! The one place where sqlx errors become port errors (and the storage errors of `strata-ports`),
+//! plus this crate's own public errors.
 
 use std::path::{Path, PathBuf};
 
-use strata_ports::{EventStoreError, ReadModelError, SearchError, SnapshotError};
-
-/// Why [`crate::migrate`] failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MigrateError {
-    /// The database is locked or cannot be read now: worth retrying later.
-    #[error("database unavailable while migrating: {0}")]
-    Unavailable(String),
-    /// A migration failed, or the database's migration history does not match this build.
-    #[error("migration failed: {0}")]
-    Failed(String),
-}
-
-/// Why [`crate::connect`] failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConnectError {
-    /// The file or its directory cannot be created or is not a database.
-    #[error("invalid database settings: {0}")]
-    InvalidSettings(String),
-    /// The database cannot be opened now: worth retrying later.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-}
+use strata_ports::{
+    ConnectError, EventStoreError, MigrateError, ReadModelError, SearchError, SnapshotError,
+};
 
 /// Why [`crate::close`] could not checkpoint the write-ahead log (the pool is closed all the
 /// same; the log stays beside the file and the next opening replays it).

@@ -39,7 +39,6 @@ mod rebuild;
 mod rows;
 mod search;
 mod snapshot_store;
-mod storage;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -50,7 +49,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use backup::{Backup, BackupFile, backup};
 pub use close::{Checkpoint, close};
-pub use error::{BackupError, CloseError, ConnectError, MigrateError};
+pub use error::{BackupError, CloseError};
 pub use event_store::SqliteEventStore;
 pub use leases::{SqliteLeases, SqliteLogWakeups};
 pub use projection_store::SqliteProjectionStore;
@@ -58,7 +57,8 @@ pub use projections::projection_names;
 pub use queries::SqliteReadModels;
 pub use search::SqliteSearchIndex;
 pub use snapshot_store::SqliteSnapshotStore;
-pub use storage::{SQLITE_FILE, SecretUrl, Storage, StorageError, redact_url};
+// The errors of `connect` and `migrate`, shared by every database adapter.
+pub use strata_ports::{ConnectError, MigrateError};
 
 /// The schema of the main database file, embedded from `migrations/`. The search file's schema
 /// is created by [`SqliteSearchIndex`]'s `prepare`, as a search engine's index would be.

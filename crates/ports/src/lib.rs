@@ -14,6 +14,7 @@ pub mod search;
 #[cfg(feature = "testkit")]
 pub mod search_suite;
 pub mod snapshot;
+pub mod storage;
 
 pub use clock::{Clock, IdGenerator, RandomIds, SystemClock};
 pub use event_store::{
@@ -34,6 +35,7 @@ pub use search::{
     SearchQuery,
 };
 pub use snapshot::{Snapshot, SnapshotError, SnapshotStore};
+pub use storage::{ConnectError, MigrateError};
 
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockIdGenerator};

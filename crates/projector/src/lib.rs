@@ -7,4 +7,5 @@ pub mod console;
 pub mod follow;
 pub mod metrics;
 pub mod report;
+pub mod settings;
 pub mod startup;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use strata_projector::console::LogWriter;
-use strata_projector::startup::{Cli, run};
+use strata_projector::settings::Cli;
+use strata_projector::startup::run;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -20,8 +20,7 @@ use strata_domain::values::{CustomerId, has_forbidden_chars};
 use strata_ports::limits::MAX_PRINCIPAL_BYTES;
 
 use crate::error::ApiError;
-use crate::limits::Kind;
-use crate::state::AppState;
+use crate::limits::{Kind, RateLimiters};
 
 #[cfg(test)]
 mod tests;
@@ -294,25 +293,31 @@ fn principal_of(claims: Claims) -> Result<Principal, TokenRejection> {
     })
 }
 
+/// What the authenticating extractors need of the handler state: the token keys and the rate
+/// limits. The state implements it (`state.rs`), so this module needs nothing of that one.
+pub trait Gatekeeper {
+    /// The keys that verify bearer tokens.
+    fn jwt(&self) -> &JwtKeys;
+    /// The per-principal rate limits of commands and queries.
+    fn rate_limits(&self) -> &RateLimiters;
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Principal);
 
-impl FromRequestParts<AppState> for Authenticated {
+impl<S: Gatekeeper + Send + Sync> FromRequestParts<S> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let principal = authenticate(parts, state)?;
-        state.rate_limits.check(Kind::Query, &principal.user_id)?;
+        state.rate_limits().check(Kind::Query, &principal.user_id)?;
         Ok(Self(principal))
     }
 }
 
 /// The principal of the request's bearer token.
-fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+fn authenticate(parts: &Parts, state: &impl Gatekeeper) -> Result<Principal, ApiError> {
     // No header, another scheme, or no token: the client did not try a token, so it may be
     // told what to send; a token that was sent gets only the fixed sentence.
     let token = parts
@@ -326,7 +331,7 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> 
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::Unauthorized(NO_TOKEN.to_owned()))?;
-    state.jwt.principal(token)
+    state.jwt().principal(token)
 }
 
 /// The authenticated caller of a command. It refuses a principal that may not issue commands
@@ -335,16 +340,15 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> 
 #[derive(Debug, Clone)]
 pub struct Commander(pub Principal);
 
-impl FromRequestParts<AppState> for Commander {
+impl<S: Gatekeeper + Send + Sync> FromRequestParts<S> for Commander {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let principal = authenticate(parts, state)?;
         principal.may_command()?;
-        state.rate_limits.check(Kind::Command, &principal.user_id)?;
+        state
+            .rate_limits()
+            .check(Kind::Command, &principal.user_id)?;
         Ok(Self(principal))
     }
 }

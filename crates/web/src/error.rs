@@ -18,7 +18,6 @@ use tower_http::catch_panic::ResponseForPanic;
 use tracing::Level;
 use utoipa::ToSchema;
 
-use crate::limits::{Kind, RateLimited};
 use crate::request_id::REQUEST_ID;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -267,24 +266,6 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, retry_after);
         }
         response
-    }
-}
-
-impl From<RateLimited> for ApiError {
-    fn from(limited: RateLimited) -> Self {
-        let what = match limited.kind {
-            Kind::Command => "commands",
-            Kind::Query => "queries",
-        };
-        // Whole seconds, rounded up: a client that waits as told is let through.
-        let retry_after_secs =
-            limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0);
-        Self::TooManyRequests {
-            detail: format!(
-                "too many {what} from this principal; retry after {retry_after_secs} s"
-            ),
-            retry_after_secs: retry_after_secs.max(1),
-        }
     }
 }
 

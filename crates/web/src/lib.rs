@@ -1,6 +1,6 @@
 //! `strata-web`: Strata's HTTP API on axum. Thin handlers convert DTOs into domain commands and
-//! call the application services, and answer queries from the read models; `startup` is the one
-//! module that names concrete adapters (and can run the projection workers in-process).
+//! call the application services, and answer queries from the read models; `startup` wires
+//! them over the ports `strata-wiring` opens (and can run the projection workers in-process).
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -18,4 +18,6 @@ pub mod state;
 pub mod telemetry;
 
 pub use settings::{Cli, Command, RolesAction, Settings};
-pub use startup::{Application, Storage, Stores};
+pub use startup::Application;
+// The storage the settings name, and the stores `Application::with_stores` takes.
+pub use strata_wiring::{Storage, Stores};

@@ -148,6 +148,25 @@ pub struct RateLimited {
     pub retry_after: Duration,
 }
 
+// Here rather than in `error.rs`, so that the error module needs nothing of this one.
+impl From<RateLimited> for ApiError {
+    fn from(limited: RateLimited) -> Self {
+        let what = match limited.kind {
+            Kind::Command => "commands",
+            Kind::Query => "queries",
+        };
+        // Whole seconds, rounded up: a client that waits as told is let through.
+        let retry_after_secs =
+            limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0);
+        Self::TooManyRequests {
+            detail: format!(
+                "too many {what} from this principal; retry after {retry_after_secs} s"
+            ),
+            retry_after_secs: retry_after_secs.max(1),
+        }
+    }
+}
+
 impl RateLimiters {
     pub fn new(limits: RateLimits) -> Self {
         let keyed = |per_second: u32| {

@@ -23,7 +23,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
             let storage = cli.serve.storage()?;
-            strata_web::startup::migrate(&storage).await
+            Ok(strata_wiring::migrate(&storage).await?)
         }
         Command::Serve => {
             let settings = Settings::from_args(cli.serve)?;
@@ -34,12 +34,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Roles { action } => {
             let storage = cli.serve.storage()?;
-            print!("{}", strata_web::startup::roles(&storage, &action).await?);
+            let (step, args) = action.step();
+            let done = strata_wiring::roles(&storage, step, &args.prefix, args.print).await?;
+            print!("{done}");
             Ok(())
         }
         Command::Backup { to } => {
             let storage = cli.serve.storage()?;
-            print!("{}", strata_web::startup::backup(&storage, &to).await?);
+            print!("{}", strata_wiring::backup(&storage, &to).await?);
             Ok(())
         }
     }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use strata_wiring::{RolesStep, SecretUrl, Storage, StorageError};
 
 use crate::limits::{EdgeLimits, RateLimits};
 use crate::serve::ConnectionLimits;
-use crate::startup::{SecretUrl, Storage, StorageError};
 
 /// The published development secret: only ever used with `--dev`, and announced in the log.
 pub const DEVELOPMENT_JWT_SECRET: &str = "strata-development-secret-not-for-production";
@@ -101,6 +101,16 @@ pub enum RolesAction {
     /// As the owner role, after `strata-web migrate` (and again after each later one): grant
     /// each role exactly its privileges in the database of DATABASE_URL.
     Grant(RolesArgs),
+}
+
+impl RolesAction {
+    /// The step, and its arguments.
+    pub fn step(&self) -> (RolesStep, &RolesArgs) {
+        match self {
+            Self::Create(args) => (RolesStep::Create, args),
+            Self::Grant(args) => (RolesStep::Grant, args),
+        }
+    }
 }
 
 /// Which roles, and whether to apply or print the script.

@@ -1,10 +1,9 @@
-//! Start-up: the only place that names concrete adapters. Opens and migrates the storage
-//! (PostgreSQL, or the embedded SQLite file), wires the application services, builds the router,
+//! Start-up: opens the storage through `strata-wiring` (PostgreSQL, or the embedded SQLite
+//! file, created and migrated as needed), wires the application services, builds the router,
 //! and serves until told to stop (with the projection workers in-process on SQLite, and in
-//! development mode), then, on SQLite, checkpoints and closes the files; `backup` copies them.
+//! development mode), then, on SQLite, checkpoints and closes the files.
 
 mod projector;
-mod roles;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,22 +13,12 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use sqlx::{PgPool, SqlitePool};
-use strata_adapters_elastic::{ElasticSettings, EsSearchIndex};
-use strata_adapters_postgres::{
-    PgEventStore, PgLeases, PgLogWakeups, PgProjectionStore, PgReadModels, PgSearchIndex,
-    PgSettings, PgSnapshotStore,
-};
-use strata_adapters_sqlite::{
-    SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteReadModels, SqliteSearchIndex,
-    SqliteSettings, SqliteSnapshotStore,
-};
-use strata_application::projection::{ProjectorConfig, WorkerDeps};
 use strata_application::{
     CommandConfig, CommandService, HistoryService, QueryConfig, QueryService, Rehydrator,
     StatusService,
 };
-use strata_ports::{EventStore, RandomIds, ReadModels, SearchIndex, SnapshotStore, SystemClock};
+use strata_ports::{RandomIds, SearchIndex, SystemClock};
+use strata_wiring::{Backend, Database, Storage, StorageFiles, Stores};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceBuilder;
@@ -47,7 +36,6 @@ use crate::settings::Settings;
 use crate::state::{AppState, Services};
 
 use projector::InProcessProjector;
-pub use roles::roles;
 
 /// A built, bound, not yet running server.
 #[derive(Debug)]
@@ -63,167 +51,19 @@ pub struct Application {
     /// The projection workers, when they run in this process (development mode).
     projector: Option<InProcessProjector>,
     /// The SQLite files to checkpoint and close once the server and its workers have stopped.
-    sqlite: Vec<SqlitePool>,
-}
-
-// Which storage a `DATABASE_URL` names: parsed by the embedded adapter, which owns the default
-// (no URL: a file in the data directory), and shared with strata-projector.
-pub use strata_adapters_sqlite::{SecretUrl, Storage, StorageError};
-
-/// The storage ports the server reads and writes, and the projections they keep.
-#[derive(Clone)]
-pub struct Stores {
-    pub events: Arc<dyn EventStore>,
-    pub snapshots: Arc<dyn SnapshotStore>,
-    pub read_models: Arc<dyn ReadModels>,
-    pub search: Arc<dyn SearchIndex>,
-    /// The projections whose checkpoints the status reports.
-    pub projections: Vec<&'static str>,
-    /// How often a command that lost a race to a concurrent writer is tried again.
-    pub command_retries: u32,
-}
-
-impl std::fmt::Debug for Stores {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stores").finish_non_exhaustive()
-    }
-}
-
-impl Stores {
-    /// The PostgreSQL adapters on one pool (search too: its full-text search).
-    pub fn postgres(pool: &PgPool) -> Self {
-        Self {
-            events: Arc::new(PgEventStore::new(pool.clone())),
-            snapshots: Arc::new(PgSnapshotStore::new(pool.clone())),
-            read_models: Arc::new(PgReadModels::new(pool.clone())),
-            search: Arc::new(PgSearchIndex::new(pool.clone())),
-            projections: strata_adapters_postgres::projection_names(),
-            command_retries: CommandConfig::default().max_retries,
-        }
-    }
-
-    /// The SQLite adapters: `events` on the main file's pool, and `search` (the embedded index
-    /// on its own file, unless Elasticsearch replaces it).
-    pub fn sqlite(
-        events: &SqliteEventStore,
-        pool: &SqlitePool,
-        search: Arc<dyn SearchIndex>,
-    ) -> Self {
-        Self {
-            events: Arc::new(events.clone()),
-            snapshots: Arc::new(SqliteSnapshotStore::new(pool.clone())),
-            read_models: Arc::new(SqliteReadModels::new(pool.clone())),
-            search,
-            projections: strata_adapters_sqlite::projection_names(),
-            // One writer at a time, and the projection batches take turns with the commands:
-            // a burst of commands on one stream needs more rounds to land (measured: 32
-            // clients on one order, a tenth ran out of 16 retries; none of 32).
-            command_retries: 2 * CommandConfig::default().max_retries,
-        }
-    }
-}
-
-/// An opened storage back-end: the server's stores, and what projection workers run on.
-struct Backend {
-    stores: Stores,
-    workers: WorkerDeps,
-    pacing: ProjectorConfig,
-    /// The SQLite pools (the main file's, the search index's) to close at the end.
-    sqlite: Vec<SqlitePool>,
-}
-
-/// How long the workers on SQLite let appends gather before a batch: SQLite has one writer,
-/// and a batch per append would keep a burst of commands queueing for the write lock (measured:
-/// of 32 clients racing on one order, a third ran out of retries with 20 ms, a tenth with 50 ms).
-/// Read-your-writes waits this much longer at most.
-pub const SQLITE_LINGER: Duration = Duration::from_millis(50);
-
-fn pg_worker_deps(pool: &PgPool) -> WorkerDeps {
-    WorkerDeps {
-        events: Arc::new(PgEventStore::new(pool.clone())),
-        store: Arc::new(PgProjectionStore::new(pool.clone())),
-        leases: Arc::new(PgLeases::new(pool.clone())),
-        clock: Arc::new(SystemClock),
-        wakeups: Some(Arc::new(PgLogWakeups::new(pool.clone()))),
-    }
-}
-
-fn sqlite_settings(path: &std::path::Path, max_connections: u32) -> SqliteSettings {
-    SqliteSettings {
-        max_connections,
-        ..SqliteSettings::at(path)
-    }
+    files: StorageFiles,
 }
 
 /// Opens the storage the settings name, creating and migrating it as needed.
 async fn open(settings: &Settings) -> anyhow::Result<Backend> {
     let elastic = elasticsearch(settings)?;
+    let database = Database::open_migrated(&settings.storage, settings.db_max_connections).await?;
+    let backend = database.backend(elastic).await?;
     match &settings.storage {
-        Storage::Postgres(url) => {
-            migrate(&settings.storage).await?;
-            let pool =
-                strata_adapters_postgres::connect(&pg_settings(url, settings.db_max_connections))
-                    .await
-                    .context("cannot connect to PostgreSQL")?;
-            tracing::info!("storage: PostgreSQL");
-            let mut stores = Stores::postgres(&pool);
-            if let Some(elastic) = elastic {
-                stores.search = elastic;
-            }
-            Ok(Backend {
-                stores,
-                workers: pg_worker_deps(&pool),
-                pacing: ProjectorConfig::default(),
-                sqlite: Vec::new(),
-            })
-        }
-        Storage::Sqlite(path) => {
-            let sqlite = sqlite_settings(path, settings.db_max_connections);
-            let pool = open_sqlite(&sqlite).await?;
-            let mut files = vec![pool.clone()];
-            // The embedded index's file is opened only when it is the one searched.
-            let search: Arc<dyn SearchIndex> = match elastic {
-                Some(elastic) => elastic,
-                None => {
-                    let search = strata_adapters_sqlite::connect_search(&sqlite)
-                        .await
-                        .context("cannot open the search index's SQLite file")?;
-                    files.push(search.clone());
-                    Arc::new(SqliteSearchIndex::new(search))
-                }
-            };
-            tracing::info!(path = %path.display(), "storage: embedded SQLite");
-            let events = SqliteEventStore::new(pool.clone());
-            Ok(Backend {
-                stores: Stores::sqlite(&events, &pool, search),
-                workers: WorkerDeps {
-                    events: Arc::new(events.clone()),
-                    store: Arc::new(SqliteProjectionStore::new(pool.clone())),
-                    leases: Arc::new(SqliteLeases::new(pool)),
-                    clock: Arc::new(SystemClock),
-                    wakeups: Some(Arc::new(events.wakeups())),
-                },
-                pacing: ProjectorConfig {
-                    linger: SQLITE_LINGER,
-                    ..ProjectorConfig::default()
-                },
-                sqlite: files,
-            })
-        }
+        Storage::Postgres(_) => tracing::info!("storage: PostgreSQL"),
+        Storage::Sqlite(path) => tracing::info!(path = %path.display(), "storage: embedded SQLite"),
     }
-}
-
-/// Opens (creating) and migrates the SQLite file. The search index's file beside it needs no
-/// migration: its index is made by `SearchIndex::prepare`.
-async fn open_sqlite(settings: &SqliteSettings) -> anyhow::Result<SqlitePool> {
-    let path = settings.path.display();
-    let pool = strata_adapters_sqlite::connect(settings)
-        .await
-        .with_context(|| format!("cannot open the SQLite database {path}"))?;
-    strata_adapters_sqlite::migrate(&pool)
-        .await
-        .with_context(|| format!("cannot apply the migrations to {path}"))?;
-    Ok(pool)
+    Ok(backend)
 }
 
 /// The Elasticsearch index that replaces the database's own search, when `elasticsearch_url`
@@ -236,9 +76,7 @@ fn elasticsearch(settings: &Settings) -> anyhow::Result<Option<Arc<dyn SearchInd
         Some(url) => {
             let prefix = &settings.search_index_prefix;
             tracing::info!(%url, prefix, "search runs on Elasticsearch");
-            let index = EsSearchIndex::new(&ElasticSettings::for_cluster(url.expose(), prefix))
-                .context("cannot configure the Elasticsearch client")?;
-            Ok(Some(Arc::new(index)))
+            Ok(Some(strata_wiring::elasticsearch(url.expose(), prefix)?))
         }
         None => {
             tracing::info!("search runs on the database's full-text search (no ELASTICSEARCH_URL)");
@@ -268,41 +106,6 @@ fn jwt_keys(settings: &Settings) -> JwtKeys {
 /// How often histogram samples are folded in when nobody scrapes `/metrics`.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
-fn pg_settings(database_url: &str, max_connections: u32) -> PgSettings {
-    PgSettings {
-        url: database_url.to_owned(),
-        max_connections,
-        acquire_timeout: Duration::from_secs(5),
-    }
-}
-
-/// Creates the database if it is missing and applies the migrations.
-///
-/// # Errors
-/// When the database cannot be reached, created or migrated.
-pub async fn migrate(storage: &Storage) -> anyhow::Result<()> {
-    match storage {
-        Storage::Postgres(url) => {
-            let pg = pg_settings(url, 1);
-            strata_adapters_postgres::create_database_if_missing(&pg)
-                .await
-                .context("cannot create the database")?;
-            let pool = strata_adapters_postgres::connect(&pg)
-                .await
-                .context("cannot connect to PostgreSQL")?;
-            strata_adapters_postgres::migrate(&pool).await.context(
-                "cannot apply the migrations (a role that does not own the tables cannot: \
-                     run `strata-web migrate` as their owner first)",
-            )?;
-            pool.close().await;
-        }
-        Storage::Sqlite(path) => {
-            open_sqlite(&sqlite_settings(path, 1)).await?.close().await;
-        }
-    }
-    Ok(())
-}
-
 impl Application {
     /// Connects to PostgreSQL (creating and migrating the database as needed), wires the
     /// services (and, with `with_projector`, the projection workers) and binds the listener
@@ -315,7 +118,7 @@ impl Application {
             stores,
             workers,
             pacing,
-            sqlite,
+            files,
         } = open(&settings).await?;
         let with_projector = settings.with_projector;
         let search = stores.search.clone();
@@ -325,7 +128,7 @@ impl Application {
             tracing::warn!(%error, "the search index is not ready; searches fail until it is");
         }
         let mut application = Self::with_stores(settings, stores).await?;
-        application.sqlite = sqlite;
+        application.files = files;
         if with_projector {
             tracing::info!("the projection workers run in this process");
             application.projector = Some(InProcessProjector::new(workers, search, pacing));
@@ -410,7 +213,7 @@ impl Application {
             router: router(state.clone(), &settings),
             state,
             projector: None,
-            sqlite: Vec::new(),
+            files: StorageFiles::default(),
         })
     }
 
@@ -473,61 +276,9 @@ impl Application {
             }
             tracing::info!("projection workers stopped");
         }
-        close_sqlite(self.sqlite).await;
+        self.files.close().await;
         served
     }
-}
-
-/// Checkpoints and closes the SQLite files. Without it the commits of the last moments stay in
-/// `strata.db-wal` when the process exits (its pools are never closed), and a copy of
-/// `strata.db` alone misses them.
-async fn close_sqlite(pools: Vec<SqlitePool>) {
-    for pool in pools {
-        // The adapter logs what it did, and warns when another process kept the log in use.
-        if let Err(error) = strata_adapters_sqlite::close(&pool).await {
-            tracing::error!(%error, "cannot checkpoint the SQLite database; its -wal file stays");
-        }
-    }
-}
-
-/// Writes a consistent copy of the embedded SQLite database (and its search index's file,
-/// when it exists) to the new file `to`, while servers may be using it; returns what was
-/// written, one line per file.
-///
-/// # Errors
-/// PostgreSQL storage (its own tools back it up), a missing database, an existing target, or a
-/// failed copy.
-pub async fn backup(storage: &Storage, to: &std::path::Path) -> anyhow::Result<String> {
-    let path = match storage {
-        Storage::Postgres(_) => anyhow::bail!(
-            "strata-web backup copies the embedded SQLite database only: back PostgreSQL up with \
-             pg_dump, or with continuous archiving and point-in-time recovery (PITR)"
-        ),
-        Storage::Sqlite(path) => path,
-    };
-    let backup = strata_adapters_sqlite::backup(&SqliteSettings::at(path), to)
-        .await
-        .with_context(|| format!("cannot back up {}", path.display()))?;
-    let database = &backup.database;
-    let mut report = format!(
-        "backed up {} to {} ({} bytes",
-        database.source.display(),
-        database.path.display(),
-        database.bytes
-    );
-    if let (Some(events), Some(last)) = (backup.events, backup.last_position) {
-        report.push_str(&format!(", {events} events, last position {last}"));
-    }
-    report.push_str(")\n");
-    if let Some(search) = &backup.search {
-        report.push_str(&format!(
-            "backed up the search index {} to {} ({} bytes)\n",
-            search.source.display(),
-            search.path.display(),
-            search.bytes
-        ));
-    }
-    Ok(report)
 }
 
 /// Folds histogram samples in and forgets idle principals' rate limits regularly, so that

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use strata_application::{CommandService, HistoryService, QueryService, StatusService};
 use strata_ports::EventStore;
 
-use crate::auth::JwtKeys;
+use crate::auth::{Gatekeeper, JwtKeys};
 use crate::limits::RateLimiters;
 use crate::metrics::Metrics;
 
@@ -44,6 +44,16 @@ pub struct Services {
     pub metrics: Metrics,
     /// Per-principal rate limits of commands and queries.
     pub rate_limits: RateLimiters,
+}
+
+impl Gatekeeper for AppState {
+    fn jwt(&self) -> &JwtKeys {
+        &self.jwt
+    }
+
+    fn rate_limits(&self) -> &RateLimiters {
+        &self.rate_limits
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -1,5 +1,7 @@
 //! The dependency rule, checked on the resolve graph of `cargo metadata`:
-//! domain ← ports ← application; adapters beside application; only the binaries know adapters.
+//! domain ← ports ← application; adapters beside application; only `strata-wiring` depends on
+//! adapters (the binaries and the tools only in their tests), and nothing below the binaries
+//! depends on `strata-wiring`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
@@ -15,9 +17,12 @@ const DOMAIN: &str = "strata-domain";
 const PORTS: &str = "strata-ports";
 const APPLICATION: &str = "strata-application";
 const ADAPTER_PREFIX: &str = "strata-adapters-";
+/// The one package that names adapters: it wires them for both binaries.
+const WIRING: &str = "strata-wiring";
 
-/// Workspace packages allowed to depend on adapters: the binaries that wire them, and the tools.
-const MAY_USE_ADAPTERS: &[&str] = &["strata-web", "strata-projector", "strata-tests", "xtask"];
+/// Workspace packages that use the wiring, and may use adapters in their tests (as
+/// dev-dependencies): the binaries, the end-to-end tests and the tools.
+const ABOVE_THE_WIRING: &[&str] = &["strata-web", "strata-projector", "strata-tests", "xtask"];
 
 /// Whether the pure domain may not depend on this crate: async runtimes, IO and drivers.
 fn is_infrastructure(name: &str) -> bool {
@@ -179,6 +184,34 @@ fn forbid(
     }
 }
 
+/// One rule on `package`'s own normal dependencies (its dev-dependencies, and what its
+/// dependencies depend on, are not checked): which it may not name.
+fn forbid_normal_dependency(
+    findings: &mut Findings,
+    graph: &Graph,
+    package: &str,
+    forbidden: impl Fn(&str) -> bool,
+    why: &str,
+) {
+    let Some(id) = graph.member(package) else {
+        return;
+    };
+    let mut offenders: Vec<&str> = graph
+        .edges
+        .get(id)
+        .into_iter()
+        .flatten()
+        .filter(|(dep, kinds)| kinds.contains(&Kind::Normal) && forbidden(graph.name(dep)))
+        .map(|(dep, _)| graph.name(dep))
+        .collect();
+    offenders.sort_unstable();
+    for name in offenders {
+        findings.problem(format!(
+            "{package} must not depend on {name} outside its tests ({why})"
+        ));
+    }
+}
+
 /// All the rules of the dependency graph.
 pub fn check_graph(graph: &Graph) -> Findings {
     let mut findings = Findings::default();
@@ -221,14 +254,31 @@ pub fn check_graph(graph: &Graph) -> Findings {
                 |name| name == APPLICATION || (is_adapter(name) && name != package),
                 "adapters implement ports and know neither the application nor each other",
             );
-        } else if !MAY_USE_ADAPTERS.contains(&package) {
             forbid(
                 &mut findings,
                 graph,
                 package,
                 FirstHop::AnyKind,
+                |name| name == WIRING,
+                "the wiring names the adapters, not the other way round",
+            );
+        } else if ABOVE_THE_WIRING.contains(&package) {
+            forbid_normal_dependency(
+                &mut findings,
+                graph,
+                package,
                 is_adapter,
-                "only strata-web, strata-projector, strata-tests and xtask may use adapters",
+                "only strata-wiring names adapters; binaries and tools use them in tests only",
+            );
+        } else if package != WIRING {
+            forbid(
+                &mut findings,
+                graph,
+                package,
+                FirstHop::AnyKind,
+                |name| is_adapter(name) || name == WIRING,
+                "only strata-wiring uses adapters, and only the binaries, strata-tests and xtask \
+                 use strata-wiring",
             );
         }
     }
@@ -326,12 +376,24 @@ mod tests {
                 "strata-web",
                 &[
                     ("strata-application", None),
+                    ("strata-wiring", None),
+                    ("strata-adapters-postgres", DEV),
+                ],
+            ),
+            (
+                "strata-wiring",
+                &[
+                    ("strata-application", None),
                     ("strata-adapters-postgres", None),
                 ],
             ),
             (
                 "strata-tests",
-                &[("strata-web", DEV), ("strata-adapters-postgres", DEV)],
+                &[
+                    ("strata-web", DEV),
+                    ("strata-wiring", DEV),
+                    ("strata-adapters-postgres", DEV),
+                ],
             ),
             ("xtask", &[("serde_json", None)]),
             ("thiserror", &[]),
@@ -412,6 +474,54 @@ mod tests {
             problems[0]
                 .starts_with("strata-application must not depend on strata-adapters-postgres")
         );
+    }
+
+    #[test]
+    fn binaries_and_tools_may_use_adapters_in_their_tests_only() {
+        let mut packages = healthy();
+        packages[4] = (
+            "strata-web",
+            &[("strata-wiring", None), ("strata-adapters-postgres", None)],
+        );
+        packages[7] = ("xtask", &[("strata-adapters-postgres", None)]);
+
+        let problems = problems(&packages);
+
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with(
+            "strata-web must not depend on strata-adapters-postgres outside its tests"
+        ));
+        assert!(
+            problems[1]
+                .starts_with("xtask must not depend on strata-adapters-postgres outside its tests")
+        );
+    }
+
+    #[test]
+    fn nothing_below_the_binaries_may_use_the_wiring_even_in_tests() {
+        let mut packages = healthy();
+        packages[2] = (
+            "strata-application",
+            &[("strata-ports", None), ("strata-wiring", DEV)],
+        );
+        packages[3] = (
+            "strata-adapters-postgres",
+            &[("strata-ports", None), ("strata-wiring", DEV)],
+        );
+
+        let problems = problems(&packages);
+
+        for expected in [
+            "strata-adapters-postgres must not depend on strata-wiring",
+            "strata-application must not depend on strata-wiring",
+            // Through the wiring, the application would reach an adapter too.
+            "strata-application must not depend on strata-adapters-postgres",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(expected)),
+                "{expected}: {problems:?}"
+            );
+        }
     }
 
     #[test]

@@ -31,8 +31,8 @@ type Check = fn(&Path) -> anyhow::Result<Findings>;
 const CHECKS: &[(&str, Check)] = &[
     ("dependency rule", deps::check),
     (
-        "adapters only in start-up modules",
-        sources::check_adapters_in_startup_only,
+        "adapters named only in strata-wiring",
+        sources::check_adapters_only_in_wiring,
     ),
     (
         "files start with a //! line",

@@ -1,5 +1,5 @@
-//! Checks on the Rust sources themselves: adapters named only in start-up modules, a `//!` line
-//! opening every file, and no `#[ignore]`d tests.
+//! Checks on the Rust sources themselves: adapters named only in `strata-wiring` (which hands
+//! none of their types on), a `//!` line opening every file, and no `#[ignore]`d tests.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,25 +8,34 @@ use anyhow::Context;
 
 use super::Findings;
 
-/// The binaries' source trees, where only the start-up module and `main.rs` may name adapters.
+/// The binaries' source trees, which name no adapter (their `tests/` may, to arrange and
+/// inspect the storage).
 const BINARY_SOURCES: &[&str] = &["crates/web/src", "crates/projector/src"];
 
-/// `cargo xtask tidy` rule: `strata_adapters_*` is named only in `startup.rs`, `startup/` or `main.rs`.
-pub fn check_adapters_in_startup_only(root: &Path) -> anyhow::Result<Findings> {
+/// The wiring's source tree: the one place that names adapters.
+const WIRING_SOURCES: &str = "crates/wiring/src";
+
+/// `cargo xtask tidy` rule: the binaries' sources never name `strata_adapters_*` (they wire
+/// through `strata-wiring`), and the wiring never re-exports an adapter (`pub use`), which
+/// would let them name one through it. The dependency rule (`deps.rs`) covers the rest.
+pub fn check_adapters_only_in_wiring(root: &Path) -> anyhow::Result<Findings> {
     let mut findings = Findings::default();
     for dir in BINARY_SOURCES {
-        let src = root.join(dir);
-        for file in rust_files(&src)? {
-            let relative = file.strip_prefix(&src).unwrap_or(&file);
-            if is_startup_module(relative) {
-                continue;
-            }
+        for file in rust_files(&root.join(dir))? {
             for line in lines_naming_adapters(&read(&file)?) {
                 findings.problem(format!(
-                    "{}:{line} names `strata_adapters_`; wire adapters only in startup.rs (or startup/) and main.rs",
+                    "{}:{line} names `strata_adapters_`; only strata-wiring names adapters (use its ports and types)",
                     display(root, &file)
                 ));
             }
+        }
+    }
+    for file in rust_files(&root.join(WIRING_SOURCES))? {
+        for line in adapter_reexport_lines(&read(&file)?) {
+            findings.problem(format!(
+                "{}:{line} re-exports an adapter; strata-wiring hands on ports and its own types only",
+                display(root, &file)
+            ));
         }
     }
     Ok(findings)
@@ -64,19 +73,36 @@ pub fn check_no_ignored_tests(root: &Path) -> anyhow::Result<Findings> {
     Ok(findings)
 }
 
-/// Whether a path relative to a binary's `src` is its start-up module or `main.rs`.
-fn is_startup_module(relative: &Path) -> bool {
-    relative == Path::new("main.rs")
-        || relative == Path::new("startup.rs")
-        || relative.starts_with("startup")
-}
-
 /// One-based numbers of code lines (not comments) that name an adapter crate.
 fn lines_naming_adapters(text: &str) -> Vec<usize> {
     code_lines(text)
         .filter(|(_, line)| line.contains("strata_adapters_"))
         .map(|(number, _)| number)
         .collect()
+}
+
+/// One-based numbers of the lines starting a `pub use` of an adapter crate (also one spread
+/// over several lines, or inside braces).
+fn adapter_reexport_lines(text: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    // The statement being read: its first line, and whether it names an adapter so far.
+    let mut statement: Option<(usize, bool)> = None;
+    for (number, line) in code_lines(text) {
+        let code = line.trim_start();
+        if statement.is_none() && code.starts_with("pub use ") {
+            statement = Some((number, false));
+        }
+        if let Some((first, named)) = &mut statement {
+            *named |= code.contains("strata_adapters_");
+            if code.contains(';') {
+                if *named {
+                    found.push(*first);
+                }
+                statement = None;
+            }
+        }
+    }
+    found
 }
 
 /// Whether the very first line (after a byte-order mark, if any) starts with `//!`.
@@ -202,12 +228,13 @@ mod tests {
     }
 
     #[test]
-    fn only_main_and_the_startup_module_may_name_adapters() {
-        assert!(is_startup_module(Path::new("main.rs")));
-        assert!(is_startup_module(Path::new("startup.rs")));
-        assert!(is_startup_module(Path::new("startup/postgres.rs")));
-        assert!(!is_startup_module(Path::new("routes/orders.rs")));
-        assert!(!is_startup_module(Path::new("lib.rs")));
-        assert!(!is_startup_module(Path::new("startup_helpers.rs")));
+    fn the_wiring_may_use_adapters_but_not_re_export_them() {
+        let text = "//! Wiring; `pub use strata_adapters_sqlite::Storage` was the hole.\n\
+                    use strata_adapters_postgres::PgEventStore;\n\
+                    pub use crate::storage::Storage;\n\
+                    pub use strata_adapters_sqlite::SqliteSettings;\n\
+                    pub use {\n    crate::Stores,\n    strata_adapters_postgres::PgSettings,\n};\n\
+                    pub(crate) use strata_adapters_sqlite::SqliteEventStore;\n";
+        assert_eq!(adapter_reexport_lines(text), vec![4, 5]);
     }
 }

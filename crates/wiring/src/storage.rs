@@ -1,9 +1,11 @@
 //! Which storage a `DATABASE_URL` names, for the binaries: PostgreSQL, a SQLite file, or (no
 //! URL) the embedded default, a SQLite file in the data directory. Both binaries read the same
-//! variables the same way, so this lives beside the default it names.
+//! variables the same way, so this lives in the wiring both use.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use strata_ports::redact_url;
 
 /// The file of the embedded database in the data directory (its search index sits beside it).
 pub const SQLITE_FILE: &str = "strata.db";
@@ -39,9 +41,6 @@ impl fmt::Debug for Storage {
         }
     }
 }
-
-// How a URL is shown, shared by every adapter and both binaries (re-exported from lib.rs).
-pub use strata_ports::redact_url;
 
 /// A URL from the command line or the environment that may carry a password (a database, a
 /// search cluster): its `Debug` and `Display` show it through [`redact_url`], so settings can

@@ -1,0 +1,152 @@
+//! The command line of `strata-projector`: its flags (each with its environment variable where
+//! it has one; the names are part of the public contract, documented in the README), its
+//! commands, and how a worker paces itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use strata_application::projection::ProjectorConfig;
+use strata_wiring::SecretUrl;
+
+/// Command line of `strata-projector`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata-projector",
+    version,
+    about = "Keeps Strata's read models up to date from the event log"
+)]
+pub struct Cli {
+    /// Where the event log and the read models are, as for strata-web: `postgres://…` for
+    /// PostgreSQL, `sqlite://PATH` for that SQLite file; without it, SQLite in the data
+    /// directory.
+    // The value is never shown, in `--help` as in `Debug`: it may carry a password.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<SecretUrl>,
+    /// Directory of the embedded SQLite database when no DATABASE_URL is given.
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+    /// Elasticsearch (or OpenSearch) URL of the order search index; without it, the search
+    /// projection writes the database's own full-text search.
+    #[arg(long, env = "ELASTICSEARCH_URL", global = true, hide_env_values = true)]
+    pub elasticsearch_url: Option<SecretUrl>,
+    /// Put before the search index's alias and index names (`<prefix>orders`).
+    #[arg(
+        long,
+        env = "STRATA_SEARCH_INDEX_PREFIX",
+        default_value = "strata-",
+        global = true
+    )]
+    pub search_index_prefix: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the migrations, then run the projections until SIGINT/SIGTERM: catch up from each
+    /// checkpoint, then follow the log live (on PostgreSQL woken by LISTEN/NOTIFY, polling as a
+    /// fallback; on SQLite polling). A second instance waits and takes over a projection when
+    /// the first one dies.
+    Run {
+        /// Projections to run (all when omitted).
+        #[arg(long = "projection", value_name = "NAME")]
+        projections: Vec<String>,
+        #[command(flatten)]
+        tuning: Tuning,
+        /// Serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long, env = "STRATA_PROJECTOR_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
+    },
+    /// Print, per projection: checkpoint, head of the log, lag, dead letters and state.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild a projection from the start of the log into fresh tables (for `search` on
+    /// Elasticsearch, a new index), then swap them in atomically; the live ones keep serving
+    /// meanwhile. Run it as the tables' owner.
+    Rebuild {
+        /// The projection (`orders`, `accounts` or `search`).
+        name: String,
+        /// Drop what a killed rebuild left behind (its tables, checkpoint and new search index)
+        /// instead.
+        #[arg(long)]
+        abandon: bool,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Manage events a projection parked after they kept failing.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Print every event after a position as a JSON line on stdout, then keep following.
+    Follow {
+        /// Start after this global position (0: from the beginning).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Events read per batch.
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+        /// Milliseconds between polls once caught up.
+        #[arg(long, default_value_t = 250)]
+        poll_ms: u64,
+        /// Exit once the head of the log is reached.
+        #[arg(long)]
+        until_caught_up: bool,
+    },
+}
+
+/// Dead-letter commands.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List parked events (and the events waiting behind them).
+    List {
+        /// Only this projection's.
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Apply a parked event again, then the events of its stream that waited behind it.
+    Retry {
+        /// The projection that parked it (`orders`, `accounts` or `search`).
+        projection: String,
+        /// The parked event's global position, as `dlq list` shows it.
+        position: u64,
+    },
+    /// Drop a parked event for good and apply the events that waited behind it.
+    Skip {
+        /// The projection that parked it (`orders`, `accounts` or `search`).
+        projection: String,
+        /// The parked event's global position, as `dlq list` shows it.
+        position: u64,
+    },
+}
+
+/// How a worker paces itself.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Tuning {
+    /// Events per batch (one transaction).
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    /// Milliseconds between polls when no wake-up arrives.
+    #[arg(long, default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// Attempts of a failing event before it is parked.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+}
+
+impl Tuning {
+    /// The workers' configuration these flags give (each at least 1).
+    pub fn config(&self) -> ProjectorConfig {
+        ProjectorConfig {
+            batch_size: self.batch_size.max(1),
+            poll_interval: Duration::from_millis(self.poll_ms.max(1)),
+            max_attempts: self.max_attempts.max(1),
+            ..ProjectorConfig::default()
+        }
+    }
+}

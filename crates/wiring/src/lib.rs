@@ -1,0 +1,21 @@
+//! `strata-wiring`: turns the storage settings both binaries read (`DATABASE_URL`,
+//! `STRATA_DATA_DIR`, `ELASTICSEARCH_URL`) into the ports they use — the event and snapshot
+//! stores, the read models, the projection store, leases and wake-ups, the search index — and
+//! runs the storage's own operations (migrate, backup, roles, closing the SQLite files). It is
+//! the only crate that names adapters (`cargo xtask tidy` checks it, decision 0015); its API
+//! shows ports, application types and its own, never an adapter's.
+#![forbid(unsafe_code)]
+
+mod backend;
+mod backup;
+mod database;
+mod error;
+mod roles;
+mod storage;
+
+pub use backend::{Backend, SQLITE_LINGER, StorageFiles, Stores, elasticsearch};
+pub use backup::backup;
+pub use database::{Database, migrate};
+pub use error::{Cause, WiringError};
+pub use roles::{RolesStep, roles};
+pub use storage::{SQLITE_FILE, SecretUrl, Storage, StorageError};
