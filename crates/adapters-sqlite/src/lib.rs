@@ -34,7 +34,7 @@ pub use close::{Checkpoint, close};
 pub use error::{BackupError, CloseError, ConnectError, MigrateError};
 pub use event_store::SqliteEventStore;
 pub use leases::{SqliteLeases, SqliteLogWakeups};
-pub use projection_store::{SqliteProjectionStore, projection_names};
+pub use projection_store::SqliteProjectionStore;
 pub use queries::SqliteReadModels;
 pub use search::SqliteSearchIndex;
 pub use snapshot_store::SqliteSnapshotStore;

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 use strata_ports::{
     AccountRow, CustomerStatsRow, DeadLetter, Generation, OrderSummaryRow, ProjectionBatch,
-    ProjectionStore, ReadModelError, RebuildSwap, TransactionRow,
+    ProjectionName, ProjectionStore, ReadModelError, RebuildSwap, TransactionRow,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -22,36 +22,6 @@ use crate::codec::{self, micros};
 use crate::error::read_model_error;
 use crate::rows::{self, to_i64, to_u64};
 use crate::write::{WriteTx, begin_write, execute_all, write_one};
-
-/// The tables of each projection, as on PostgreSQL.
-const PROJECTIONS: &[(&str, &[&str])] = &[
-    ("orders", &["order_summaries", "customer_stats"]),
-    ("accounts", &["account_summaries", "account_transactions"]),
-    // The search index lives behind the `SearchIndex` port; only its checkpoint and dead
-    // letters are here.
-    ("search", &[]),
-];
-
-/// The names of the projections this adapter stores.
-pub fn projection_names() -> Vec<&'static str> {
-    PROJECTIONS.iter().map(|(name, _)| *name).collect()
-}
-
-fn tables_of(projection: &str) -> Result<&'static [&'static str], ReadModelError> {
-    PROJECTIONS
-        .iter()
-        .find(|(name, _)| *name == projection)
-        .map(|(_, tables)| *tables)
-        .ok_or_else(|| ReadModelError::NotFound(format!("no projection named {projection:?}")))
-}
-
-/// The row key of a projection's checkpoint and dead letters in a generation.
-fn key(projection: &str, generation: Generation) -> String {
-    match generation {
-        Generation::Live => projection.to_owned(),
-        Generation::Rebuild => format!("{projection}:rebuild"),
-    }
-}
 
 /// What a generation's table names start with.
 fn prefix(generation: Generation) -> &'static str {
@@ -116,11 +86,10 @@ impl SqliteProjectionStore {
 impl ProjectionStore for SqliteProjectionStore {
     async fn begin(
         &self,
-        projection: &str,
+        projection: ProjectionName,
         generation: Generation,
     ) -> Result<Box<dyn ProjectionBatch>, ReadModelError> {
-        tables_of(projection)?;
-        let key = key(projection, generation);
+        let key = projection.key(generation);
         let mut tx = self.write().await?;
         let checkpoint = match generation {
             Generation::Live => ensure_checkpoint(&mut tx, &key).await?,
@@ -138,22 +107,26 @@ impl ProjectionStore for SqliteProjectionStore {
         }))
     }
 
-    async fn set_state(&self, projection: &str, state: &str) -> Result<(), ReadModelError> {
+    async fn set_state(
+        &self,
+        projection: ProjectionName,
+        state: &str,
+    ) -> Result<(), ReadModelError> {
         let set = sqlx::query(
             "INSERT INTO projection_checkpoints (projection, state, state_updated_at) \
              VALUES (?1, ?2, ?3) ON CONFLICT (projection) DO UPDATE \
              SET state = excluded.state, state_updated_at = excluded.state_updated_at",
         )
-        .bind(projection)
+        .bind(projection.as_str())
         .bind(state)
         .bind(now());
         write_one(&self.pool, set).await.map_err(db)?;
         Ok(())
     }
 
-    async fn start_rebuild(&self, projection: &str) -> Result<(), ReadModelError> {
-        let tables = tables_of(projection)?;
-        let rebuild = key(projection, Generation::Rebuild);
+    async fn start_rebuild(&self, projection: ProjectionName) -> Result<(), ReadModelError> {
+        let tables = projection.tables();
+        let rebuild = projection.key(Generation::Rebuild);
         let mut tx = self.write().await?;
         for table in tables {
             let definition: Option<String> = sqlx::query_scalar(
@@ -199,12 +172,12 @@ impl ProjectionStore for SqliteProjectionStore {
 
     async fn finish_rebuild(
         &self,
-        projection: &str,
+        projection: ProjectionName,
         also: &dyn RebuildSwap,
     ) -> Result<bool, ReadModelError> {
-        let tables = tables_of(projection)?;
-        let live = key(projection, Generation::Live);
-        let rebuild = key(projection, Generation::Rebuild);
+        let tables = projection.tables();
+        let live = projection.key(Generation::Live);
+        let rebuild = projection.key(Generation::Rebuild);
         // The write lock keeps the live worker between two batches until the swap commits.
         let mut tx = self.write().await?;
         let live_position = ensure_checkpoint(&mut tx, &live).await?;
@@ -259,9 +232,9 @@ impl ProjectionStore for SqliteProjectionStore {
         Ok(true)
     }
 
-    async fn abandon_rebuild(&self, projection: &str) -> Result<(), ReadModelError> {
-        let tables = tables_of(projection)?;
-        let rebuild = key(projection, Generation::Rebuild);
+    async fn abandon_rebuild(&self, projection: ProjectionName) -> Result<(), ReadModelError> {
+        let tables = projection.tables();
+        let rebuild = projection.key(Generation::Rebuild);
         let mut tx = self.write().await?;
         let drops: Vec<String> = tables
             .iter()
@@ -282,13 +255,13 @@ impl ProjectionStore for SqliteProjectionStore {
 
     async fn dead_letters(
         &self,
-        projection: Option<&str>,
+        projection: Option<ProjectionName>,
     ) -> Result<Vec<DeadLetter>, ReadModelError> {
         let rows = sqlx::query(
             "SELECT * FROM projection_dead_letters \
              WHERE ?1 IS NULL OR projection = ?1 ORDER BY projection, global_position",
         )
-        .bind(projection)
+        .bind(projection.map(ProjectionName::as_str))
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use strata_ports::limits::{MAX_LOOKUP_BYTES, check_text};
 use strata_ports::{
-    AccountRow, CheckpointRow, CustomerStatsRow, OrderSummaryRow, Positioned, ReadModelError,
-    ReadModels, TransactionRow,
+    AccountRow, CheckpointRow, CustomerStatsRow, OrderSummaryRow, Positioned, ProjectionName,
+    ReadModelError, ReadModels, TransactionRow,
 };
 use uuid::Uuid;
 
@@ -26,13 +26,15 @@ impl SqliteReadModels {
         Self { pool }
     }
 
-    async fn checkpoint(&self, projection: &str) -> Result<u64, ReadModelError> {
-        Ok(checkpoint_of(&self.pool, projection).await?.unwrap_or(0))
+    async fn checkpoint(&self, projection: ProjectionName) -> Result<u64, ReadModelError> {
+        Ok(checkpoint_of(&self.pool, projection.as_str())
+            .await?
+            .unwrap_or(0))
     }
 
     async fn positioned<T>(
         &self,
-        projection: &str,
+        projection: ProjectionName,
         rows: impl std::future::Future<Output = Result<T, ReadModelError>>,
     ) -> Result<Positioned<T>, ReadModelError> {
         let position = self.checkpoint(projection).await?;
@@ -49,7 +51,7 @@ impl ReadModels for SqliteReadModels {
         &self,
         id: Uuid,
     ) -> Result<Positioned<Option<OrderSummaryRow>>, ReadModelError> {
-        self.positioned("orders", async {
+        self.positioned(ProjectionName::Orders, async {
             let row = sqlx::query("SELECT * FROM order_summaries WHERE order_id = ?1")
                 .bind(codec::text_id(id))
                 .fetch_optional(&self.pool)
@@ -72,7 +74,7 @@ impl ReadModels for SqliteReadModels {
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         check_text("customer id", customer_id, MAX_LOOKUP_BYTES)?;
-        self.positioned("orders", async {
+        self.positioned(ProjectionName::Orders, async {
             let rows = sqlx::query(
                 "SELECT * FROM order_summaries WHERE customer_id = ?1 AND placed_position < ?2 \
                  ORDER BY placed_position DESC LIMIT ?3",
@@ -93,7 +95,7 @@ impl ReadModels for SqliteReadModels {
         customer_id: &str,
     ) -> Result<Positioned<Option<CustomerStatsRow>>, ReadModelError> {
         check_text("customer id", customer_id, MAX_LOOKUP_BYTES)?;
-        self.positioned("orders", async {
+        self.positioned(ProjectionName::Orders, async {
             let row = sqlx::query("SELECT * FROM customer_stats WHERE customer_id = ?1")
                 .bind(customer_id)
                 .fetch_optional(&self.pool)
@@ -105,7 +107,7 @@ impl ReadModels for SqliteReadModels {
     }
 
     async fn account(&self, id: Uuid) -> Result<Positioned<Option<AccountRow>>, ReadModelError> {
-        self.positioned("accounts", async {
+        self.positioned(ProjectionName::Accounts, async {
             let row = sqlx::query("SELECT * FROM account_summaries WHERE account_id = ?1")
                 .bind(codec::text_id(id))
                 .fetch_optional(&self.pool)
@@ -124,7 +126,7 @@ impl ReadModels for SqliteReadModels {
     ) -> Result<Positioned<Vec<TransactionRow>>, ReadModelError> {
         let after = to_i64(after.unwrap_or(0), "cursor")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.positioned("accounts", async {
+        self.positioned(ProjectionName::Accounts, async {
             let rows = sqlx::query(
                 "SELECT * FROM account_transactions WHERE account_id = ?1 AND version > ?2 \
                  ORDER BY version LIMIT ?3",
@@ -140,7 +142,7 @@ impl ReadModels for SqliteReadModels {
         .await
     }
 
-    async fn position(&self, projection: &str) -> Result<u64, ReadModelError> {
+    async fn position(&self, projection: ProjectionName) -> Result<u64, ReadModelError> {
         self.checkpoint(projection).await
     }
 

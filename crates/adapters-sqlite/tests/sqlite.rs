@@ -13,7 +13,7 @@ use strata_adapters_sqlite::{
 };
 use strata_ports::{
     AppendRequest, EventStore, ExpectedVersion, Generation, IdempotencyClaim, LogWakeups, Metadata,
-    NewEvent, ProjectionLeases, ProjectionStore, SearchIndex, StreamId,
+    NewEvent, ProjectionLeases, ProjectionName, ProjectionStore, SearchIndex, StreamId,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -212,12 +212,22 @@ async fn a_held_lease_is_refused_to_anyone_else_until_it_is_dropped() {
     let other_process =
         SqliteLeases::new(strata_adapters_sqlite::connect(&db.settings).await.unwrap());
 
-    let mut held = leases.try_acquire("orders").await.unwrap().unwrap();
+    let mut held = leases
+        .try_acquire(ProjectionName::Orders, Generation::Live)
+        .await
+        .unwrap()
+        .unwrap();
     held.check().await.unwrap();
-    assert!(other_process.try_acquire("orders").await.unwrap().is_none());
     assert!(
         other_process
-            .try_acquire("accounts")
+            .try_acquire(ProjectionName::Orders, Generation::Live)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        other_process
+            .try_acquire(ProjectionName::Accounts, Generation::Live)
             .await
             .unwrap()
             .is_some()
@@ -226,7 +236,10 @@ async fn a_held_lease_is_refused_to_anyone_else_until_it_is_dropped() {
 
     let mut taken = None;
     for _ in 0..100 {
-        taken = other_process.try_acquire("orders").await.unwrap();
+        taken = other_process
+            .try_acquire(ProjectionName::Orders, Generation::Live)
+            .await
+            .unwrap();
         if taken.is_some() {
             break;
         }
@@ -239,14 +252,21 @@ async fn a_held_lease_is_refused_to_anyone_else_until_it_is_dropped() {
 async fn an_expired_lease_is_taken_over_and_its_old_holder_learns_it_lost_it() {
     let db = fresh().await;
     let leases = SqliteLeases::new(db.pool.clone());
-    let mut dead = leases.try_acquire("orders").await.unwrap().unwrap();
+    let mut dead = leases
+        .try_acquire(ProjectionName::Orders, Generation::Live)
+        .await
+        .unwrap()
+        .unwrap();
     // The holder stopped renewing long ago (its process hung, say).
     sqlx::query("UPDATE projection_leases SET expires_at = 0")
         .execute(&db.pool)
         .await
         .unwrap();
 
-    let standby = leases.try_acquire("orders").await.unwrap();
+    let standby = leases
+        .try_acquire(ProjectionName::Orders, Generation::Live)
+        .await
+        .unwrap();
 
     assert!(standby.is_some());
     // The old holder finds out at its next renewal, within the renewal interval (5 s).
@@ -317,7 +337,10 @@ async fn appends_waiting_behind_a_batch_that_reads_the_log_do_not_starve_it_of_c
     let store = SqliteProjectionStore::new(pool);
 
     // The batch holds the write lock and one connection, as a projection batch does.
-    let mut batch = store.begin("orders", Generation::Live).await.unwrap();
+    let mut batch = store
+        .begin(ProjectionName::Orders, Generation::Live)
+        .await
+        .unwrap();
     let checkpoint = batch.checkpoint().await.unwrap();
     let appends = tokio::spawn({
         let events = events.clone();

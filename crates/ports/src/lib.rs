@@ -8,6 +8,7 @@ pub mod clock;
 pub mod conformance;
 pub mod event_store;
 pub mod limits;
+pub mod projection;
 pub mod read_model;
 pub mod redact;
 pub mod search;
@@ -22,6 +23,7 @@ pub use event_store::{
     StreamIdError, visit_recorded,
 };
 pub use limits::{InputError, check_text};
+pub use projection::{ProjectionName, UnknownProjection};
 pub use read_model::{
     AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,
     OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,

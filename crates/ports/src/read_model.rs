@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::event_store::RecordedEvent;
+use crate::projection::ProjectionName;
 
 /// One line of an order summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +123,9 @@ pub struct TransactionRow {
 /// behind it (`blocked_by` names the parked event they wait for).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
+    /// The stored key of the projection's generation that parked it
+    /// ([`ProjectionName::key`]: `orders`, or `orders:rebuild` during a rebuild); ignored by
+    /// [`ProjectionBatch::park`], which parks in its own batch's generation.
     pub projection: String,
     pub event: RecordedEvent,
     pub error: String,
@@ -141,6 +145,8 @@ pub struct Positioned<T> {
 /// A projection's checkpoint and dead letters, as the status shows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointRow {
+    /// The stored key ([`ProjectionName::key`]): a projection's name, or `<name>:rebuild` for
+    /// the checkpoint of a rebuild in progress.
     pub projection: String,
     pub position: u64,
     pub updated_at: Option<OffsetDateTime>,
@@ -286,15 +292,19 @@ pub trait ProjectionStore: Send + Sync {
     /// Begins a batch of `projection` in `generation`.
     async fn begin(
         &self,
-        projection: &str,
+        projection: ProjectionName,
         generation: Generation,
     ) -> Result<Box<dyn ProjectionBatch>, ReadModelError>;
 
     /// Records what the worker of a projection is doing, for the status.
-    async fn set_state(&self, projection: &str, state: &str) -> Result<(), ReadModelError>;
+    async fn set_state(
+        &self,
+        projection: ProjectionName,
+        state: &str,
+    ) -> Result<(), ReadModelError>;
 
     /// Starts a rebuild of `projection`: empty tables of the rebuild generation, checkpoint 0.
-    async fn start_rebuild(&self, projection: &str) -> Result<(), ReadModelError>;
+    async fn start_rebuild(&self, projection: ProjectionName) -> Result<(), ReadModelError>;
     /// Replaces the live tables of `projection` with the rebuilt ones, in one transaction, once
     /// the rebuild has reached the live checkpoint (returns `false`, changing nothing, if not).
     /// `also` runs inside that window, after the check and before the commit, while the live
@@ -302,17 +312,17 @@ pub trait ProjectionStore: Send + Sync {
     /// search index); if it fails, nothing is swapped here.
     async fn finish_rebuild(
         &self,
-        projection: &str,
+        projection: ProjectionName,
         also: &dyn RebuildSwap,
     ) -> Result<bool, ReadModelError>;
     /// Drops an unfinished rebuild of `projection` (its tables, checkpoint and dead letters).
-    async fn abandon_rebuild(&self, projection: &str) -> Result<(), ReadModelError>;
+    async fn abandon_rebuild(&self, projection: ProjectionName) -> Result<(), ReadModelError>;
 
     /// The dead letters of a projection in position order; all of them when `None`, by
     /// projection and then by position.
     async fn dead_letters(
         &self,
-        projection: Option<&str>,
+        projection: Option<ProjectionName>,
     ) -> Result<Vec<DeadLetter>, ReadModelError>;
 }
 
@@ -350,7 +360,7 @@ pub trait ReadModels: Send + Sync {
         limit: usize,
     ) -> Result<Positioned<Vec<TransactionRow>>, ReadModelError>;
     /// The checkpoint of a projection (0 before its first batch).
-    async fn position(&self, projection: &str) -> Result<u64, ReadModelError>;
+    async fn position(&self, projection: ProjectionName) -> Result<u64, ReadModelError>;
     /// Every known projection's checkpoint row.
     async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, ReadModelError>;
     /// The age of the oldest transaction still open in the database, in seconds (it holds
@@ -383,9 +393,11 @@ pub trait ProjectionLease: Send {
 /// Grants [`ProjectionLease`]s: at most one holder per projection at a time.
 #[async_trait]
 pub trait ProjectionLeases: Send + Sync {
-    /// Tries once; `None` when another instance holds it.
+    /// Tries once for `projection` in `generation` (a rebuild has a lease of its own, apart
+    /// from the live worker's); `None` when another instance holds it.
     async fn try_acquire(
         &self,
-        projection: &str,
+        projection: ProjectionName,
+        generation: Generation,
     ) -> Result<Option<Box<dyn ProjectionLease>>, ReadModelError>;
 }

@@ -22,7 +22,7 @@ use strata_application::projection::{
     self, Projection, ProjectorConfig, WorkerDeps, abandon_rebuild, dlq_retry, dlq_skip, rebuild,
     run_workers,
 };
-use strata_ports::{EventStore, ReadModels, SearchIndex, SystemClock};
+use strata_ports::{EventStore, ProjectionName, ReadModels, SearchIndex, SystemClock};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -196,8 +196,7 @@ impl ReadSide {
             clock: Arc::new(SystemClock),
             wakeups: Some(Arc::new(PgLogWakeups::new(pool))),
         };
-        let status =
-            StatusService::new(events, models, strata_adapters_postgres::projection_names());
+        let status = StatusService::new(events, models);
         Self {
             deps,
             status,
@@ -218,7 +217,7 @@ impl ReadSide {
             clock: Arc::new(SystemClock),
             wakeups: None,
         };
-        let status = StatusService::new(events, models, strata_adapters_sqlite::projection_names());
+        let status = StatusService::new(events, models);
         Self {
             deps,
             status,
@@ -283,14 +282,14 @@ pub fn select_projections(
     if names.is_empty() {
         return Ok(all);
     }
-    let known = || all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ");
     names
         .iter()
         .map(|name| {
+            let name: ProjectionName = name.parse()?;
             all.iter()
                 .find(|p| p.name() == name)
                 .cloned()
-                .ok_or_else(|| anyhow::anyhow!("no projection named {name:?} (known: {})", known()))
+                .with_context(|| format!("no projection {name} in this service"))
         })
         .collect()
 }
@@ -487,7 +486,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let stop = stop_on_signal().context("cannot install the signal handlers")?;
-            let mut progress = crate::report::RebuildBar::new(&name);
+            let mut progress = crate::report::RebuildBar::new(projection.name());
             let swapped = rebuild(&side.deps, projection, tuning.config(), &stop, &mut |p| {
                 progress.update(p)
             })
@@ -523,10 +522,11 @@ async fn dlq(side: &ReadSide, action: DlqAction) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match action {
         DlqAction::List { projection } => {
-            if let Some(name) = &projection {
-                side.projection(name)?;
-            }
-            let letters = side.deps.store.dead_letters(projection.as_deref()).await?;
+            let projection = match &projection {
+                Some(name) => Some(side.projection(name)?.name()),
+                None => None,
+            };
+            let letters = side.deps.store.dead_letters(projection).await?;
             write!(out, "{}", crate::report::dead_letters_table(&letters))?;
         }
         DlqAction::Retry {

@@ -21,8 +21,8 @@ use strata_domain::account::AccountEvent;
 use strata_domain::order::OrderEvent;
 use strata_domain::values::{Amount, Currency, CustomerId, Reference};
 use strata_ports::{
-    Generation, ProjectionBatch, ProjectionStore, ReadModelError, ReadModels, RecordedEvent,
-    StreamId,
+    Generation, ProjectionBatch, ProjectionName, ProjectionStore, ReadModelError, ReadModels,
+    RecordedEvent, StreamId,
 };
 use support::log::{
     added, append, append_request, config, deps, order_stream, placed, spawn_live, spawn_writer,
@@ -358,7 +358,10 @@ async fn a_failing_event_is_parked_and_its_stream_waits_while_others_go_on(pool:
         "the bad stream stops before its failed event; the good one goes on"
     );
     let store = PgProjectionStore::new(pool.clone());
-    let parked = store.dead_letters(Some("orders")).await.unwrap();
+    let parked = store
+        .dead_letters(Some(ProjectionName::Orders))
+        .await
+        .unwrap();
     let summary: Vec<(u64, Option<u64>, u32)> = parked
         .iter()
         .map(|l| (l.event.global_position, l.blocked_by, l.attempts))
@@ -940,7 +943,7 @@ async fn an_order_whose_total_cannot_be_represented_is_parked_not_saturated(pool
         .collect();
     assert_eq!(shown, vec![(good.id(), 7)]);
     let parked = PgProjectionStore::new(pool.clone())
-        .dead_letters(Some("orders"))
+        .dead_letters(Some(ProjectionName::Orders))
         .await
         .unwrap();
     assert_eq!(parked.len(), 1, "{parked:?}");

@@ -70,15 +70,13 @@ pub struct Application {
 // (no URL: a file in the data directory), and shared with strata-projector.
 pub use strata_adapters_sqlite::{SecretUrl, Storage, StorageError};
 
-/// The storage ports the server reads and writes, and the projections they keep.
+/// The storage ports the server reads and writes.
 #[derive(Clone)]
 pub struct Stores {
     pub events: Arc<dyn EventStore>,
     pub snapshots: Arc<dyn SnapshotStore>,
     pub read_models: Arc<dyn ReadModels>,
     pub search: Arc<dyn SearchIndex>,
-    /// The projections whose checkpoints the status reports.
-    pub projections: Vec<&'static str>,
     /// How often a command that lost a race to a concurrent writer is tried again.
     pub command_retries: u32,
 }
@@ -97,7 +95,6 @@ impl Stores {
             snapshots: Arc::new(PgSnapshotStore::new(pool.clone())),
             read_models: Arc::new(PgReadModels::new(pool.clone())),
             search: Arc::new(PgSearchIndex::new(pool.clone())),
-            projections: strata_adapters_postgres::projection_names(),
             command_retries: CommandConfig::default().max_retries,
         }
     }
@@ -114,7 +111,6 @@ impl Stores {
             snapshots: Arc::new(SqliteSnapshotStore::new(pool.clone())),
             read_models: Arc::new(SqliteReadModels::new(pool.clone())),
             search,
-            projections: strata_adapters_sqlite::projection_names(),
             // One writer at a time, and the projection batches take turns with the commands:
             // a burst of commands on one stream needs more rounds to land (measured: 32
             // clients on one order, a tenth ran out of 16 retries; none of 32).
@@ -345,7 +341,6 @@ impl Application {
             snapshots,
             read_models,
             search,
-            projections,
             command_retries,
         } = stores;
         if settings.using_development_secret {
@@ -384,7 +379,7 @@ impl Application {
                         .into_bytes(),
                 },
             ),
-            status: StatusService::new(store.clone(), read_models, projections),
+            status: StatusService::new(store.clone(), read_models),
             jwt: jwt_keys(&settings),
             readiness: store,
             metrics: crate::metrics::recorder(),

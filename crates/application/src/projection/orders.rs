@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use strata_domain::Aggregate;
 use strata_domain::order::{Order, OrderEvent, OrderState, OrderStatus, PlacedOrder};
 use strata_ports::{
-    CustomerStatsRow, OrderLineRow, OrderSummaryRow, ProjectionBatch, RecordedEvent, StatusCounts,
+    CustomerStatsRow, OrderLineRow, OrderSummaryRow, ProjectionBatch, ProjectionName,
+    RecordedEvent, StatusCounts,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,8 +24,8 @@ pub struct OrdersProjection;
 
 #[async_trait]
 impl Projection for OrdersProjection {
-    fn name(&self) -> &'static str {
-        "orders"
+    fn name(&self) -> ProjectionName {
+        ProjectionName::Orders
     }
 
     fn handles(&self, category: &str) -> bool {

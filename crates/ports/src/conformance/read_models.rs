@@ -22,6 +22,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::event_store::{Metadata, RecordedEvent, StreamId};
+use crate::projection::ProjectionName;
 use crate::read_model::{
     AccountRow, CustomerStatsRow, DeadLetter, Generation, OrderLineRow, OrderSummaryRow,
     ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind,
@@ -29,7 +30,7 @@ use crate::read_model::{
 };
 
 pub use batches::{
-    a_batch_dropped_without_commit_leaves_no_trace, a_batch_of_an_unknown_projection_is_not_found,
+    a_batch_dropped_without_commit_leaves_no_trace,
     a_committed_batch_makes_its_rows_dead_letters_and_checkpoint_visible_together,
     a_second_batch_of_a_projection_waits_for_the_first_and_starts_from_its_checkpoint,
     changes_after_a_savepoint_are_undone_by_rolling_back_to_it_and_kept_by_releasing_it,
@@ -66,11 +67,11 @@ pub use rows::{
 };
 
 /// The projection of order summaries and customer statistics.
-const ORDERS: &str = "orders";
+const ORDERS: ProjectionName = ProjectionName::Orders;
 /// The projection of accounts and their transactions.
-const ACCOUNTS: &str = "accounts";
+const ACCOUNTS: ProjectionName = ProjectionName::Accounts;
 /// The projection whose data lives behind another port: only its checkpoint and dead letters.
-const SEARCH: &str = "search";
+const SEARCH: ProjectionName = ProjectionName::Search;
 
 /// Every behaviour, one after another on the same storage.
 pub async fn run(store: &dyn ProjectionStore, models: &dyn ReadModels) {
@@ -81,7 +82,6 @@ pub async fn run(store: &dyn ProjectionStore, models: &dyn ReadModels) {
         store, models,
     )
     .await;
-    a_batch_of_an_unknown_projection_is_not_found(store, models).await;
     changes_after_a_savepoint_are_undone_by_rolling_back_to_it_and_kept_by_releasing_it(
         store, models,
     )
@@ -276,9 +276,9 @@ fn recorded(stream_id: &StreamId, stream_version: u64, global_position: u64) -> 
 }
 
 /// `event` parked by `projection`: failed (`blocked_by: None`) or waiting behind a failed one.
-fn letter(projection: &str, event: RecordedEvent, blocked_by: Option<u64>) -> DeadLetter {
+fn letter(projection: ProjectionName, event: RecordedEvent, blocked_by: Option<u64>) -> DeadLetter {
     DeadLetter {
-        projection: projection.to_owned(),
+        projection: projection.to_string(),
         error: match blocked_by {
             None => "unknown product lamp-7".to_owned(),
             Some(_) => "waits behind a parked event".to_owned(),
@@ -306,7 +306,11 @@ async fn put_orders(store: &dyn ProjectionStore, rows: &[&OrderSummaryRow]) -> u
 
 /// Parks letters in one live batch of `projection`, committed at the last of their positions
 /// (or one further than the checkpoint, whichever is higher); returns that position.
-async fn park(store: &dyn ProjectionStore, projection: &str, letters: &[&DeadLetter]) -> u64 {
+async fn park(
+    store: &dyn ProjectionStore,
+    projection: ProjectionName,
+    letters: &[&DeadLetter],
+) -> u64 {
     let mut batch = store.begin(projection, Generation::Live).await.unwrap();
     let checkpoint = batch.checkpoint().await.unwrap();
     for letter in letters {
@@ -326,7 +330,7 @@ async fn order_now(models: &dyn ReadModels, id: Uuid) -> Option<OrderSummaryRow>
 }
 
 /// The positions of `projection`'s dead letters, in the order they are listed.
-async fn parked_positions(store: &dyn ProjectionStore, projection: &str) -> Vec<u64> {
+async fn parked_positions(store: &dyn ProjectionStore, projection: ProjectionName) -> Vec<u64> {
     store
         .dead_letters(Some(projection))
         .await

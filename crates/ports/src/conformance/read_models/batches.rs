@@ -6,9 +6,10 @@ use futures::future::{Either, select};
 use uuid::Uuid;
 
 use super::{
-    ACCOUNTS, ORDERS, SEARCH, customer, head, is_not_found, letter, order, order_at_version,
-    order_now, park, parked_positions, recorded, stats, stream,
+    ACCOUNTS, ORDERS, SEARCH, customer, head, letter, order, order_at_version, order_now, park,
+    parked_positions, recorded, stats, stream,
 };
+use crate::projection::ProjectionName;
 use crate::read_model::{Generation, ProjectionStore, ReadModelError, ReadModels};
 
 /// After `commit(p)` readers see the batch's rows and dead letters, and the checkpoint is `p`.
@@ -105,18 +106,6 @@ pub async fn a_second_batch_of_a_projection_waits_for_the_first_and_starts_from_
     assert_eq!(models.position(ORDERS).await.unwrap(), start + 2);
 }
 
-/// Only known projections have batches.
-pub async fn a_batch_of_an_unknown_projection_is_not_found(
-    store: &dyn ProjectionStore,
-    _models: &dyn ReadModels,
-) {
-    let live = store.begin("no-such-projection", Generation::Live).await;
-    let rebuild = store.begin("no-such-projection", Generation::Rebuild).await;
-
-    assert!(is_not_found(&live));
-    assert!(is_not_found(&rebuild));
-}
-
 /// A savepoint before each event: rolling back to it undoes that event's changes (rows and
 /// dead letters), releasing it keeps them, and the batch goes on either way.
 pub async fn changes_after_a_savepoint_are_undone_by_rolling_back_to_it_and_kept_by_releasing_it(
@@ -182,9 +171,9 @@ pub async fn checkpoints_show_each_projections_position_state_and_dead_letter_co
     store.set_state(SEARCH, "running").await.unwrap();
     let second = models.checkpoints().await.unwrap();
 
-    let row = |rows: &[crate::read_model::CheckpointRow], name: &str| {
+    let row = |rows: &[crate::read_model::CheckpointRow], name: ProjectionName| {
         rows.iter()
-            .find(|r| r.projection == name)
+            .find(|r| r.projection == name.as_str())
             .cloned()
             .unwrap_or_else(|| panic!("no checkpoint row of {name}: {rows:?}"))
     };

@@ -6,11 +6,12 @@ use super::{
     ORDERS, SEARCH, Swap, customer, head, is_not_found, letter, order, order_now, park, put_orders,
     recorded, stats, stream,
 };
+use crate::projection::ProjectionName;
 use crate::read_model::{DeadLetter, Generation, ProjectionStore, ReadModels};
 
 /// The dead letters of a generation, as `dead_letters` lists them (rebuilds under their own
 /// name, so only `projection`'s own rows).
-async fn letters_of(store: &dyn ProjectionStore, projection: &str) -> Vec<DeadLetter> {
+async fn letters_of(store: &dyn ProjectionStore, projection: ProjectionName) -> Vec<DeadLetter> {
     store.dead_letters(Some(projection)).await.unwrap()
 }
 
