@@ -25,10 +25,10 @@ pub use event_store::{
 pub use limits::{InputError, check_text};
 pub use projection::{ProjectionName, UnknownProjection};
 pub use read_model::{
-    AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,
-    OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
-    ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind,
-    TransactionRow,
+    AccountQueries, AccountRow, AccountRows, CheckpointRow, CustomerStatsRow, DeadLetter,
+    Generation, LogWakeup, LogWakeups, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow,
+    Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases, ProjectionStore,
+    ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind, TransactionRow,
 };
 pub use redact::redact_url;
 pub use search::{

@@ -7,10 +7,11 @@
 //! [`head`]), never assumes a checkpoint of 0, and leaves no rebuild in progress behind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+mod accounts;
 mod batches;
 mod dead_letters;
+mod orders;
 mod rebuilds;
-mod rows;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,12 +30,18 @@ use crate::read_model::{
     TransactionRow,
 };
 
+pub use accounts::{
+    a_transaction_line_is_added_once_per_account_and_version,
+    an_account_is_replaced_only_by_a_higher_version, an_account_reads_back_exactly_as_written,
+    an_accounts_transactions_come_oldest_first_page_by_page_without_other_accounts,
+};
 pub use batches::{
     a_batch_dropped_without_commit_leaves_no_trace,
     a_committed_batch_makes_its_rows_dead_letters_and_checkpoint_visible_together,
     a_second_batch_of_a_projection_waits_for_the_first_and_starts_from_its_checkpoint,
     changes_after_a_savepoint_are_undone_by_rolling_back_to_it_and_kept_by_releasing_it,
     checkpoints_show_each_projections_position_state_and_dead_letter_count,
+    every_answer_carries_the_checkpoint_of_its_projection,
 };
 pub use dead_letters::{
     a_parked_event_reads_back_with_its_whole_envelope,
@@ -45,6 +52,14 @@ pub use dead_letters::{
     taking_dead_letters_returns_the_failed_event_and_those_behind_it_in_position_order,
     taking_dead_letters_where_no_event_failed_is_not_found,
 };
+pub use orders::{
+    a_customers_orders_come_newest_first_page_by_page_without_other_customers,
+    an_order_summary_is_replaced_only_by_a_higher_version,
+    an_order_summary_reads_back_exactly_as_written,
+    customer_lookups_with_nul_or_oversized_ids_are_refused_as_invalid_input,
+    customer_stats_read_back_exactly_as_written_and_a_later_put_replaces_them,
+    order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time,
+};
 pub use rebuilds::{
     a_caught_up_rebuild_replaces_the_live_rows_checkpoint_and_dead_letters,
     a_failed_swap_leaves_the_live_generation_and_the_rebuild_as_they_were,
@@ -52,18 +67,6 @@ pub use rebuilds::{
     a_rebuild_behind_the_live_checkpoint_stays_invisible_and_is_not_swapped_in,
     a_rebuild_starts_empty_at_checkpoint_zero_without_the_live_dead_letters,
     an_abandoned_rebuild_is_gone_and_the_live_generation_is_untouched,
-};
-pub use rows::{
-    a_customers_orders_come_newest_first_page_by_page_without_other_customers,
-    a_transaction_line_is_added_once_per_account_and_version,
-    an_account_is_replaced_only_by_a_higher_version, an_account_reads_back_exactly_as_written,
-    an_accounts_transactions_come_oldest_first_page_by_page_without_other_accounts,
-    an_order_summary_is_replaced_only_by_a_higher_version,
-    an_order_summary_reads_back_exactly_as_written,
-    customer_lookups_with_nul_or_oversized_ids_are_refused_as_invalid_input,
-    customer_stats_read_back_exactly_as_written_and_a_later_put_replaces_them,
-    every_answer_carries_the_checkpoint_of_its_projection,
-    order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time,
 };
 
 /// The projection of order summaries and customer statistics.

@@ -1,13 +1,13 @@
 //! Batches: one unit of work whose rows, dead letters and checkpoint commit together or not at
-//! all, that a second worker of the same projection waits for, with savepoints inside; and the
-//! status rows the checkpoints feed.
+//! all, that a second worker of the same projection waits for, with savepoints inside; the
+//! status rows the checkpoints feed, and the checkpoint every query answers with.
 
 use futures::future::{Either, select};
 use uuid::Uuid;
 
 use super::{
-    ACCOUNTS, ORDERS, SEARCH, customer, head, letter, order, order_at_version, order_now, park,
-    parked_positions, recorded, stats, stream,
+    ACCOUNTS, ORDERS, SEARCH, account, customer, head, letter, order, order_at_version, order_now,
+    park, parked_positions, recorded, stats, stream, transaction,
 };
 use crate::projection::ProjectionName;
 use crate::read_model::{Generation, ProjectionStore, ReadModelError, ReadModels};
@@ -192,4 +192,64 @@ pub async fn checkpoints_show_each_projections_position_state_and_dead_letter_co
         orders.dead_letters,
         u64::try_from(parked_before + 2).unwrap()
     );
+}
+
+/// Each query answers with the checkpoint of the projection that writes what it reads (orders
+/// for orders and customer statistics, accounts for accounts and transactions), found rows or
+/// not.
+pub async fn every_answer_carries_the_checkpoint_of_its_projection(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    // Two different checkpoints, so that answering with the wrong projection's shows.
+    let base = head(store, models).await;
+    let (orders_at, accounts_at) = (base + 1, base + 2);
+    let c = customer("positions");
+    let row = order(&c, base + 1, 1);
+    let owner = account(&c, 1);
+    let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
+    batch.put_order_summary(&row).await.unwrap();
+    batch.put_customer_stats(&stats(&c)).await.unwrap();
+    batch.commit(orders_at).await.unwrap();
+    let mut batch = store.begin(ACCOUNTS, Generation::Live).await.unwrap();
+    batch.put_account(&owner).await.unwrap();
+    batch
+        .add_transaction(&transaction(owner.account_id, 1, base + 2))
+        .await
+        .unwrap();
+    batch.commit(accounts_at).await.unwrap();
+
+    let id = row.order_id;
+    let found = [
+        models.order_summary(id).await.unwrap().position,
+        models.customer_orders(&c, None, 10).await.unwrap().position,
+        models.customer_stats(&c).await.unwrap().position,
+    ];
+    let missing = [
+        models.order_summary(Uuid::now_v7()).await.unwrap().position,
+        models
+            .customer_orders("nobody", None, 10)
+            .await
+            .unwrap()
+            .position,
+        models.customer_stats("nobody").await.unwrap().position,
+    ];
+    let accounts = [
+        models.account(owner.account_id).await.unwrap().position,
+        (models
+            .account_transactions(owner.account_id, None, 10)
+            .await)
+            .unwrap()
+            .position,
+        models.account(Uuid::now_v7()).await.unwrap().position,
+        (models.account_transactions(Uuid::now_v7(), None, 10).await)
+            .unwrap()
+            .position,
+    ];
+
+    assert_eq!(found, [orders_at; 3], "orders, found");
+    assert_eq!(missing, [orders_at; 3], "orders, missing");
+    assert_eq!(accounts, [accounts_at; 4], "accounts, found and missing");
+    assert_eq!(models.position(ORDERS).await.unwrap(), orders_at);
+    assert_eq!(models.position(ACCOUNTS).await.unwrap(), accounts_at);
 }

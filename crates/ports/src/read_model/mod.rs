@@ -1,123 +1,25 @@
-//! The read side's ports: the rows of the read models, the unit of work a projection writes a
-//! batch through (read-model changes, dead letters and the checkpoint commit together or not at
-//! all), the queries that serve the API, the wake-up signal of the log and the single-instance
-//! lease of a projection.
+//! The read side's ports: the unit of work a projection writes a batch through (read-model
+//! changes, dead letters and the checkpoint commit together or not at all), the queries that
+//! serve the API, the wake-up signal of the log and the single-instance lease of a projection.
+//! Each read model brings its rows, its batch-side trait and its query trait in a module of its
+//! own ([`orders`], [`accounts`]); [`ProjectionBatch`] and [`ReadModels`] name them as
+//! supertraits, so adding a read model is one module and one supertrait line each.
 
-use std::collections::{BTreeMap, HashMap};
+mod accounts;
+mod orders;
+
+pub use accounts::{AccountQueries, AccountRow, AccountRows, TransactionKind, TransactionRow};
+pub use orders::{
+    CustomerStatsRow, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow, StatusCounts,
+};
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::event_store::RecordedEvent;
 use crate::projection::ProjectionName;
-
-/// One line of an order summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderLineRow {
-    pub product_id: String,
-    pub quantity: u32,
-    pub unit_price_cents: i64,
-    pub line_total_cents: i64,
-}
-
-/// The order summary read model: everything `GET /v1/orders/{id}` answers, in one row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderSummaryRow {
-    pub order_id: Uuid,
-    pub customer_id: String,
-    /// `PENDING`, `CONFIRMED`, `SHIPPED`, `DELIVERED` or `CANCELLED`.
-    pub status: String,
-    pub items: Vec<OrderLineRow>,
-    /// Units over all lines (the API's `unitCount`; its `itemCount` counts lines). The stored
-    /// name predates the API's; renaming it would take migrations for nothing.
-    pub item_count: u64,
-    pub total_cents: i64,
-    pub currency: String,
-    pub shipping_address: String,
-    pub tracking_number: Option<String>,
-    pub cancellation_reason: Option<String>,
-    pub placed_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    /// The stream version of the last event applied: the per-row idempotency guard.
-    pub version: u64,
-    /// The global position of `OrderPlaced`: newest-first order and the pagination key.
-    pub placed_position: u64,
-}
-
-/// Order counts of a customer by status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusCounts {
-    pub pending: u64,
-    pub confirmed: u64,
-    pub shipped: u64,
-    pub delivered: u64,
-    pub cancelled: u64,
-}
-
-/// The customer statistics read model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomerStatsRow {
-    pub customer_id: String,
-    pub order_count: u64,
-    pub by_status: StatusCounts,
-    /// Totals of delivered orders, per currency (orders of different currencies never add up).
-    pub lifetime_value_cents: BTreeMap<String, i64>,
-    pub updated_at: OffsetDateTime,
-}
-
-/// The account balance read model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountRow {
-    pub account_id: Uuid,
-    pub owner_customer_id: String,
-    pub currency: String,
-    pub balance_cents: i64,
-    pub closed: bool,
-    pub transaction_count: u64,
-    pub opened_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    /// The stream version of the last event applied: the per-row idempotency guard.
-    pub version: u64,
-}
-
-/// A deposit or a withdrawal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransactionKind {
-    Deposit,
-    Withdrawal,
-}
-
-impl TransactionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Deposit => "DEPOSIT",
-            Self::Withdrawal => "WITHDRAWAL",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "DEPOSIT" => Some(Self::Deposit),
-            "WITHDRAWAL" => Some(Self::Withdrawal),
-            _ => None,
-        }
-    }
-}
-
-/// One line of an account's transaction list, with the balance after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransactionRow {
-    pub account_id: Uuid,
-    /// The stream version of the event: unique per account, the pagination key.
-    pub version: u64,
-    pub global_position: u64,
-    pub kind: TransactionKind,
-    pub amount_cents: i64,
-    pub reference: String,
-    pub balance_after_cents: i64,
-    pub recorded_at: OffsetDateTime,
-}
 
 /// An event a projection could not apply, parked with why; later events of its stream wait
 /// behind it (`blocked_by` names the parked event they wait for).
@@ -190,9 +92,9 @@ pub enum Generation {
 }
 
 /// A batch of one projection: one transaction. Dropping it without `commit` rolls back every
-/// change made through it.
+/// change made through it. The read models' rows are written through its supertraits.
 #[async_trait]
-pub trait ProjectionBatch: Send {
+pub trait ProjectionBatch: OrderRows + AccountRows + Send {
     /// The projection's checkpoint, locked until the batch ends (a second worker waits).
     async fn checkpoint(&mut self) -> Result<u64, ReadModelError>;
 
@@ -202,64 +104,6 @@ pub trait ProjectionBatch: Send {
     async fn rollback_to_savepoint(&mut self) -> Result<(), ReadModelError>;
     /// Forgets the last savepoint, keeping its changes.
     async fn release_savepoint(&mut self) -> Result<(), ReadModelError>;
-
-    async fn order_summary(&mut self, id: Uuid) -> Result<Option<OrderSummaryRow>, ReadModelError>;
-    async fn put_order_summary(&mut self, row: &OrderSummaryRow) -> Result<(), ReadModelError>;
-    async fn customer_stats(
-        &mut self,
-        customer_id: &str,
-    ) -> Result<Option<CustomerStatsRow>, ReadModelError>;
-    async fn put_customer_stats(&mut self, row: &CustomerStatsRow) -> Result<(), ReadModelError>;
-
-    // The bulk forms let a projection that folds a whole batch read and write each row once;
-    // the defaults go one row at a time, an adapter with round trips to save overrides them.
-
-    /// The summaries of those of `ids` that exist, in no particular order.
-    async fn order_summaries(
-        &mut self,
-        ids: &[Uuid],
-    ) -> Result<Vec<OrderSummaryRow>, ReadModelError> {
-        let mut rows = Vec::with_capacity(ids.len());
-        for id in ids {
-            rows.extend(self.order_summary(*id).await?);
-        }
-        Ok(rows)
-    }
-    /// Writes each row as [`ProjectionBatch::put_order_summary`] does (one row per order).
-    async fn put_order_summaries(
-        &mut self,
-        rows: &[OrderSummaryRow],
-    ) -> Result<(), ReadModelError> {
-        for row in rows {
-            self.put_order_summary(row).await?;
-        }
-        Ok(())
-    }
-    /// The statistics of those of `customer_ids` that have some, in no particular order.
-    async fn customer_stats_many(
-        &mut self,
-        customer_ids: &[String],
-    ) -> Result<Vec<CustomerStatsRow>, ReadModelError> {
-        let mut rows = Vec::with_capacity(customer_ids.len());
-        for id in customer_ids {
-            rows.extend(self.customer_stats(id).await?);
-        }
-        Ok(rows)
-    }
-    /// Writes each row as [`ProjectionBatch::put_customer_stats`] does (one row per customer).
-    async fn put_customer_stats_many(
-        &mut self,
-        rows: &[CustomerStatsRow],
-    ) -> Result<(), ReadModelError> {
-        for row in rows {
-            self.put_customer_stats(row).await?;
-        }
-        Ok(())
-    }
-    async fn account(&mut self, id: Uuid) -> Result<Option<AccountRow>, ReadModelError>;
-    async fn put_account(&mut self, row: &AccountRow) -> Result<(), ReadModelError>;
-    /// Adds a transaction line; a line already there (same account and version) is kept as is.
-    async fn add_transaction(&mut self, row: &TransactionRow) -> Result<(), ReadModelError>;
 
     /// Which of these streams have a parked event in this projection (their later events wait
     /// behind it), with the position of the event that failed.
@@ -333,32 +177,9 @@ pub trait RebuildSwap: Send + Sync {
 }
 
 /// The queries of the read side; each answer carries the projection position it was read at.
-#[cfg_attr(feature = "mocks", mockall::automock)]
+/// The read models' queries are its supertraits.
 #[async_trait]
-pub trait ReadModels: Send + Sync {
-    async fn order_summary(
-        &self,
-        id: Uuid,
-    ) -> Result<Positioned<Option<OrderSummaryRow>>, ReadModelError>;
-    /// A customer's orders, newest first, placed before `before` (a `placed_position`).
-    async fn customer_orders(
-        &self,
-        customer_id: &str,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Positioned<Vec<OrderSummaryRow>>, ReadModelError>;
-    async fn customer_stats(
-        &self,
-        customer_id: &str,
-    ) -> Result<Positioned<Option<CustomerStatsRow>>, ReadModelError>;
-    async fn account(&self, id: Uuid) -> Result<Positioned<Option<AccountRow>>, ReadModelError>;
-    /// An account's transactions, oldest first, after stream version `after`.
-    async fn account_transactions(
-        &self,
-        id: Uuid,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Positioned<Vec<TransactionRow>>, ReadModelError>;
+pub trait ReadModels: OrderQueries + AccountQueries + Send + Sync {
     /// The checkpoint of a projection (0 before its first batch).
     async fn position(&self, projection: ProjectionName) -> Result<u64, ReadModelError>;
     /// Every known projection's checkpoint row.
@@ -366,6 +187,52 @@ pub trait ReadModels: Send + Sync {
     /// The age of the oldest transaction still open in the database, in seconds (it holds
     /// back what readers of the log can see).
     async fn oldest_open_transaction_age(&self) -> Result<Option<f64>, ReadModelError>;
+}
+
+// A double of the whole query side, for the application's tests: `automock` cannot mock a
+// trait through its supertraits, `mock!` implements each of them on one struct.
+#[cfg(feature = "mocks")]
+mockall::mock! {
+    pub ReadModels {}
+
+    #[async_trait]
+    impl OrderQueries for ReadModels {
+        async fn order_summary(
+            &self,
+            id: uuid::Uuid,
+        ) -> Result<Positioned<Option<OrderSummaryRow>>, ReadModelError>;
+        async fn customer_orders(
+            &self,
+            customer_id: &str,
+            before: Option<u64>,
+            limit: usize,
+        ) -> Result<Positioned<Vec<OrderSummaryRow>>, ReadModelError>;
+        async fn customer_stats(
+            &self,
+            customer_id: &str,
+        ) -> Result<Positioned<Option<CustomerStatsRow>>, ReadModelError>;
+    }
+
+    #[async_trait]
+    impl AccountQueries for ReadModels {
+        async fn account(
+            &self,
+            id: uuid::Uuid,
+        ) -> Result<Positioned<Option<AccountRow>>, ReadModelError>;
+        async fn account_transactions(
+            &self,
+            id: uuid::Uuid,
+            after: Option<u64>,
+            limit: usize,
+        ) -> Result<Positioned<Vec<TransactionRow>>, ReadModelError>;
+    }
+
+    #[async_trait]
+    impl ReadModels for ReadModels {
+        async fn position(&self, projection: ProjectionName) -> Result<u64, ReadModelError>;
+        async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, ReadModelError>;
+        async fn oldest_open_transaction_age(&self) -> Result<Option<f64>, ReadModelError>;
+    }
 }
 
 /// A signal that the log may have grown. Only a wake-up: it carries no data and may be lost,
