@@ -163,35 +163,45 @@ impl OrderRows for SqliteBatch {
         Ok(())
     }
 
-    async fn customer_stats(
+    // One statement per customer: SQLite's round trips are in-process calls.
+    async fn customer_stats_many(
         &mut self,
-        customer_id: &str,
-    ) -> Result<Option<CustomerStatsRow>, ReadModelError> {
-        let sql = self.sql("SELECT * FROM {p}customer_stats WHERE customer_id = ?1");
-        let row = sqlx::query(sql)
-            .bind(customer_id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(stats_of).transpose()
+        customer_ids: &[String],
+    ) -> Result<Vec<CustomerStatsRow>, ReadModelError> {
+        let mut rows = Vec::with_capacity(customer_ids.len());
+        for customer_id in customer_ids {
+            let sql = self.sql("SELECT * FROM {p}customer_stats WHERE customer_id = ?1");
+            let row = sqlx::query(sql)
+                .bind(customer_id)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(db)?;
+            rows.extend(row.as_ref().map(stats_of).transpose()?);
+        }
+        Ok(rows)
     }
 
-    async fn put_customer_stats(&mut self, row: &CustomerStatsRow) -> Result<(), ReadModelError> {
-        let counts = &row.by_status;
-        let sql = self.sql(UPSERT_STATS);
-        sqlx::query(sql)
-            .bind(&row.customer_id)
-            .bind(to_i64(row.order_count, "order count")?)
-            .bind(to_i64(counts.pending, "count")?)
-            .bind(to_i64(counts.confirmed, "count")?)
-            .bind(to_i64(counts.shipped, "count")?)
-            .bind(to_i64(counts.delivered, "count")?)
-            .bind(to_i64(counts.cancelled, "count")?)
-            .bind(lifetime_json(&row.lifetime_value_cents))
-            .bind(micros(row.updated_at))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(db)?;
+    async fn put_customer_stats_many(
+        &mut self,
+        rows: &[CustomerStatsRow],
+    ) -> Result<(), ReadModelError> {
+        for row in rows {
+            let counts = &row.by_status;
+            let sql = self.sql(UPSERT_STATS);
+            sqlx::query(sql)
+                .bind(&row.customer_id)
+                .bind(to_i64(row.order_count, "order count")?)
+                .bind(to_i64(counts.pending, "count")?)
+                .bind(to_i64(counts.confirmed, "count")?)
+                .bind(to_i64(counts.shipped, "count")?)
+                .bind(to_i64(counts.delivered, "count")?)
+                .bind(to_i64(counts.cancelled, "count")?)
+                .bind(lifetime_json(&row.lifetime_value_cents))
+                .bind(micros(row.updated_at))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(db)?;
+        }
         Ok(())
     }
 }

@@ -69,12 +69,6 @@ pub struct CustomerStatsRow {
 pub trait OrderRows: Send {
     async fn order_summary(&mut self, id: Uuid) -> Result<Option<OrderSummaryRow>, ReadModelError>;
     async fn put_order_summary(&mut self, row: &OrderSummaryRow) -> Result<(), ReadModelError>;
-    async fn customer_stats(
-        &mut self,
-        customer_id: &str,
-    ) -> Result<Option<CustomerStatsRow>, ReadModelError>;
-    async fn put_customer_stats(&mut self, row: &CustomerStatsRow) -> Result<(), ReadModelError>;
-
     // The bulk forms let a projection that folds a whole batch read and write each row once;
     // the defaults go one row at a time, an adapter with round trips to save overrides them.
 
@@ -89,7 +83,7 @@ pub trait OrderRows: Send {
         }
         Ok(rows)
     }
-    /// Writes each row as [`ProjectionBatch::put_order_summary`] does (one row per order).
+    /// Writes each row as [`OrderRows::put_order_summary`] does (one row per order).
     async fn put_order_summaries(
         &mut self,
         rows: &[OrderSummaryRow],
@@ -103,23 +97,13 @@ pub trait OrderRows: Send {
     async fn customer_stats_many(
         &mut self,
         customer_ids: &[String],
-    ) -> Result<Vec<CustomerStatsRow>, ReadModelError> {
-        let mut rows = Vec::with_capacity(customer_ids.len());
-        for id in customer_ids {
-            rows.extend(self.customer_stats(id).await?);
-        }
-        Ok(rows)
-    }
-    /// Writes each row as [`ProjectionBatch::put_customer_stats`] does (one row per customer).
+    ) -> Result<Vec<CustomerStatsRow>, ReadModelError>;
+    /// Writes each row, replacing the customer's (one row per customer; statistics carry no
+    /// version: the projection reads, changes and writes them within its batch).
     async fn put_customer_stats_many(
         &mut self,
         rows: &[CustomerStatsRow],
-    ) -> Result<(), ReadModelError> {
-        for row in rows {
-            self.put_customer_stats(row).await?;
-        }
-        Ok(())
-    }
+    ) -> Result<(), ReadModelError>;
 }
 
 /// The queries of the orders read model; each answer carries the orders projection's position.

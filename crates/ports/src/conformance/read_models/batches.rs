@@ -27,7 +27,10 @@ pub async fn a_committed_batch_makes_its_rows_dead_letters_and_checkpoint_visibl
     let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
     assert_eq!(batch.checkpoint().await.unwrap(), before);
     batch.put_order_summary(&row).await.unwrap();
-    batch.put_customer_stats(&stats).await.unwrap();
+    batch
+        .put_customer_stats_many(std::slice::from_ref(&stats))
+        .await
+        .unwrap();
     batch.park(&failed).await.unwrap();
     batch.commit(base + 3).await.unwrap();
 
@@ -53,7 +56,7 @@ pub async fn a_batch_dropped_without_commit_leaves_no_trace(
 
     let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
     batch.put_order_summary(&row).await.unwrap();
-    batch.put_customer_stats(&stats(&c)).await.unwrap();
+    batch.put_customer_stats_many(&[stats(&c)]).await.unwrap();
     batch.park(&failed).await.unwrap();
     drop(batch);
 
@@ -209,7 +212,7 @@ pub async fn every_answer_carries_the_checkpoint_of_its_projection(
     let owner = account(&c, 1);
     let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
     batch.put_order_summary(&row).await.unwrap();
-    batch.put_customer_stats(&stats(&c)).await.unwrap();
+    batch.put_customer_stats_many(&[stats(&c)]).await.unwrap();
     batch.commit(orders_at).await.unwrap();
     let mut batch = store.begin(ACCOUNTS, Generation::Live).await.unwrap();
     batch.put_account(&owner).await.unwrap();

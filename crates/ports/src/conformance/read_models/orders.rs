@@ -217,17 +217,26 @@ pub async fn customer_stats_read_back_exactly_as_written_and_a_later_put_replace
     };
     let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
     let position = batch.checkpoint().await.unwrap() + 1;
-    batch.put_customer_stats(&first).await.unwrap();
-    let inside = batch.customer_stats(&c).await.unwrap();
+    batch
+        .put_customer_stats_many(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    let inside = batch
+        .customer_stats_many(std::slice::from_ref(&c))
+        .await
+        .unwrap();
     batch.commit(position).await.unwrap();
     let read_first = models.customer_stats(&c).await.unwrap().value;
 
     let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
     let position = batch.checkpoint().await.unwrap() + 1;
-    batch.put_customer_stats(&later).await.unwrap();
+    batch
+        .put_customer_stats_many(std::slice::from_ref(&later))
+        .await
+        .unwrap();
     batch.commit(position).await.unwrap();
 
-    assert_eq!(inside.as_ref(), Some(&first), "within the batch");
+    assert_eq!(inside, std::slice::from_ref(&first), "within the batch");
     assert_eq!(read_first, Some(first));
     assert_eq!(models.customer_stats(&c).await.unwrap().value, Some(later));
     assert_eq!(
