@@ -18,20 +18,9 @@ use crate::codec::{self, micros};
 use crate::projection_store::{SqliteBatch, db};
 use crate::queries::SqliteReadModels;
 
-/// An order's lines as stored: a JSON array of camelCase objects (as PostgreSQL stores them).
-fn items_json(items: &[OrderLineRow]) -> String {
-    let items: Vec<Value> = items
-        .iter()
-        .map(|line| {
-            json!({
-                "productId": line.product_id,
-                "quantity": line.quantity,
-                "unitPriceCents": line.unit_price_cents,
-                "lineTotalCents": line.line_total_cents,
-            })
-        })
-        .collect();
-    Value::Array(items).to_string()
+/// An order's lines as stored: the serde form of [`OrderLineRow`] (as PostgreSQL stores them).
+fn items_json(items: &[OrderLineRow]) -> Result<String, ReadModelError> {
+    serde_json::to_string(items).map_err(|e| ReadModelError::Backend(format!("order items: {e}")))
 }
 
 /// Lifetime values as stored: `{"EUR": 1234, ...}`.
@@ -44,23 +33,8 @@ fn lifetime_json(values: &BTreeMap<String, i64>) -> String {
 }
 
 fn order_of(row: &SqliteRow) -> Result<OrderSummaryRow, ReadModelError> {
-    let items = json_of(row, "items")?;
-    let items = items
-        .as_array()
-        .ok_or_else(|| corrupt("order items are not an array"))?
-        .iter()
-        .map(|item| {
-            let text = |name: &str| item.get(name).and_then(Value::as_str).map(str::to_owned);
-            let int = |name: &str| item.get(name).and_then(Value::as_i64);
-            Some(OrderLineRow {
-                product_id: text("productId")?,
-                quantity: u32::try_from(int("quantity")?).ok()?,
-                unit_price_cents: int("unitPriceCents")?,
-                line_total_cents: int("lineTotalCents")?,
-            })
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| corrupt("malformed order item"))?;
+    let items: Vec<OrderLineRow> = serde_json::from_str(&text(row, "items")?)
+        .map_err(|e| corrupt(format!("malformed order items: {e}")))?;
     Ok(OrderSummaryRow {
         order_id: id(row, "order_id")?,
         customer_id: text(row, "customer_id")?,
@@ -146,7 +120,7 @@ impl OrderRows for SqliteBatch {
             .bind(codec::text_id(row.order_id))
             .bind(&row.customer_id)
             .bind(&row.status)
-            .bind(items_json(&row.items))
+            .bind(items_json(&row.items)?)
             .bind(to_i64(row.item_count, "item count")?)
             .bind(row.total_cents)
             .bind(&row.currency)

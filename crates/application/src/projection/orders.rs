@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde::Serialize;
 use strata_domain::Aggregate;
 use strata_domain::order::{Order, OrderEvent, OrderState, OrderStatus, PlacedOrder};
 use strata_ports::{
@@ -308,28 +308,35 @@ fn count_of<'a>(counts: &'a mut StatusCounts, status: &str) -> Result<&'a mut u6
     })
 }
 
-/// The domain state a summary row was folded from (the row keeps every field of it).
+/// A summary row in the serde form of the domain's `PlacedOrder` (the row keeps every field of
+/// it; its lines carry their serde form from the ports, the extra `lineTotalCents` is ignored).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredOrder<'r> {
+    customer_id: &'r str,
+    currency: &'r str,
+    items: &'r [OrderLineRow],
+    shipping_address: &'r str,
+    status: &'r str,
+    total_cents: i64,
+    tracking_number: Option<&'r str>,
+    cancellation_reason: Option<&'r str>,
+}
+
+/// The domain state a summary row was folded from: decoded by the domain's own types, so a
+/// value it would refuse is refused here too.
 fn state_of(row: &OrderSummaryRow) -> Result<PlacedOrder, HandlerError> {
-    let items: Vec<Value> = row
-        .items
-        .iter()
-        .map(|line| {
-            json!({
-                "productId": line.product_id,
-                "quantity": line.quantity,
-                "unitPriceCents": line.unit_price_cents,
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "customerId": row.customer_id,
-        "currency": row.currency,
-        "items": items,
-        "shippingAddress": row.shipping_address,
-        "status": row.status,
-        "totalCents": row.total_cents,
-        "trackingNumber": row.tracking_number,
-        "cancellationReason": row.cancellation_reason,
-    }))
-    .map_err(|e| HandlerError::Rejected(format!("order summary {}: {e}", row.order_id)))
+    let stored = StoredOrder {
+        customer_id: &row.customer_id,
+        currency: &row.currency,
+        items: &row.items,
+        shipping_address: &row.shipping_address,
+        status: &row.status,
+        total_cents: row.total_cents,
+        tracking_number: row.tracking_number.as_deref(),
+        cancellation_reason: row.cancellation_reason.as_deref(),
+    };
+    serde_json::to_value(&stored)
+        .and_then(serde_json::from_value)
+        .map_err(|e| HandlerError::Rejected(format!("order summary {}: {e}", row.order_id)))
 }

@@ -5,18 +5,24 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Positioned, ReadModelError};
 
-/// One line of an order summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One line of an order summary. Its serde form is how both databases store an order's lines
+/// (a JSON array of these objects, camelCase) and how the orders projection hands them back to
+/// the domain: stored rows must keep decoding, so never rename a field. The fields are declared
+/// in alphabetical order, the order serde writes them in: SQLite's stored text has always had
+/// its keys sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OrderLineRow {
+    pub line_total_cents: i64,
     pub product_id: String,
     pub quantity: u32,
     pub unit_price_cents: i64,
-    pub line_total_cents: i64,
 }
 
 /// The order summary read model: everything `GET /v1/orders/{id}` answers, in one row.
@@ -124,4 +130,39 @@ pub trait OrderQueries: Send + Sync {
         &self,
         customer_id: &str,
     ) -> Result<Positioned<Option<CustomerStatsRow>>, ReadModelError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lamp() -> OrderLineRow {
+        OrderLineRow {
+            line_total_cents: 2_500,
+            product_id: "lamp-7".to_owned(),
+            quantity: 2,
+            unit_price_cents: 1_250,
+        }
+    }
+
+    #[test]
+    fn order_lines_are_stored_as_the_camel_case_json_rows_already_hold() {
+        let stored = serde_json::to_string(&[lamp()]).unwrap();
+
+        assert_eq!(
+            stored,
+            r#"[{"lineTotalCents":2500,"productId":"lamp-7","quantity":2,"unitPriceCents":1250}]"#
+        );
+    }
+
+    #[test]
+    fn stored_order_lines_decode_whatever_the_order_of_their_keys() {
+        let written_by_postgres = r#"[{"productId": "lamp-7", "quantity": 2, "unitPriceCents": 1250, "lineTotalCents": 2500}]"#;
+
+        let lines: Vec<OrderLineRow> = serde_json::from_str(written_by_postgres).unwrap();
+
+        assert_eq!(lines, [lamp()]);
+        assert!(serde_json::from_str::<Vec<OrderLineRow>>(r#"[{"productId":"x"}]"#).is_err());
+        assert!(serde_json::from_str::<Vec<OrderLineRow>>(r#"{"productId":"x"}"#).is_err());
+    }
 }
