@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use serde_json::json;
 use strata_adapters_sqlite::{
-    SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteSearchIndex, SqliteSettings,
+    SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteReadModels, SqliteSearchIndex,
+    SqliteSettings,
 };
 use strata_ports::{
     AppendRequest, EventStore, ExpectedVersion, Generation, IdempotencyClaim, LogWakeups, Metadata,
-    NewEvent, ProjectionLeases, ProjectionName, ProjectionStore, SearchIndex, StreamId,
+    NewEvent, OrderLineRow, OrderQueries, OrderSummaryRow, OrderSummaryStatus, ProjectionLeases,
+    ProjectionName, ProjectionStore, ReadModelError, SearchIndex, StreamId,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -368,4 +370,58 @@ async fn appends_waiting_behind_a_batch_that_reads_the_log_do_not_starve_it_of_c
     for outcome in outcomes {
         outcome.unwrap();
     }
+}
+
+#[tokio::test]
+async fn order_lines_are_stored_as_their_serde_text_and_an_unknown_status_is_corrupt() {
+    let db = fresh().await;
+    let store = SqliteProjectionStore::new(db.pool.clone());
+    let models = SqliteReadModels::new(db.pool.clone());
+    let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let row = OrderSummaryRow {
+        order_id: Uuid::now_v7(),
+        customer_id: "alice".to_owned(),
+        status: OrderSummaryStatus::Pending,
+        items: vec![OrderLineRow {
+            line_total_cents: 2_500,
+            product_id: "lamp-7".to_owned(),
+            quantity: 2,
+            unit_price_cents: 1_250,
+        }],
+        item_count: 2,
+        total_cents: 2_500,
+        currency: "EUR".to_owned(),
+        shipping_address: "12 Harbour Street".to_owned(),
+        tracking_number: None,
+        cancellation_reason: None,
+        placed_at: now,
+        updated_at: now,
+        version: 1,
+        placed_position: 1,
+    };
+    let mut batch = store
+        .begin(ProjectionName::Orders, Generation::Live)
+        .await
+        .unwrap();
+    batch.put_order_summary(&row).await.unwrap();
+    batch.commit(1).await.unwrap();
+
+    let (items, status): (String, String) =
+        sqlx::query_as("SELECT items, status FROM order_summaries")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE order_summaries SET status = 'LOST'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let lost = models.order_summary(row.order_id).await;
+
+    // The text the hand-written codec wrote before OrderLineRow had a serde form.
+    assert_eq!(
+        items,
+        r#"[{"lineTotalCents":2500,"productId":"lamp-7","quantity":2,"unitPriceCents":1250}]"#
+    );
+    assert_eq!(status, "PENDING");
+    assert!(matches!(lost, Err(ReadModelError::Corrupt(_))), "{lost:?}");
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use mockall::Sequence;
 use strata_application::{QueryConfig, QueryError, QueryService};
 use strata_ports::{
-    MockEventStore, MockReadModels, MockSearchIndex, OrderSummaryRow, Positioned, ProjectionName,
-    SearchCursor, SearchError, SearchPage, SearchQuery,
+    MockEventStore, MockReadModels, MockSearchIndex, OrderSummaryRow, OrderSummaryStatus,
+    Positioned, ProjectionName, SearchCursor, SearchError, SearchPage, SearchQuery,
 };
 use support::{auditor, customer, operator};
 use time::OffsetDateTime;
@@ -24,7 +24,7 @@ fn summary(customer_id: &str, placed_position: u64) -> OrderSummaryRow {
     OrderSummaryRow {
         order_id: Uuid::now_v7(),
         customer_id: customer_id.to_owned(),
-        status: "PENDING".to_owned(),
+        status: OrderSummaryStatus::Pending,
         items: vec![],
         item_count: 0,
         total_cents: 0,

@@ -27,8 +27,9 @@ pub use projection::{ProjectionName, UnknownProjection};
 pub use read_model::{
     AccountQueries, AccountRow, AccountRows, CheckpointRow, CustomerStatsRow, DeadLetter,
     Generation, LogWakeup, LogWakeups, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow,
-    Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases, ProjectionStore,
-    ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind, TransactionRow,
+    OrderSummaryStatus, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
+    ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind,
+    TransactionRow,
 };
 pub use redact::redact_url;
 pub use search::{

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use sqlx::sqlite::SqliteRow;
 use strata_ports::limits::{MAX_LOOKUP_BYTES, check_text};
 use strata_ports::{
-    CustomerStatsRow, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow, Positioned,
-    ProjectionName, ReadModelError, StatusCounts,
+    CustomerStatsRow, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow, OrderSummaryStatus,
+    Positioned, ProjectionName, ReadModelError, StatusCounts,
 };
 use uuid::Uuid;
 
@@ -33,12 +33,14 @@ fn lifetime_json(values: &BTreeMap<String, i64>) -> String {
 }
 
 fn order_of(row: &SqliteRow) -> Result<OrderSummaryRow, ReadModelError> {
+    let status = text(row, "status")?;
     let items: Vec<OrderLineRow> = serde_json::from_str(&text(row, "items")?)
         .map_err(|e| corrupt(format!("malformed order items: {e}")))?;
     Ok(OrderSummaryRow {
         order_id: id(row, "order_id")?,
         customer_id: text(row, "customer_id")?,
-        status: text(row, "status")?,
+        status: OrderSummaryStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("order status {status:?}")))?,
         items,
         item_count: count(row, "item_count")?,
         total_cents: int(row, "total_cents")?,
@@ -119,7 +121,7 @@ impl OrderRows for SqliteBatch {
         sqlx::query(sql)
             .bind(codec::text_id(row.order_id))
             .bind(&row.customer_id)
-            .bind(&row.status)
+            .bind(row.status.as_str())
             .bind(items_json(&row.items)?)
             .bind(to_i64(row.item_count, "item count")?)
             .bind(row.total_cents)

@@ -26,8 +26,8 @@ use crate::event_store::{Metadata, RecordedEvent, StreamId};
 use crate::projection::ProjectionName;
 use crate::read_model::{
     AccountRow, CustomerStatsRow, DeadLetter, Generation, OrderLineRow, OrderSummaryRow,
-    ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind,
-    TransactionRow,
+    OrderSummaryStatus, ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts,
+    TransactionKind, TransactionRow,
 };
 
 pub use accounts::{
@@ -165,7 +165,7 @@ fn order(customer_id: &str, placed_position: u64, version: u64) -> OrderSummaryR
     OrderSummaryRow {
         order_id: Uuid::now_v7(),
         customer_id: customer_id.to_owned(),
-        status: "PENDING".to_owned(),
+        status: OrderSummaryStatus::Pending,
         items: vec![
             OrderLineRow {
                 product_id: "lamp-7".to_owned(),
@@ -194,9 +194,13 @@ fn order(customer_id: &str, placed_position: u64, version: u64) -> OrderSummaryR
 }
 
 /// `row` as a later event of its stream left it.
-fn order_at_version(row: &OrderSummaryRow, version: u64, status: &str) -> OrderSummaryRow {
+fn order_at_version(
+    row: &OrderSummaryRow,
+    version: u64,
+    status: OrderSummaryStatus,
+) -> OrderSummaryRow {
     OrderSummaryRow {
-        status: status.to_owned(),
+        status,
         version,
         updated_at: at(3_600 * i64::try_from(version).unwrap()),
         ..row.clone()

@@ -10,7 +10,8 @@ mod orders;
 
 pub use accounts::{AccountQueries, AccountRow, AccountRows, TransactionKind, TransactionRow};
 pub use orders::{
-    CustomerStatsRow, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow, StatusCounts,
+    CustomerStatsRow, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow, OrderSummaryStatus,
+    StatusCounts,
 };
 
 use std::collections::HashMap;

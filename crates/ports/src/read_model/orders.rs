@@ -30,8 +30,7 @@ pub struct OrderLineRow {
 pub struct OrderSummaryRow {
     pub order_id: Uuid,
     pub customer_id: String,
-    /// `PENDING`, `CONFIRMED`, `SHIPPED`, `DELIVERED` or `CANCELLED`.
-    pub status: String,
+    pub status: OrderSummaryStatus,
     pub items: Vec<OrderLineRow>,
     /// Units over all lines (the API's `unitCount`; its `itemCount` counts lines). The stored
     /// name predates the API's; renaming it would take migrations for nothing.
@@ -49,6 +48,46 @@ pub struct OrderSummaryRow {
     pub placed_position: u64,
 }
 
+/// Where an order is, as its summary stores it (`PENDING`, `CONFIRMED`, `SHIPPED`, `DELIVERED`
+/// or `CANCELLED`: the stored text, never renamed). A stored text outside these is
+/// [`ReadModelError::Corrupt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderSummaryStatus {
+    Pending,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl OrderSummaryStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Confirmed,
+        Self::Shipped,
+        Self::Delivered,
+        Self::Cancelled,
+    ];
+
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Confirmed => "CONFIRMED",
+            Self::Shipped => "SHIPPED",
+            Self::Delivered => "DELIVERED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// The status stored as `text`, if it is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// Order counts of a customer by status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusCounts {
@@ -57,6 +96,19 @@ pub struct StatusCounts {
     pub shipped: u64,
     pub delivered: u64,
     pub cancelled: u64,
+}
+
+impl StatusCounts {
+    /// The count of `status`.
+    pub fn of_mut(&mut self, status: OrderSummaryStatus) -> &mut u64 {
+        match status {
+            OrderSummaryStatus::Pending => &mut self.pending,
+            OrderSummaryStatus::Confirmed => &mut self.confirmed,
+            OrderSummaryStatus::Shipped => &mut self.shipped,
+            OrderSummaryStatus::Delivered => &mut self.delivered,
+            OrderSummaryStatus::Cancelled => &mut self.cancelled,
+        }
+    }
 }
 
 /// The customer statistics read model.
@@ -153,6 +205,26 @@ mod tests {
             stored,
             r#"[{"lineTotalCents":2500,"productId":"lamp-7","quantity":2,"unitPriceCents":1250}]"#
         );
+    }
+
+    #[test]
+    fn order_statuses_are_stored_as_their_upper_case_names() {
+        let names: Vec<&str> = OrderSummaryStatus::ALL
+            .map(OrderSummaryStatus::as_str)
+            .to_vec();
+
+        assert_eq!(
+            names,
+            ["PENDING", "CONFIRMED", "SHIPPED", "DELIVERED", "CANCELLED"]
+        );
+        for status in OrderSummaryStatus::ALL {
+            assert_eq!(OrderSummaryStatus::parse(status.as_str()), Some(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        assert_eq!(OrderSummaryStatus::parse("pending"), None);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use super::{
     park, parked_positions, recorded, stats, stream, transaction,
 };
 use crate::projection::ProjectionName;
-use crate::read_model::{Generation, ProjectionStore, ReadModelError, ReadModels};
+use crate::read_model::{
+    Generation, OrderSummaryStatus, ProjectionStore, ReadModelError, ReadModels,
+};
 
 /// After `commit(p)` readers see the batch's rows and dead letters, and the checkpoint is `p`.
 pub async fn a_committed_batch_makes_its_rows_dead_letters_and_checkpoint_visible_together(
@@ -118,8 +120,8 @@ pub async fn changes_after_a_savepoint_are_undone_by_rolling_back_to_it_and_kept
     let base = head(store, models).await;
     let c = customer("savepoints");
     let kept = order(&c, base + 1, 1);
-    let confirmed = order_at_version(&kept, 2, "CONFIRMED");
-    let shipped = order_at_version(&kept, 3, "SHIPPED");
+    let confirmed = order_at_version(&kept, 2, OrderSummaryStatus::Confirmed);
+    let shipped = order_at_version(&kept, 3, OrderSummaryStatus::Shipped);
     let released = order(&c, base + 2, 1);
     let undone = order(&c, base + 3, 1);
     let after_rollback = order(&c, base + 4, 1);

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{ORDERS, customer, head, order, order_at_version, order_now, put_orders, stats};
 use crate::read_model::{
-    CustomerStatsRow, Generation, OrderSummaryRow, ProjectionStore, ReadModelError, ReadModels,
-    StatusCounts,
+    CustomerStatsRow, Generation, OrderSummaryRow, OrderSummaryStatus, ProjectionStore,
+    ReadModelError, ReadModels, StatusCounts,
 };
 
 /// Every field of an order summary, set or empty, through the batch and through the queries.
@@ -20,7 +20,7 @@ pub async fn an_order_summary_reads_back_exactly_as_written(
     let c = customer("order-fields");
     let plain = order(&c, base + 1, 1);
     let full = OrderSummaryRow {
-        status: "CANCELLED".to_owned(),
+        status: OrderSummaryStatus::Cancelled,
         tracking_number: Some("TRK-42".to_owned()),
         cancellation_reason: Some("changed my mind, sorry — ü".to_owned()),
         total_cents: -5,
@@ -52,9 +52,9 @@ pub async fn an_order_summary_is_replaced_only_by_a_higher_version(
 ) {
     let base = head(store, models).await;
     let placed = order(&customer("order-versions"), base + 1, 1);
-    let confirmed = order_at_version(&placed, 2, "CONFIRMED");
-    let replayed = order_at_version(&placed, 2, "CANCELLED");
-    let shipped = order_at_version(&placed, 3, "SHIPPED");
+    let confirmed = order_at_version(&placed, 2, OrderSummaryStatus::Confirmed);
+    let replayed = order_at_version(&placed, 2, OrderSummaryStatus::Cancelled);
+    let shipped = order_at_version(&placed, 3, OrderSummaryStatus::Shipped);
     put_orders(store, &[&confirmed]).await;
 
     put_orders(store, &[&placed, &replayed]).await;
@@ -80,14 +80,14 @@ pub async fn order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_ti
     let c = customer("bulk");
     let plain = order(&c, base + 1, 1);
     let full = OrderSummaryRow {
-        status: "CANCELLED".to_owned(),
+        status: OrderSummaryStatus::Cancelled,
         tracking_number: Some("TRK-7".to_owned()),
         cancellation_reason: Some("ü, and a \"quote\"".to_owned()),
         version: 4,
         ..order(&c, base + 2, 4)
     };
-    let newer = order_at_version(&plain, 2, "CONFIRMED");
-    let stale = order_at_version(&full, 3, "PENDING");
+    let newer = order_at_version(&plain, 2, OrderSummaryStatus::Confirmed);
+    let stale = order_at_version(&full, 3, OrderSummaryStatus::Pending);
     let first_stats = stats(&c);
     let other = CustomerStatsRow {
         lifetime_value_cents: Default::default(),
