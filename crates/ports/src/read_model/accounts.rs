@@ -63,9 +63,21 @@ pub struct TransactionRow {
 /// The accounts read model inside a projection batch (see [`super::ProjectionBatch`]).
 #[async_trait]
 pub trait AccountRows: Send {
+    /// The account `id` in the batch's generation, as the batch sees it.
+    ///
+    /// # Errors
+    /// `Corrupt` for a stored row this code cannot read; `Unavailable` / `Backend`.
     async fn account(&mut self, id: Uuid) -> Result<Option<AccountRow>, ReadModelError>;
+    /// Writes the account, unless the stored row's version is the same or higher.
+    ///
+    /// # Errors
+    /// `Backend` for a count or version beyond the storage's integers; `Unavailable` /
+    /// `Backend`.
     async fn put_account(&mut self, row: &AccountRow) -> Result<(), ReadModelError>;
     /// Adds a transaction line; a line already there (same account and version) is kept as is.
+    ///
+    /// # Errors
+    /// As for [`AccountRows::put_account`].
     async fn add_transaction(&mut self, row: &TransactionRow) -> Result<(), ReadModelError>;
 }
 
@@ -73,8 +85,16 @@ pub trait AccountRows: Send {
 /// position.
 #[async_trait]
 pub trait AccountQueries: Send + Sync {
+    /// The account `id`, if the projection has it.
+    ///
+    /// # Errors
+    /// `Corrupt` for a stored row this code cannot read; `Unavailable` / `Backend`.
     async fn account(&self, id: Uuid) -> Result<Positioned<Option<AccountRow>>, ReadModelError>;
     /// An account's transactions, oldest first, after stream version `after`.
+    ///
+    /// # Errors
+    /// `Backend` for an `after` beyond the storage's integers; `Corrupt`, `Unavailable` /
+    /// `Backend`.
     async fn account_transactions(
         &self,
         id: Uuid,

@@ -2,7 +2,7 @@
 //! changes, dead letters and the checkpoint commit together or not at all), the queries that
 //! serve the API, the wake-up signal of the log and the single-instance lease of a projection.
 //! Each read model brings its rows, its batch-side trait and its query trait in a module of its
-//! own ([`orders`], [`accounts`]); [`ProjectionBatch`] and [`ReadModels`] name them as
+//! own (`orders.rs`, `accounts.rs`); [`ProjectionBatch`] and [`ReadModels`] name them as
 //! supertraits, so adding a read model is one module and one supertrait line each.
 
 mod accounts;
@@ -97,29 +97,49 @@ pub enum Generation {
 #[async_trait]
 pub trait ProjectionBatch: OrderRows + AccountRows + Send {
     /// The projection's checkpoint, locked until the batch ends (a second worker waits).
+    ///
+    /// # Errors
+    /// `Unavailable` / `Backend` (adapters read it when the batch begins and cannot fail here).
     async fn checkpoint(&mut self) -> Result<u64, ReadModelError>;
 
     /// Marks a point the batch can go back to (before one event).
+    ///
+    /// # Errors
+    /// `Unavailable` / `Backend`; the batch is then to be dropped.
     async fn savepoint(&mut self) -> Result<(), ReadModelError>;
     /// Undoes everything since the last savepoint.
+    ///
+    /// # Errors
+    /// As for [`ProjectionBatch::savepoint`].
     async fn rollback_to_savepoint(&mut self) -> Result<(), ReadModelError>;
     /// Forgets the last savepoint, keeping its changes.
+    ///
+    /// # Errors
+    /// As for [`ProjectionBatch::savepoint`].
     async fn release_savepoint(&mut self) -> Result<(), ReadModelError>;
 
     /// Which of these streams have a parked event in this projection (their later events wait
     /// behind it), with the position of the event that failed.
+    ///
+    /// # Errors
+    /// `Unavailable` / `Backend`.
     async fn blocked_streams(
         &mut self,
         streams: &[String],
     ) -> Result<HashMap<String, u64>, ReadModelError>;
     /// Parks an event (once: parking the same event again keeps the first record).
+    ///
+    /// # Errors
+    /// `Backend` for a position or version beyond the storage's integers or metadata that
+    /// cannot be written; `Unavailable` / `Backend`.
     async fn park(&mut self, letter: &DeadLetter) -> Result<(), ReadModelError>;
     /// Removes the parked event at `position` and the events waiting behind it, and returns
     /// them in position order, so that the caller applies them again (retry) or all but the
     /// first (skip) in this batch: the removal commits with their effects or not at all.
     ///
     /// # Errors
-    /// [`ReadModelError::NotFound`] when no event failed at `position` in this projection.
+    /// [`ReadModelError::NotFound`] when no event failed at `position` in this projection;
+    /// `Corrupt` for a parked event this code cannot read; `Unavailable` / `Backend`.
     async fn take_dead_letters(&mut self, position: u64)
     -> Result<Vec<DeadLetter>, ReadModelError>;
 
@@ -127,14 +147,19 @@ pub trait ProjectionBatch: OrderRows + AccountRows + Send {
     ///
     /// # Errors
     /// [`ReadModelError::CheckpointMoved`] when the checkpoint is no longer what
-    /// [`ProjectionBatch::checkpoint`] read; nothing is committed then.
+    /// [`ProjectionBatch::checkpoint`] read; nothing is committed then. `Unavailable` /
+    /// `Backend` when the commit fails (nothing is committed either).
     async fn commit(self: Box<Self>, position: u64) -> Result<(), ReadModelError>;
 }
 
 /// The read models' storage, as projections write it.
 #[async_trait]
 pub trait ProjectionStore: Send + Sync {
-    /// Begins a batch of `projection` in `generation`.
+    /// Begins a batch of `projection` in `generation`, waiting while another batch of it runs.
+    ///
+    /// # Errors
+    /// `NotFound` for the rebuild generation when no rebuild of `projection` is in progress;
+    /// `Unavailable` when the storage (or its write lock) cannot be had in time; `Backend`.
     async fn begin(
         &self,
         projection: ProjectionName,
@@ -142,6 +167,9 @@ pub trait ProjectionStore: Send + Sync {
     ) -> Result<Box<dyn ProjectionBatch>, ReadModelError>;
 
     /// Records what the worker of a projection is doing, for the status.
+    ///
+    /// # Errors
+    /// `Unavailable` / `Backend`.
     async fn set_state(
         &self,
         projection: ProjectionName,
@@ -149,22 +177,37 @@ pub trait ProjectionStore: Send + Sync {
     ) -> Result<(), ReadModelError>;
 
     /// Starts a rebuild of `projection`: empty tables of the rebuild generation, checkpoint 0.
+    ///
+    /// # Errors
+    /// `Backend` when a live table cannot be copied (or the role may not create one);
+    /// `Unavailable` / `Backend`.
     async fn start_rebuild(&self, projection: ProjectionName) -> Result<(), ReadModelError>;
     /// Replaces the live tables of `projection` with the rebuilt ones, in one transaction, once
     /// the rebuild has reached the live checkpoint (returns `false`, changing nothing, if not).
     /// `also` runs inside that window, after the check and before the commit, while the live
     /// worker is held between two batches: it swaps what the projection keeps elsewhere (the
     /// search index); if it fails, nothing is swapped here.
+    ///
+    /// # Errors
+    /// `NotFound` when no rebuild of `projection` is in progress; the error of `also`;
+    /// `Unavailable` / `Backend`. Nothing is swapped in any of these cases.
     async fn finish_rebuild(
         &self,
         projection: ProjectionName,
         also: &dyn RebuildSwap,
     ) -> Result<bool, ReadModelError>;
-    /// Drops an unfinished rebuild of `projection` (its tables, checkpoint and dead letters).
+    /// Drops an unfinished rebuild of `projection` (its tables, checkpoint and dead letters);
+    /// none is fine.
+    ///
+    /// # Errors
+    /// `Unavailable` / `Backend`.
     async fn abandon_rebuild(&self, projection: ProjectionName) -> Result<(), ReadModelError>;
 
     /// The dead letters of a projection in position order; all of them when `None`, by
     /// projection and then by position.
+    ///
+    /// # Errors
+    /// `Corrupt` for a parked event this code cannot read; `Unavailable` / `Backend`.
     async fn dead_letters(
         &self,
         projection: Option<ProjectionName>,
@@ -174,6 +217,10 @@ pub trait ProjectionStore: Send + Sync {
 /// What a projection swaps outside the read models' storage when its rebuild is swapped in.
 #[async_trait]
 pub trait RebuildSwap: Send + Sync {
+    /// Swaps it; called once, inside [`ProjectionStore::finish_rebuild`]'s window.
+    ///
+    /// # Errors
+    /// Whatever kept the swap from happening: `finish_rebuild` then swaps nothing either.
     async fn swap(&self) -> Result<(), ReadModelError>;
 }
 
@@ -182,11 +229,21 @@ pub trait RebuildSwap: Send + Sync {
 #[async_trait]
 pub trait ReadModels: OrderQueries + AccountQueries + Send + Sync {
     /// The checkpoint of a projection (0 before its first batch).
+    ///
+    /// # Errors
+    /// `Corrupt` for a stored position this code cannot read; `Unavailable` / `Backend`.
     async fn position(&self, projection: ProjectionName) -> Result<u64, ReadModelError>;
-    /// Every known projection's checkpoint row.
+    /// Every stored checkpoint row (a rebuild in progress has its own), by key.
+    ///
+    /// # Errors
+    /// `Corrupt` for a stored row this code cannot read; `Unavailable` / `Backend`.
     async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, ReadModelError>;
     /// The age of the oldest transaction still open in the database, in seconds (it holds
-    /// back what readers of the log can see).
+    /// back what readers of the log can see); `None` when there is none or the database keeps
+    /// no such record.
+    ///
+    /// # Errors
+    /// `Unavailable` / `Backend`.
     async fn oldest_open_transaction_age(&self) -> Result<Option<f64>, ReadModelError>;
 }
 
@@ -241,6 +298,9 @@ mockall::mock! {
 #[async_trait]
 pub trait LogWakeup: Send {
     /// Returns when new events may have been appended (or at once after a reconnection).
+    ///
+    /// # Errors
+    /// `Unavailable` / `Backend` when the signal's channel fails: the caller polls instead.
     async fn wait(&mut self) -> Result<(), ReadModelError>;
 }
 
@@ -248,6 +308,10 @@ pub trait LogWakeup: Send {
 /// keeps no listener whose unread notifications would pin the server's queue.
 #[async_trait]
 pub trait LogWakeups: Send + Sync {
+    /// A new subscription, woken by appends from now on.
+    ///
+    /// # Errors
+    /// `Unavailable` / `Backend` when the channel cannot be opened: the caller polls instead.
     async fn subscribe(&self) -> Result<Box<dyn LogWakeup>, ReadModelError>;
 }
 
@@ -255,6 +319,10 @@ pub trait LogWakeups: Send + Sync {
 #[async_trait]
 pub trait ProjectionLease: Send {
     /// Whether the lease is still held (its connection is alive).
+    ///
+    /// # Errors
+    /// The lease is lost (`NotFound` once its holder knows another may hold it; `Unavailable`
+    /// / `Backend` when its connection failed): the holder stops working at once.
     async fn check(&mut self) -> Result<(), ReadModelError>;
 }
 
@@ -263,6 +331,9 @@ pub trait ProjectionLease: Send {
 pub trait ProjectionLeases: Send + Sync {
     /// Tries once for `projection` in `generation` (a rebuild has a lease of its own, apart
     /// from the live worker's); `None` when another instance holds it.
+    ///
+    /// # Errors
+    /// `Unavailable` / `Backend`: whether the lease is held is not known, so it is not.
     async fn try_acquire(
         &self,
         projection: ProjectionName,

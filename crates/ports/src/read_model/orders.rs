@@ -125,12 +125,25 @@ pub struct CustomerStatsRow {
 /// The orders read model inside a projection batch (see [`super::ProjectionBatch`]).
 #[async_trait]
 pub trait OrderRows: Send {
+    /// The summary of order `id` in the batch's generation, as the batch sees it.
+    ///
+    /// # Errors
+    /// `Corrupt` for a stored row this code cannot read; `Unavailable` / `Backend`.
     async fn order_summary(&mut self, id: Uuid) -> Result<Option<OrderSummaryRow>, ReadModelError>;
+    /// Writes the summary, unless the stored row's version is the same or higher (a replayed
+    /// or late older write changes nothing).
+    ///
+    /// # Errors
+    /// `Backend` for a count or position beyond the storage's integers; `Unavailable` /
+    /// `Backend` for the storage's failures.
     async fn put_order_summary(&mut self, row: &OrderSummaryRow) -> Result<(), ReadModelError>;
     // The bulk forms let a projection that folds a whole batch read and write each row once;
     // the defaults go one row at a time, an adapter with round trips to save overrides them.
 
     /// The summaries of those of `ids` that exist, in no particular order.
+    ///
+    /// # Errors
+    /// As for [`OrderRows::order_summary`].
     async fn order_summaries(
         &mut self,
         ids: &[Uuid],
@@ -142,6 +155,9 @@ pub trait OrderRows: Send {
         Ok(rows)
     }
     /// Writes each row as [`OrderRows::put_order_summary`] does (one row per order).
+    ///
+    /// # Errors
+    /// As for [`OrderRows::put_order_summary`]; the batch is then to be dropped.
     async fn put_order_summaries(
         &mut self,
         rows: &[OrderSummaryRow],
@@ -152,12 +168,19 @@ pub trait OrderRows: Send {
         Ok(())
     }
     /// The statistics of those of `customer_ids` that have some, in no particular order.
+    ///
+    /// # Errors
+    /// `Corrupt` for a stored row this code cannot read; `Unavailable` / `Backend`.
     async fn customer_stats_many(
         &mut self,
         customer_ids: &[String],
     ) -> Result<Vec<CustomerStatsRow>, ReadModelError>;
     /// Writes each row, replacing the customer's (one row per customer; statistics carry no
     /// version: the projection reads, changes and writes them within its batch).
+    ///
+    /// # Errors
+    /// `Backend` for a count beyond the storage's integers; `Unavailable` / `Backend`; the
+    /// batch is then to be dropped.
     async fn put_customer_stats_many(
         &mut self,
         rows: &[CustomerStatsRow],
@@ -167,17 +190,31 @@ pub trait OrderRows: Send {
 /// The queries of the orders read model; each answer carries the orders projection's position.
 #[async_trait]
 pub trait OrderQueries: Send + Sync {
+    /// The summary of order `id`, if the projection has one.
+    ///
+    /// # Errors
+    /// `Corrupt` for a stored row this code cannot read; `Unavailable` / `Backend`.
     async fn order_summary(
         &self,
         id: Uuid,
     ) -> Result<Positioned<Option<OrderSummaryRow>>, ReadModelError>;
     /// A customer's orders, newest first, placed before `before` (a `placed_position`).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a customer id with a NUL or longer than
+    /// [`crate::limits::MAX_LOOKUP_BYTES`], before any statement; `Backend` for a `before`
+    /// beyond the storage's integers; `Corrupt`, `Unavailable` / `Backend`.
     async fn customer_orders(
         &self,
         customer_id: &str,
         before: Option<u64>,
         limit: usize,
     ) -> Result<Positioned<Vec<OrderSummaryRow>>, ReadModelError>;
+    /// A customer's statistics, if they placed an order.
+    ///
+    /// # Errors
+    /// `InvalidInput` as for [`OrderQueries::customer_orders`]; `Corrupt`, `Unavailable` /
+    /// `Backend`.
     async fn customer_stats(
         &self,
         customer_id: &str,
