@@ -1,6 +1,8 @@
 //! The ports of Strata: object-safe async traits the application calls (event store, snapshots,
-//! read models and their projections), and the plain data that crosses them. Adapters implement these traits and map their driver errors to the enums here,
-//! so no driver type ever reaches the application.
+//! read models and their projections, search), and the plain data that crosses them. Adapters
+//! implement these traits and map their driver errors to the enums here, so no driver type ever
+//! reaches the application. This crate depends on no other crate of the workspace, not even
+//! `strata-domain`: what crosses a port is an envelope and rows, never a domain type.
 #![forbid(unsafe_code)]
 
 pub mod clock;
