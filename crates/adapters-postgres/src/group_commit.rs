@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
-use strata_ports::{AppendOutcome, AppendRequest, EventStoreError, ExpectedVersion};
+use strata_ports::{AppendOutcome, AppendRequest, EventStoreError};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
+use crate::append::{EventColumns, answer_of, append_alone, expected_columns};
 use crate::error::event_store_error;
-use crate::event_store::{EventColumns, append_alone, to_u64};
 
 /// The most appends in one group (a bound on the transaction, not a target: a group holds
 /// whatever waited, and one append on an idle store is a group of one).
@@ -256,40 +256,6 @@ async fn append_group(
         .collect())
 }
 
-/// One append's answer from the database's, checked against the port's own rule: an outcome
-/// the two disagree on is reported as a fault of the store, never as an answer.
-pub(crate) fn answer_of(
-    request: &AppendRequest,
-    accepted: bool,
-    version: i64,
-    position: Option<i64>,
-) -> Result<AppendOutcome, EventStoreError> {
-    let disagree = || {
-        EventStoreError::Backend(format!(
-            "the database and the port disagree on an append to {} expecting {}",
-            request.stream_id, request.expected
-        ))
-    };
-    let version = to_u64(version, "stream version")?;
-    if !accepted {
-        return match request.expected.check(&request.stream_id, version) {
-            Err(refused) => Err(refused),
-            Ok(()) => Err(disagree()),
-        };
-    }
-    let count = u64::try_from(request.events.len()).map_err(|_| disagree())?;
-    let before = version.checked_sub(count).ok_or_else(disagree)?;
-    request
-        .expected
-        .check(&request.stream_id, before)
-        .map_err(|_| disagree())?;
-    let position = position.ok_or_else(disagree)?;
-    Ok(AppendOutcome {
-        stream_version: version,
-        global_position: to_u64(position, "global position")?,
-    })
-}
-
 /// A group as the function's column arrays: per append, its stream, expected version and event
 /// count; then every event of every append, in order.
 #[derive(Default)]
@@ -312,22 +278,6 @@ impl GroupColumns {
         self.event_counts.push(count);
         self.events.extend(&request.events)
     }
-}
-
-/// An expected version as the append functions take it: a kind (0 any, 1 no stream, 2 an
-/// existing stream, 3 exactly) and the version of kind 3.
-pub(crate) fn expected_columns(expected: ExpectedVersion) -> Result<(i16, i64), EventStoreError> {
-    Ok(match expected {
-        ExpectedVersion::Any => (0, 0),
-        ExpectedVersion::NoStream => (1, 0),
-        ExpectedVersion::StreamExists => (2, 0),
-        ExpectedVersion::Exact(version) => (
-            3,
-            i64::try_from(version).map_err(|_| {
-                EventStoreError::Backend(format!("version {version} does not fit the store"))
-            })?,
-        ),
-    })
 }
 
 /// A connection from the pool that answers a ping. The pool hands out a connection used in the

@@ -2,14 +2,37 @@
 //! with their projection batches, wake-ups and leases, their embedded migrations, the roles of
 //! decision 0006 and their grants, and a pool constructor that takes settings (adapters never
 //! read the environment).
+//!
+//! Rooms:
+//! - `event_store.rs`: `PgEventStore`, the log's reads, and appends handed to the group writer.
+//! - `group_commit.rs`: the group writer, which coalesces waiting appends into one transaction.
+//! - `append.rs`: the append statement and its columns, used by both of the above.
+//! - `snapshot_store.rs`: `PgSnapshotStore`.
+//! - `projection_store.rs`: `PgProjectionStore`, which opens batches and lists dead letters.
+//! - `batch.rs`: `PgBatch`, one projection batch in one transaction holding its checkpoint row.
+//! - `rebuild.rs`: rebuilds in a schema of their own, and the swap of their tables.
+//! - `projections.rs`: the projections, their tables, checkpoint keys and checkpoint row lock.
+//! - `rows.rs`: read-model rows to and from columns.
+//! - `queries.rs`: `PgReadModels`, the read side's queries.
+//! - `leases.rs`: `PgLeases` (advisory locks) and `PgLogWakeups` (LISTEN/NOTIFY).
+//! - `search.rs`: `PgSearchIndex`, the order search on full-text search.
+//! - `roles.rs`: the roles of decision 0006 and their grants.
+//! - `database.rs`: creating a database; `error.rs`: sqlx errors as port errors.
 #![forbid(unsafe_code)]
 
+mod append;
+mod batch;
 mod database;
 mod error;
 mod event_store;
 mod group_commit;
-mod read_models;
+mod leases;
+mod projection_store;
+mod projections;
+mod queries;
+mod rebuild;
 mod roles;
+mod rows;
 mod search;
 mod snapshot_store;
 
@@ -19,15 +42,15 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+#[doc(hidden)]
+pub use append::append_in;
 pub use database::{connect_to_server, create_database_if_missing, create_database_owned_by};
 pub use error::{ConnectError, MigrateError, RolesError};
 pub use event_store::PgEventStore;
-#[doc(hidden)]
-pub use event_store::append_in;
-pub use read_models::{
-    EVENTS_CHANNEL, PgLeases, PgLogWakeup, PgLogWakeups, PgProjectionStore, PgReadModels,
-    projection_names,
-};
+pub use leases::{EVENTS_CHANNEL, PgLeases, PgLogWakeup, PgLogWakeups};
+pub use projection_store::PgProjectionStore;
+pub use projections::projection_names;
+pub use queries::PgReadModels;
 pub use roles::{PgRoles, create_roles, grant_roles};
 pub use search::PgSearchIndex;
 pub use snapshot_store::PgSnapshotStore;

@@ -296,7 +296,7 @@ impl SearchIndex for PgSearchIndex {
 
     async fn start_rebuild(&self) -> Result<(), SearchError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        crate::read_models::execute_all(
+        crate::rebuild::execute_all(
             &mut tx,
             [
                 "SET LOCAL client_min_messages = warning".to_owned(),
@@ -310,7 +310,7 @@ impl SearchIndex for PgSearchIndex {
         )
         .await
         .map_err(db)?;
-        crate::read_models::copy_grants(&mut tx, "order_search", REBUILD_SCHEMA)
+        crate::rebuild::copy_grants(&mut tx, "order_search", REBUILD_SCHEMA)
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)
@@ -318,7 +318,7 @@ impl SearchIndex for PgSearchIndex {
 
     async fn finish_rebuild(&self) -> Result<(), SearchError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        crate::read_models::execute_all(
+        crate::rebuild::execute_all(
             &mut tx,
             [
                 "SET LOCAL client_min_messages = warning".to_owned(),
@@ -331,10 +331,10 @@ impl SearchIndex for PgSearchIndex {
         )
         .await
         .map_err(db)?;
-        crate::read_models::restore_index_names(&mut tx, RETIRED_SCHEMA, "order_search")
+        crate::rebuild::restore_index_names(&mut tx, RETIRED_SCHEMA, "order_search")
             .await
             .map_err(db)?;
-        crate::read_models::execute_all(
+        crate::rebuild::execute_all(
             &mut tx,
             [
                 format!("DROP SCHEMA {RETIRED_SCHEMA} CASCADE"),
@@ -348,7 +348,7 @@ impl SearchIndex for PgSearchIndex {
 
     async fn abandon_rebuild(&self) -> Result<(), SearchError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        crate::read_models::execute_all(
+        crate::rebuild::execute_all(
             &mut tx,
             [
                 "SET LOCAL client_min_messages = warning".to_owned(),

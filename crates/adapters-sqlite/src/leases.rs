@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::codec::micros;
-use crate::projection_store::db;
+use crate::projections::db;
 use crate::write::write_one;
 
 /// How long a lease outlives its last renewal: the longest a dead holder blocks a standby.

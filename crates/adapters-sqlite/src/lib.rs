@@ -7,16 +7,35 @@
 //! write-ahead log into it before closing its pool, so that the file alone is complete after a
 //! clean stop; [`backup`] copies a file consistently while it is in use. Adapters never read the
 //! environment: they take [`SqliteSettings`].
+//!
+//! Rooms:
+//! - `event_store.rs`: `SqliteEventStore`, the log's appends and reads.
+//! - `snapshot_store.rs`: `SqliteSnapshotStore`.
+//! - `projection_store.rs`: `SqliteProjectionStore`, which opens batches and lists dead letters.
+//! - `batch.rs`: `SqliteBatch`, one projection batch in one write transaction.
+//! - `rebuild.rs`: rebuilds in `rebuild_` tables, and the swap that copies them over the live ones.
+//! - `projections.rs`: the projections, their tables, checkpoint keys and checkpoint rows.
+//! - `rows.rs`: read-model rows to and from columns.
+//! - `queries.rs`: `SqliteReadModels`, the read side's queries.
+//! - `leases.rs`: `SqliteLeases` (expiring rows) and `SqliteLogWakeups` (in-process signals).
+//! - `search.rs`: `SqliteSearchIndex`, the order search on FTS5, in a file of its own.
+//! - `write.rs`: write transactions, each in this process's turn at the file.
+//! - `codec.rs`: how values are stored; `error.rs`: sqlx errors as port errors.
+//! - `storage.rs`: `Storage`, which database a `DATABASE_URL` names.
+//! - `close.rs`: checkpoint the log into the file and close; `backup.rs`: copies while in use.
 #![forbid(unsafe_code)]
 
 mod backup;
+mod batch;
 mod close;
 mod codec;
 mod error;
 mod event_store;
 mod leases;
 mod projection_store;
+mod projections;
 mod queries;
+mod rebuild;
 mod rows;
 mod search;
 mod snapshot_store;

@@ -8,7 +8,7 @@ use strata_domain::account::{Account, AccountCommand, AccountState};
 use strata_domain::order::{Order, OrderCommand, OrderState};
 use strata_domain::values::CustomerId;
 
-use crate::command::CommandError;
+use crate::error::CommandError;
 
 /// The role claimed by an authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

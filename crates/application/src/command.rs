@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use strata_domain::{Aggregate, DomainError, RejectionKind};
+use strata_domain::{Aggregate, DomainError};
 use strata_ports::{
     AppendRequest, Clock, EventStore, EventStoreError, ExpectedVersion, IdGenerator,
     IdempotencyClaim, IdempotencyRecord, Metadata, NewEvent, Snapshot, SnapshotStore, StreamId,
@@ -18,7 +18,8 @@ use uuid::Uuid;
 
 use crate::access::{Owned, Principal, Role};
 use crate::cache::AggregateCache;
-use crate::rehydrate::{LoadError, Rehydrator};
+pub use crate::error::CommandError;
+use crate::rehydrate::Rehydrator;
 
 /// Tunables of command handling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,76 +102,6 @@ impl CommandAck {
             position: record.global_position,
             replayed: true,
             retries: 0,
-        }
-    }
-}
-
-/// Why a command was not applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
-    /// A business rule refused it.
-    #[error("{message}")]
-    Rejected {
-        kind: RejectionKind,
-        message: String,
-    },
-    /// No such aggregate, or one the caller may not see.
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// The aggregate exists, but not at the point of its history that was asked for (before its
-    /// first event, or a version beyond its last): `why` says which, for the problem detail.
-    #[error("{category} {id} {why}")]
-    NotAtThatPoint {
-        category: &'static str,
-        id: Uuid,
-        why: String,
-    },
-    /// The caller may not issue this command.
-    #[error("{0}")]
-    Forbidden(String),
-    /// The client's expected version is not the stream's.
-    #[error("the {category} is at version {actual}, not {expected}")]
-    VersionMismatch {
-        category: &'static str,
-        expected: u64,
-        actual: u64,
-    },
-    /// Concurrent writers kept winning; the client may retry.
-    #[error("the {category} is being changed concurrently; gave up after {attempts} attempts")]
-    Contention {
-        category: &'static str,
-        attempts: u32,
-    },
-    /// The idempotency key was used before for a different request.
-    #[error("idempotency key {0:?} was already used for a different request")]
-    IdempotencyKeyReused(String),
-    /// A value the store refuses to be asked for (a NUL character, longer than it can index):
-    /// the request is malformed, the edge should have refused it.
-    #[error("{0}")]
-    InvalidInput(String),
-    /// The store cannot be reached now.
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else: stored data that cannot be read, a failing backend.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<EventStoreError> for CommandError {
-    fn from(error: EventStoreError) -> Self {
-        match error {
-            EventStoreError::Unavailable(reason) => Self::Unavailable(reason),
-            EventStoreError::InvalidInput(input) => Self::InvalidInput(input.to_string()),
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<LoadError> for CommandError {
-    fn from(error: LoadError) -> Self {
-        match error {
-            LoadError::Store(store) => store.into(),
-            decode @ LoadError::Decode { .. } => Self::Internal(decode.to_string()),
         }
     }
 }

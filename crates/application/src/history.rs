@@ -7,7 +7,7 @@ use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use crate::access::{Owned, Principal};
-use crate::command::CommandError;
+use crate::error::CommandError;
 use crate::rehydrate::{Loaded, Rehydrator, fold};
 
 /// The point in a stream's history to rebuild.

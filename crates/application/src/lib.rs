@@ -7,6 +7,7 @@
 pub mod access;
 mod cache;
 pub mod command;
+mod error;
 pub mod history;
 pub mod metrics;
 pub mod projection;

@@ -10,14 +10,14 @@ use sha2::{Digest, Sha256};
 use strata_domain::order::OrderStatus;
 use strata_domain::values::{CustomerId, has_forbidden_chars};
 use strata_ports::{
-    AccountRow, CustomerStatsRow, EventStore, EventStoreError, OrderSummaryRow, Positioned,
-    ProjectionName, ReadModelError, ReadModels, SearchCursor, SearchError, SearchHit, SearchIndex,
-    SearchQuery, StatusCounts, TransactionRow,
+    AccountRow, CustomerStatsRow, EventStore, OrderSummaryRow, Positioned, ProjectionName,
+    ReadModels, SearchCursor, SearchHit, SearchIndex, SearchQuery, StatusCounts, TransactionRow,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::access::{Principal, Role};
+pub use crate::error::QueryError;
 use crate::wait::Checkpoints;
 
 /// The longest search text accepted, in characters.
@@ -35,60 +35,6 @@ pub struct QueryConfig {
 
 /// Page sizes accepted by list queries.
 pub const PAGE_LIMITS: std::ops::RangeInclusive<usize> = 1..=100;
-
-/// Why a query was not answered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
-    /// No such thing, or one the caller may not see.
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// A parameter is out of range or malformed (a page size, a cursor).
-    #[error("{0}")]
-    BadRequest(String),
-    /// The projection has not reached the requested position within the wait.
-    #[error(
-        "the {projection} projection is at position {position}, not yet at {wanted}; retry shortly"
-    )]
-    NotCaughtUp {
-        projection: ProjectionName,
-        position: u64,
-        wanted: u64,
-    },
-    /// The read models cannot be reached now.
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<SearchError> for QueryError {
-    fn from(error: SearchError) -> Self {
-        match error {
-            SearchError::Unavailable(reason) => Self::Unavailable(reason),
-            SearchError::InvalidInput(input) => Self::BadRequest(input.to_string()),
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<EventStoreError> for QueryError {
-    fn from(error: EventStoreError) -> Self {
-        match error {
-            EventStoreError::Unavailable(reason) => Self::Unavailable(reason),
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<ReadModelError> for QueryError {
-    fn from(error: ReadModelError) -> Self {
-        match error {
-            ReadModelError::Unavailable(reason) => Self::Unavailable(reason),
-            ReadModelError::InvalidInput(input) => Self::BadRequest(input.to_string()),
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
 
 /// One page of a list, with the cursor of the next page when there may be one.
 #[derive(Debug, Clone, PartialEq, Eq)]

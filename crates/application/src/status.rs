@@ -7,7 +7,7 @@ use std::time::Duration;
 use strata_ports::{EventStore, Generation, ProjectionName, ReadModels};
 use time::OffsetDateTime;
 
-use crate::queries::QueryError;
+use crate::error::QueryError;
 
 /// A worker that has not reported for this long is considered gone.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);

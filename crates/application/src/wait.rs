@@ -11,7 +11,7 @@ use std::time::Duration;
 use strata_ports::{EventStore, ProjectionName, ReadModels};
 use tokio::sync::watch;
 
-use crate::queries::QueryError;
+use crate::error::QueryError;
 
 /// How often the shared poller reads a projection's checkpoint while requests wait for it.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);

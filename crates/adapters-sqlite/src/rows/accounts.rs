@@ -10,8 +10,9 @@ use strata_ports::{
 use uuid::Uuid;
 
 use super::{corrupt, count, id, instant, int, text, to_i64};
+use crate::batch::SqliteBatch;
 use crate::codec::{self, micros};
-use crate::projection_store::{SqliteBatch, db};
+use crate::projections::db;
 use crate::queries::SqliteReadModels;
 
 fn account_of(row: &SqliteRow) -> Result<AccountRow, ReadModelError> {

@@ -3,17 +3,20 @@
 //! events with backoff, parks the ones that keep failing, and holds a projection's lease.
 
 mod accounts;
+mod dead_letters;
 mod orders;
-mod runner;
+mod rebuild;
 mod search;
+mod step;
+mod worker;
 
 pub use accounts::AccountsProjection;
+pub use dead_letters::{DlqOutcome, dlq_retry, dlq_skip};
 pub use orders::OrdersProjection;
-pub use runner::{
-    BatchReport, DlqOutcome, ProjectionWorker, ProjectorConfig, ProjectorError, RebuildProgress,
-    WorkerDeps, abandon_rebuild, dlq_retry, dlq_skip, rebuild, run_workers,
-};
+pub use rebuild::{RebuildProgress, abandon_rebuild, rebuild};
 pub use search::SearchProjection;
+pub use step::ProjectorError;
+pub use worker::{BatchReport, ProjectionWorker, ProjectorConfig, WorkerDeps, run_workers};
 
 use std::sync::Arc;
 

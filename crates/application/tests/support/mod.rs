@@ -2,7 +2,7 @@
 //! the same contract as the real adapters, a steppable clock, and a few builders.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -11,14 +11,17 @@ use strata_application::{
     CommandConfig, CommandService, HistoryService, Principal, Rehydrator, Role,
 };
 use strata_domain::values::CustomerId;
+use strata_ports::event_store::check_idempotency_lookup;
 use strata_ports::{
     AppendOutcome, AppendRequest, Clock, EventStore, EventStoreError, ExpectedVersion,
     IdempotencyRecord, RandomIds, RecordedEvent, Snapshot, SnapshotError, SnapshotStore, StreamId,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
+use uuid::Uuid;
 
-/// An event store in memory: one global vector, checked exactly like the real one.
+/// An event store in memory: one global vector, checked like the real ones (`conformance.rs`
+/// runs the ports' event-store suite against it).
 #[derive(Debug, Default)]
 pub struct MemoryEventStore {
     inner: Mutex<MemoryLog>,
@@ -74,6 +77,7 @@ impl EventStore for MemoryEventStore {
         if request.events.is_empty() {
             return Err(EventStoreError::EmptyAppend);
         }
+        request.check_input()?;
         let mut log = self.inner.lock().unwrap();
         let current = log
             .events
@@ -102,6 +106,14 @@ impl EventStore for MemoryEventStore {
                 expected: request.expected,
                 actual: current,
             });
+        }
+        // As a unique index would: an event id stored twice fails the whole append.
+        let mut ids: HashSet<Uuid> = log.events.iter().map(|e| e.event_id).collect();
+        if let Some(taken) = request.events.iter().find(|e| !ids.insert(e.event_id)) {
+            return Err(EventStoreError::Backend(format!(
+                "event id {} is already stored",
+                taken.event_id
+            )));
         }
         let mut outcome = AppendOutcome {
             stream_version: current,
@@ -177,6 +189,7 @@ impl EventStore for MemoryEventStore {
         principal: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, EventStoreError> {
+        check_idempotency_lookup(principal, key)?;
         let log = self.inner.lock().unwrap();
         Ok(log
             .idempotency
@@ -186,7 +199,7 @@ impl EventStore for MemoryEventStore {
 }
 
 /// Snapshots in memory; like the real one, a save replaces the stream's snapshot unless that
-/// one is of a later stream version.
+/// one is of a later stream version (`conformance.rs` runs the snapshot suite against it).
 #[derive(Debug, Default)]
 pub struct MemorySnapshotStore {
     pub snapshots: Mutex<HashMap<StreamId, Snapshot>>,

@@ -3,6 +3,8 @@
 //! leaves the whole batch or none of it. A failing event makes the batch roll back and be tried
 //! again with backoff; on the last attempt the failing event is parked instead (and the later
 //! events of its stream wait behind it), so the projection goes on with the other streams.
+//! A live worker holds the projection's lease and follows the log (`run`); `run_workers` runs one
+//! per projection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,12 +13,13 @@ use std::time::Duration;
 use strata_ports::{
     Clock, DeadLetter, EventStore, EventStoreError, Generation, LogWakeup, LogWakeups,
     ProjectionBatch, ProjectionLease, ProjectionLeases, ProjectionStore, ReadModelError,
-    RebuildSwap, RecordedEvent, SearchError,
+    RecordedEvent,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Flushed, HandlerError, Projection};
+use super::Projection;
+use super::step::{ProjectorError, Step, apply_or_park, failure, flush_error, refused};
 
 /// A lease check that takes longer is treated as a lost lease (a half-open connection).
 const LEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,33 +85,6 @@ pub struct WorkerDeps {
 impl std::fmt::Debug for WorkerDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerDeps").finish_non_exhaustive()
-    }
-}
-
-/// Why a worker could not go on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProjectorError {
-    #[error(transparent)]
-    Events(#[from] EventStoreError),
-    #[error(transparent)]
-    ReadModel(#[from] ReadModelError),
-    #[error("event at position {position} failed: {reason}")]
-    Handler { position: u64, reason: String },
-    #[error(transparent)]
-    Search(#[from] SearchError),
-    #[error("a rebuild of {0} is already running")]
-    Rebuilding(String),
-}
-
-impl ProjectorError {
-    /// Worth trying again later (the storage is down), rather than a fault.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Self::Events(EventStoreError::Unavailable(_))
-                | Self::ReadModel(ReadModelError::Unavailable(_))
-                | Self::Search(SearchError::Unavailable(_))
-        )
     }
 }
 
@@ -269,20 +245,14 @@ impl ProjectionWorker {
                 pending.push(event);
                 continue;
             }
-            batch.savepoint().await?;
-            match self.projection.apply(&mut *batch, event).await {
-                Ok(()) => {
-                    batch.release_savepoint().await?;
+            let attempts = failures.get(&event.global_position).copied().unwrap_or(0) + 1;
+            let clock = &*self.deps.clock;
+            match apply_or_park(&mut *batch, &*self.projection, event, attempts, clock).await? {
+                Step::Applied => {
                     applied.push(event);
                     report.applied += 1;
                 }
-                Err(error) => {
-                    let error = failure(event, error);
-                    if error.is_unavailable() {
-                        return Err(error);
-                    }
-                    batch.rollback_to_savepoint().await?;
-                    let attempts = failures.get(&event.global_position).copied().unwrap_or(0) + 1;
+                Step::Parked(error) => {
                     tracing::error!(
                         projection = self.name(),
                         position = event.global_position,
@@ -290,8 +260,6 @@ impl ProjectionWorker {
                         %error,
                         "event parked after {attempts} attempt(s)"
                     );
-                    self.park(&mut *batch, event, &error.to_string(), attempts, None)
-                        .await?;
                     blocked.insert(event.stream_id.to_string(), event.global_position);
                     report.parked += 1;
                 }
@@ -560,77 +528,8 @@ impl ProjectionWorker {
     }
 }
 
-fn failure(event: &RecordedEvent, error: HandlerError) -> ProjectorError {
-    match error {
-        HandlerError::Storage(ReadModelError::Unavailable(reason)) => {
-            ProjectorError::ReadModel(ReadModelError::Unavailable(reason))
-        }
-        HandlerError::Events(error) => ProjectorError::Events(error),
-        HandlerError::Search(error) => ProjectorError::Search(error),
-        other => ProjectorError::Handler {
-            position: event.global_position,
-            reason: other.to_string(),
-        },
-    }
-}
-
-/// A flush that failed as a whole fails the batch (never parks an event): the effects of none
-/// of its events are known to be written.
-fn flush_error(error: HandlerError, last: u64) -> ProjectorError {
-    match error {
-        HandlerError::Storage(error) => ProjectorError::ReadModel(error),
-        HandlerError::Events(error) => ProjectorError::Events(error),
-        HandlerError::Search(error) => ProjectorError::Search(error),
-        HandlerError::Rejected(reason) => ProjectorError::Handler {
-            position: last,
-            reason,
-        },
-    }
-}
-
-/// The applied events a flush refused, with why.
-fn refused<'a>(
-    applied: &[&'a RecordedEvent],
-    flushed: Flushed,
-    last: u64,
-) -> Result<Vec<(&'a RecordedEvent, String)>, ProjectorError> {
-    flushed
-        .into_iter()
-        .map(|failure| {
-            applied
-                .iter()
-                .find(|e| e.global_position == failure.position)
-                .map(|&event| (event, failure.reason))
-                .ok_or_else(|| ProjectorError::Handler {
-                    position: last,
-                    reason: format!(
-                        "the projection refused position {}, which it was not given",
-                        failure.position
-                    ),
-                })
-        })
-        .collect()
-}
-
-/// Runs a projection's own swap inside the read models' swap window.
-struct SwapOf<'a>(&'a dyn Projection);
-
-#[async_trait::async_trait]
-impl RebuildSwap for SwapOf<'_> {
-    async fn swap(&self) -> Result<(), ReadModelError> {
-        self.0.swap_rebuilt().await.map_err(|error| match error {
-            HandlerError::Storage(error) => error,
-            HandlerError::Search(SearchError::Unavailable(reason))
-            | HandlerError::Events(EventStoreError::Unavailable(reason)) => {
-                ReadModelError::Unavailable(reason)
-            }
-            other => ReadModelError::Backend(other.to_string()),
-        })
-    }
-}
-
 /// Asked to stop, or nobody is left who could ask.
-fn stopping(stop: &watch::Receiver<bool>) -> bool {
+pub(super) fn stopping(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow() || stop.has_changed().is_err()
 }
 
@@ -640,236 +539,6 @@ async fn wait_stop(stop: &mut watch::Receiver<bool>) {
 
 async fn pause(stop: &mut watch::Receiver<bool>, interval: Duration) {
     let _ = tokio::time::timeout(interval, wait_stop(stop)).await;
-}
-
-/// What a retry or a skip of a parked event did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DlqOutcome {
-    /// Events applied (the parked one and those that waited behind it).
-    pub applied: usize,
-    /// Events parked again because one failed once more.
-    pub parked_again: usize,
-}
-
-/// Applies a parked event again, then the events of its stream that waited behind it, in one
-/// batch that holds the checkpoint (so the live worker waits). If one fails again, it and the
-/// rest are parked again; what was applied before it stays applied.
-///
-/// # Errors
-/// [`ReadModelError::NotFound`] when no event failed at `position`; storage failures.
-pub async fn dlq_retry(
-    deps: &WorkerDeps,
-    projection: &dyn Projection,
-    position: u64,
-) -> Result<DlqOutcome, ProjectorError> {
-    replay_dead_letters(deps, projection, position, false).await
-}
-
-/// Drops a parked event for good and applies the events that waited behind it.
-///
-/// # Errors
-/// As for [`dlq_retry`].
-pub async fn dlq_skip(
-    deps: &WorkerDeps,
-    projection: &dyn Projection,
-    position: u64,
-) -> Result<DlqOutcome, ProjectorError> {
-    replay_dead_letters(deps, projection, position, true).await
-}
-
-async fn replay_dead_letters(
-    deps: &WorkerDeps,
-    projection: &dyn Projection,
-    position: u64,
-    skip_first: bool,
-) -> Result<DlqOutcome, ProjectorError> {
-    let mut batch = deps
-        .store
-        .begin(projection.name(), Generation::Live)
-        .await?;
-    let checkpoint = batch.checkpoint().await?;
-    let letters = batch.take_dead_letters(position).await?;
-    let mut outcome = DlqOutcome {
-        applied: 0,
-        parked_again: 0,
-    };
-    let mut failed: Option<u64> = None;
-    let mut applied: Vec<&DeadLetter> = Vec::with_capacity(letters.len());
-    let attempts: HashMap<u64, u32> = letters
-        .iter()
-        .map(|l| (l.event.global_position, l.attempts))
-        .collect();
-    for (index, letter) in letters.iter().enumerate() {
-        if index == 0 && skip_first {
-            projection
-                .skip(&mut *batch, &letter.event)
-                .await
-                .map_err(|e| failure(&letter.event, e))?;
-            tracing::info!(
-                projection = projection.name(),
-                position,
-                "parked event skipped"
-            );
-            continue;
-        }
-        let event = &letter.event;
-        if let Some(failed) = failed {
-            batch
-                .park(&DeadLetter {
-                    blocked_by: Some(failed),
-                    parked_at: deps.clock.now(),
-                    ..letter.clone()
-                })
-                .await?;
-            outcome.parked_again += 1;
-            continue;
-        }
-        batch.savepoint().await?;
-        match projection.apply(&mut *batch, event).await {
-            Ok(()) => {
-                batch.release_savepoint().await?;
-                applied.push(letter);
-                outcome.applied += 1;
-            }
-            Err(error) => {
-                let error = failure(event, error);
-                if error.is_unavailable() {
-                    return Err(error);
-                }
-                batch.rollback_to_savepoint().await?;
-                batch
-                    .park(&DeadLetter {
-                        error: error.to_string(),
-                        attempts: attempts.get(&event.global_position).copied().unwrap_or(0) + 1,
-                        blocked_by: None,
-                        parked_at: deps.clock.now(),
-                        ..letter.clone()
-                    })
-                    .await?;
-                failed = Some(event.global_position);
-                outcome.parked_again += 1;
-            }
-        }
-    }
-    // A skipped event is flushed too: a projection that folds whole streams (search) writes the
-    // stream's state again, leaving out only what it cannot read.
-    let skipped = letters.first().filter(|_| skip_first);
-    let flushed_letters: Vec<&DeadLetter> = skipped.into_iter().chain(applied).collect();
-    let events: Vec<&RecordedEvent> = flushed_letters.iter().map(|l| &l.event).collect();
-    let flushed = projection
-        .flush(Generation::Live, &events)
-        .await
-        .map_err(|e| flush_error(e, position))?;
-    for (event, reason) in refused(&events, flushed, position)? {
-        let Some(letter) = flushed_letters
-            .iter()
-            .find(|l| l.event.global_position == event.global_position)
-        else {
-            continue;
-        };
-        batch
-            .park(&DeadLetter {
-                error: reason,
-                attempts: letter.attempts + 1,
-                blocked_by: None,
-                parked_at: deps.clock.now(),
-                ..(*letter).clone()
-            })
-            .await?;
-        if skipped.is_none_or(|s| s.event.global_position != event.global_position) {
-            outcome.applied -= 1;
-        }
-        outcome.parked_again += 1;
-    }
-    batch.commit(checkpoint).await?;
-    Ok(outcome)
-}
-
-/// Progress of a rebuild, after each batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RebuildProgress {
-    pub checkpoint: u64,
-    pub head: u64,
-    pub events_applied: u64,
-}
-
-/// Rebuilds a projection from the start of the log without taking the live one offline: fills
-/// fresh tables, catches up with the log, then swaps them in atomically once they have reached
-/// the live checkpoint (catching up again while the live worker keeps moving).
-///
-/// # Errors
-/// [`ReadModelError::NotFound`] for an unknown projection; `Rebuilding` when another rebuild
-/// of it runs; storage failures. An interrupted rebuild leaves the live tables untouched.
-pub async fn rebuild(
-    deps: &WorkerDeps,
-    projection: Arc<dyn Projection>,
-    config: ProjectorConfig,
-    stop: &watch::Receiver<bool>,
-    progress: &mut (dyn FnMut(RebuildProgress) + Send),
-) -> Result<bool, ProjectorError> {
-    let name = projection.name();
-    let Some(_lease) = deps.leases.try_acquire(&format!("{name}:rebuild")).await? else {
-        return Err(ProjectorError::Rebuilding(name.to_owned()));
-    };
-    deps.store.start_rebuild(name).await?;
-    projection
-        .start_rebuild()
-        .await
-        .map_err(|e| flush_error(e, 0))?;
-    let worker = ProjectionWorker::new(
-        deps.clone(),
-        projection.clone(),
-        Generation::Rebuild,
-        config.clone(),
-    );
-    let mut applied = 0u64;
-    loop {
-        let head = deps.events.head_position().await?;
-        let mut on_batch = |report: &BatchReport| {
-            applied += report.events as u64;
-            progress(RebuildProgress {
-                checkpoint: report.to,
-                head: head.max(report.to),
-                events_applied: applied,
-            });
-        };
-        let caught_up = worker.catch_up(stop, &mut on_batch).await;
-        if caught_up.is_err() || stopping(stop) {
-            // The live tables were never touched; leave nothing half-built behind.
-            abandon_rebuild(deps, &*projection).await?;
-            caught_up?;
-            return Ok(false);
-        }
-        match deps.store.finish_rebuild(name, &SwapOf(&*projection)).await {
-            Ok(true) => {
-                tracing::info!(projection = name, "rebuilt tables swapped in");
-                return Ok(true);
-            }
-            Ok(false) => {} // the live worker moved on meanwhile: catch up again
-            Err(ReadModelError::Unavailable(reason)) => {
-                // A reader held a table too long for the swap's lock: try again shortly.
-                tracing::warn!(projection = name, %reason, "swap postponed");
-                tokio::time::sleep(config.lease_retry).await;
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-}
-
-/// Drops an unfinished rebuild of `projection` (its tables, checkpoint, dead letters and what
-/// it keeps elsewhere); the live generation is never touched.
-///
-/// # Errors
-/// Storage failures; [`ReadModelError::NotFound`] for an unknown projection.
-pub async fn abandon_rebuild(
-    deps: &WorkerDeps,
-    projection: &dyn Projection,
-) -> Result<(), ProjectorError> {
-    deps.store.abandon_rebuild(projection.name()).await?;
-    projection
-        .abandon_rebuild()
-        .await
-        .map_err(|e| flush_error(e, 0))
 }
 
 /// Runs a live worker for each of `projections` until `stop`, and waits for them all to end.

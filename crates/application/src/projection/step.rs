@@ -1,0 +1,138 @@
+//! The step the worker's batches and the operator's dead-letter tools share: one event applied in
+//! a savepoint of the batch, or rolled back to it and parked; and how a handler's failure becomes
+//! a [`ProjectorError`] (parked, or failing the whole batch).
+
+use strata_ports::{
+    Clock, DeadLetter, EventStoreError, ProjectionBatch, ReadModelError, RecordedEvent, SearchError,
+};
+
+use super::{Flushed, HandlerError, Projection};
+
+/// Why a worker could not go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectorError {
+    #[error(transparent)]
+    Events(#[from] EventStoreError),
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+    #[error("event at position {position} failed: {reason}")]
+    Handler { position: u64, reason: String },
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    #[error("a rebuild of {0} is already running")]
+    Rebuilding(String),
+}
+
+impl ProjectorError {
+    /// Worth trying again later (the storage is down), rather than a fault.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Events(EventStoreError::Unavailable(_))
+                | Self::ReadModel(ReadModelError::Unavailable(_))
+                | Self::Search(SearchError::Unavailable(_))
+        )
+    }
+}
+
+/// A handler's failure on `event`: the storage or the log being down fails the batch, anything
+/// else is the event's own fault (tried again, then parked).
+pub(super) fn failure(event: &RecordedEvent, error: HandlerError) -> ProjectorError {
+    match error {
+        HandlerError::Storage(ReadModelError::Unavailable(reason)) => {
+            ProjectorError::ReadModel(ReadModelError::Unavailable(reason))
+        }
+        HandlerError::Events(error) => ProjectorError::Events(error),
+        HandlerError::Search(error) => ProjectorError::Search(error),
+        other => ProjectorError::Handler {
+            position: event.global_position,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// What became of an event applied on its own.
+#[derive(Debug)]
+pub(super) enum Step {
+    Applied,
+    /// It failed (the reason) and was parked as the failed event of its stream.
+    Parked(ProjectorError),
+}
+
+/// Applies `event` in a savepoint of `batch`, released when it applies; when it fails, rolls
+/// back to the savepoint and parks it as failed after `attempts` attempts (this one included).
+///
+/// # Errors
+/// The storage failed, or a handler found it unavailable: nothing is parked then, the event is
+/// worth trying again later.
+pub(super) async fn apply_or_park(
+    batch: &mut dyn ProjectionBatch,
+    projection: &dyn Projection,
+    event: &RecordedEvent,
+    attempts: u32,
+    clock: &dyn Clock,
+) -> Result<Step, ProjectorError> {
+    batch.savepoint().await?;
+    match projection.apply(&mut *batch, event).await {
+        Ok(()) => {
+            batch.release_savepoint().await?;
+            Ok(Step::Applied)
+        }
+        Err(error) => {
+            let error = failure(event, error);
+            if error.is_unavailable() {
+                return Err(error);
+            }
+            batch.rollback_to_savepoint().await?;
+            batch
+                .park(&DeadLetter {
+                    projection: projection.name().to_owned(),
+                    event: event.clone(),
+                    error: error.to_string(),
+                    attempts,
+                    blocked_by: None,
+                    parked_at: clock.now(),
+                })
+                .await?;
+            Ok(Step::Parked(error))
+        }
+    }
+}
+
+/// A flush that failed as a whole fails the batch (never parks an event): the effects of none
+/// of its events are known to be written.
+pub(super) fn flush_error(error: HandlerError, last: u64) -> ProjectorError {
+    match error {
+        HandlerError::Storage(error) => ProjectorError::ReadModel(error),
+        HandlerError::Events(error) => ProjectorError::Events(error),
+        HandlerError::Search(error) => ProjectorError::Search(error),
+        HandlerError::Rejected(reason) => ProjectorError::Handler {
+            position: last,
+            reason,
+        },
+    }
+}
+
+/// The applied events a flush refused, with why.
+pub(super) fn refused<'a>(
+    applied: &[&'a RecordedEvent],
+    flushed: Flushed,
+    last: u64,
+) -> Result<Vec<(&'a RecordedEvent, String)>, ProjectorError> {
+    flushed
+        .into_iter()
+        .map(|failure| {
+            applied
+                .iter()
+                .find(|e| e.global_position == failure.position)
+                .map(|&event| (event, failure.reason))
+                .ok_or_else(|| ProjectorError::Handler {
+                    position: last,
+                    reason: format!(
+                        "the projection refused position {}, which it was not given",
+                        failure.position
+                    ),
+                })
+        })
+        .collect()
+}
