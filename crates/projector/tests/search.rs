@@ -410,7 +410,7 @@ async fn a_rebuild_under_load_is_swapped_in_whole(pool: &PgPool, index: Arc<dyn 
         .await
         .unwrap();
     writer.await.unwrap();
-    wait_for_head(pool, "search").await;
+    wait_for_head(pool, ProjectionName::Search).await;
     stop_tx.send(true).unwrap();
     live.await.unwrap();
     watcher.await.unwrap();
