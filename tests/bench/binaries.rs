@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Map, Value, json};
+use strata_ports::ProjectionName;
 use strata_web::auth::{Claims, JwtKeys};
 use uuid::Uuid;
 
@@ -55,7 +56,7 @@ pub async fn rebuild(fresh: &Fresh, events: u64) -> anyhow::Result<Measured> {
         status.success(),
         "strata-projector rebuild failed: {status}"
     );
-    let position = fresh.models.position("orders").await?;
+    let position = fresh.models.position(ProjectionName::Orders).await?;
     anyhow::ensure!(
         position == events,
         "the rebuilt projection is at {position}, not {events}"

@@ -9,7 +9,7 @@ use serde_json::{Map, json};
 use strata_application::projection::{OrdersProjection, ProjectionWorker, ProjectorConfig};
 use strata_application::{CommandConfig, CommandContext};
 use strata_domain::order::Order;
-use strata_ports::Generation;
+use strata_ports::{Generation, ProjectionName};
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use uuid::Uuid;
@@ -57,7 +57,7 @@ pub async fn lag(fresh: &Fresh, rate: u64, ops: u64) -> anyhow::Result<Measured>
         let mut stop = stop.clone();
         async move {
             while !*stop.borrow() {
-                if let Ok(position) = models.position("orders").await {
+                if let Ok(position) = models.position(ProjectionName::Orders).await {
                     seen_tx.send_if_modified(|seen| {
                         let moved = position > *seen;
                         *seen = position.max(*seen);

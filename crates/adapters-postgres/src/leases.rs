@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
-use strata_ports::{LogWakeup, LogWakeups, ProjectionLease, ProjectionLeases, ReadModelError};
+use strata_ports::{
+    Generation, LogWakeup, LogWakeups, ProjectionLease, ProjectionLeases, ProjectionName,
+    ReadModelError,
+};
 
 use crate::projections::db;
 
@@ -83,13 +86,14 @@ const LEASE_KEY: &str = "hashtextextended('strata.projection.' || $1, 0)";
 impl ProjectionLeases for PgLeases {
     async fn try_acquire(
         &self,
-        projection: &str,
+        projection: ProjectionName,
+        generation: Generation,
     ) -> Result<Option<Box<dyn ProjectionLease>>, ReadModelError> {
         let mut connection: PoolConnection<Postgres> = self.pool.acquire().await.map_err(db)?;
         let taken: bool = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT pg_try_advisory_lock({LEASE_KEY})"
         )))
-        .bind(projection)
+        .bind(projection.key(generation))
         .fetch_one(&mut *connection)
         .await
         .map_err(db)?;

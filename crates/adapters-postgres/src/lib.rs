@@ -49,7 +49,6 @@ pub use error::RolesError;
 pub use event_store::PgEventStore;
 pub use leases::{EVENTS_CHANNEL, PgLeases, PgLogWakeup, PgLogWakeups};
 pub use projection_store::PgProjectionStore;
-pub use projections::projection_names;
 pub use queries::PgReadModels;
 pub use roles::{PgRoles, create_roles, grant_roles};
 pub use search::PgSearchIndex;

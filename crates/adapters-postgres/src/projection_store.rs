@@ -5,11 +5,12 @@
 use async_trait::async_trait;
 use sqlx::{AssertSqlSafe, PgPool};
 use strata_ports::{
-    DeadLetter, Generation, ProjectionBatch, ProjectionStore, ReadModelError, RebuildSwap,
+    DeadLetter, Generation, ProjectionBatch, ProjectionName, ProjectionStore, ReadModelError,
+    RebuildSwap,
 };
 
 use crate::batch::PgBatch;
-use crate::projections::{db, key, lock_checkpoint, tables_of};
+use crate::projections::{db, lock_checkpoint};
 use crate::rebuild::{self, rebuild_schema};
 use crate::rows::dead_letter_of;
 
@@ -29,10 +30,9 @@ impl PgProjectionStore {
 impl ProjectionStore for PgProjectionStore {
     async fn begin(
         &self,
-        projection: &str,
+        projection: ProjectionName,
         generation: Generation,
     ) -> Result<Box<dyn ProjectionBatch>, ReadModelError> {
-        tables_of(projection)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         if generation == Generation::Rebuild {
             // Without its schema the search path would silently fall back to the live tables.
@@ -56,7 +56,7 @@ impl ProjectionStore for PgProjectionStore {
                 .await
                 .map_err(db)?;
         }
-        let key = key(projection, generation);
+        let key = projection.key(generation);
         let checkpoint = lock_checkpoint(&mut tx, &key).await?;
         Ok(Box::new(PgBatch {
             tx,
@@ -65,13 +65,17 @@ impl ProjectionStore for PgProjectionStore {
         }))
     }
 
-    async fn set_state(&self, projection: &str, state: &str) -> Result<(), ReadModelError> {
+    async fn set_state(
+        &self,
+        projection: ProjectionName,
+        state: &str,
+    ) -> Result<(), ReadModelError> {
         sqlx::query(
             "INSERT INTO public.projection_checkpoints (projection, state, state_updated_at) \
              VALUES ($1, $2, now()) ON CONFLICT (projection) DO UPDATE \
              SET state = EXCLUDED.state, state_updated_at = EXCLUDED.state_updated_at",
         )
-        .bind(projection)
+        .bind(projection.as_str())
         .bind(state)
         .execute(&self.pool)
         .await
@@ -79,31 +83,31 @@ impl ProjectionStore for PgProjectionStore {
         Ok(())
     }
 
-    async fn start_rebuild(&self, projection: &str) -> Result<(), ReadModelError> {
+    async fn start_rebuild(&self, projection: ProjectionName) -> Result<(), ReadModelError> {
         rebuild::start(&self.pool, projection).await
     }
 
     async fn finish_rebuild(
         &self,
-        projection: &str,
+        projection: ProjectionName,
         also: &dyn RebuildSwap,
     ) -> Result<bool, ReadModelError> {
         rebuild::finish(&self.pool, projection, also).await
     }
 
-    async fn abandon_rebuild(&self, projection: &str) -> Result<(), ReadModelError> {
+    async fn abandon_rebuild(&self, projection: ProjectionName) -> Result<(), ReadModelError> {
         rebuild::abandon(&self.pool, projection).await
     }
 
     async fn dead_letters(
         &self,
-        projection: Option<&str>,
+        projection: Option<ProjectionName>,
     ) -> Result<Vec<DeadLetter>, ReadModelError> {
         let rows = sqlx::query(
             "SELECT * FROM public.projection_dead_letters \
              WHERE $1::text IS NULL OR projection = $1 ORDER BY projection, global_position",
         )
-        .bind(projection)
+        .bind(projection.map(ProjectionName::as_str))
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;

@@ -6,9 +6,9 @@
 //! names serve the search index's rebuild too.
 
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
-use strata_ports::{Generation, ReadModelError, RebuildSwap};
+use strata_ports::{Generation, ProjectionName, ReadModelError, RebuildSwap};
 
-use crate::projections::{db, key, lock_checkpoint, tables_of};
+use crate::projections::{db, lock_checkpoint};
 use crate::rows::to_i64;
 
 /// `GRANT` statements that give `schema`'s copy of a table what the table ($1) grants to roles
@@ -75,16 +75,15 @@ pub(crate) async fn restore_index_names(
 /// DDL of rebuilds says "does not exist, skipping" and "drop cascades": expected, not news.
 const QUIET: &str = "SET LOCAL client_min_messages = warning";
 
-/// The schema of a rebuild. `projection` is one of [`crate::projections`], so it is a safe
-/// identifier.
-pub(crate) fn rebuild_schema(projection: &str) -> String {
+/// The schema of a rebuild. `projection`'s name is a safe identifier (`ProjectionName::as_str`).
+pub(crate) fn rebuild_schema(projection: ProjectionName) -> String {
     format!("strata_rebuild_{projection}")
 }
 
 /// Creates the rebuild schema of `projection` with empty copies of its tables, and resets the
 /// rebuild's checkpoint and dead letters.
-pub(crate) async fn start(pool: &PgPool, projection: &str) -> Result<(), ReadModelError> {
-    let tables = tables_of(projection)?;
+pub(crate) async fn start(pool: &PgPool, projection: ProjectionName) -> Result<(), ReadModelError> {
+    let tables = projection.tables();
     let schema = rebuild_schema(projection);
     let mut tx = pool.begin().await.map_err(db)?;
     let mut statements = vec![
@@ -103,7 +102,7 @@ pub(crate) async fn start(pool: &PgPool, projection: &str) -> Result<(), ReadMod
     for table in tables {
         copy_grants(&mut tx, table, &schema).await.map_err(db)?;
     }
-    let rebuild = key(projection, Generation::Rebuild);
+    let rebuild = projection.key(Generation::Rebuild);
     sqlx::query("DELETE FROM public.projection_dead_letters WHERE projection = $1")
         .bind(&rebuild)
         .execute(&mut *tx)
@@ -125,13 +124,13 @@ pub(crate) async fn start(pool: &PgPool, projection: &str) -> Result<(), ReadMod
 /// checkpoint (`false`, changing nothing, until then).
 pub(crate) async fn finish(
     pool: &PgPool,
-    projection: &str,
+    projection: ProjectionName,
     also: &dyn RebuildSwap,
 ) -> Result<bool, ReadModelError> {
-    let tables = tables_of(projection)?;
+    let tables = projection.tables();
     let schema = rebuild_schema(projection);
-    let live = key(projection, Generation::Live);
-    let rebuild = key(projection, Generation::Rebuild);
+    let live = projection.key(Generation::Live);
+    let rebuild = projection.key(Generation::Rebuild);
     let mut tx = pool.begin().await.map_err(db)?;
     // The swap needs an exclusive lock on each live table; waiting behind a long reader
     // would queue every new read behind the swap. Give up quickly instead: the caller
@@ -209,9 +208,11 @@ pub(crate) async fn finish(
 }
 
 /// Drops the rebuild schema of `projection` with the rebuild's checkpoint and dead letters.
-pub(crate) async fn abandon(pool: &PgPool, projection: &str) -> Result<(), ReadModelError> {
-    tables_of(projection)?;
-    let rebuild = key(projection, Generation::Rebuild);
+pub(crate) async fn abandon(
+    pool: &PgPool,
+    projection: ProjectionName,
+) -> Result<(), ReadModelError> {
+    let rebuild = projection.key(Generation::Rebuild);
     let mut tx = pool.begin().await.map_err(db)?;
     let sql = format!(
         "DROP SCHEMA IF EXISTS {} CASCADE",

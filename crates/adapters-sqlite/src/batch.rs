@@ -1,15 +1,12 @@
 //! `SqliteBatch`: one batch of a projection, a `BEGIN IMMEDIATE` transaction that holds the
 //! database's write lock, and with it the projection's checkpoint, from its first statement to
 //! its commit, so that the read-model changes, dead letters and checkpoint commit together or
-//! not at all. A rebuild's batch writes the `rebuild_` tables.
+//! not at all. A rebuild's batch writes the `rebuild_` tables. Each read model's rows are
+//! written by its module in [`crate::rows`].
 
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
-use strata_ports::{
-    AccountRow, CustomerStatsRow, DeadLetter, OrderSummaryRow, ProjectionBatch, ReadModelError,
-    TransactionRow,
-};
-use uuid::Uuid;
+use strata_ports::{DeadLetter, ProjectionBatch, ReadModelError};
 
 use crate::codec::{self, micros};
 use crate::projections::{db, now};
@@ -35,7 +32,7 @@ impl std::fmt::Debug for SqliteBatch {
 
 impl SqliteBatch {
     /// `template` with `{p}` replaced by the generation's table prefix.
-    fn sql(&self, template: &str) -> AssertSqlSafe<String> {
+    pub(crate) fn sql(&self, template: &str) -> AssertSqlSafe<String> {
         AssertSqlSafe(template.replace("{p}", self.prefix))
     }
 
@@ -47,48 +44,6 @@ impl SqliteBatch {
         Ok(())
     }
 }
-
-const UPSERT_ORDER: &str = "\
-    INSERT INTO {p}order_summaries (order_id, customer_id, status, items, item_count, \
-        total_cents, currency, shipping_address, tracking_number, cancellation_reason, \
-        placed_at, updated_at, version, placed_position) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-    ON CONFLICT (order_id) DO UPDATE SET \
-        customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, \
-        item_count = excluded.item_count, total_cents = excluded.total_cents, \
-        currency = excluded.currency, shipping_address = excluded.shipping_address, \
-        tracking_number = excluded.tracking_number, \
-        cancellation_reason = excluded.cancellation_reason, placed_at = excluded.placed_at, \
-        updated_at = excluded.updated_at, version = excluded.version, \
-        placed_position = excluded.placed_position \
-    WHERE {p}order_summaries.version < excluded.version";
-
-const UPSERT_STATS: &str = "\
-    INSERT INTO {p}customer_stats (customer_id, order_count, pending, confirmed, shipped, \
-        delivered, cancelled, lifetime_value, updated_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-    ON CONFLICT (customer_id) DO UPDATE SET \
-        order_count = excluded.order_count, pending = excluded.pending, \
-        confirmed = excluded.confirmed, shipped = excluded.shipped, \
-        delivered = excluded.delivered, cancelled = excluded.cancelled, \
-        lifetime_value = excluded.lifetime_value, updated_at = excluded.updated_at";
-
-const UPSERT_ACCOUNT: &str = "\
-    INSERT INTO {p}account_summaries (account_id, owner_customer_id, currency, balance_cents, \
-        closed, transaction_count, opened_at, updated_at, version) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-    ON CONFLICT (account_id) DO UPDATE SET \
-        owner_customer_id = excluded.owner_customer_id, currency = excluded.currency, \
-        balance_cents = excluded.balance_cents, closed = excluded.closed, \
-        transaction_count = excluded.transaction_count, opened_at = excluded.opened_at, \
-        updated_at = excluded.updated_at, version = excluded.version \
-    WHERE {p}account_summaries.version < excluded.version";
-
-const INSERT_TRANSACTION: &str = "\
-    INSERT INTO {p}account_transactions (account_id, version, global_position, kind, \
-        amount_cents, reference, balance_after_cents, recorded_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-    ON CONFLICT (account_id, version) DO NOTHING";
 
 const PARK: &str = "\
     INSERT INTO projection_dead_letters (projection, global_position, event_id, stream_id, \
@@ -113,116 +68,6 @@ impl ProjectionBatch for SqliteBatch {
 
     async fn release_savepoint(&mut self) -> Result<(), ReadModelError> {
         self.run("RELEASE SAVEPOINT strata_event").await
-    }
-
-    async fn order_summary(&mut self, id: Uuid) -> Result<Option<OrderSummaryRow>, ReadModelError> {
-        let sql = self.sql("SELECT * FROM {p}order_summaries WHERE order_id = ?1");
-        let row = sqlx::query(sql)
-            .bind(codec::text_id(id))
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(rows::order_of).transpose()
-    }
-
-    async fn put_order_summary(&mut self, row: &OrderSummaryRow) -> Result<(), ReadModelError> {
-        let sql = self.sql(UPSERT_ORDER);
-        sqlx::query(sql)
-            .bind(codec::text_id(row.order_id))
-            .bind(&row.customer_id)
-            .bind(&row.status)
-            .bind(rows::items_json(&row.items))
-            .bind(to_i64(row.item_count, "item count")?)
-            .bind(row.total_cents)
-            .bind(&row.currency)
-            .bind(&row.shipping_address)
-            .bind(&row.tracking_number)
-            .bind(&row.cancellation_reason)
-            .bind(micros(row.placed_at))
-            .bind(micros(row.updated_at))
-            .bind(to_i64(row.version, "version")?)
-            .bind(to_i64(row.placed_position, "position")?)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    async fn customer_stats(
-        &mut self,
-        customer_id: &str,
-    ) -> Result<Option<CustomerStatsRow>, ReadModelError> {
-        let sql = self.sql("SELECT * FROM {p}customer_stats WHERE customer_id = ?1");
-        let row = sqlx::query(sql)
-            .bind(customer_id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(rows::stats_of).transpose()
-    }
-
-    async fn put_customer_stats(&mut self, row: &CustomerStatsRow) -> Result<(), ReadModelError> {
-        let counts = &row.by_status;
-        let sql = self.sql(UPSERT_STATS);
-        sqlx::query(sql)
-            .bind(&row.customer_id)
-            .bind(to_i64(row.order_count, "order count")?)
-            .bind(to_i64(counts.pending, "count")?)
-            .bind(to_i64(counts.confirmed, "count")?)
-            .bind(to_i64(counts.shipped, "count")?)
-            .bind(to_i64(counts.delivered, "count")?)
-            .bind(to_i64(counts.cancelled, "count")?)
-            .bind(rows::lifetime_json(&row.lifetime_value_cents))
-            .bind(micros(row.updated_at))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    async fn account(&mut self, id: Uuid) -> Result<Option<AccountRow>, ReadModelError> {
-        let sql = self.sql("SELECT * FROM {p}account_summaries WHERE account_id = ?1");
-        let row = sqlx::query(sql)
-            .bind(codec::text_id(id))
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(rows::account_of).transpose()
-    }
-
-    async fn put_account(&mut self, row: &AccountRow) -> Result<(), ReadModelError> {
-        let sql = self.sql(UPSERT_ACCOUNT);
-        sqlx::query(sql)
-            .bind(codec::text_id(row.account_id))
-            .bind(&row.owner_customer_id)
-            .bind(&row.currency)
-            .bind(row.balance_cents)
-            .bind(i64::from(row.closed))
-            .bind(to_i64(row.transaction_count, "transaction count")?)
-            .bind(micros(row.opened_at))
-            .bind(micros(row.updated_at))
-            .bind(to_i64(row.version, "version")?)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    async fn add_transaction(&mut self, row: &TransactionRow) -> Result<(), ReadModelError> {
-        let sql = self.sql(INSERT_TRANSACTION);
-        sqlx::query(sql)
-            .bind(codec::text_id(row.account_id))
-            .bind(to_i64(row.version, "version")?)
-            .bind(to_i64(row.global_position, "position")?)
-            .bind(row.kind.as_str())
-            .bind(row.amount_cents)
-            .bind(&row.reference)
-            .bind(row.balance_after_cents)
-            .bind(micros(row.recorded_at))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(db)?;
-        Ok(())
     }
 
     async fn blocked_streams(

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::SqlitePool;
-use strata_ports::{LogWakeup, LogWakeups, ProjectionLease, ProjectionLeases, ReadModelError};
+use strata_ports::{
+    Generation, LogWakeup, LogWakeups, ProjectionLease, ProjectionLeases, ProjectionName,
+    ReadModelError,
+};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -80,12 +83,14 @@ impl SqliteLeases {
 impl ProjectionLeases for SqliteLeases {
     async fn try_acquire(
         &self,
-        projection: &str,
+        projection: ProjectionName,
+        generation: Generation,
     ) -> Result<Option<Box<dyn ProjectionLease>>, ReadModelError> {
+        let projection = projection.key(generation);
         let holder = Uuid::new_v4().to_string();
         let attempted = Instant::now();
         let take = sqlx::query(TAKE)
-            .bind(projection)
+            .bind(&projection)
             .bind(&holder)
             .bind(expiry_from_now())
             .bind(micros(OffsetDateTime::now_utc()));
@@ -100,13 +105,13 @@ impl ProjectionLeases for SqliteLeases {
         let valid_until = ValidUntil::from_attempt(attempted);
         let renewer = tokio::spawn(renew(
             self.pool.clone(),
-            projection.to_owned(),
+            projection.clone(),
             holder.clone(),
             valid_until.clone(),
         ));
         Ok(Some(Box::new(SqliteLease {
             pool: self.pool.clone(),
-            projection: projection.to_owned(),
+            projection,
             holder,
             valid_until,
             renewer,

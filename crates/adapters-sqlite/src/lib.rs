@@ -53,7 +53,6 @@ pub use error::{BackupError, CloseError};
 pub use event_store::SqliteEventStore;
 pub use leases::{SqliteLeases, SqliteLogWakeups};
 pub use projection_store::SqliteProjectionStore;
-pub use projections::projection_names;
 pub use queries::SqliteReadModels;
 pub use search::SqliteSearchIndex;
 pub use snapshot_store::SqliteSnapshotStore;

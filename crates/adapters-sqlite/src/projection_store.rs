@@ -8,11 +8,12 @@
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use strata_ports::{
-    DeadLetter, Generation, ProjectionBatch, ProjectionStore, ReadModelError, RebuildSwap,
+    DeadLetter, Generation, ProjectionBatch, ProjectionName, ProjectionStore, ReadModelError,
+    RebuildSwap,
 };
 
 use crate::batch::SqliteBatch;
-use crate::projections::{checkpoint_of, db, ensure_checkpoint, key, now, tables_of};
+use crate::projections::{checkpoint_of, db, ensure_checkpoint, now};
 use crate::rebuild;
 use crate::rows;
 use crate::write::{WriteTx, begin_write, write_one};
@@ -45,11 +46,10 @@ impl SqliteProjectionStore {
 impl ProjectionStore for SqliteProjectionStore {
     async fn begin(
         &self,
-        projection: &str,
+        projection: ProjectionName,
         generation: Generation,
     ) -> Result<Box<dyn ProjectionBatch>, ReadModelError> {
-        tables_of(projection)?;
-        let key = key(projection, generation);
+        let key = projection.key(generation);
         let mut tx = self.write().await?;
         let checkpoint = match generation {
             Generation::Live => ensure_checkpoint(&mut tx, &key).await?,
@@ -67,44 +67,48 @@ impl ProjectionStore for SqliteProjectionStore {
         }))
     }
 
-    async fn set_state(&self, projection: &str, state: &str) -> Result<(), ReadModelError> {
+    async fn set_state(
+        &self,
+        projection: ProjectionName,
+        state: &str,
+    ) -> Result<(), ReadModelError> {
         let set = sqlx::query(
             "INSERT INTO projection_checkpoints (projection, state, state_updated_at) \
              VALUES (?1, ?2, ?3) ON CONFLICT (projection) DO UPDATE \
              SET state = excluded.state, state_updated_at = excluded.state_updated_at",
         )
-        .bind(projection)
+        .bind(projection.as_str())
         .bind(state)
         .bind(now());
         write_one(&self.pool, set).await.map_err(db)?;
         Ok(())
     }
 
-    async fn start_rebuild(&self, projection: &str) -> Result<(), ReadModelError> {
+    async fn start_rebuild(&self, projection: ProjectionName) -> Result<(), ReadModelError> {
         rebuild::start(&self.pool, projection).await
     }
 
     async fn finish_rebuild(
         &self,
-        projection: &str,
+        projection: ProjectionName,
         also: &dyn RebuildSwap,
     ) -> Result<bool, ReadModelError> {
         rebuild::finish(&self.pool, projection, also).await
     }
 
-    async fn abandon_rebuild(&self, projection: &str) -> Result<(), ReadModelError> {
+    async fn abandon_rebuild(&self, projection: ProjectionName) -> Result<(), ReadModelError> {
         rebuild::abandon(&self.pool, projection).await
     }
 
     async fn dead_letters(
         &self,
-        projection: Option<&str>,
+        projection: Option<ProjectionName>,
     ) -> Result<Vec<DeadLetter>, ReadModelError> {
         let rows = sqlx::query(
             "SELECT * FROM projection_dead_letters \
              WHERE ?1 IS NULL OR projection = ?1 ORDER BY projection, global_position",
         )
-        .bind(projection)
+        .bind(projection.map(ProjectionName::as_str))
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;

@@ -1,44 +1,13 @@
-//! The projections this adapter stores, with the tables of each, the row key of their
-//! checkpoints and dead letters, and reading and creating a checkpoint row. Shared by every room
-//! of the read side.
+//! Reading and creating a projection's checkpoint row, shared by every room of the read side
+//! (the projections, their tables and row keys are `strata_ports::ProjectionName`'s).
 
 use sqlx::SqliteConnection;
-use strata_ports::{Generation, ReadModelError};
+use strata_ports::ReadModelError;
 use time::OffsetDateTime;
 
 use crate::codec::micros;
 use crate::error::read_model_error;
 use crate::rows::to_u64;
-
-/// The tables of each projection, as on PostgreSQL.
-const PROJECTIONS: &[(&str, &[&str])] = &[
-    ("orders", &["order_summaries", "customer_stats"]),
-    ("accounts", &["account_summaries", "account_transactions"]),
-    // The search index lives behind the `SearchIndex` port; only its checkpoint and dead
-    // letters are here.
-    ("search", &[]),
-];
-
-/// The names of the projections this adapter stores.
-pub fn projection_names() -> Vec<&'static str> {
-    PROJECTIONS.iter().map(|(name, _)| *name).collect()
-}
-
-pub(crate) fn tables_of(projection: &str) -> Result<&'static [&'static str], ReadModelError> {
-    PROJECTIONS
-        .iter()
-        .find(|(name, _)| *name == projection)
-        .map(|(_, tables)| *tables)
-        .ok_or_else(|| ReadModelError::NotFound(format!("no projection named {projection:?}")))
-}
-
-/// The row key of a projection's checkpoint and dead letters in a generation.
-pub(crate) fn key(projection: &str, generation: Generation) -> String {
-    match generation {
-        Generation::Live => projection.to_owned(),
-        Generation::Rebuild => format!("{projection}:rebuild"),
-    }
-}
 
 /// A driver error as the read side's port error.
 pub(crate) fn db(error: sqlx::Error) -> ReadModelError {

@@ -1,24 +1,18 @@
 //! `SqliteReadModels`: the read side's queries. Each answer carries the projection's checkpoint,
 //! read just before the rows: the rows reflect at least that position (they commit together,
-//! and are read later).
+//! and are read later). The read models' own queries are in [`crate::rows`].
 
 use async_trait::async_trait;
 use sqlx::SqlitePool;
-use strata_ports::limits::{MAX_LOOKUP_BYTES, check_text};
-use strata_ports::{
-    AccountRow, CheckpointRow, CustomerStatsRow, OrderSummaryRow, Positioned, ReadModelError,
-    ReadModels, TransactionRow,
-};
-use uuid::Uuid;
+use strata_ports::{CheckpointRow, Positioned, ProjectionName, ReadModelError, ReadModels};
 
-use crate::codec;
 use crate::projections::{checkpoint_of, db};
-use crate::rows::{self, to_i64};
+use crate::rows;
 
 /// The read models' queries on a SQLite pool.
 #[derive(Debug, Clone)]
 pub struct SqliteReadModels {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteReadModels {
@@ -26,13 +20,15 @@ impl SqliteReadModels {
         Self { pool }
     }
 
-    async fn checkpoint(&self, projection: &str) -> Result<u64, ReadModelError> {
-        Ok(checkpoint_of(&self.pool, projection).await?.unwrap_or(0))
+    async fn checkpoint(&self, projection: ProjectionName) -> Result<u64, ReadModelError> {
+        Ok(checkpoint_of(&self.pool, projection.as_str())
+            .await?
+            .unwrap_or(0))
     }
 
-    async fn positioned<T>(
+    pub(crate) async fn positioned<T>(
         &self,
-        projection: &str,
+        projection: ProjectionName,
         rows: impl std::future::Future<Output = Result<T, ReadModelError>>,
     ) -> Result<Positioned<T>, ReadModelError> {
         let position = self.checkpoint(projection).await?;
@@ -45,102 +41,7 @@ impl SqliteReadModels {
 
 #[async_trait]
 impl ReadModels for SqliteReadModels {
-    async fn order_summary(
-        &self,
-        id: Uuid,
-    ) -> Result<Positioned<Option<OrderSummaryRow>>, ReadModelError> {
-        self.positioned("orders", async {
-            let row = sqlx::query("SELECT * FROM order_summaries WHERE order_id = ?1")
-                .bind(codec::text_id(id))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            row.as_ref().map(rows::order_of).transpose()
-        })
-        .await
-    }
-
-    async fn customer_orders(
-        &self,
-        customer_id: &str,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Positioned<Vec<OrderSummaryRow>>, ReadModelError> {
-        let before = match before {
-            Some(position) => to_i64(position, "cursor")?,
-            None => i64::MAX,
-        };
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        check_text("customer id", customer_id, MAX_LOOKUP_BYTES)?;
-        self.positioned("orders", async {
-            let rows = sqlx::query(
-                "SELECT * FROM order_summaries WHERE customer_id = ?1 AND placed_position < ?2 \
-                 ORDER BY placed_position DESC LIMIT ?3",
-            )
-            .bind(customer_id)
-            .bind(before)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-            rows.iter().map(rows::order_of).collect()
-        })
-        .await
-    }
-
-    async fn customer_stats(
-        &self,
-        customer_id: &str,
-    ) -> Result<Positioned<Option<CustomerStatsRow>>, ReadModelError> {
-        check_text("customer id", customer_id, MAX_LOOKUP_BYTES)?;
-        self.positioned("orders", async {
-            let row = sqlx::query("SELECT * FROM customer_stats WHERE customer_id = ?1")
-                .bind(customer_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            row.as_ref().map(rows::stats_of).transpose()
-        })
-        .await
-    }
-
-    async fn account(&self, id: Uuid) -> Result<Positioned<Option<AccountRow>>, ReadModelError> {
-        self.positioned("accounts", async {
-            let row = sqlx::query("SELECT * FROM account_summaries WHERE account_id = ?1")
-                .bind(codec::text_id(id))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            row.as_ref().map(rows::account_of).transpose()
-        })
-        .await
-    }
-
-    async fn account_transactions(
-        &self,
-        id: Uuid,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Positioned<Vec<TransactionRow>>, ReadModelError> {
-        let after = to_i64(after.unwrap_or(0), "cursor")?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.positioned("accounts", async {
-            let rows = sqlx::query(
-                "SELECT * FROM account_transactions WHERE account_id = ?1 AND version > ?2 \
-                 ORDER BY version LIMIT ?3",
-            )
-            .bind(codec::text_id(id))
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-            rows.iter().map(rows::transaction_of).collect()
-        })
-        .await
-    }
-
-    async fn position(&self, projection: &str) -> Result<u64, ReadModelError> {
+    async fn position(&self, projection: ProjectionName) -> Result<u64, ReadModelError> {
         self.checkpoint(projection).await
     }
 

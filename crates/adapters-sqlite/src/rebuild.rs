@@ -5,17 +5,20 @@
 //! serves; PostgreSQL renames instead.
 
 use sqlx::{AssertSqlSafe, SqlitePool};
-use strata_ports::{Generation, ReadModelError, RebuildSwap};
+use strata_ports::{Generation, ProjectionName, ReadModelError, RebuildSwap};
 
-use crate::projections::{checkpoint_of, db, ensure_checkpoint, key, now, tables_of};
+use crate::projections::{checkpoint_of, db, ensure_checkpoint, now};
 use crate::rows::to_i64;
 use crate::write::{begin_write, execute_all};
 
 /// Creates empty copies of the tables of `projection`, and resets the rebuild's checkpoint and
 /// dead letters.
-pub(crate) async fn start(pool: &SqlitePool, projection: &str) -> Result<(), ReadModelError> {
-    let tables = tables_of(projection)?;
-    let rebuild = key(projection, Generation::Rebuild);
+pub(crate) async fn start(
+    pool: &SqlitePool,
+    projection: ProjectionName,
+) -> Result<(), ReadModelError> {
+    let tables = projection.tables();
+    let rebuild = projection.key(Generation::Rebuild);
     let mut tx = begin_write(pool).await.map_err(db)?;
     for table in tables {
         let definition: Option<String> =
@@ -62,12 +65,12 @@ pub(crate) async fn start(pool: &SqlitePool, projection: &str) -> Result<(), Rea
 /// with the live checkpoint (`false`, changing nothing, until then).
 pub(crate) async fn finish(
     pool: &SqlitePool,
-    projection: &str,
+    projection: ProjectionName,
     also: &dyn RebuildSwap,
 ) -> Result<bool, ReadModelError> {
-    let tables = tables_of(projection)?;
-    let live = key(projection, Generation::Live);
-    let rebuild = key(projection, Generation::Rebuild);
+    let tables = projection.tables();
+    let live = projection.key(Generation::Live);
+    let rebuild = projection.key(Generation::Rebuild);
     // The write lock keeps the live worker between two batches until the swap commits.
     let mut tx = begin_write(pool).await.map_err(db)?;
     let live_position = ensure_checkpoint(&mut tx, &live).await?;
@@ -123,9 +126,12 @@ pub(crate) async fn finish(
 }
 
 /// Drops the rebuild tables of `projection` with the rebuild's checkpoint and dead letters.
-pub(crate) async fn abandon(pool: &SqlitePool, projection: &str) -> Result<(), ReadModelError> {
-    let tables = tables_of(projection)?;
-    let rebuild = key(projection, Generation::Rebuild);
+pub(crate) async fn abandon(
+    pool: &SqlitePool,
+    projection: ProjectionName,
+) -> Result<(), ReadModelError> {
+    let tables = projection.tables();
+    let rebuild = projection.key(Generation::Rebuild);
     let mut tx = begin_write(pool).await.map_err(db)?;
     let drops: Vec<String> = tables
         .iter()

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use serde_json::json;
 use strata_adapters_sqlite::{
-    SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteSearchIndex, SqliteSettings,
+    SqliteEventStore, SqliteLeases, SqliteProjectionStore, SqliteReadModels, SqliteSearchIndex,
+    SqliteSettings,
 };
 use strata_ports::{
     AppendRequest, EventStore, ExpectedVersion, Generation, IdempotencyClaim, LogWakeups, Metadata,
-    NewEvent, ProjectionLeases, ProjectionStore, SearchIndex, StreamId,
+    NewEvent, OrderLineRow, OrderQueries, OrderSummaryRow, OrderSummaryStatus, ProjectionLeases,
+    ProjectionName, ProjectionStore, ReadModelError, SearchIndex, StreamId,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -212,12 +214,22 @@ async fn a_held_lease_is_refused_to_anyone_else_until_it_is_dropped() {
     let other_process =
         SqliteLeases::new(strata_adapters_sqlite::connect(&db.settings).await.unwrap());
 
-    let mut held = leases.try_acquire("orders").await.unwrap().unwrap();
+    let mut held = leases
+        .try_acquire(ProjectionName::Orders, Generation::Live)
+        .await
+        .unwrap()
+        .unwrap();
     held.check().await.unwrap();
-    assert!(other_process.try_acquire("orders").await.unwrap().is_none());
     assert!(
         other_process
-            .try_acquire("accounts")
+            .try_acquire(ProjectionName::Orders, Generation::Live)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        other_process
+            .try_acquire(ProjectionName::Accounts, Generation::Live)
             .await
             .unwrap()
             .is_some()
@@ -226,7 +238,10 @@ async fn a_held_lease_is_refused_to_anyone_else_until_it_is_dropped() {
 
     let mut taken = None;
     for _ in 0..100 {
-        taken = other_process.try_acquire("orders").await.unwrap();
+        taken = other_process
+            .try_acquire(ProjectionName::Orders, Generation::Live)
+            .await
+            .unwrap();
         if taken.is_some() {
             break;
         }
@@ -239,14 +254,21 @@ async fn a_held_lease_is_refused_to_anyone_else_until_it_is_dropped() {
 async fn an_expired_lease_is_taken_over_and_its_old_holder_learns_it_lost_it() {
     let db = fresh().await;
     let leases = SqliteLeases::new(db.pool.clone());
-    let mut dead = leases.try_acquire("orders").await.unwrap().unwrap();
+    let mut dead = leases
+        .try_acquire(ProjectionName::Orders, Generation::Live)
+        .await
+        .unwrap()
+        .unwrap();
     // The holder stopped renewing long ago (its process hung, say).
     sqlx::query("UPDATE projection_leases SET expires_at = 0")
         .execute(&db.pool)
         .await
         .unwrap();
 
-    let standby = leases.try_acquire("orders").await.unwrap();
+    let standby = leases
+        .try_acquire(ProjectionName::Orders, Generation::Live)
+        .await
+        .unwrap();
 
     assert!(standby.is_some());
     // The old holder finds out at its next renewal, within the renewal interval (5 s).
@@ -317,7 +339,10 @@ async fn appends_waiting_behind_a_batch_that_reads_the_log_do_not_starve_it_of_c
     let store = SqliteProjectionStore::new(pool);
 
     // The batch holds the write lock and one connection, as a projection batch does.
-    let mut batch = store.begin("orders", Generation::Live).await.unwrap();
+    let mut batch = store
+        .begin(ProjectionName::Orders, Generation::Live)
+        .await
+        .unwrap();
     let checkpoint = batch.checkpoint().await.unwrap();
     let appends = tokio::spawn({
         let events = events.clone();
@@ -345,4 +370,58 @@ async fn appends_waiting_behind_a_batch_that_reads_the_log_do_not_starve_it_of_c
     for outcome in outcomes {
         outcome.unwrap();
     }
+}
+
+#[tokio::test]
+async fn order_lines_are_stored_as_their_serde_text_and_an_unknown_status_is_corrupt() {
+    let db = fresh().await;
+    let store = SqliteProjectionStore::new(db.pool.clone());
+    let models = SqliteReadModels::new(db.pool.clone());
+    let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let row = OrderSummaryRow {
+        order_id: Uuid::now_v7(),
+        customer_id: "alice".to_owned(),
+        status: OrderSummaryStatus::Pending,
+        items: vec![OrderLineRow {
+            line_total_cents: 2_500,
+            product_id: "lamp-7".to_owned(),
+            quantity: 2,
+            unit_price_cents: 1_250,
+        }],
+        item_count: 2,
+        total_cents: 2_500,
+        currency: "EUR".to_owned(),
+        shipping_address: "12 Harbour Street".to_owned(),
+        tracking_number: None,
+        cancellation_reason: None,
+        placed_at: now,
+        updated_at: now,
+        version: 1,
+        placed_position: 1,
+    };
+    let mut batch = store
+        .begin(ProjectionName::Orders, Generation::Live)
+        .await
+        .unwrap();
+    batch.put_order_summary(&row).await.unwrap();
+    batch.commit(1).await.unwrap();
+
+    let (items, status): (String, String) =
+        sqlx::query_as("SELECT items, status FROM order_summaries")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE order_summaries SET status = 'LOST'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let lost = models.order_summary(row.order_id).await;
+
+    // The text the hand-written codec wrote before OrderLineRow had a serde form.
+    assert_eq!(
+        items,
+        r#"[{"lineTotalCents":2500,"productId":"lamp-7","quantity":2,"unitPriceCents":1250}]"#
+    );
+    assert_eq!(status, "PENDING");
+    assert!(matches!(lost, Err(ReadModelError::Corrupt(_))), "{lost:?}");
 }

@@ -4,7 +4,7 @@
 //! the read-your-writes waits can return them without importing a service.
 
 use strata_domain::RejectionKind;
-use strata_ports::{EventStoreError, ReadModelError, SearchError};
+use strata_ports::{EventStoreError, ProjectionName, ReadModelError, SearchError};
 use uuid::Uuid;
 
 use crate::rehydrate::LoadError;
@@ -93,7 +93,7 @@ pub enum QueryError {
         "the {projection} projection is at position {position}, not yet at {wanted}; retry shortly"
     )]
     NotCaughtUp {
-        projection: &'static str,
+        projection: ProjectionName,
         position: u64,
         wanted: u64,
     },

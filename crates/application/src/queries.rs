@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use strata_domain::order::OrderStatus;
 use strata_domain::values::{CustomerId, has_forbidden_chars};
 use strata_ports::{
-    AccountRow, CustomerStatsRow, EventStore, OrderSummaryRow, Positioned, ReadModels,
-    SearchCursor, SearchHit, SearchIndex, SearchQuery, StatusCounts, TransactionRow,
+    AccountRow, CustomerStatsRow, EventStore, OrderSummaryRow, Positioned, ProjectionName,
+    ReadModels, SearchCursor, SearchHit, SearchIndex, SearchQuery, StatusCounts, TransactionRow,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,13 +19,6 @@ use uuid::Uuid;
 use crate::access::{Principal, Role};
 pub use crate::error::QueryError;
 use crate::wait::Checkpoints;
-
-/// The projection serving order queries.
-pub const ORDERS: &str = "orders";
-/// The projection serving account queries.
-pub const ACCOUNTS: &str = "accounts";
-/// The projection serving order searches.
-pub const SEARCH: &str = "search";
 
 /// The longest search text accepted, in characters.
 pub const MAX_SEARCH_TEXT: usize = 200;
@@ -115,7 +108,7 @@ impl QueryService {
     /// reach it); [`QueryError::NotCaughtUp`] when the wait runs out; storage failures.
     pub async fn wait_for(
         &self,
-        projection: &'static str,
+        projection: ProjectionName,
         position: Option<u64>,
     ) -> Result<(), QueryError> {
         match position {
@@ -138,7 +131,7 @@ impl QueryService {
         id: Uuid,
         min_position: Option<u64>,
     ) -> Result<Positioned<OrderSummaryRow>, QueryError> {
-        self.wait_for(ORDERS, min_position).await?;
+        self.wait_for(ProjectionName::Orders, min_position).await?;
         let found = self.models.order_summary(id).await?;
         visible(principal, found, "order", |row| &row.customer_id)
     }
@@ -163,7 +156,7 @@ impl QueryService {
         }
         let scope = format!("customer-orders|{customer_id}");
         let before = cursor.map(|c| self.open_cursor(&scope, c)).transpose()?;
-        self.wait_for(ORDERS, min_position).await?;
+        self.wait_for(ProjectionName::Orders, min_position).await?;
         let found = self
             .models
             .customer_orders(customer_id, before, limit)
@@ -185,7 +178,7 @@ impl QueryService {
         if !principal.can_read_customer(customer_id) {
             return Err(QueryError::NotFound("customer"));
         }
-        self.wait_for(ORDERS, min_position).await?;
+        self.wait_for(ProjectionName::Orders, min_position).await?;
         let found = self.models.customer_stats(customer_id).await?;
         Ok(Positioned {
             value: found.value.unwrap_or_else(|| CustomerStatsRow {
@@ -209,7 +202,8 @@ impl QueryService {
         id: Uuid,
         min_position: Option<u64>,
     ) -> Result<Positioned<AccountRow>, QueryError> {
-        self.wait_for(ACCOUNTS, min_position).await?;
+        self.wait_for(ProjectionName::Accounts, min_position)
+            .await?;
         let found = self.models.account(id).await?;
         visible(principal, found, "account", |row| &row.owner_customer_id)
     }
@@ -281,9 +275,9 @@ impl QueryService {
         query.after = cursor
             .map(|c| self.open_search_cursor(&scope, c))
             .transpose()?;
-        self.wait_for(SEARCH, min_position).await?;
+        self.wait_for(ProjectionName::Search, min_position).await?;
         // Read before searching: the index then holds at least what this position says.
-        let position = self.models.position(SEARCH).await?;
+        let position = self.models.position(ProjectionName::Search).await?;
         if nothing {
             return Ok(Positioned {
                 value: SearchResults {

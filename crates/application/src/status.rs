@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_ports::{EventStore, ReadModels};
+use strata_ports::{EventStore, Generation, ProjectionName, ReadModels};
 use time::OffsetDateTime;
 
 use crate::error::QueryError;
@@ -30,33 +30,22 @@ pub struct ProjectionStatus {
     pub rebuild_checkpoint: Option<u64>,
 }
 
-/// Reads the status of every projection in `names`.
+/// Reads the status of every projection ([`ProjectionName::ALL`]).
 #[derive(Clone)]
 pub struct StatusService {
     events: Arc<dyn EventStore>,
     models: Arc<dyn ReadModels>,
-    names: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for StatusService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StatusService")
-            .field("names", &self.names)
-            .finish_non_exhaustive()
+        f.debug_struct("StatusService").finish_non_exhaustive()
     }
 }
 
 impl StatusService {
-    pub fn new(
-        events: Arc<dyn EventStore>,
-        models: Arc<dyn ReadModels>,
-        names: Vec<&'static str>,
-    ) -> Self {
-        Self {
-            events,
-            models,
-            names,
-        }
+    pub fn new(events: Arc<dyn EventStore>, models: Arc<dyn ReadModels>) -> Self {
+        Self { events, models }
     }
 
     /// The age of the oldest open transaction in the database, if any.
@@ -97,12 +86,11 @@ impl StatusService {
     pub async fn statuses(&self, now: OffsetDateTime) -> Result<Vec<ProjectionStatus>, QueryError> {
         let head = self.events.head_position().await?;
         let rows = self.models.checkpoints().await?;
-        let mut statuses = Vec::with_capacity(self.names.len());
-        for name in &self.names {
-            let row = rows.iter().find(|r| r.projection == *name);
-            let rebuild = rows
-                .iter()
-                .find(|r| r.projection == format!("{name}:rebuild"));
+        let mut statuses = Vec::with_capacity(ProjectionName::ALL.len());
+        for name in ProjectionName::ALL {
+            let (live, rebuild) = (name.key(Generation::Live), name.key(Generation::Rebuild));
+            let row = rows.iter().find(|r| r.projection == live);
+            let rebuild = rows.iter().find(|r| r.projection == rebuild);
             let checkpoint = row.map_or(0, |r| r.position);
             let lag_events = head.saturating_sub(checkpoint);
             let lag_seconds = if lag_events == 0 {
@@ -134,7 +122,7 @@ impl StatusService {
                 state
             };
             statuses.push(ProjectionStatus {
-                name: (*name).to_owned(),
+                name: name.as_str().to_owned(),
                 checkpoint,
                 head,
                 lag_events,

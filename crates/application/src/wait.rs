@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_ports::{EventStore, ReadModels};
+use strata_ports::{EventStore, ProjectionName, ReadModels};
 use tokio::sync::watch;
 
 use crate::error::QueryError;
@@ -20,7 +20,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 pub(crate) struct Checkpoints {
     models: Arc<dyn ReadModels>,
     events: Arc<dyn EventStore>,
-    watches: Mutex<HashMap<&'static str, watch::Sender<u64>>>,
+    watches: Mutex<HashMap<ProjectionName, watch::Sender<u64>>>,
 }
 
 impl Checkpoints {
@@ -39,7 +39,7 @@ impl Checkpoints {
     /// runs out; storage failures of the first reads.
     pub(crate) async fn wait_for(
         self: &Arc<Self>,
-        projection: &'static str,
+        projection: ProjectionName,
         wanted: u64,
         max_wait: Duration,
     ) -> Result<(), QueryError> {
@@ -73,12 +73,16 @@ impl Checkpoints {
     }
 
     /// A receiver of `projection`'s checkpoint, starting the poller if none runs.
-    fn subscribe(self: &Arc<Self>, projection: &'static str, reached: u64) -> watch::Receiver<u64> {
+    fn subscribe(
+        self: &Arc<Self>,
+        projection: ProjectionName,
+        reached: u64,
+    ) -> watch::Receiver<u64> {
         let mut watches = self
             .watches
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(sender) = watches.get(projection) {
+        if let Some(sender) = watches.get(&projection) {
             advance(sender, reached);
             return sender.subscribe();
         }
@@ -89,7 +93,7 @@ impl Checkpoints {
     }
 
     /// Reads `projection`'s checkpoint every [`POLL_INTERVAL`] until nobody waits for it.
-    async fn poll(self: Arc<Self>, projection: &'static str, sender: watch::Sender<u64>) {
+    async fn poll(self: Arc<Self>, projection: ProjectionName, sender: watch::Sender<u64>) {
         loop {
             tokio::time::sleep(POLL_INTERVAL).await;
             {
@@ -99,14 +103,16 @@ impl Checkpoints {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if sender.receiver_count() == 0 {
-                    watches.remove(projection);
+                    watches.remove(&projection);
                     return;
                 }
             }
             match self.models.position(projection).await {
                 Ok(position) => advance(&sender, position),
                 // The waiters time out with the last known checkpoint; the next read may work.
-                Err(error) => tracing::warn!(projection, %error, "cannot read a checkpoint"),
+                Err(error) => {
+                    tracing::warn!(projection = projection.as_str(), %error, "cannot read a checkpoint");
+                }
             }
         }
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use mockall::Sequence;
 use strata_application::{QueryConfig, QueryError, QueryService};
 use strata_ports::{
-    MockEventStore, MockReadModels, MockSearchIndex, OrderSummaryRow, Positioned, SearchCursor,
-    SearchError, SearchPage, SearchQuery,
+    MockEventStore, MockReadModels, MockSearchIndex, OrderSummaryRow, OrderSummaryStatus,
+    Positioned, ProjectionName, SearchCursor, SearchError, SearchPage, SearchQuery,
 };
 use support::{auditor, customer, operator};
 use time::OffsetDateTime;
@@ -24,7 +24,7 @@ fn summary(customer_id: &str, placed_position: u64) -> OrderSummaryRow {
     OrderSummaryRow {
         order_id: Uuid::now_v7(),
         customer_id: customer_id.to_owned(),
-        status: "PENDING".to_owned(),
+        status: OrderSummaryStatus::Pending,
         items: vec![],
         item_count: 0,
         total_cents: 0,
@@ -253,7 +253,7 @@ async fn a_query_waits_until_its_projection_reaches_the_position() {
     let mut models = MockReadModels::new();
     let moving = position.clone();
     models.expect_position().returning(move |projection| {
-        assert_eq!(projection, "orders");
+        assert_eq!(projection, ProjectionName::Orders);
         // The projection advances by one every time it is asked.
         Ok(moving.fetch_add(1, Ordering::SeqCst))
     });
@@ -289,7 +289,7 @@ async fn a_query_gives_up_when_the_projection_stays_behind() {
     assert_eq!(
         error,
         QueryError::NotCaughtUp {
-            projection: "orders",
+            projection: ProjectionName::Orders,
             position: 4,
             wanted: 5
         }
@@ -365,7 +365,7 @@ async fn many_waiting_queries_share_one_poll_of_the_checkpoint() {
 
 fn search_position(models: &mut MockReadModels, position: u64) {
     models.expect_position().returning(move |projection| {
-        assert_eq!(projection, "search");
+        assert_eq!(projection, ProjectionName::Search);
         Ok(position)
     });
 }
@@ -601,7 +601,7 @@ async fn a_search_waits_for_the_search_projection_and_reports_an_unreachable_ind
     assert_eq!(
         behind,
         QueryError::NotCaughtUp {
-            projection: "search",
+            projection: ProjectionName::Search,
             position: 4,
             wanted: 5
         }

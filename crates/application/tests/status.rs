@@ -49,11 +49,7 @@ fn service(head: u64, rows: Vec<CheckpointRow>) -> StatusService {
     models
         .expect_checkpoints()
         .returning(move || Ok(rows.clone()));
-    StatusService::new(
-        Arc::new(events),
-        Arc::new(models),
-        vec!["orders", "accounts"],
-    )
+    StatusService::new(Arc::new(events), Arc::new(models))
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The ports of Strata: object-safe async traits the application calls (event store, snapshots,
-//! read models and their projections), and the plain data that crosses them. Adapters implement these traits and map their driver errors to the enums here,
-//! so no driver type ever reaches the application.
+//! read models and their projections, search), and the plain data that crosses them. Adapters
+//! implement these traits and map their driver errors to the enums here, so no driver type ever
+//! reaches the application. This crate depends on no other crate of the workspace, not even
+//! `strata-domain`: what crosses a port is an envelope and rows, never a domain type.
 #![forbid(unsafe_code)]
 
 pub mod clock;
@@ -8,6 +10,7 @@ pub mod clock;
 pub mod conformance;
 pub mod event_store;
 pub mod limits;
+pub mod projection;
 pub mod read_model;
 pub mod redact;
 pub mod search;
@@ -23,9 +26,11 @@ pub use event_store::{
     StreamIdError, visit_recorded,
 };
 pub use limits::{InputError, check_text};
+pub use projection::{ProjectionName, UnknownProjection};
 pub use read_model::{
-    AccountRow, CheckpointRow, CustomerStatsRow, DeadLetter, Generation, LogWakeup, LogWakeups,
-    OrderLineRow, OrderSummaryRow, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
+    AccountQueries, AccountRow, AccountRows, CheckpointRow, CustomerStatsRow, DeadLetter,
+    Generation, LogWakeup, LogWakeups, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow,
+    OrderSummaryStatus, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
     ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind,
     TransactionRow,
 };

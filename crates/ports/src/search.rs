@@ -138,6 +138,9 @@ pub enum SearchError {
 pub trait SearchIndex: Send + Sync {
     /// Creates what the index needs (Elasticsearch: an index with the explicit mapping behind
     /// the alias) if it is missing. Idempotent.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine cannot be reached; `Protocol` / `Backend` when it refuses.
     async fn prepare(&self) -> Result<(), SearchError>;
 
     /// Writes documents into `generation`. A document whose stored version is the same or
@@ -145,7 +148,8 @@ pub trait SearchIndex: Send + Sync {
     /// are returned, never reported as written.
     ///
     /// # Errors
-    /// `Unavailable` when retryable failures persist: nothing may be assumed written then.
+    /// `Unavailable` when retryable failures persist: nothing may be assumed written then;
+    /// `Protocol` / `Backend`.
     async fn upsert(
         &self,
         generation: Generation,
@@ -153,14 +157,27 @@ pub trait SearchIndex: Send + Sync {
     ) -> Result<Vec<IndexFailure>, SearchError>;
 
     /// Matching documents of the live generation.
+    ///
+    /// # Errors
+    /// `InvalidInput` for words or filters the index refuses before any request
+    /// ([`SearchQuery::check_input`]); `Unavailable`; `Protocol` / `Backend`.
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, SearchError>;
 
     /// Starts an empty rebuild generation (dropping an unfinished one).
+    ///
+    /// # Errors
+    /// `Unavailable`; `Protocol` / `Backend`. The live generation is untouched.
     async fn start_rebuild(&self) -> Result<(), SearchError>;
 
     /// Makes the rebuild generation the live one, atomically for readers, and drops the old.
+    ///
+    /// # Errors
+    /// `Unavailable`; `Protocol` / `Backend`. Readers keep the old generation then.
     async fn finish_rebuild(&self) -> Result<(), SearchError>;
 
     /// Drops an unfinished rebuild generation, if any; the live one is never touched.
+    ///
+    /// # Errors
+    /// `Unavailable`; `Protocol` / `Backend`.
     async fn abandon_rebuild(&self) -> Result<(), SearchError>;
 }

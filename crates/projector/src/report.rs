@@ -9,7 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 use serde_json::json;
 use strata_application::ProjectionStatus;
 use strata_application::projection::RebuildProgress;
-use strata_ports::DeadLetter;
+use strata_ports::{DeadLetter, ProjectionName};
 
 use crate::console;
 
@@ -91,7 +91,7 @@ pub fn dead_letters_table(letters: &[DeadLetter]) -> String {
 /// Progress of a rebuild on stderr.
 #[derive(Debug)]
 pub struct RebuildBar {
-    name: String,
+    name: ProjectionName,
     /// Where the bar is drawn, on a terminal; plain lines otherwise.
     bars: Option<MultiProgress>,
     /// Made at the first progress, when the total is known: a bar made earlier would be drawn
@@ -105,13 +105,13 @@ pub struct RebuildBar {
 impl RebuildBar {
     /// A bar when stderr is a terminal (with the log scrolling above it), plain lines every few
     /// seconds otherwise.
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: ProjectionName) -> Self {
         Self::drawn_on(name, std::io::stderr().is_terminal().then(console::bars))
     }
 
-    fn drawn_on(name: &str, bars: Option<MultiProgress>) -> Self {
+    fn drawn_on(name: ProjectionName, bars: Option<MultiProgress>) -> Self {
         Self {
-            name: name.to_owned(),
+            name,
             bars,
             bar: None,
             started: Instant::now(),
@@ -203,7 +203,7 @@ mod tests {
         let term = InMemoryTerm::new(4, 120);
         let bars =
             MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(term.clone())));
-        let mut rebuild = RebuildBar::drawn_on("orders", Some(bars));
+        let mut rebuild = RebuildBar::drawn_on(ProjectionName::Orders, Some(bars));
         assert_eq!(term.contents().trim(), "", "drawn before any progress");
 
         rebuild.update(progress(250, 1_000));

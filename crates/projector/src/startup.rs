@@ -11,7 +11,7 @@ use strata_application::StatusService;
 use strata_application::projection::{
     self, Projection, abandon_rebuild, dlq_retry, dlq_skip, rebuild, run_workers,
 };
-use strata_ports::{EventStore, SearchIndex};
+use strata_ports::{EventStore, ProjectionName, SearchIndex};
 use strata_wiring::{Backend, Database, SecretUrl, Storage};
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -51,11 +51,7 @@ fn select_one(backend: &Backend, name: &str) -> anyhow::Result<Arc<dyn Projectio
 /// The status of every projection the storage keeps.
 fn status(backend: &Backend) -> StatusService {
     let stores = &backend.stores;
-    StatusService::new(
-        stores.events.clone(),
-        stores.read_models.clone(),
-        stores.projections.clone(),
-    )
+    StatusService::new(stores.events.clone(), stores.read_models.clone())
 }
 
 /// The projections of `all` named (all when none), or which name is unknown.
@@ -69,14 +65,14 @@ pub fn select_projections(
     if names.is_empty() {
         return Ok(all);
     }
-    let known = || all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ");
     names
         .iter()
         .map(|name| {
+            let name: ProjectionName = name.parse()?;
             all.iter()
                 .find(|p| p.name() == name)
                 .cloned()
-                .ok_or_else(|| anyhow::anyhow!("no projection named {name:?} (known: {})", known()))
+                .with_context(|| format!("no projection {name} in this service"))
         })
         .collect()
 }
@@ -198,7 +194,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let stop = stop_on_signal().context("cannot install the signal handlers")?;
-            let mut progress = crate::report::RebuildBar::new(&name);
+            let mut progress = crate::report::RebuildBar::new(projection.name());
             let swapped = rebuild(
                 &backend.workers,
                 projection,
@@ -238,14 +234,11 @@ async fn dlq(backend: &Backend, action: DlqAction) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match action {
         DlqAction::List { projection } => {
-            if let Some(name) = &projection {
-                select_one(backend, name)?;
-            }
-            let letters = backend
-                .workers
-                .store
-                .dead_letters(projection.as_deref())
-                .await?;
+            let projection = match &projection {
+                Some(name) => Some(select_one(backend, name)?.name()),
+                None => None,
+            };
+            let letters = backend.workers.store.dead_letters(projection).await?;
             write!(out, "{}", crate::report::dead_letters_table(&letters))?;
         }
         DlqAction::Retry {

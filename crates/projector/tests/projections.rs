@@ -21,8 +21,8 @@ use strata_domain::account::AccountEvent;
 use strata_domain::order::OrderEvent;
 use strata_domain::values::{Amount, Currency, CustomerId, Reference};
 use strata_ports::{
-    Generation, ProjectionBatch, ProjectionStore, ReadModelError, ReadModels, RecordedEvent,
-    StreamId,
+    Generation, ProjectionBatch, ProjectionName, ProjectionStore, ReadModelError, ReadModels,
+    RecordedEvent, StreamId,
 };
 use support::log::{
     added, append, append_request, config, deps, order_stream, placed, spawn_live, spawn_writer,
@@ -74,7 +74,7 @@ async fn rebuild_orders(pool: &PgPool, stop: &watch::Receiver<bool>) -> bool {
     .unwrap()
 }
 
-async fn checkpoint(pool: &PgPool, projection: &str) -> u64 {
+async fn checkpoint(pool: &PgPool, projection: ProjectionName) -> u64 {
     PgReadModels::new(pool.clone())
         .position(projection)
         .await
@@ -92,8 +92,8 @@ struct Faulty {
 
 #[async_trait]
 impl Projection for Faulty {
-    fn name(&self) -> &'static str {
-        "orders"
+    fn name(&self) -> ProjectionName {
+        ProjectionName::Orders
     }
 
     fn handles(&self, category: &str) -> bool {
@@ -143,7 +143,7 @@ async fn a_restarted_worker_resumes_from_its_checkpoint(pool: PgPool) {
     .await;
     let first = worker(&pool, Arc::new(OrdersProjection));
     first.run_batch().await.unwrap();
-    assert_eq!(checkpoint(&pool, "orders").await, 3);
+    assert_eq!(checkpoint(&pool, ProjectionName::Orders).await, 3);
 
     append(
         &pool,
@@ -195,7 +195,7 @@ async fn a_batch_that_fails_half_way_leaves_nothing_behind(pool: PgPool) {
         vec![],
         "event 1 of the batch stayed applied"
     );
-    assert_eq!(checkpoint(&pool, "orders").await, 0);
+    assert_eq!(checkpoint(&pool, ProjectionName::Orders).await, 0);
     let stats: i64 = sqlx::query_scalar("SELECT count(*) FROM customer_stats")
         .fetch_one(&pool)
         .await
@@ -253,7 +253,7 @@ async fn a_worker_killed_mid_batch_leaves_nothing_behind(pool: PgPool) {
     assert!(task.await.unwrap_err().is_cancelled());
 
     assert_eq!(summaries(&pool).await, vec![]);
-    assert_eq!(checkpoint(&pool, "orders").await, 0);
+    assert_eq!(checkpoint(&pool, ProjectionName::Orders).await, 0);
     faulty.hang.lock().unwrap().clear();
     worker(&pool, faulty).run_batch().await.unwrap();
     assert_eq!(summaries(&pool).await.len(), 1);
@@ -347,7 +347,7 @@ async fn a_failing_event_is_parked_and_its_stream_waits_while_others_go_on(pool:
 
     while !worker.run_batch().await.unwrap().caught_up {}
 
-    assert_eq!(checkpoint(&pool, "orders").await, 5);
+    assert_eq!(checkpoint(&pool, ProjectionName::Orders).await, 5);
     assert_eq!(
         summaries(&pool)
             .await
@@ -358,7 +358,10 @@ async fn a_failing_event_is_parked_and_its_stream_waits_while_others_go_on(pool:
         "the bad stream stops before its failed event; the good one goes on"
     );
     let store = PgProjectionStore::new(pool.clone());
-    let parked = store.dead_letters(Some("orders")).await.unwrap();
+    let parked = store
+        .dead_letters(Some(ProjectionName::Orders))
+        .await
+        .unwrap();
     let summary: Vec<(u64, Option<u64>, u32)> = parked
         .iter()
         .map(|l| (l.event.global_position, l.blocked_by, l.attempts))
@@ -517,7 +520,7 @@ async fn a_rebuild_under_load_swaps_in_what_a_fresh_projection_builds(pool: PgPo
                     .unwrap();
                 assert!(!(seen_rows && rows == 0), "the read model was served empty");
                 seen_rows |= rows > 0;
-                let position = checkpoint(&pool, "orders").await;
+                let position = checkpoint(&pool, ProjectionName::Orders).await;
                 assert!(
                     position >= served_position,
                     "the served position went back from {served_position} to {position}"
@@ -532,7 +535,7 @@ async fn a_rebuild_under_load_swaps_in_what_a_fresh_projection_builds(pool: PgPo
     let (_never, no_stop) = watch::channel(false);
     let swapped = rebuild_orders(&pool, &no_stop).await;
     writer.await.unwrap();
-    wait_for_head(&pool, "orders").await;
+    wait_for_head(&pool, ProjectionName::Orders).await;
     stop_tx.send(true).unwrap();
     live.await.unwrap();
     assert!(
@@ -624,7 +627,7 @@ async fn a_transient_failure_is_never_parked_and_attempts_are_counted_per_event(
         first.as_ref().is_err_and(|e| e.is_unavailable()),
         "{first:?}"
     );
-    assert_eq!(checkpoint(&pool, "orders").await, 0);
+    assert_eq!(checkpoint(&pool, ProjectionName::Orders).await, 0);
     assert!(
         PgProjectionStore::new(pool.clone())
             .dead_letters(None)
@@ -644,7 +647,7 @@ async fn a_transient_failure_is_never_parked_and_attempts_are_counted_per_event(
         .map(|l| (l.event.global_position, l.attempts))
         .collect();
     assert_eq!(parked, vec![(2, 2)], "only the poison event, tried twice");
-    assert_eq!(checkpoint(&pool, "orders").await, 3);
+    assert_eq!(checkpoint(&pool, ProjectionName::Orders).await, 3);
     assert_eq!(summaries(&pool).await.len(), 2);
 }
 
@@ -751,7 +754,7 @@ async fn an_interrupted_rebuild_leaves_the_live_projection_as_it_was(pool: PgPoo
 
     assert!(!swapped);
     assert_eq!(read_model_dump(&pool).await, before);
-    assert_eq!(checkpoint(&pool, "orders").await, 5);
+    assert_eq!(checkpoint(&pool, ProjectionName::Orders).await, 5);
     let leftovers: (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'strata_%'), \
                 (SELECT count(*) FROM projection_checkpoints WHERE projection LIKE '%:rebuild')",
@@ -919,7 +922,7 @@ async fn a_read_ahead_from_another_position_is_not_used(pool: PgPool) {
         (4, 7),
         "the read ahead from 4 is used"
     );
-    assert_eq!(checkpoint(&pool, "orders").await, 7);
+    assert_eq!(checkpoint(&pool, ProjectionName::Orders).await, 7);
 }
 
 /// Written around the domain (which refuses it), an order whose lines add up beyond 64 bits is
@@ -940,7 +943,7 @@ async fn an_order_whose_total_cannot_be_represented_is_parked_not_saturated(pool
         .collect();
     assert_eq!(shown, vec![(good.id(), 7)]);
     let parked = PgProjectionStore::new(pool.clone())
-        .dead_letters(Some("orders"))
+        .dead_letters(Some(ProjectionName::Orders))
         .await
         .unwrap();
     assert_eq!(parked.len(), 1, "{parked:?}");

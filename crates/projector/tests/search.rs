@@ -22,8 +22,8 @@ use strata_application::projection::{
 use strata_domain::order::OrderEvent;
 use strata_domain::values::TrackingNumber;
 use strata_ports::{
-    EventStore, Generation, IndexFailure, ProjectionStore, ReadModels, SearchDocument, SearchError,
-    SearchIndex, SearchPage, SearchQuery, StreamId,
+    EventStore, Generation, IndexFailure, ProjectionName, ProjectionStore, ReadModels,
+    SearchDocument, SearchError, SearchIndex, SearchPage, SearchQuery, StreamId,
 };
 use support::log::{
     added, append, config, deps, order_stream, placed, spawn_live, spawn_writer, wait_for_head,
@@ -46,7 +46,7 @@ async fn catch_up(pool: &PgPool, projection: &Arc<dyn Projection>) {
 
 async fn checkpoint(pool: &PgPool) -> u64 {
     PgReadModels::new(pool.clone())
-        .position("search")
+        .position(ProjectionName::Search)
         .await
         .unwrap()
 }
@@ -271,7 +271,10 @@ async fn a_refused_document_is_parked_and_the_other_orders_go_on(pool: PgPool) {
     assert!(document(&*flaky, a.id()).await.is_none());
     assert!(document(&*flaky, b.id()).await.is_some());
     let store = PgProjectionStore::new(pool.clone());
-    let parked = store.dead_letters(Some("search")).await.unwrap();
+    let parked = store
+        .dead_letters(Some(ProjectionName::Search))
+        .await
+        .unwrap();
     // The batches were positions 1..=3 and 4..=5: order a's last event of each was refused;
     // the second one waits behind the first.
     let found: Vec<(u64, Option<u64>)> = parked
@@ -290,7 +293,13 @@ async fn a_refused_document_is_parked_and_the_other_orders_go_on(pool: PgPool) {
 
     assert_eq!((outcome.applied, outcome.parked_again), (2, 0));
     assert_eq!(document(&*flaky, a.id()).await.unwrap().version, 4);
-    assert!(store.dead_letters(Some("search")).await.unwrap().is_empty());
+    assert!(
+        store
+            .dead_letters(Some(ProjectionName::Search))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
@@ -312,7 +321,13 @@ async fn while_the_index_is_unreachable_the_checkpoint_stays_and_nothing_is_park
 
     assert_eq!(checkpoint(&pool).await, 0);
     let store = PgProjectionStore::new(pool.clone());
-    assert!(store.dead_letters(Some("search")).await.unwrap().is_empty());
+    assert!(
+        store
+            .dead_letters(Some(ProjectionName::Search))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     flaky.unavailable.store(false, Ordering::SeqCst);
     while !worker.run_batch().await.unwrap().caught_up {}
     assert_eq!(checkpoint(&pool).await, 5);
@@ -395,7 +410,7 @@ async fn a_rebuild_under_load_is_swapped_in_whole(pool: &PgPool, index: Arc<dyn 
         .await
         .unwrap();
     writer.await.unwrap();
-    wait_for_head(pool, "search").await;
+    wait_for_head(pool, ProjectionName::Search).await;
     stop_tx.send(true).unwrap();
     live.await.unwrap();
     watcher.await.unwrap();
@@ -496,7 +511,13 @@ async fn a_wiped_index_is_created_again_and_nothing_is_lost(pool: PgPool) {
 
     assert!(document(&*index, second.id()).await.is_some());
     let store = PgProjectionStore::new(pool.clone());
-    assert!(store.dead_letters(Some("search")).await.unwrap().is_empty());
+    assert!(
+        store
+            .dead_letters(Some(ProjectionName::Search))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
@@ -525,7 +546,13 @@ async fn skipping_a_parked_search_event_writes_the_order_again(pool: PgPool) {
     let written = document(&*flaky, a.id()).await.unwrap();
     assert_eq!((written.version, written.status.as_str()), (3, "CONFIRMED"));
     let store = PgProjectionStore::new(pool.clone());
-    assert!(store.dead_letters(Some("search")).await.unwrap().is_empty());
+    assert!(
+        store
+            .dead_letters(Some(ProjectionName::Search))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// The event store, noting where each `read_stream` started.
@@ -623,7 +650,7 @@ async fn an_order_whose_total_cannot_be_represented_is_parked_not_indexed(pool: 
     assert!(document(&*index, bad.id()).await.is_none());
     assert_eq!(document(&*index, good.id()).await.unwrap().total_cents, 7);
     let parked = PgProjectionStore::new(pool.clone())
-        .dead_letters(Some("search"))
+        .dead_letters(Some(ProjectionName::Search))
         .await
         .unwrap();
     assert_eq!(parked.len(), 1, "{parked:?}");

@@ -148,7 +148,6 @@ impl Application {
             snapshots,
             read_models,
             search,
-            projections,
             command_retries,
         } = stores;
         if settings.using_development_secret {
@@ -187,7 +186,7 @@ impl Application {
                         .into_bytes(),
                 },
             ),
-            status: StatusService::new(store.clone(), read_models, projections),
+            status: StatusService::new(store.clone(), read_models),
             jwt: jwt_keys(&settings),
             readiness: store,
             metrics: crate::metrics::recorder(),

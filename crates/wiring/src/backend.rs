@@ -19,15 +19,13 @@ use strata_ports::{EventStore, ReadModels, SearchIndex, SnapshotStore, SystemClo
 
 use crate::error::WiringError;
 
-/// The storage ports the server reads and writes, and the projections they keep.
+/// The storage ports the server reads and writes.
 #[derive(Clone)]
 pub struct Stores {
     pub events: Arc<dyn EventStore>,
     pub snapshots: Arc<dyn SnapshotStore>,
     pub read_models: Arc<dyn ReadModels>,
     pub search: Arc<dyn SearchIndex>,
-    /// The projections whose checkpoints the status reports.
-    pub projections: Vec<&'static str>,
     /// How often a command that lost a race to a concurrent writer is tried again.
     pub command_retries: u32,
 }
@@ -46,7 +44,6 @@ impl Stores {
             snapshots: Arc::new(PgSnapshotStore::new(pool.clone())),
             read_models: Arc::new(PgReadModels::new(pool.clone())),
             search: Arc::new(PgSearchIndex::new(pool.clone())),
-            projections: strata_adapters_postgres::projection_names(),
             command_retries: CommandConfig::default().max_retries,
         }
     }
@@ -82,7 +79,6 @@ impl Stores {
             snapshots: Arc::new(SqliteSnapshotStore::new(pool.clone())),
             read_models: Arc::new(SqliteReadModels::new(pool.clone())),
             search,
-            projections: strata_adapters_sqlite::projection_names(),
             // One writer at a time, and the projection batches take turns with the commands:
             // a burst of commands on one stream needs more rounds to land (measured: 32
             // clients on one order, a tenth ran out of 16 retries; none of 32).

@@ -10,6 +10,7 @@ mod helpers;
 mod idempotency;
 mod immutability;
 mod ordering;
+mod read_models;
 mod reads;
 mod search;
 mod upgrade;

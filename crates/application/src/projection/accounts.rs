@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use strata_domain::Aggregate;
 use strata_domain::account::{Account, AccountEvent};
-use strata_ports::{AccountRow, ProjectionBatch, RecordedEvent, TransactionKind, TransactionRow};
+use strata_ports::{
+    AccountRow, ProjectionBatch, ProjectionName, RecordedEvent, TransactionKind, TransactionRow,
+};
 use uuid::Uuid;
 
 use super::{HandlerError, Projection};
@@ -16,8 +18,8 @@ pub struct AccountsProjection;
 
 #[async_trait]
 impl Projection for AccountsProjection {
-    fn name(&self) -> &'static str {
-        "accounts"
+    fn name(&self) -> ProjectionName {
+        ProjectionName::Accounts
     }
 
     fn handles(&self, category: &str) -> bool {

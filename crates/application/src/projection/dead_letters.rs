@@ -74,7 +74,7 @@ async fn replay_dead_letters(
                 .await
                 .map_err(|e| failure(&letter.event, e))?;
             tracing::info!(
-                projection = projection.name(),
+                projection = projection.name().as_str(),
                 position,
                 "parked event skipped"
             );

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use strata_ports::{
-    EventStore, EventStoreError, Generation, ProjectionBatch, ReadModelError, RecordedEvent,
-    SearchError, SearchIndex,
+    EventStore, EventStoreError, Generation, ProjectionBatch, ProjectionName, ReadModelError,
+    RecordedEvent, SearchError, SearchIndex,
 };
 
 /// Why a handler could not apply an event.
@@ -58,8 +58,8 @@ pub type Flushed = Vec<FlushFailure>;
 /// applied (its stream version is not above the row's) changes nothing.
 #[async_trait]
 pub trait Projection: Send + Sync + std::fmt::Debug {
-    /// The stored name of the projection (its checkpoint key; never rename).
-    fn name(&self) -> &'static str;
+    /// The projection's name (its stored checkpoint key; never rename).
+    fn name(&self) -> ProjectionName;
 
     /// Whether the projection looks at events of this stream category.
     fn handles(&self, category: &str) -> bool;

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde::Serialize;
 use strata_domain::Aggregate;
 use strata_domain::order::{Order, OrderEvent, OrderState, OrderStatus, PlacedOrder};
 use strata_ports::{
-    CustomerStatsRow, OrderLineRow, OrderSummaryRow, ProjectionBatch, RecordedEvent, StatusCounts,
+    CustomerStatsRow, OrderLineRow, OrderSummaryRow, OrderSummaryStatus, ProjectionBatch,
+    ProjectionName, RecordedEvent, StatusCounts,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,8 +24,8 @@ pub struct OrdersProjection;
 
 #[async_trait]
 impl Projection for OrdersProjection {
-    fn name(&self) -> &'static str {
-        "orders"
+    fn name(&self) -> ProjectionName {
+        ProjectionName::Orders
     }
 
     fn handles(&self, category: &str) -> bool {
@@ -155,7 +156,7 @@ impl Folding {
         }
         let decoded: OrderEvent =
             decode::<Order>(event).map_err(|e| HandlerError::Rejected(e.to_string()))?;
-        let before = self.state.as_ref().map(|o| o.status.as_str());
+        let before = self.state.as_ref().map(|o| summary_status(o.status));
         let Some(order) = Order::evolve(self.state.take(), &decoded) else {
             return Err(HandlerError::Rejected(format!(
                 "order {id}: {} before OrderPlaced",
@@ -175,7 +176,7 @@ impl Folding {
                 "order {id}: the total does not fit in 64 bits"
             )));
         }
-        let after = order.status.as_str();
+        let after = summary_status(order.status);
         let change = (before != Some(after)).then(|| StatusChange {
             event,
             customer_id: order.customer_id.as_str().to_owned(),
@@ -211,7 +212,7 @@ impl Folding {
         Some(OrderSummaryRow {
             order_id: id,
             customer_id: order.customer_id.as_str().to_owned(),
-            status: order.status.as_str().to_owned(),
+            status: summary_status(order.status),
             items,
             item_count: order
                 .items
@@ -242,8 +243,8 @@ struct StatusChange<'e> {
     event: &'e RecordedEvent,
     customer_id: String,
     /// `None`: the order was just placed.
-    before: Option<&'static str>,
-    after: &'static str,
+    before: Option<OrderSummaryStatus>,
+    after: OrderSummaryStatus,
     /// The order's total when it was delivered by this change.
     delivered_total: Option<(String, i64)>,
 }
@@ -253,11 +254,11 @@ impl StatusChange<'_> {
         match self.before {
             None => stats.order_count += 1,
             Some(status) => {
-                let count = count_of(&mut stats.by_status, status)?;
+                let count = stats.by_status.of_mut(status);
                 *count = count.saturating_sub(1);
             }
         }
-        *count_of(&mut stats.by_status, self.after)? += 1;
+        *stats.by_status.of_mut(self.after) += 1;
         if let Some((currency, total)) = &self.delivered_total {
             let value = stats
                 .lifetime_value_cents
@@ -292,43 +293,46 @@ macro_rules! skip_version {
 }
 pub(super) use skip_version;
 
-fn count_of<'a>(counts: &'a mut StatusCounts, status: &str) -> Result<&'a mut u64, HandlerError> {
-    Ok(match status {
-        "PENDING" => &mut counts.pending,
-        "CONFIRMED" => &mut counts.confirmed,
-        "SHIPPED" => &mut counts.shipped,
-        "DELIVERED" => &mut counts.delivered,
-        "CANCELLED" => &mut counts.cancelled,
-        other => {
-            return Err(HandlerError::Rejected(format!(
-                "unknown order status {other:?}"
-            )));
-        }
-    })
+/// The read model's name of a domain status (the same text: the domain's serde form).
+fn summary_status(status: OrderStatus) -> OrderSummaryStatus {
+    match status {
+        OrderStatus::Pending => OrderSummaryStatus::Pending,
+        OrderStatus::Confirmed => OrderSummaryStatus::Confirmed,
+        OrderStatus::Shipped => OrderSummaryStatus::Shipped,
+        OrderStatus::Delivered => OrderSummaryStatus::Delivered,
+        OrderStatus::Cancelled => OrderSummaryStatus::Cancelled,
+    }
 }
 
-/// The domain state a summary row was folded from (the row keeps every field of it).
+/// A summary row in the serde form of the domain's `PlacedOrder` (the row keeps every field of
+/// it; its lines carry their serde form from the ports, the extra `lineTotalCents` is ignored).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredOrder<'r> {
+    customer_id: &'r str,
+    currency: &'r str,
+    items: &'r [OrderLineRow],
+    shipping_address: &'r str,
+    status: OrderSummaryStatus,
+    total_cents: i64,
+    tracking_number: Option<&'r str>,
+    cancellation_reason: Option<&'r str>,
+}
+
+/// The domain state a summary row was folded from: decoded by the domain's own types, so a
+/// value it would refuse is refused here too.
 fn state_of(row: &OrderSummaryRow) -> Result<PlacedOrder, HandlerError> {
-    let items: Vec<Value> = row
-        .items
-        .iter()
-        .map(|line| {
-            json!({
-                "productId": line.product_id,
-                "quantity": line.quantity,
-                "unitPriceCents": line.unit_price_cents,
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "customerId": row.customer_id,
-        "currency": row.currency,
-        "items": items,
-        "shippingAddress": row.shipping_address,
-        "status": row.status,
-        "totalCents": row.total_cents,
-        "trackingNumber": row.tracking_number,
-        "cancellationReason": row.cancellation_reason,
-    }))
-    .map_err(|e| HandlerError::Rejected(format!("order summary {}: {e}", row.order_id)))
+    let stored = StoredOrder {
+        customer_id: &row.customer_id,
+        currency: &row.currency,
+        items: &row.items,
+        shipping_address: &row.shipping_address,
+        status: row.status,
+        total_cents: row.total_cents,
+        tracking_number: row.tracking_number.as_deref(),
+        cancellation_reason: row.cancellation_reason.as_deref(),
+    };
+    serde_json::to_value(&stored)
+        .and_then(serde_json::from_value)
+        .map_err(|e| HandlerError::Rejected(format!("order summary {}: {e}", row.order_id)))
 }

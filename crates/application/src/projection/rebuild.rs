@@ -51,8 +51,8 @@ pub async fn rebuild(
     progress: &mut (dyn FnMut(RebuildProgress) + Send),
 ) -> Result<bool, ProjectorError> {
     let name = projection.name();
-    let Some(_lease) = deps.leases.try_acquire(&format!("{name}:rebuild")).await? else {
-        return Err(ProjectorError::Rebuilding(name.to_owned()));
+    let Some(_lease) = deps.leases.try_acquire(name, Generation::Rebuild).await? else {
+        return Err(ProjectorError::Rebuilding(name.to_string()));
     };
     deps.store.start_rebuild(name).await?;
     projection
@@ -85,13 +85,13 @@ pub async fn rebuild(
         }
         match deps.store.finish_rebuild(name, &SwapOf(&*projection)).await {
             Ok(true) => {
-                tracing::info!(projection = name, "rebuilt tables swapped in");
+                tracing::info!(projection = name.as_str(), "rebuilt tables swapped in");
                 return Ok(true);
             }
             Ok(false) => {} // the live worker moved on meanwhile: catch up again
             Err(ReadModelError::Unavailable(reason)) => {
                 // A reader held a table too long for the swap's lock: try again shortly.
-                tracing::warn!(projection = name, %reason, "swap postponed");
+                tracing::warn!(projection = name.as_str(), %reason, "swap postponed");
                 tokio::time::sleep(config.lease_retry).await;
             }
             Err(error) => return Err(error.into()),

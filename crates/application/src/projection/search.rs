@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use strata_domain::Aggregate;
 use strata_domain::order::{Order, OrderState, PlacedOrder};
 use strata_ports::{
-    EventStore, Generation, ProjectionBatch, RecordedEvent, SearchDocument, SearchIndex,
+    EventStore, Generation, ProjectionBatch, ProjectionName, RecordedEvent, SearchDocument,
+    SearchIndex,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -185,8 +186,8 @@ fn document_of(
 
 #[async_trait]
 impl Projection for SearchProjection {
-    fn name(&self) -> &'static str {
-        "search"
+    fn name(&self) -> ProjectionName {
+        ProjectionName::Search
     }
 
     fn handles(&self, category: &str) -> bool {

@@ -86,7 +86,7 @@ pub(super) async fn apply_or_park(
             batch.rollback_to_savepoint().await?;
             batch
                 .park(&DeadLetter {
-                    projection: projection.name().to_owned(),
+                    projection: projection.name().to_string(),
                     event: event.clone(),
                     error: error.to_string(),
                     attempts,

@@ -139,8 +139,9 @@ impl ProjectionWorker {
         }
     }
 
+    /// The projection's stored name, as logs and metrics label it.
     pub fn name(&self) -> &'static str {
-        self.projection.name()
+        self.projection.name().as_str()
     }
 
     /// One batch, tried again with backoff while an event fails, and with the failing events
@@ -182,7 +183,11 @@ impl ProjectionWorker {
         park: bool,
         failures: &HashMap<u64, u32>,
     ) -> Result<BatchReport, ProjectorError> {
-        let mut batch = self.deps.store.begin(self.name(), self.generation).await?;
+        let mut batch = self
+            .deps
+            .store
+            .begin(self.projection.name(), self.generation)
+            .await?;
         let from = batch.checkpoint().await?;
         let size = self.config.batch_size.max(1);
         let events = match self.read_ahead_from(from).await {
@@ -390,7 +395,12 @@ impl ProjectionWorker {
         let mut waiting_logged = false;
         let mut held = false;
         while !stopping(&stop) {
-            let mut lease = match self.deps.leases.try_acquire(name).await {
+            let mut lease = match self
+                .deps
+                .leases
+                .try_acquire(self.projection.name(), Generation::Live)
+                .await
+            {
                 Ok(Some(lease)) => lease,
                 Ok(None) => {
                     if !waiting_logged {
@@ -522,7 +532,12 @@ impl ProjectionWorker {
         if self.generation == Generation::Rebuild {
             return;
         }
-        if let Err(error) = self.deps.store.set_state(self.name(), state).await {
+        if let Err(error) = self
+            .deps
+            .store
+            .set_state(self.projection.name(), state)
+            .await
+        {
             tracing::warn!(projection = self.name(), %error, "cannot record the state");
         }
     }

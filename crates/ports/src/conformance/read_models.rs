@@ -7,10 +7,11 @@
 //! [`head`]), never assumes a checkpoint of 0, and leaves no rebuild in progress behind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+mod accounts;
 mod batches;
 mod dead_letters;
+mod orders;
 mod rebuilds;
-mod rows;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,18 +23,25 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::event_store::{Metadata, RecordedEvent, StreamId};
+use crate::projection::ProjectionName;
 use crate::read_model::{
     AccountRow, CustomerStatsRow, DeadLetter, Generation, OrderLineRow, OrderSummaryRow,
-    ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind,
-    TransactionRow,
+    OrderSummaryStatus, ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts,
+    TransactionKind, TransactionRow,
 };
 
+pub use accounts::{
+    a_transaction_line_is_added_once_per_account_and_version,
+    an_account_is_replaced_only_by_a_higher_version, an_account_reads_back_exactly_as_written,
+    an_accounts_transactions_come_oldest_first_page_by_page_without_other_accounts,
+};
 pub use batches::{
-    a_batch_dropped_without_commit_leaves_no_trace, a_batch_of_an_unknown_projection_is_not_found,
+    a_batch_dropped_without_commit_leaves_no_trace,
     a_committed_batch_makes_its_rows_dead_letters_and_checkpoint_visible_together,
     a_second_batch_of_a_projection_waits_for_the_first_and_starts_from_its_checkpoint,
     changes_after_a_savepoint_are_undone_by_rolling_back_to_it_and_kept_by_releasing_it,
     checkpoints_show_each_projections_position_state_and_dead_letter_count,
+    every_answer_carries_the_checkpoint_of_its_projection,
 };
 pub use dead_letters::{
     a_parked_event_reads_back_with_its_whole_envelope,
@@ -44,6 +52,14 @@ pub use dead_letters::{
     taking_dead_letters_returns_the_failed_event_and_those_behind_it_in_position_order,
     taking_dead_letters_where_no_event_failed_is_not_found,
 };
+pub use orders::{
+    a_customers_orders_come_newest_first_page_by_page_without_other_customers,
+    an_order_summary_is_replaced_only_by_a_higher_version,
+    an_order_summary_reads_back_exactly_as_written,
+    customer_lookups_with_nul_or_oversized_ids_are_refused_as_invalid_input,
+    customer_stats_read_back_exactly_as_written_and_a_later_put_replaces_them,
+    order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time,
+};
 pub use rebuilds::{
     a_caught_up_rebuild_replaces_the_live_rows_checkpoint_and_dead_letters,
     a_failed_swap_leaves_the_live_generation_and_the_rebuild_as_they_were,
@@ -52,25 +68,13 @@ pub use rebuilds::{
     a_rebuild_starts_empty_at_checkpoint_zero_without_the_live_dead_letters,
     an_abandoned_rebuild_is_gone_and_the_live_generation_is_untouched,
 };
-pub use rows::{
-    a_customers_orders_come_newest_first_page_by_page_without_other_customers,
-    a_transaction_line_is_added_once_per_account_and_version,
-    an_account_is_replaced_only_by_a_higher_version, an_account_reads_back_exactly_as_written,
-    an_accounts_transactions_come_oldest_first_page_by_page_without_other_accounts,
-    an_order_summary_is_replaced_only_by_a_higher_version,
-    an_order_summary_reads_back_exactly_as_written,
-    customer_lookups_with_nul_or_oversized_ids_are_refused_as_invalid_input,
-    customer_stats_read_back_exactly_as_written_and_a_later_put_replaces_them,
-    every_answer_carries_the_checkpoint_of_its_projection,
-    order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time,
-};
 
 /// The projection of order summaries and customer statistics.
-const ORDERS: &str = "orders";
+const ORDERS: ProjectionName = ProjectionName::Orders;
 /// The projection of accounts and their transactions.
-const ACCOUNTS: &str = "accounts";
+const ACCOUNTS: ProjectionName = ProjectionName::Accounts;
 /// The projection whose data lives behind another port: only its checkpoint and dead letters.
-const SEARCH: &str = "search";
+const SEARCH: ProjectionName = ProjectionName::Search;
 
 /// Every behaviour, one after another on the same storage.
 pub async fn run(store: &dyn ProjectionStore, models: &dyn ReadModels) {
@@ -81,7 +85,6 @@ pub async fn run(store: &dyn ProjectionStore, models: &dyn ReadModels) {
         store, models,
     )
     .await;
-    a_batch_of_an_unknown_projection_is_not_found(store, models).await;
     changes_after_a_savepoint_are_undone_by_rolling_back_to_it_and_kept_by_releasing_it(
         store, models,
     )
@@ -162,7 +165,7 @@ fn order(customer_id: &str, placed_position: u64, version: u64) -> OrderSummaryR
     OrderSummaryRow {
         order_id: Uuid::now_v7(),
         customer_id: customer_id.to_owned(),
-        status: "PENDING".to_owned(),
+        status: OrderSummaryStatus::Pending,
         items: vec![
             OrderLineRow {
                 product_id: "lamp-7".to_owned(),
@@ -191,9 +194,13 @@ fn order(customer_id: &str, placed_position: u64, version: u64) -> OrderSummaryR
 }
 
 /// `row` as a later event of its stream left it.
-fn order_at_version(row: &OrderSummaryRow, version: u64, status: &str) -> OrderSummaryRow {
+fn order_at_version(
+    row: &OrderSummaryRow,
+    version: u64,
+    status: OrderSummaryStatus,
+) -> OrderSummaryRow {
     OrderSummaryRow {
-        status: status.to_owned(),
+        status,
         version,
         updated_at: at(3_600 * i64::try_from(version).unwrap()),
         ..row.clone()
@@ -276,9 +283,9 @@ fn recorded(stream_id: &StreamId, stream_version: u64, global_position: u64) -> 
 }
 
 /// `event` parked by `projection`: failed (`blocked_by: None`) or waiting behind a failed one.
-fn letter(projection: &str, event: RecordedEvent, blocked_by: Option<u64>) -> DeadLetter {
+fn letter(projection: ProjectionName, event: RecordedEvent, blocked_by: Option<u64>) -> DeadLetter {
     DeadLetter {
-        projection: projection.to_owned(),
+        projection: projection.to_string(),
         error: match blocked_by {
             None => "unknown product lamp-7".to_owned(),
             Some(_) => "waits behind a parked event".to_owned(),
@@ -306,7 +313,11 @@ async fn put_orders(store: &dyn ProjectionStore, rows: &[&OrderSummaryRow]) -> u
 
 /// Parks letters in one live batch of `projection`, committed at the last of their positions
 /// (or one further than the checkpoint, whichever is higher); returns that position.
-async fn park(store: &dyn ProjectionStore, projection: &str, letters: &[&DeadLetter]) -> u64 {
+async fn park(
+    store: &dyn ProjectionStore,
+    projection: ProjectionName,
+    letters: &[&DeadLetter],
+) -> u64 {
     let mut batch = store.begin(projection, Generation::Live).await.unwrap();
     let checkpoint = batch.checkpoint().await.unwrap();
     for letter in letters {
@@ -326,7 +337,7 @@ async fn order_now(models: &dyn ReadModels, id: Uuid) -> Option<OrderSummaryRow>
 }
 
 /// The positions of `projection`'s dead letters, in the order they are listed.
-async fn parked_positions(store: &dyn ProjectionStore, projection: &str) -> Vec<u64> {
+async fn parked_positions(store: &dyn ProjectionStore, projection: ProjectionName) -> Vec<u64> {
     store
         .dead_letters(Some(projection))
         .await

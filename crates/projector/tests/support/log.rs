@@ -14,8 +14,8 @@ use strata_domain::values::{
     Currency, CustomerId, ProductId, Quantity, ShippingAddress, UnitPrice,
 };
 use strata_ports::{
-    AppendRequest, EventStore, ExpectedVersion, Generation, Metadata, NewEvent, ReadModels,
-    StreamId, SystemClock,
+    AppendRequest, EventStore, ExpectedVersion, Generation, Metadata, NewEvent, ProjectionName,
+    ReadModels, StreamId, SystemClock,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -143,7 +143,7 @@ pub fn spawn_writer(pool: &PgPool, streams: &[StreamId], count: u32) -> JoinHand
 }
 
 /// Waits (10 s at most) until the checkpoint of `projection` reaches the head of the log.
-pub async fn wait_for_head(pool: &PgPool, projection: &str) {
+pub async fn wait_for_head(pool: &PgPool, projection: ProjectionName) {
     let head = PgEventStore::new(pool.clone())
         .head_position()
         .await

@@ -72,7 +72,7 @@ impl From<OrderSummaryRow> for OrderSummaryDto {
         Self {
             order_id: row.order_id,
             customer_id: row.customer_id,
-            status: row.status,
+            status: row.status.as_str().to_owned(),
             // The read model stores units; its lines are the items themselves.
             item_count: u64::try_from(row.items.len()).unwrap_or(u64::MAX),
             unit_count: row.item_count,

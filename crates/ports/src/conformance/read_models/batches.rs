@@ -1,15 +1,18 @@
 //! Batches: one unit of work whose rows, dead letters and checkpoint commit together or not at
-//! all, that a second worker of the same projection waits for, with savepoints inside; and the
-//! status rows the checkpoints feed.
+//! all, that a second worker of the same projection waits for, with savepoints inside; the
+//! status rows the checkpoints feed, and the checkpoint every query answers with.
 
 use futures::future::{Either, select};
 use uuid::Uuid;
 
 use super::{
-    ACCOUNTS, ORDERS, SEARCH, customer, head, is_not_found, letter, order, order_at_version,
-    order_now, park, parked_positions, recorded, stats, stream,
+    ACCOUNTS, ORDERS, SEARCH, account, customer, head, letter, order, order_at_version, order_now,
+    park, parked_positions, recorded, stats, stream, transaction,
 };
-use crate::read_model::{Generation, ProjectionStore, ReadModelError, ReadModels};
+use crate::projection::ProjectionName;
+use crate::read_model::{
+    Generation, OrderSummaryStatus, ProjectionStore, ReadModelError, ReadModels,
+};
 
 /// After `commit(p)` readers see the batch's rows and dead letters, and the checkpoint is `p`.
 pub async fn a_committed_batch_makes_its_rows_dead_letters_and_checkpoint_visible_together(
@@ -26,7 +29,10 @@ pub async fn a_committed_batch_makes_its_rows_dead_letters_and_checkpoint_visibl
     let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
     assert_eq!(batch.checkpoint().await.unwrap(), before);
     batch.put_order_summary(&row).await.unwrap();
-    batch.put_customer_stats(&stats).await.unwrap();
+    batch
+        .put_customer_stats_many(std::slice::from_ref(&stats))
+        .await
+        .unwrap();
     batch.park(&failed).await.unwrap();
     batch.commit(base + 3).await.unwrap();
 
@@ -52,7 +58,7 @@ pub async fn a_batch_dropped_without_commit_leaves_no_trace(
 
     let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
     batch.put_order_summary(&row).await.unwrap();
-    batch.put_customer_stats(&stats(&c)).await.unwrap();
+    batch.put_customer_stats_many(&[stats(&c)]).await.unwrap();
     batch.park(&failed).await.unwrap();
     drop(batch);
 
@@ -105,18 +111,6 @@ pub async fn a_second_batch_of_a_projection_waits_for_the_first_and_starts_from_
     assert_eq!(models.position(ORDERS).await.unwrap(), start + 2);
 }
 
-/// Only known projections have batches.
-pub async fn a_batch_of_an_unknown_projection_is_not_found(
-    store: &dyn ProjectionStore,
-    _models: &dyn ReadModels,
-) {
-    let live = store.begin("no-such-projection", Generation::Live).await;
-    let rebuild = store.begin("no-such-projection", Generation::Rebuild).await;
-
-    assert!(is_not_found(&live));
-    assert!(is_not_found(&rebuild));
-}
-
 /// A savepoint before each event: rolling back to it undoes that event's changes (rows and
 /// dead letters), releasing it keeps them, and the batch goes on either way.
 pub async fn changes_after_a_savepoint_are_undone_by_rolling_back_to_it_and_kept_by_releasing_it(
@@ -126,8 +120,8 @@ pub async fn changes_after_a_savepoint_are_undone_by_rolling_back_to_it_and_kept
     let base = head(store, models).await;
     let c = customer("savepoints");
     let kept = order(&c, base + 1, 1);
-    let confirmed = order_at_version(&kept, 2, "CONFIRMED");
-    let shipped = order_at_version(&kept, 3, "SHIPPED");
+    let confirmed = order_at_version(&kept, 2, OrderSummaryStatus::Confirmed);
+    let shipped = order_at_version(&kept, 3, OrderSummaryStatus::Shipped);
     let released = order(&c, base + 2, 1);
     let undone = order(&c, base + 3, 1);
     let after_rollback = order(&c, base + 4, 1);
@@ -182,9 +176,9 @@ pub async fn checkpoints_show_each_projections_position_state_and_dead_letter_co
     store.set_state(SEARCH, "running").await.unwrap();
     let second = models.checkpoints().await.unwrap();
 
-    let row = |rows: &[crate::read_model::CheckpointRow], name: &str| {
+    let row = |rows: &[crate::read_model::CheckpointRow], name: ProjectionName| {
         rows.iter()
-            .find(|r| r.projection == name)
+            .find(|r| r.projection == name.as_str())
             .cloned()
             .unwrap_or_else(|| panic!("no checkpoint row of {name}: {rows:?}"))
     };
@@ -203,4 +197,64 @@ pub async fn checkpoints_show_each_projections_position_state_and_dead_letter_co
         orders.dead_letters,
         u64::try_from(parked_before + 2).unwrap()
     );
+}
+
+/// Each query answers with the checkpoint of the projection that writes what it reads (orders
+/// for orders and customer statistics, accounts for accounts and transactions), found rows or
+/// not.
+pub async fn every_answer_carries_the_checkpoint_of_its_projection(
+    store: &dyn ProjectionStore,
+    models: &dyn ReadModels,
+) {
+    // Two different checkpoints, so that answering with the wrong projection's shows.
+    let base = head(store, models).await;
+    let (orders_at, accounts_at) = (base + 1, base + 2);
+    let c = customer("positions");
+    let row = order(&c, base + 1, 1);
+    let owner = account(&c, 1);
+    let mut batch = store.begin(ORDERS, Generation::Live).await.unwrap();
+    batch.put_order_summary(&row).await.unwrap();
+    batch.put_customer_stats_many(&[stats(&c)]).await.unwrap();
+    batch.commit(orders_at).await.unwrap();
+    let mut batch = store.begin(ACCOUNTS, Generation::Live).await.unwrap();
+    batch.put_account(&owner).await.unwrap();
+    batch
+        .add_transaction(&transaction(owner.account_id, 1, base + 2))
+        .await
+        .unwrap();
+    batch.commit(accounts_at).await.unwrap();
+
+    let id = row.order_id;
+    let found = [
+        models.order_summary(id).await.unwrap().position,
+        models.customer_orders(&c, None, 10).await.unwrap().position,
+        models.customer_stats(&c).await.unwrap().position,
+    ];
+    let missing = [
+        models.order_summary(Uuid::now_v7()).await.unwrap().position,
+        models
+            .customer_orders("nobody", None, 10)
+            .await
+            .unwrap()
+            .position,
+        models.customer_stats("nobody").await.unwrap().position,
+    ];
+    let accounts = [
+        models.account(owner.account_id).await.unwrap().position,
+        (models
+            .account_transactions(owner.account_id, None, 10)
+            .await)
+            .unwrap()
+            .position,
+        models.account(Uuid::now_v7()).await.unwrap().position,
+        (models.account_transactions(Uuid::now_v7(), None, 10).await)
+            .unwrap()
+            .position,
+    ];
+
+    assert_eq!(found, [orders_at; 3], "orders, found");
+    assert_eq!(missing, [orders_at; 3], "orders, missing");
+    assert_eq!(accounts, [accounts_at; 4], "accounts, found and missing");
+    assert_eq!(models.position(ORDERS).await.unwrap(), orders_at);
+    assert_eq!(models.position(ACCOUNTS).await.unwrap(), accounts_at);
 }

@@ -254,24 +254,22 @@ pub async fn dead_letters_are_listed_per_projection_or_all_in_position_order(
     };
     let orders = new(store.dead_letters(Some(ORDERS)).await.unwrap());
     let all = new(store.dead_letters(None).await.unwrap());
-    let unknown = store
-        .dead_letters(Some("no-such-projection"))
-        .await
-        .unwrap();
 
     assert_eq!(
         orders,
-        vec![(ORDERS.to_owned(), base + 1), (ORDERS.to_owned(), base + 3)]
+        vec![
+            (ORDERS.to_string(), base + 1),
+            (ORDERS.to_string(), base + 3)
+        ]
     );
     assert_eq!(
         all,
         vec![
-            (ACCOUNTS.to_owned(), base + 2),
-            (ORDERS.to_owned(), base + 1),
-            (ORDERS.to_owned(), base + 3),
+            (ACCOUNTS.to_string(), base + 2),
+            (ORDERS.to_string(), base + 1),
+            (ORDERS.to_string(), base + 3),
         ]
     );
-    assert!(unknown.is_empty(), "{unknown:?}");
     // Each listing is sorted as a whole, not only the letters of this case.
     let everything = store.dead_letters(None).await.unwrap();
     let keys: Vec<(&str, u64)> = everything

@@ -6,11 +6,12 @@ use super::{
     ORDERS, SEARCH, Swap, customer, head, is_not_found, letter, order, order_now, park, put_orders,
     recorded, stats, stream,
 };
+use crate::projection::ProjectionName;
 use crate::read_model::{DeadLetter, Generation, ProjectionStore, ReadModels};
 
 /// The dead letters of a generation, as `dead_letters` lists them (rebuilds under their own
 /// name, so only `projection`'s own rows).
-async fn letters_of(store: &dyn ProjectionStore, projection: &str) -> Vec<DeadLetter> {
+async fn letters_of(store: &dyn ProjectionStore, projection: ProjectionName) -> Vec<DeadLetter> {
     store.dead_letters(Some(projection)).await.unwrap()
 }
 
@@ -74,7 +75,7 @@ pub async fn a_rebuild_behind_the_live_checkpoint_stays_invisible_and_is_not_swa
     store.start_rebuild(ORDERS).await.unwrap();
     let mut batch = store.begin(ORDERS, Generation::Rebuild).await.unwrap();
     batch.put_order_summary(&rebuilt).await.unwrap();
-    batch.put_customer_stats(&stats(&c)).await.unwrap();
+    batch.put_customer_stats_many(&[stats(&c)]).await.unwrap();
     batch.commit(live_position - 1).await.unwrap();
     let seen = order_now(models, rebuilt.order_id).await;
     let seen_stats = models.customer_stats(&c).await.unwrap().value;
@@ -123,7 +124,10 @@ pub async fn a_caught_up_rebuild_replaces_the_live_rows_checkpoint_and_dead_lett
     store.start_rebuild(ORDERS).await.unwrap();
     let mut batch = store.begin(ORDERS, Generation::Rebuild).await.unwrap();
     batch.put_order_summary(&rebuilt).await.unwrap();
-    batch.put_customer_stats(&rebuilt_stats).await.unwrap();
+    batch
+        .put_customer_stats_many(std::slice::from_ref(&rebuilt_stats))
+        .await
+        .unwrap();
     batch.park(&rebuilt_letter).await.unwrap();
     batch.commit(live_position + 1).await.unwrap();
     let swap = Swap::default();
