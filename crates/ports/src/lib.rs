@@ -26,10 +26,10 @@ pub use event_store::{
     StreamIdError, visit_recorded,
 };
 pub use limits::{InputError, check_text};
-pub use projection::{ProjectionName, UnknownProjection};
+pub use projection::{Generation, ProjectionName, UnknownProjection};
 pub use read_model::{
     AccountQueries, AccountRow, AccountRows, CheckpointRow, CustomerStatsRow, DeadLetter,
-    Generation, LogWakeup, LogWakeups, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow,
+    LogWakeup, LogWakeups, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow,
     OrderSummaryStatus, Positioned, ProjectionBatch, ProjectionLease, ProjectionLeases,
     ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind,
     TransactionRow,

@@ -5,7 +5,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::read_model::Generation;
+/// Where a batch writes: the live tables, or the fresh ones a rebuild fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    Live,
+    Rebuild,
+}
 
 /// A projection of this service. Its stored name ([`ProjectionName::as_str`]) keys its
 /// checkpoint, dead letters and lease: never rename one.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::read_model::Generation;
+use crate::projection::Generation;
 
 /// What the index holds of an order.
 #[derive(Debug, Clone, PartialEq, Eq)]

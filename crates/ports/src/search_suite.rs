@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::read_model::Generation;
+use crate::projection::Generation;
 use crate::search::{SearchDocument, SearchError, SearchIndex, SearchQuery};
 
 /// A fixed instant, so documents have known ages.

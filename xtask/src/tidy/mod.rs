@@ -2,6 +2,8 @@
 
 mod ci_files;
 mod deps;
+mod docs;
+mod modules;
 mod sources;
 mod workflow;
 
@@ -39,6 +41,14 @@ const CHECKS: &[(&str, Check)] = &[
         sources::check_module_doc_lines,
     ),
     ("no #[ignore]d tests", sources::check_no_ignored_tests),
+    (
+        "no two files of a crate import each other",
+        modules::check_no_mutual_imports,
+    ),
+    (
+        "docs/architecture.md names only what exists",
+        docs::check_architecture_paths,
+    ),
     ("CI runs the README's test command", ci_files::check),
     (
         "the GitHub workflow runs .ci/run on the pinned toolchain",

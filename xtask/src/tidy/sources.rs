@@ -134,7 +134,7 @@ fn has_word_after(haystack: &str, needle: &str) -> bool {
 }
 
 /// Numbered lines that are not line comments (doc comments included).
-fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+pub(super) fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines()
         .enumerate()
         .map(|(index, line)| (index + 1, line))
@@ -143,7 +143,7 @@ fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 
 /// All `.rs` files under `dir`, sorted, skipping `target` and hidden directories; none if `dir`
 /// does not exist.
-fn rust_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(super) fn rust_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     if dir.is_dir() {
         collect(dir, &mut files)?;
@@ -171,11 +171,11 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read(file: &Path) -> anyhow::Result<String> {
+pub(super) fn read(file: &Path) -> anyhow::Result<String> {
     fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
 
-fn display(root: &Path, file: &Path) -> String {
+pub(super) fn display(root: &Path, file: &Path) -> String {
     file.strip_prefix(root)
         .unwrap_or(file)
         .display()

@@ -23,11 +23,12 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::event_store::{Metadata, RecordedEvent, StreamId};
+use crate::projection::Generation;
 use crate::projection::ProjectionName;
 use crate::read_model::{
-    AccountRow, CustomerStatsRow, DeadLetter, Generation, OrderLineRow, OrderSummaryRow,
-    OrderSummaryStatus, ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts,
-    TransactionKind, TransactionRow,
+    AccountRow, CustomerStatsRow, DeadLetter, OrderLineRow, OrderSummaryRow, OrderSummaryStatus,
+    ProjectionStore, ReadModelError, ReadModels, RebuildSwap, StatusCounts, TransactionKind,
+    TransactionRow,
 };
 
 pub use accounts::{

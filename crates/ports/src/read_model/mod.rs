@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::event_store::RecordedEvent;
-use crate::projection::ProjectionName;
+use crate::projection::{Generation, ProjectionName};
 
 /// An event a projection could not apply, parked with why; later events of its stream wait
 /// behind it (`blocked_by` names the parked event they wait for).
@@ -83,13 +83,6 @@ pub enum ReadModelError {
     /// Any other failure of the storage.
     #[error("read model storage failed: {0}")]
     Backend(String),
-}
-
-/// Where a batch writes: the live tables, or the fresh ones a rebuild fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Generation {
-    Live,
-    Rebuild,
 }
 
 /// A batch of one projection: one transaction. Dropping it without `commit` rolls back every

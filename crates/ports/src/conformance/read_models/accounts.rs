@@ -5,7 +5,8 @@
 use uuid::Uuid;
 
 use super::{ACCOUNTS, account, customer, head, transaction};
-use crate::read_model::{AccountRow, Generation, ProjectionStore, ReadModels, TransactionRow};
+use crate::projection::Generation;
+use crate::read_model::{AccountRow, ProjectionStore, ReadModels, TransactionRow};
 
 /// Writes rows of the accounts projection in one live batch, one position further.
 async fn put_accounts(

@@ -9,10 +9,9 @@ use super::{
     ACCOUNTS, ORDERS, SEARCH, account, customer, head, letter, order, order_at_version, order_now,
     park, parked_positions, recorded, stats, stream, transaction,
 };
+use crate::projection::Generation;
 use crate::projection::ProjectionName;
-use crate::read_model::{
-    Generation, OrderSummaryStatus, ProjectionStore, ReadModelError, ReadModels,
-};
+use crate::read_model::{OrderSummaryStatus, ProjectionStore, ReadModelError, ReadModels};
 
 /// After `commit(p)` readers see the batch's rows and dead letters, and the checkpoint is `p`.
 pub async fn a_committed_batch_makes_its_rows_dead_letters_and_checkpoint_visible_together(

@@ -7,7 +7,8 @@ use super::{
     ACCOUNTS, ORDERS, head, is_not_found, letter, park, parked_positions, positions, recorded,
     stream,
 };
-use crate::read_model::{DeadLetter, Generation, ProjectionStore, ReadModels};
+use crate::projection::Generation;
+use crate::read_model::{DeadLetter, ProjectionStore, ReadModels};
 
 /// Every field of the event and of the letter reads back as parked.
 pub async fn a_parked_event_reads_back_with_its_whole_envelope(

@@ -6,9 +6,10 @@
 use uuid::Uuid;
 
 use super::{ORDERS, customer, head, order, order_at_version, order_now, put_orders, stats};
+use crate::projection::Generation;
 use crate::read_model::{
-    CustomerStatsRow, Generation, OrderSummaryRow, OrderSummaryStatus, ProjectionStore,
-    ReadModelError, ReadModels, StatusCounts,
+    CustomerStatsRow, OrderSummaryRow, OrderSummaryStatus, ProjectionStore, ReadModelError,
+    ReadModels, StatusCounts,
 };
 
 /// Every field of an order summary, set or empty, through the batch and through the queries.

@@ -6,8 +6,9 @@ use super::{
     ORDERS, SEARCH, Swap, customer, head, is_not_found, letter, order, order_now, park, put_orders,
     recorded, stats, stream,
 };
+use crate::projection::Generation;
 use crate::projection::ProjectionName;
-use crate::read_model::{DeadLetter, Generation, ProjectionStore, ReadModels};
+use crate::read_model::{DeadLetter, ProjectionStore, ReadModels};
 
 /// The dead letters of a generation, as `dead_letters` lists them (rebuilds under their own
 /// name, so only `projection`'s own rows).
