@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 use strata_ports::{DeadLetter, ProjectionBatch, ReadModelError};
 
-use crate::projections::db;
+use crate::checkpoints::db;
 use crate::rows::{dead_letter_of, to_i64, to_u64};
 
 /// One batch: a transaction holding the checkpoint row.

@@ -11,7 +11,7 @@ use strata_ports::{
     ReadModelError,
 };
 
-use crate::projections::db;
+use crate::checkpoints::db;
 
 /// The channel every append notifies on commit (in the append functions, migrations 0005 to
 /// 0007). The payload is empty: a notification is only a wake-up.

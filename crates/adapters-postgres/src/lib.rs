@@ -11,8 +11,10 @@
 //! - `projection_store.rs`: `PgProjectionStore`, which opens batches and lists dead letters.
 //! - `batch.rs`: `PgBatch`, one projection batch in one transaction holding its checkpoint row.
 //! - `rebuild.rs`: rebuilds in a schema of their own, and the swap of their tables.
-//! - `projections.rs`: the projections, their tables, checkpoint keys and checkpoint row lock.
-//! - `rows.rs`: read-model rows to and from columns.
+//! - `checkpoints.rs`: the lock on a projection's checkpoint row a batch and a swap hold (the
+//!   projections, their tables and keys are `strata_ports::ProjectionName`'s).
+//! - `rows/`: each read model's rows to and from columns, with its batch and query impls
+//!   (`orders.rs`, `accounts.rs`); `rows/mod.rs` the column conversions they share.
 //! - `queries.rs`: `PgReadModels`, the read side's queries.
 //! - `leases.rs`: `PgLeases` (advisory locks) and `PgLogWakeups` (LISTEN/NOTIFY).
 //! - `search.rs`: `PgSearchIndex`, the order search on full-text search.
@@ -22,13 +24,13 @@
 
 mod append;
 mod batch;
+mod checkpoints;
 mod database;
 mod error;
 mod event_store;
 mod group_commit;
 mod leases;
 mod projection_store;
-mod projections;
 mod queries;
 mod rebuild;
 mod roles;

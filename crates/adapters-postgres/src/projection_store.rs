@@ -10,7 +10,7 @@ use strata_ports::{
 };
 
 use crate::batch::PgBatch;
-use crate::projections::{db, lock_checkpoint};
+use crate::checkpoints::{db, lock_checkpoint};
 use crate::rebuild::{self, rebuild_schema};
 use crate::rows::dead_letter_of;
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::{PgPool, Row};
 use strata_ports::{CheckpointRow, Positioned, ProjectionName, ReadModelError, ReadModels};
 
-use crate::projections::db;
+use crate::checkpoints::db;
 use crate::rows::{corrupt, to_u64};
 
 /// The read models' queries on a PostgreSQL pool.

@@ -8,7 +8,7 @@
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use strata_ports::{Generation, ProjectionName, ReadModelError, RebuildSwap};
 
-use crate::projections::{db, lock_checkpoint};
+use crate::checkpoints::{db, lock_checkpoint};
 use crate::rows::to_i64;
 
 /// `GRANT` statements that give `schema`'s copy of a table what the table ($1) grants to roles

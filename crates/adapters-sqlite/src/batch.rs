@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use strata_ports::{DeadLetter, ProjectionBatch, ReadModelError};
 
+use crate::checkpoints::{db, now};
 use crate::codec::{self, micros};
-use crate::projections::{db, now};
 use crate::rows::{self, to_i64, to_u64};
 use crate::write::WriteTx;
 

@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::checkpoints::db;
 use crate::codec::micros;
-use crate::projections::db;
 use crate::write::write_one;
 
 /// How long a lease outlives its last renewal: the longest a dead holder blocks a standby.

@@ -14,26 +14,27 @@
 //! - `projection_store.rs`: `SqliteProjectionStore`, which opens batches and lists dead letters.
 //! - `batch.rs`: `SqliteBatch`, one projection batch in one write transaction.
 //! - `rebuild.rs`: rebuilds in `rebuild_` tables, and the swap that copies them over the live ones.
-//! - `projections.rs`: the projections, their tables, checkpoint keys and checkpoint rows.
-//! - `rows.rs`: read-model rows to and from columns.
+//! - `checkpoints.rs`: reading and creating a projection's checkpoint row (the projections,
+//!   their tables and keys are `strata_ports::ProjectionName`'s).
+//! - `rows/`: each read model's rows to and from columns, with its batch and query impls
+//!   (`orders.rs`, `accounts.rs`); `rows/mod.rs` the column conversions they share.
 //! - `queries.rs`: `SqliteReadModels`, the read side's queries.
 //! - `leases.rs`: `SqliteLeases` (expiring rows) and `SqliteLogWakeups` (in-process signals).
 //! - `search.rs`: `SqliteSearchIndex`, the order search on FTS5, in a file of its own.
 //! - `write.rs`: write transactions, each in this process's turn at the file.
 //! - `codec.rs`: how values are stored; `error.rs`: sqlx errors as port errors.
-//! - `storage.rs`: `Storage`, which database a `DATABASE_URL` names.
 //! - `close.rs`: checkpoint the log into the file and close; `backup.rs`: copies while in use.
 #![forbid(unsafe_code)]
 
 mod backup;
 mod batch;
+mod checkpoints;
 mod close;
 mod codec;
 mod error;
 mod event_store;
 mod leases;
 mod projection_store;
-mod projections;
 mod queries;
 mod rebuild;
 mod rows;

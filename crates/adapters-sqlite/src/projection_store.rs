@@ -13,7 +13,7 @@ use strata_ports::{
 };
 
 use crate::batch::SqliteBatch;
-use crate::projections::{checkpoint_of, db, ensure_checkpoint, now};
+use crate::checkpoints::{checkpoint_of, db, ensure_checkpoint, now};
 use crate::rebuild;
 use crate::rows;
 use crate::write::{WriteTx, begin_write, write_one};

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use strata_ports::{CheckpointRow, Positioned, ProjectionName, ReadModelError, ReadModels};
 
-use crate::projections::{checkpoint_of, db};
+use crate::checkpoints::{checkpoint_of, db};
 use crate::rows;
 
 /// The read models' queries on a SQLite pool.

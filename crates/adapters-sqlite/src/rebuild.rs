@@ -7,7 +7,7 @@
 use sqlx::{AssertSqlSafe, SqlitePool};
 use strata_ports::{Generation, ProjectionName, ReadModelError, RebuildSwap};
 
-use crate::projections::{checkpoint_of, db, ensure_checkpoint, now};
+use crate::checkpoints::{checkpoint_of, db, ensure_checkpoint, now};
 use crate::rows::to_i64;
 use crate::write::{begin_write, execute_all};
 

@@ -242,6 +242,14 @@ pub fn check_graph(graph: &Graph) -> Findings {
         |name| name == APPLICATION,
         "ports are defined for the application, not by it",
     );
+    forbid(
+        &mut findings,
+        graph,
+        PORTS,
+        FirstHop::AnyKind,
+        |name| name == DOMAIN,
+        "ports carry the envelope, not the domain's types, so adapters never see the domain",
+    );
     let mut members: Vec<&str> = graph.members.iter().map(|id| graph.name(id)).collect();
     members.sort_unstable();
     for package in members {
@@ -360,10 +368,7 @@ mod tests {
     fn healthy() -> Vec<Package> {
         vec![
             ("strata-domain", &[("thiserror", None), ("tokio", DEV)]),
-            (
-                "strata-ports",
-                &[("strata-domain", None), ("async-trait", None)],
-            ),
+            ("strata-ports", &[("async-trait", None)]),
             (
                 "strata-application",
                 &[("strata-ports", None), ("strata-domain", None)],
@@ -525,11 +530,19 @@ mod tests {
     }
 
     #[test]
-    fn ports_may_not_know_the_application_and_the_domain_may_not_know_ports() {
+    fn ports_may_know_neither_the_application_nor_the_domain_and_the_domain_may_not_know_ports() {
         let mut packages = healthy();
         packages[0] = ("strata-domain", &[("strata-ports", None)]);
-        packages[1] = ("strata-ports", &[("strata-application", None)]);
+        packages[1] = (
+            "strata-ports",
+            &[("strata-application", None), ("strata-domain", DEV)],
+        );
         let problems = problems(&packages);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("strata-ports must not depend on strata-domain"))
+        );
         assert!(
             problems
                 .iter()

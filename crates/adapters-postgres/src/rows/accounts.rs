@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{corrupt, to_i64, to_u64};
 use crate::batch::PgBatch;
-use crate::projections::db;
+use crate::checkpoints::db;
 use crate::queries::{PgReadModels, positioned};
 
 fn account_of(row: &sqlx::postgres::PgRow) -> Result<AccountRow, ReadModelError> {

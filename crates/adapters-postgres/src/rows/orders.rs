@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{corrupt, to_i64, to_u64};
 use crate::batch::PgBatch;
-use crate::projections::db;
+use crate::checkpoints::db;
 use crate::queries::{PgReadModels, positioned};
 
 /// The stored form of an order's lines: the serde form of [`OrderLineRow`] (as SQLite stores

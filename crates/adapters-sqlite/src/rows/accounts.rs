@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::{corrupt, count, id, instant, int, text, to_i64};
 use crate::batch::SqliteBatch;
+use crate::checkpoints::db;
 use crate::codec::{self, micros};
-use crate::projections::db;
 use crate::queries::SqliteReadModels;
 
 fn account_of(row: &SqliteRow) -> Result<AccountRow, ReadModelError> {

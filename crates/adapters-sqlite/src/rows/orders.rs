@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::{corrupt, count, id, instant, int, json_of, optional_text, text, to_i64};
 use crate::batch::SqliteBatch;
+use crate::checkpoints::db;
 use crate::codec::{self, micros};
-use crate::projections::db;
 use crate::queries::SqliteReadModels;
 
 /// An order's lines as stored: the serde form of [`OrderLineRow`] (as PostgreSQL stores them).
