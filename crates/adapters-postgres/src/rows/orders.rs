@@ -87,22 +87,8 @@ fn stats_of(row: &sqlx::postgres::PgRow) -> Result<CustomerStatsRow, ReadModelEr
     })
 }
 
-const UPSERT_ORDER: &str = "\
-    INSERT INTO order_summaries (order_id, customer_id, status, items, item_count, total_cents, \
-        currency, shipping_address, tracking_number, cancellation_reason, placed_at, updated_at, \
-        version, placed_position) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-    ON CONFLICT (order_id) DO UPDATE SET \
-        customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, items = EXCLUDED.items, \
-        item_count = EXCLUDED.item_count, total_cents = EXCLUDED.total_cents, \
-        currency = EXCLUDED.currency, shipping_address = EXCLUDED.shipping_address, \
-        tracking_number = EXCLUDED.tracking_number, \
-        cancellation_reason = EXCLUDED.cancellation_reason, placed_at = EXCLUDED.placed_at, \
-        updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, \
-        placed_position = EXCLUDED.placed_position \
-    WHERE order_summaries.version < EXCLUDED.version";
-
-/// `UPSERT_ORDER` for many rows (distinct orders): one column array per parameter.
+/// The order summaries of many rows (distinct orders), one column array per parameter, each
+/// replacing the stored row only from a lower stream version (a replay changes nothing).
 const UPSERT_ORDERS: &str = "\
     INSERT INTO order_summaries (order_id, customer_id, status, items, item_count, total_cents, \
         currency, shipping_address, tracking_number, cancellation_reason, placed_at, updated_at, \
@@ -135,34 +121,11 @@ const UPSERT_STATS_MANY: &str = "\
 #[async_trait]
 impl OrderRows for PgBatch {
     async fn order_summary(&mut self, id: Uuid) -> Result<Option<OrderSummaryRow>, ReadModelError> {
-        let row = sqlx::query("SELECT * FROM order_summaries WHERE order_id = $1")
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(order_of).transpose()
+        Ok(self.order_summaries(&[id]).await?.pop())
     }
 
     async fn put_order_summary(&mut self, row: &OrderSummaryRow) -> Result<(), ReadModelError> {
-        sqlx::query(UPSERT_ORDER)
-            .bind(row.order_id)
-            .bind(&row.customer_id)
-            .bind(row.status.as_str())
-            .bind(items_json(row)?)
-            .bind(to_i64(row.item_count, "item count")?)
-            .bind(row.total_cents)
-            .bind(&row.currency)
-            .bind(&row.shipping_address)
-            .bind(&row.tracking_number)
-            .bind(&row.cancellation_reason)
-            .bind(row.placed_at)
-            .bind(row.updated_at)
-            .bind(to_i64(row.version, "version")?)
-            .bind(to_i64(row.placed_position, "position")?)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(db)?;
-        Ok(())
+        self.put_order_summaries(std::slice::from_ref(row)).await
     }
 
     async fn order_summaries(
