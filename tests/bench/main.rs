@@ -3,6 +3,7 @@
 //! else there; progress on stderr. Figures and how to read them: `docs/performance.md`.
 
 mod binaries;
+mod budget;
 mod live;
 mod stats;
 mod storage;
@@ -15,6 +16,7 @@ use clap::Parser;
 use serde_json::{Map, Value};
 use strata_wiring::Storage;
 
+use budget::Budget;
 use storage::Fresh;
 use workloads::Measured;
 
@@ -59,9 +61,10 @@ struct Cli {
     /// Commands per second of the `lag` workload.
     #[arg(long, default_value_t = 1_000)]
     rate: u64,
-    /// How long `http` keeps the load on, in seconds.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    /// How long `http` keeps the load on, in seconds (10 by default); given, it also makes
+    /// `append` and the loads run for that long instead of a number of operations.
+    #[arg(long)]
+    seconds: Option<u64>,
     /// What `cargo bench` passes to every bench target; nothing to do with it here.
     #[arg(long, hide = true)]
     bench: bool,
@@ -139,25 +142,26 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
                 } else {
                     (750 * c_u64).max(3_000)
                 });
-                workloads::append(&fresh, concurrency, ops).await
+                workloads::append(&fresh, concurrency, budget(cli, ops)).await
             }
             ("append-contended", _) => {
                 let ops = cli.ops.unwrap_or((750 * c_u64).max(3_000));
                 workloads::append_contended(&fresh, concurrency, ops).await
             }
             ("load-1000", Some(snapshots)) => {
-                workloads::load(&fresh, 1_000, snapshots, cli.ops.unwrap_or(500)).await
+                let budget = budget(cli, cli.ops.unwrap_or(500));
+                workloads::load(&fresh, 1_000, snapshots, budget).await
             }
             ("load-10000", Some(snapshots)) => {
                 let ops = cli.ops.unwrap_or(if snapshots { 1_000 } else { 50 });
-                workloads::load(&fresh, 10_000, snapshots, ops).await
+                workloads::load(&fresh, 10_000, snapshots, budget(cli, ops)).await
             }
             ("project", _) => {
                 workloads::project(&fresh, cli.ops.unwrap_or(100_000), cli.batch_size).await
             }
             ("rebuild", _) => binaries::rebuild(&fresh, cli.ops.unwrap_or(1_000_000)).await,
             ("lag", _) => live::lag(&fresh, cli.rate, cli.ops.unwrap_or(10 * cli.rate)).await,
-            _ => binaries::http(&fresh, concurrency, cli.seconds).await,
+            _ => binaries::http(&fresh, concurrency, cli.seconds.unwrap_or(10)).await,
         };
         let removed = fresh.remove().await;
         let measured = measured?;
@@ -167,6 +171,14 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
         lines.push(line);
     }
     Ok(lines)
+}
+
+/// `--seconds` if given, else `ops` operations.
+fn budget(cli: &Cli, ops: u64) -> Budget {
+    match cli.seconds {
+        Some(seconds) => Budget::For(std::time::Duration::from_secs(seconds)),
+        None => Budget::Ops(ops),
+    }
 }
 
 /// One output line: the contract's fields first, in the contract's order, then the

@@ -12,6 +12,11 @@ impl Latencies {
             .push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
     }
 
+    /// How many operations were recorded.
+    pub fn len(&self) -> u64 {
+        u64::try_from(self.0.len()).unwrap_or(u64::MAX)
+    }
+
     pub fn extend(&mut self, other: Latencies) {
         self.0.extend(other.0);
     }

@@ -23,6 +23,7 @@ use strata_ports::{
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::budget::Budget;
 use crate::stats::Latencies;
 use crate::storage::Fresh;
 
@@ -95,34 +96,37 @@ fn shares(ops: u64, tasks: usize) -> Vec<u64> {
 }
 
 /// `append`: each task works on its own fresh orders, a `PlaceOrder` then 20 `AddItem`s.
-pub async fn append(fresh: &Fresh, concurrency: usize, ops: u64) -> anyhow::Result<Measured> {
+pub async fn append(fresh: &Fresh, concurrency: usize, budget: Budget) -> anyhow::Result<Measured> {
     let service = Arc::new(commands(fresh, CommandConfig::default().snapshot_every));
+    let tasks = u64::try_from(concurrency.max(1))?;
     let started = Instant::now();
-    let tasks: Vec<_> = shares(ops, concurrency)
-        .into_iter()
-        .map(|share| {
-            let service = service.clone();
+    let budget = budget.start();
+    let handles: Vec<_> = (0..tasks)
+        .map(|task| {
+            let (service, budget) = (service.clone(), budget.share(task, tasks));
             tokio::spawn(async move {
                 let context = CommandContext::new(operator());
                 let mut latencies = Latencies::default();
                 let mut order = Uuid::nil();
-                for n in 0..share {
+                let mut n = 0;
+                while budget.allows(n) {
                     let (target, command) = order_command(n, n, order)?;
                     let begun = Instant::now();
                     let ack = service.execute::<Order>(&context, target, command).await?;
                     latencies.record(begun.elapsed());
                     order = ack.aggregate_id;
+                    n += 1;
                 }
                 anyhow::Ok(latencies)
             })
         })
         .collect();
     let mut latencies = Latencies::default();
-    for task in tasks {
-        latencies.extend(task.await??);
+    for handle in handles {
+        latencies.extend(handle.await??);
     }
     Ok(Measured {
-        ops,
+        ops: latencies.len(),
         elapsed: started.elapsed(),
         latencies,
         extra: Map::new(),
@@ -302,7 +306,7 @@ pub async fn load(
     fresh: &Fresh,
     length: u64,
     snapshots: bool,
-    ops: u64,
+    budget: Budget,
 ) -> anyhow::Result<Measured> {
     let id = Uuid::now_v7();
     let stream_id = StreamId::new("order", id);
@@ -317,11 +321,12 @@ pub async fn load(
     .await?;
     let rehydrator = Rehydrator::new(fresh.events.clone(), fresh.snapshots.clone());
     let started = Instant::now();
+    let budget = budget.start();
     // On a worker of the runtime, where strata-web's handlers load aggregates. On the thread of
     // `block_on`, each wakeup of the read would first cross from a worker thread.
     let latencies = tokio::spawn(async move {
         let mut latencies = Latencies::default();
-        for _ in 0..ops {
+        while budget.allows(latencies.len()) {
             let begun = Instant::now();
             let loaded = rehydrator.load::<Order>(&stream_id).await?;
             latencies.record(begun.elapsed());
@@ -338,7 +343,7 @@ pub async fn load(
     extra.insert("events".to_owned(), json!(length));
     extra.insert("snapshots".to_owned(), json!(snapshots));
     Ok(Measured {
-        ops,
+        ops: latencies.len(),
         elapsed: started.elapsed(),
         latencies,
         extra,

@@ -27,23 +27,28 @@ pub struct BenchArgs {
     /// Commands per second of `lag`.
     #[arg(long)]
     pub rate: Option<u64>,
-    /// Seconds of load of `http`.
+    /// Seconds of load of `http` (10 by default); given, `append` and the loads also run for
+    /// that long instead of a number of operations.
     #[arg(long)]
     pub seconds: Option<u64>,
     /// PostgreSQL server (a new database per workload) or `sqlite://PATH`; default
     /// `DATABASE_URL`, else the local server.
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Also run the cqrs-es peer (bench/peer-cqrs-es) on the same workloads (append,
+    /// load-1000), interleaved with Strata's, and print a summary with the ratios.
+    #[arg(long)]
+    pub peer: bool,
+    /// Also run pgbench's ceiling scripts (bench/ceiling) beside `append`, interleaved.
+    #[arg(long)]
+    pub ceiling: bool,
+    /// Repetitions of the interleaved runs of --peer / --ceiling (medians and ranges).
+    #[arg(long, default_value_t = 1)]
+    pub reps: usize,
 }
 
 pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
-    let url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| postgres::database_url_or(TEST_DATABASE_URL));
-    if url.starts_with("postgres") {
-        postgres::ensure_reachable(&url)?;
-    }
+    let url = database_url(args)?;
     // The binaries land beside the harness (the bench profile builds into target/release).
     process::run(cargo(root).args([
         "build",
@@ -56,7 +61,19 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     process::run(&mut command(root, args, &url))
 }
 
-fn command(root: &Path, args: &BenchArgs, url: &str) -> Command {
+/// `--database-url`, else `DATABASE_URL`, else the local server; a server checked reachable.
+pub fn database_url(args: &BenchArgs) -> anyhow::Result<String> {
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| postgres::database_url_or(TEST_DATABASE_URL));
+    if url.starts_with("postgres") {
+        postgres::ensure_reachable(&url)?;
+    }
+    Ok(url)
+}
+
+pub fn command(root: &Path, args: &BenchArgs, url: &str) -> Command {
     let mut command = cargo(root);
     command.args([
         "bench",
@@ -99,6 +116,9 @@ mod tests {
             rate: None,
             seconds: Some(5),
             database_url: None,
+            peer: false,
+            ceiling: false,
+            reps: 1,
         };
 
         let command = command(Path::new("."), &args, "sqlite://bench/x.db");

@@ -160,8 +160,8 @@ impl Drop for ScratchDatabase {
     }
 }
 
-/// Runs one statement with `psql`, never prompting for a password.
-fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+/// Runs SQL (one statement or a script of several) with `psql`, never prompting for a password.
+pub fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
     let output = Command::new("psql")
         .args(["-w", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
         .output()
