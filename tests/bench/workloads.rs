@@ -94,8 +94,14 @@ fn shares(ops: u64, tasks: usize) -> Vec<u64> {
         .collect()
 }
 
-/// `append`: each task works on its own fresh orders, a `PlaceOrder` then 20 `AddItem`s.
-pub async fn append(fresh: &Fresh, concurrency: usize, ops: u64) -> anyhow::Result<Measured> {
+/// `append`: each task works on its own fresh orders, a `PlaceOrder` then 20 `AddItem`s; with
+/// `with_keys`, each command carries a new idempotency key.
+pub async fn append(
+    fresh: &Fresh,
+    concurrency: usize,
+    ops: u64,
+    with_keys: bool,
+) -> anyhow::Result<Measured> {
     let service = Arc::new(commands(fresh, CommandConfig::default().snapshot_every));
     let started = Instant::now();
     let tasks: Vec<_> = shares(ops, concurrency)
@@ -103,11 +109,14 @@ pub async fn append(fresh: &Fresh, concurrency: usize, ops: u64) -> anyhow::Resu
         .map(|share| {
             let service = service.clone();
             tokio::spawn(async move {
-                let context = CommandContext::new(operator());
+                let mut context = CommandContext::new(operator());
                 let mut latencies = Latencies::default();
                 let mut order = Uuid::nil();
                 for n in 0..share {
                     let (target, command) = order_command(n, n, order)?;
+                    if with_keys {
+                        context.idempotency_key = Some(Uuid::now_v7().to_string());
+                    }
                     let begun = Instant::now();
                     let ack = service.execute::<Order>(&context, target, command).await?;
                     latencies.record(begun.elapsed());
@@ -125,7 +134,13 @@ pub async fn append(fresh: &Fresh, concurrency: usize, ops: u64) -> anyhow::Resu
         ops,
         elapsed: started.elapsed(),
         latencies,
-        extra: Map::new(),
+        extra: if with_keys {
+            [("with_keys".to_owned(), json!(true))]
+                .into_iter()
+                .collect()
+        } else {
+            Map::new()
+        },
     })
 }
 
