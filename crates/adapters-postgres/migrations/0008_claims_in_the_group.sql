@@ -77,12 +77,17 @@ BEGIN
     locked_before := locked_versions;
 
     -- Under the streams' locks, as strata_append looks its key up: a claim of the same stream
-    -- committed by another transaction before these locks were granted is seen here.
-    SELECT coalesce(array_agg(c.n), '{}') INTO taken_before
-    FROM unnest(p_principals, p_keys) WITH ORDINALITY AS c(principal, key, n)
-    WHERE c.principal IS NOT NULL AND EXISTS (
-        SELECT 1 FROM idempotency_keys AS k WHERE k.principal = c.principal AND k.key = c.key
-    );
+    -- committed by another transaction before these locks were granted is seen here. A group
+    -- without claims skips the statement (an expression, not a query, decides).
+    taken_before := '{}';
+    IF cardinality(array_remove(p_principals, NULL)) > 0 THEN
+        SELECT coalesce(array_agg(c.n), '{}') INTO taken_before
+        FROM unnest(p_principals, p_keys) WITH ORDINALITY AS c(principal, key, n)
+        WHERE c.principal IS NOT NULL AND EXISTS (
+            SELECT 1 FROM idempotency_keys AS k
+            WHERE k.principal = c.principal AND k.key = c.key
+        );
+    END IF;
 
     outcomes := array_fill(1::SMALLINT, ARRAY[appends]);
     versions := array_fill(0::BIGINT, ARRAY[appends]);
@@ -159,11 +164,13 @@ BEGIN
         END IF;
     END LOOP;
     -- The claims, with what their appends are acknowledged with, in the same statement.
-    INSERT INTO idempotency_keys (principal, key, fingerprint, stream_id, stream_version,
-                                  global_position)
-    SELECT p_principals[c.i], p_keys[c.i], p_fingerprints[c.i], p_streams[c.i], versions[c.i],
-           positions[c.i]
-    FROM unnest(kept_claims) AS c(i);
+    IF cardinality(kept_claims) > 0 THEN
+        INSERT INTO idempotency_keys (principal, key, fingerprint, stream_id, stream_version,
+                                      global_position)
+        SELECT p_principals[c.i], p_keys[c.i], p_fingerprints[c.i], p_streams[c.i],
+               versions[c.i], positions[c.i]
+        FROM unnest(kept_claims) AS c(i);
+    END IF;
     -- A wake-up for the projectors, sent when (and only if) the group commits.
     PERFORM pg_notify('strata_events', '');
 END
