@@ -65,6 +65,9 @@ struct Cli {
     /// `append` and the loads run for that long instead of a number of operations.
     #[arg(long)]
     seconds: Option<u64>,
+    /// `append` sends every command with a unique `Idempotency-Key`, as a careful client does.
+    #[arg(long)]
+    with_keys: bool,
     /// What `cargo bench` passes to every bench target; nothing to do with it here.
     #[arg(long, hide = true)]
     bench: bool,
@@ -142,7 +145,7 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
                 } else {
                     (750 * c_u64).max(3_000)
                 });
-                workloads::append(&fresh, concurrency, budget(cli, ops)).await
+                workloads::append(&fresh, concurrency, budget(cli, ops), cli.with_keys).await
             }
             ("append-contended", _) => {
                 let ops = cli.ops.unwrap_or((750 * c_u64).max(3_000));

@@ -95,8 +95,14 @@ fn shares(ops: u64, tasks: usize) -> Vec<u64> {
         .collect()
 }
 
-/// `append`: each task works on its own fresh orders, a `PlaceOrder` then 20 `AddItem`s.
-pub async fn append(fresh: &Fresh, concurrency: usize, budget: Budget) -> anyhow::Result<Measured> {
+/// `append`: each task works on its own fresh orders, a `PlaceOrder` then 20 `AddItem`s; with
+/// `with_keys`, each command carries a new idempotency key.
+pub async fn append(
+    fresh: &Fresh,
+    concurrency: usize,
+    budget: Budget,
+    with_keys: bool,
+) -> anyhow::Result<Measured> {
     let service = Arc::new(commands(fresh, CommandConfig::default().snapshot_every));
     let tasks = u64::try_from(concurrency.max(1))?;
     let started = Instant::now();
@@ -105,12 +111,15 @@ pub async fn append(fresh: &Fresh, concurrency: usize, budget: Budget) -> anyhow
         .map(|task| {
             let (service, budget) = (service.clone(), budget.share(task, tasks));
             tokio::spawn(async move {
-                let context = CommandContext::new(operator());
+                let mut context = CommandContext::new(operator());
                 let mut latencies = Latencies::default();
                 let mut order = Uuid::nil();
                 let mut n = 0;
                 while budget.allows(n) {
                     let (target, command) = order_command(n, n, order)?;
+                    if with_keys {
+                        context.idempotency_key = Some(Uuid::now_v7().to_string());
+                    }
                     let begun = Instant::now();
                     let ack = service.execute::<Order>(&context, target, command).await?;
                     latencies.record(begun.elapsed());
@@ -129,7 +138,13 @@ pub async fn append(fresh: &Fresh, concurrency: usize, budget: Budget) -> anyhow
         ops: latencies.len(),
         elapsed: started.elapsed(),
         latencies,
-        extra: Map::new(),
+        extra: if with_keys {
+            [("with_keys".to_owned(), json!(true))]
+                .into_iter()
+                .collect()
+        } else {
+            Map::new()
+        },
     })
 }
 

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// that long instead of a number of operations.
     #[arg(long)]
     pub seconds: Option<u64>,
+    /// `append` sends every command with a unique idempotency key, as a careful client does
+    /// (Strata only: the peer has no idempotency keys).
+    #[arg(long)]
+    pub with_keys: bool,
     /// PostgreSQL server (a new database per workload) or `sqlite://PATH`; default
     /// `DATABASE_URL`, else the local server.
     #[arg(long)]
@@ -97,6 +101,9 @@ pub fn command(root: &Path, args: &BenchArgs, url: &str) -> Command {
             command.args([flag, &value]);
         }
     }
+    if args.with_keys {
+        command.arg("--with-keys");
+    }
     command.env("DATABASE_URL", url);
     command
 }
@@ -115,6 +122,7 @@ mod tests {
             batch_size: Some(2_000),
             rate: None,
             seconds: Some(5),
+            with_keys: true,
             database_url: None,
             peer: false,
             ceiling: false,
@@ -143,7 +151,8 @@ mod tests {
                 "--batch-size",
                 "2000",
                 "--seconds",
-                "5"
+                "5",
+                "--with-keys"
             ]
         );
         assert_eq!(

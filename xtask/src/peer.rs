@@ -337,6 +337,7 @@ mod tests {
             batch_size: None,
             rate: None,
             seconds: Some(10),
+            with_keys: false,
             database_url: None,
             peer: true,
             ceiling: true,

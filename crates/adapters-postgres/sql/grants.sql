@@ -27,13 +27,14 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC, {app}, {projector}, {a
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC, {app}, {projector}, {auditor};
 
 -- {app}: strata-web. It appends only through the append functions, which run as {owner}
--- (migration 0007): no INSERT, UPDATE, DELETE or TRUNCATE on events, streams, event_log_head or
--- idempotency_keys, so it can neither write an event beside the append path nor move the head.
+-- (migrations 0007 and 0008): no INSERT, UPDATE, DELETE or TRUNCATE on events, streams,
+-- event_log_head or idempotency_keys, so it can neither write an event beside the append path
+-- nor move the head.
 GRANT EXECUTE ON FUNCTION
     strata_append(TEXT, SMALLINT, BIGINT, UUID[], TEXT[], INT[], TEXT[], TEXT[], TIMESTAMPTZ[],
                   TEXT, TEXT, TEXT),
     strata_append_group(TEXT[], SMALLINT[], BIGINT[], INT[], UUID[], TEXT[], INT[], TEXT[],
-                        TEXT[], TIMESTAMPTZ[])
+                        TEXT[], TIMESTAMPTZ[], TEXT[], TEXT[], TEXT[])
     TO {app};
 -- Stream and log reads, the head for X-Min-Position and the status, idempotency look-ups.
 GRANT SELECT ON events, event_log_head, idempotency_keys TO {app};

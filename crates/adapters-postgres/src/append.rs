@@ -20,7 +20,7 @@ const APPEND: &str = "\
     SELECT outcome, at_version, at_position \
     FROM strata_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-/// The function's answers (see `APPEND`).
+/// The append functions' answers (see `APPEND`; the group function answers each append alike).
 const APPENDED: i16 = 0;
 const REFUSED_BY_VERSION: i16 = 1;
 const KEY_TAKEN: i16 = 2;
@@ -114,12 +114,28 @@ pub async fn append_in(
             Failure::IdempotencyKeyTaken => key_taken(),
             Failure::Unavailable(_) | Failure::Backend(_) => event_store_error(&error),
         })?;
-    // The function's answer, checked against the port's own rule, as for a group.
-    match outcome {
-        KEY_TAKEN if claim.is_some() => Err(key_taken()),
-        APPENDED | REFUSED_BY_VERSION => answer_of(request, outcome == APPENDED, version, position),
+    answer_of_outcome(request, outcome, version, position)
+}
+
+/// One append's answer from an append function's (`strata_append`, or one append's entry of
+/// `strata_append_group`): the outcome code, the stream's version and the last event's position,
+/// checked against the port's own rule.
+pub(crate) fn answer_of_outcome(
+    request: &AppendRequest,
+    outcome: i16,
+    version: i64,
+    position: Option<i64>,
+) -> Result<AppendOutcome, EventStoreError> {
+    match (outcome, &request.idempotency) {
+        (KEY_TAKEN, Some(claim)) => Err(EventStoreError::IdempotencyKeyTaken {
+            key: claim.key.clone(),
+        }),
+        (APPENDED | REFUSED_BY_VERSION, _) => {
+            answer_of(request, outcome == APPENDED, version, position)
+        }
         _ => Err(EventStoreError::Backend(format!(
-            "the append function answered {outcome} for an append to {stream}"
+            "the append function answered {outcome} for an append to {}",
+            request.stream_id
         ))),
     }
 }

@@ -1,8 +1,9 @@
 //! Group commit: appends that arrive while earlier ones are being written are coalesced into
 //! one transaction. Each append still stands alone — its expected version is checked under its
 //! stream's row lock against the version the appends before it in the group left, and it
-//! lands whole or not at all — but the group takes the log's head lock and waits for the WAL
-//! flush once, instead of once per append (decision 0010).
+//! lands whole or not at all, with its idempotency claim if it has one (its key looked up under
+//! the same lock, before its expected version) — but the group takes the log's head lock and
+//! waits for the WAL flush once, instead of once per append (decision 0010).
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use strata_ports::{AppendOutcome, AppendRequest, EventStoreError};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
-use crate::append::{EventColumns, answer_of, append_alone, expected_columns};
+use crate::append::{EventColumns, answer_of_outcome, append_alone, expected_columns};
 use crate::error::event_store_error;
 
 /// The most appends in one group (a bound on the transaction, not a target: a group holds
@@ -25,10 +26,11 @@ const KEEP_CONNECTION: Duration = Duration::from_secs(1);
 /// whole group for one late caller: 100 µs beat 50, 150 and 250 µs with 8 callers (decision 0010).
 const MAX_GATHER: Duration = Duration::from_micros(100);
 
-/// The whole group in one statement, which is its own transaction (migrations 0005, 0006).
+/// The whole group in one statement, which is its own transaction (migrations 0005, 0006,
+/// 0008): the appends' events and their idempotency claims.
 const APPEND_GROUP: &str = "\
-    SELECT accepted, versions, positions \
-    FROM strata_append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    SELECT outcomes, versions, positions \
+    FROM strata_append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 type Reply = oneshot::Sender<Result<AppendOutcome, EventStoreError>>;
 
@@ -157,30 +159,23 @@ impl Writer {
         Ok(&mut **self.connection.insert(connection))
     }
 
-    /// Writes a group and answers each append. An append with an idempotency claim, and every
-    /// append of a group whose shared transaction failed as a whole, is written alone, so that
-    /// each gets its own exact answer.
+    /// Writes a group and answers each append. Every append of a group whose shared
+    /// transaction failed as a whole (a key or an event id taken by a concurrent transaction, a
+    /// lost connection) is written again alone, so that each gets its own exact answer.
     async fn write(&mut self, group: Vec<Pending>) {
-        let (claimed, plain): (Vec<Pending>, Vec<Pending>) = group
-            .into_iter()
-            .partition(|p| p.request.idempotency.is_some());
-        self.write_alone(claimed).await;
-        if plain.is_empty() {
-            return;
-        }
-        let requests: Vec<&AppendRequest> = plain.iter().map(|p| &p.request).collect();
+        let requests: Vec<&AppendRequest> = group.iter().map(|p| &p.request).collect();
         let written = async { append_group(self.connection().await?, &requests).await };
         match written.await {
             Ok(outcomes) => {
-                for (pending, outcome) in plain.into_iter().zip(outcomes) {
+                for (pending, outcome) in group.into_iter().zip(outcomes) {
                     answer(pending.reply, outcome);
                 }
             }
             Err(error) => {
-                tracing::debug!(%error, appends = plain.len(), "group append failed; appending one by one");
+                tracing::debug!(%error, appends = group.len(), "group append failed; appending one by one");
                 // The connection may be what failed: the appends alone take a checked one.
                 self.connection = None;
-                self.write_alone(plain).await;
+                self.write_alone(group).await;
             }
         }
     }
@@ -219,7 +214,7 @@ async fn append_group(
     for request in requests {
         columns.push(request)?;
     }
-    let (accepted, versions, positions): (Vec<bool>, Vec<i64>, Vec<Option<i64>>) =
+    let (outcomes, versions, positions): (Vec<i16>, Vec<i64>, Vec<Option<i64>>) =
         sqlx::query_as(APPEND_GROUP)
             .bind(&columns.streams)
             .bind(&columns.expected_kinds)
@@ -231,39 +226,45 @@ async fn append_group(
             .bind(&columns.events.data)
             .bind(&columns.events.metadata)
             .bind(&columns.events.recorded_at)
+            .bind(&columns.principals)
+            .bind(&columns.keys)
+            .bind(&columns.fingerprints)
             .fetch_one(connection)
             .await
             .map_err(|e| event_store_error(&e))?;
     // From here on the group has committed: a fault is each append's answer, never a reason to
     // write them again alone.
-    if accepted.len() != requests.len()
+    if outcomes.len() != requests.len()
         || versions.len() != requests.len()
         || positions.len() != requests.len()
     {
         let fault = EventStoreError::Backend(format!(
             "the group of {} appends was answered for {}",
             requests.len(),
-            accepted.len()
+            outcomes.len()
         ));
         return Ok(requests.iter().map(|_| Err(fault.clone())).collect());
     }
     Ok(requests
         .iter()
-        .zip(accepted.into_iter().zip(versions).zip(positions))
-        .map(|(request, ((accepted, version), position))| {
-            answer_of(request, accepted, version, position)
+        .zip(outcomes.into_iter().zip(versions).zip(positions))
+        .map(|(request, ((outcome, version), position))| {
+            answer_of_outcome(request, outcome, version, position)
         })
         .collect())
 }
 
-/// A group as the function's column arrays: per append, its stream, expected version and event
-/// count; then every event of every append, in order.
+/// A group as the function's column arrays: per append, its stream, expected version, event
+/// count and claim (null without one); then every event of every append, in order.
 #[derive(Default)]
 struct GroupColumns {
     streams: Vec<String>,
     expected_kinds: Vec<i16>,
     expected_versions: Vec<i64>,
     event_counts: Vec<i32>,
+    principals: Vec<Option<String>>,
+    keys: Vec<Option<String>>,
+    fingerprints: Vec<Option<String>>,
     events: EventColumns,
 }
 
@@ -276,6 +277,10 @@ impl GroupColumns {
         self.expected_kinds.push(kind);
         self.expected_versions.push(version);
         self.event_counts.push(count);
+        let claim = request.idempotency.as_ref();
+        self.principals.push(claim.map(|c| c.principal.clone()));
+        self.keys.push(claim.map(|c| c.key.clone()));
+        self.fingerprints.push(claim.map(|c| c.fingerprint.clone()));
         self.events.extend(&request.events)
     }
 }
@@ -309,11 +314,12 @@ async fn checked_connection(pool: &PgPool) -> Result<PoolConnection<Postgres>, E
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use strata_ports::conformance::event_store::{request, stream};
-    use strata_ports::{EventStore, ExpectedVersion};
+    use strata_ports::conformance::event_store::{claiming, request, stream};
+    use strata_ports::{EventStore, ExpectedVersion, StreamId};
 
     use super::*;
     use crate::PgEventStore;
+    use crate::append::answer_of;
 
     // The group is called directly: a whole-group failure would fall back to single appends
     // and hide a wrong check inside the group.
@@ -385,6 +391,125 @@ mod tests {
                 (b, 3, 6),
             ]
         );
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_group_answers_each_claim_as_a_lone_append_and_records_the_accepted_ones(
+        pool: PgPool,
+    ) {
+        let store = PgEventStore::new(pool.clone());
+        let (a, b, c, x) = (
+            stream("order"),
+            stream("order"),
+            stream("order"),
+            stream("order"),
+        );
+        let applied = claiming(request(&x, ExpectedVersion::NoStream, 1), "alice", "k0");
+        store.append(applied).await.unwrap();
+        let group = [
+            // A new key, and the same key claimed again further on: taken.
+            claiming(request(&a, ExpectedVersion::NoStream, 1), "alice", "k1"),
+            claiming(request(&b, ExpectedVersion::Any, 1), "alice", "k1"),
+            // A retry of the applied command: taken, though its expected version is gone too.
+            claiming(request(&x, ExpectedVersion::NoStream, 1), "alice", "k0"),
+            // Refused by its version: its key stays free for the append after it.
+            claiming(request(&a, ExpectedVersion::NoStream, 1), "alice", "k2"),
+            claiming(request(&c, ExpectedVersion::NoStream, 2), "alice", "k2"),
+            // The same key text of another principal is another key.
+            claiming(request(&b, ExpectedVersion::NoStream, 1), "bob", "k1"),
+            request(&c, ExpectedVersion::Exact(2), 1),
+        ];
+
+        let answers = append_group(
+            &mut pool.acquire().await.unwrap(),
+            &group.iter().collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+
+        let taken = |key: &str| {
+            Err(EventStoreError::IdempotencyKeyTaken {
+                key: key.to_owned(),
+            })
+        };
+        let landed = |stream_version, global_position| {
+            Ok(AppendOutcome {
+                stream_version,
+                global_position,
+            })
+        };
+        assert_eq!(
+            answers,
+            vec![
+                landed(1, 2),
+                taken("k1"),
+                taken("k0"),
+                Err(EventStoreError::WrongExpectedVersion {
+                    stream_id: a.clone(),
+                    expected: ExpectedVersion::NoStream,
+                    actual: 1,
+                }),
+                landed(2, 4),
+                landed(1, 5),
+                landed(3, 6),
+            ]
+        );
+        let record = |principal: &'static str, key: &'static str| {
+            let store = store.clone();
+            async move {
+                let found = store
+                    .find_idempotency(principal, key)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (found.stream_id, found.stream_version, found.global_position)
+            }
+        };
+        assert_eq!(record("alice", "k0").await, (x.clone(), 1, 1));
+        assert_eq!(record("alice", "k1").await, (a.clone(), 1, 2));
+        assert_eq!(record("alice", "k2").await, (c.clone(), 2, 4));
+        assert_eq!(record("bob", "k1").await, (b.clone(), 1, 5));
+        let log: Vec<(StreamId, u64)> = store
+            .read_all(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.stream_id, e.global_position))
+            .collect();
+        assert_eq!(
+            log,
+            vec![
+                (x, 1),
+                (a, 2),
+                (c.clone(), 3),
+                (c.clone(), 4),
+                (b, 5),
+                (c, 6)
+            ]
+        );
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_group_of_refused_claims_records_no_key(pool: PgPool) {
+        let a = stream("order");
+        let answers = append_group(
+            &mut pool.acquire().await.unwrap(),
+            &[&claiming(
+                request(&a, ExpectedVersion::Exact(4), 1),
+                "alice",
+                "k",
+            )],
+        )
+        .await
+        .unwrap();
+
+        assert!(matches!(
+            answers[..],
+            [Err(EventStoreError::WrongExpectedVersion { actual: 0, .. })]
+        ));
+        let store = PgEventStore::new(pool);
+        assert_eq!(store.head_position().await.unwrap(), 0);
+        assert_eq!(store.find_idempotency("alice", "k").await.unwrap(), None);
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]

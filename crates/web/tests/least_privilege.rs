@@ -351,7 +351,8 @@ async fn scenario(prefix: &str, url_of: impl Fn(&str) -> String) {
         "UPDATE order_summaries SET status = 'Forged'",
         "INSERT INTO projection_checkpoints (projection) VALUES ('forged')",
         "UPDATE snapshots SET state_version = 0",
-        "SELECT strata_append_group('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
+        "SELECT strata_append_group('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', \
+         '{}', '{}', '{}')",
         "SELECT strata_append('s', 0::smallint, 0, '{}', '{}', '{}', '{}', '{}', '{}', \
          NULL, NULL, NULL)",
     ]) {

@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 
 use serde_json::json;
-use sqlx::PgPool;
 use sqlx::migrate::Migrator;
+use sqlx::{AssertSqlSafe, PgPool};
 use strata_adapters_postgres::{MIGRATOR, PgEventStore};
 use strata_ports::{EventStore, ExpectedVersion};
 
@@ -66,4 +66,60 @@ async fn events_stored_as_jsonb_read_back_the_same_after_the_json_migration(pool
     .await
     .unwrap();
     assert_eq!(column_types, ["json", "json"]);
+}
+
+/// A role that could call the group function of 0006 may call the one of 0008, which takes the
+/// claims too; nobody else may (a role made for the test, dropped again at its end).
+#[sqlx::test(migrations = false)]
+async fn a_role_granted_the_old_group_function_may_call_the_new_one(pool: PgPool) {
+    migrations_up_to(7).run(&pool).await.unwrap();
+    let role = format!("strata_upgrade_{}", uuid::Uuid::new_v4().simple());
+    let other = format!("{role}_other");
+    for name in [&role, &other] {
+        execute(&pool, format!("CREATE ROLE {name}")).await;
+    }
+    execute(
+        &pool,
+        format!(
+            "GRANT EXECUTE ON FUNCTION strata_append_group(TEXT[], SMALLINT[], BIGINT[], INT[], \
+             UUID[], TEXT[], INT[], TEXT[], TEXT[], TIMESTAMPTZ[]) TO {role}"
+        ),
+    )
+    .await;
+
+    MIGRATOR.run(&pool).await.unwrap();
+
+    let may = |name: String| {
+        let pool = pool.clone();
+        async move {
+            let allowed: bool = sqlx::query_scalar(
+                "SELECT has_function_privilege($1, 'strata_append_group(TEXT[], SMALLINT[], \
+                 BIGINT[], INT[], UUID[], TEXT[], INT[], TEXT[], TEXT[], TIMESTAMPTZ[], TEXT[], \
+                 TEXT[], TEXT[])', 'EXECUTE')",
+            )
+            .bind(name)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            allowed
+        }
+    };
+    let (granted, not_granted) = (may(role.clone()).await, may(other.clone()).await);
+    let old_functions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE proname = 'strata_append_group'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    for name in [&role, &other] {
+        execute(&pool, format!("DROP OWNED BY {name}")).await;
+        execute(&pool, format!("DROP ROLE {name}")).await;
+    }
+    assert!(granted);
+    assert!(!not_granted);
+    assert_eq!(old_functions, 1);
+}
+
+/// Runs a statement built from the test's own role names (hex digits after a fixed stem).
+async fn execute(pool: &PgPool, sql: String) {
+    sqlx::query(AssertSqlSafe(sql)).execute(pool).await.unwrap();
 }

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
 mod appends;
+mod claims_together;
 mod concurrency;
 mod idempotency;
 mod limits;
@@ -35,6 +36,11 @@ pub use appends::{
     no_stream_is_refused_for_an_existing_stream_with_its_actual_version,
     positions_stay_dense_after_a_refused_append, stream_exists_is_accepted_for_an_existing_stream,
     stream_exists_is_refused_for_a_new_stream_with_version_zero,
+};
+pub use claims_together::{
+    a_claim_and_conflicting_appends_at_once_are_each_answered_exactly,
+    replays_at_once_with_other_appends_are_refused_as_taken_keys,
+    two_claims_of_one_key_at_once_apply_one_and_refuse_the_other_as_taken,
 };
 pub use concurrency::{
     a_reader_following_the_log_while_writers_append_gets_every_event_once_in_order,
@@ -111,6 +117,9 @@ pub async fn run(store: &dyn EventStore) {
     a_reader_following_the_log_while_writers_append_gets_every_event_once_in_order(store).await;
     concurrent_claims_of_one_key_on_many_streams_apply_exactly_one_append(store).await;
     concurrent_retries_of_one_command_on_its_stream_apply_it_once_and_get_a_taken_key(store).await;
+    two_claims_of_one_key_at_once_apply_one_and_refuse_the_other_as_taken(store).await;
+    a_claim_and_conflicting_appends_at_once_are_each_answered_exactly(store).await;
+    replays_at_once_with_other_appends_are_refused_as_taken_keys(store).await;
 }
 
 // ---------------------------------------------------------------------------------------------
