@@ -87,11 +87,14 @@ pub fn order_command(n: u64, sent: u64, order: Uuid) -> anyhow::Result<(Target, 
     })
 }
 
-/// Splits `ops` over `tasks` as evenly as possible.
+/// Splits `ops` over `tasks` as evenly as possible (as [`Budget::share`] does).
 fn shares(ops: u64, tasks: usize) -> Vec<u64> {
-    let tasks_u64 = u64::try_from(tasks.max(1)).unwrap_or(1);
-    (0..tasks_u64)
-        .map(|t| ops / tasks_u64 + u64::from(t < ops % tasks_u64))
+    let tasks = u64::try_from(tasks.max(1)).unwrap_or(1);
+    (0..tasks)
+        .map(|t| match Budget::Ops(ops).share(t, tasks) {
+            Budget::Ops(share) => share,
+            _ => 0,
+        })
         .collect()
 }
 

@@ -20,15 +20,18 @@ const PEER_MANIFEST: &str = "bench/peer-cqrs-es/Cargo.toml";
 /// The peer's binary, from the workspace root (its own target/, as a detached project).
 const PEER_BINARY: &str = "bench/peer-cqrs-es/target/release/strata-peer-cqrs-es";
 /// The workloads the peer implements, run by default.
-pub const PEER_WORKLOADS: &[&str] = &["append", "load-1000"];
+const PEER_WORKLOADS: &[&str] = &["append", "load-1000"];
 /// The ceiling scripts (under bench/ceiling/), each a system of its own in the summary.
-pub const CEILING_SCRIPTS: &[&str] = &["read-version-insert", "insert-only"];
+const CEILING_SCRIPTS: &[&str] = &["read-version-insert", "insert-only"];
 /// How long a ceiling script runs without `--seconds`.
 const CEILING_SECONDS: u64 = 10;
+/// The tasks of `append` without `--concurrency` (both harnesses' default), decided here once
+/// and passed to every system, so that the ceiling lands in the row it is compared with.
+const DEFAULT_CONCURRENCY: usize = 8;
 
 /// One run of one system on one workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Run {
+enum Run {
     Strata { workload: String },
     Peer { workload: String },
     Ceiling { script: &'static str },
@@ -36,7 +39,7 @@ pub enum Run {
 
 /// The runs of repetition `rep`: per workload, Strata and the peer (and, beside `append`, the
 /// ceiling scripts), in an order that is reversed on every other repetition.
-pub fn schedule(workloads: &[String], peer: bool, ceiling: bool, rep: usize) -> Vec<Run> {
+fn schedule(workloads: &[String], peer: bool, ceiling: bool, rep: usize) -> Vec<Run> {
     let mut runs = Vec::new();
     for workload in workloads {
         let mut group = vec![Run::Strata {
@@ -83,6 +86,10 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         }
         process::run(cargo(root).args(["build", "--release", "--manifest-path", PEER_MANIFEST]))?;
     }
+    let args = &BenchArgs {
+        concurrency: Some(args.concurrency.unwrap_or(DEFAULT_CONCURRENCY)),
+        ..args.clone()
+    };
     let pgbench = if args.ceiling {
         Some(pgbench_program()?)
     } else {
@@ -102,8 +109,8 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
                 }
                 Run::Peer { workload } => capture(&mut peer_command(root, args, workload, url))?,
                 Run::Ceiling { script } => {
-                    let program = pgbench.as_deref().context("no pgbench")?;
-                    ceiling(root, program, script, args, url)?
+                    let pgbench = pgbench.as_ref().context("no pgbench")?;
+                    ceiling(root, pgbench, script, args, url)?
                 }
             };
             for line in output.lines().filter(|l| l.starts_with('{')) {
@@ -117,20 +124,17 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 /// The peer's command line for one workload, with the flags it shares with Strata's harness.
-pub fn peer_command(root: &Path, args: &BenchArgs, workload: &str, url: &str) -> Command {
+fn peer_command(root: &Path, args: &BenchArgs, workload: &str, url: &str) -> Command {
     let mut command = Command::new(root.join(PEER_BINARY));
     command.current_dir(root);
     command.args(["--workload", workload]);
     for (flag, value) in [
-        ("--concurrency", args.concurrency),
-        ("--ops", args.ops.and_then(|v| usize::try_from(v).ok())),
-        (
-            "--seconds",
-            args.seconds.and_then(|v| usize::try_from(v).ok()),
-        ),
+        ("--concurrency", args.concurrency.map(|v| v.to_string())),
+        ("--ops", args.ops.map(|v| v.to_string())),
+        ("--seconds", args.seconds.map(|v| v.to_string())),
     ] {
         if let Some(value) = value {
-            command.args([flag, &value.to_string()]);
+            command.args([flag, &value]);
         }
     }
     command.env("DATABASE_URL", url);
@@ -138,11 +142,13 @@ pub fn peer_command(root: &Path, args: &BenchArgs, workload: &str, url: &str) ->
 }
 
 /// pgbench's command line for one script: durable transactions (the server's settings, which
-/// this does not change), prepared statements as the drivers use, at most one thread per core.
-pub fn pgbench_command(
+/// this does not change), prepared statements as the drivers use, at most one thread per core
+/// of `cores`.
+fn pgbench_command(
     program: &Path,
     script: &Path,
     clients: usize,
+    cores: usize,
     seconds: u64,
     database_url: &str,
 ) -> Command {
@@ -153,7 +159,7 @@ pub fn pgbench_command(
             "-c",
             &clients.to_string(),
             "-j",
-            &clients.min(2).to_string(),
+            &clients.min(cores.max(1)).to_string(),
         ])
         .args(["-T", &seconds.to_string()])
         .arg("-f")
@@ -165,12 +171,13 @@ pub fn pgbench_command(
 /// Runs one ceiling script on a scratch database; its result as a line of the harness's format.
 fn ceiling(
     root: &Path,
-    program: &Path,
+    pgbench: &Pgbench,
     script: &str,
     args: &BenchArgs,
     url: &str,
 ) -> anyhow::Result<String> {
-    let clients = args.concurrency.unwrap_or(8);
+    let clients = args.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let seconds = args.seconds.unwrap_or(CEILING_SECONDS);
     let name = format!("strata_ceiling_{}", std::process::id());
     let scratch = ScratchDatabase::create(url, &name)?;
@@ -178,47 +185,86 @@ fn ceiling(
     postgres::psql(&scratch.url, &schema)?;
     let path = root.join(format!("bench/ceiling/{script}.sql"));
     let stdout = capture(&mut pgbench_command(
-        program,
+        &pgbench.program,
         &path,
         clients,
+        cores,
         seconds,
         &scratch.url,
     ))?;
     let (ops, tps) = parse_pgbench(&stdout)?;
     #[allow(clippy::cast_precision_loss)] // op counts are far below 2^52
     let elapsed = if tps > 0.0 { ops as f64 / tps } else { 0.0 };
-    Ok(ceiling_line(script, clients, ops, elapsed, tps))
+    ceiling_line(&pgbench.system, script, clients, ops, elapsed, tps)
 }
 
 /// A ceiling script's result in the harness's format: its fields in its order (no latencies,
 /// which pgbench reports only as an average).
-pub fn ceiling_line(script: &str, clients: usize, ops: u64, seconds: f64, tps: f64) -> String {
-    format!(
-        r#"{{"system":"pgbench 15","workload":"ceiling-{script}","storage":"postgres","concurrency":{clients},"ops":{ops},"seconds":{:?},"ops_per_sec":{:?}}}"#,
-        (seconds * 1000.0).round() / 1000.0,
-        (tps * 10.0).round() / 10.0,
-    )
+fn ceiling_line(
+    system: &str,
+    script: &str,
+    clients: usize,
+    ops: u64,
+    seconds: f64,
+    tps: f64,
+) -> anyhow::Result<String> {
+    // serde_json keeps the fields in this order (no `preserve_order` needed for a struct).
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        system: &'a str,
+        workload: String,
+        storage: &'a str,
+        concurrency: usize,
+        ops: u64,
+        seconds: f64,
+        ops_per_sec: f64,
+    }
+    serde_json::to_string(&Line {
+        system,
+        workload: format!("ceiling-{script}"),
+        storage: "postgres",
+        concurrency: clients,
+        ops,
+        seconds: (seconds * 1000.0).round() / 1000.0,
+        ops_per_sec: (tps * 10.0).round() / 10.0,
+    })
+    .context("cannot write a ceiling line")
 }
 
-/// Debian's pgbench on the PATH, else PostgreSQL 15's.
-fn pgbench_program() -> anyhow::Result<PathBuf> {
-    let on_path = Command::new("pgbench")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if on_path {
-        return Ok(PathBuf::from("pgbench"));
-    }
-    let fallback = PathBuf::from("/usr/lib/postgresql/15/bin/pgbench");
-    if fallback.exists() {
-        return Ok(fallback);
+/// The pgbench that runs the ceiling, and how its lines name it (`pgbench 15.14`).
+#[derive(Debug)]
+struct Pgbench {
+    program: PathBuf,
+    system: String,
+}
+
+/// Debian's pgbench on the PATH, else PostgreSQL 15's, with its version.
+fn pgbench_program() -> anyhow::Result<Pgbench> {
+    for program in ["pgbench", "/usr/lib/postgresql/15/bin/pgbench"] {
+        let Ok(output) = Command::new(program).arg("--version").output() else {
+            continue;
+        };
+        if output.status.success() {
+            return Ok(Pgbench {
+                program: PathBuf::from(program),
+                system: system_of(&String::from_utf8_lossy(&output.stdout)),
+            });
+        }
     }
     bail!("no pgbench (Debian/Ubuntu: apt-get install postgresql-contrib or postgresql-15)")
 }
 
+/// `pgbench (PostgreSQL) 15.14 (Debian 15.14-1)` → `pgbench 15.14`.
+fn system_of(version: &str) -> String {
+    let number = version
+        .split_whitespace()
+        .find(|word| word.starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or("?");
+    format!("pgbench {number}")
+}
+
 /// Transactions processed and transactions per second from pgbench's report.
-pub fn parse_pgbench(report: &str) -> anyhow::Result<(u64, f64)> {
+fn parse_pgbench(report: &str) -> anyhow::Result<(u64, f64)> {
     let mut ops = None;
     let mut tps = None;
     for line in report.lines() {
@@ -249,7 +295,7 @@ fn capture(command: &mut Command) -> anyhow::Result<String> {
 }
 
 /// The median, least and greatest of some figures (none: `None`).
-pub fn spread(figures: &[f64]) -> Option<(f64, f64, f64)> {
+fn spread(figures: &[f64]) -> Option<(f64, f64, f64)> {
     let mut sorted: Vec<f64> = figures.to_vec();
     sorted.sort_by(f64::total_cmp);
     let (first, last) = (*sorted.first()?, *sorted.last()?);
@@ -277,14 +323,21 @@ fn key(line: &Value) -> Option<(String, String, f64)> {
             format!("append C={concurrency}"),
             format!("ceiling {script}"),
         ),
-        None => (row, line.get("system")?.as_str()?.to_owned()),
+        None => {
+            let system = line.get("system")?.as_str()?;
+            // A peer whose snapshot loads disagree with a full replay is measured, not trusted.
+            match line.get("snapshot_equals_replay").and_then(Value::as_bool) {
+                Some(false) => (row, format!("{system} (wrong state)")),
+                _ => (row, system.to_owned()),
+            }
+        }
     };
     Some((row, system, line.get("ops_per_sec")?.as_f64()?))
 }
 
 /// The summary table: per row and system the median ops/s (range), and Strata's median over
 /// the system's.
-pub fn summary(lines: &[String]) -> anyhow::Result<String> {
+fn summary(lines: &[String]) -> anyhow::Result<String> {
     let mut figures: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     for line in lines {
         let value: Value = serde_json::from_str(line).context("a line that is not JSON")?;
@@ -376,6 +429,7 @@ mod tests {
             Path::new("pgbench"),
             Path::new("bench/ceiling/insert-only.sql"),
             8,
+            2,
             10,
             "postgres://h/scratch",
         );
@@ -435,9 +489,28 @@ mod tests {
     #[test]
     fn a_ceiling_line_has_the_harness_fields_in_its_order() {
         assert_eq!(
-            ceiling_line("insert-only", 8, 438_410, 10.000_4, 43_841.02),
+            ceiling_line("pgbench 15", "insert-only", 8, 438_410, 10.000_4, 43_841.02).unwrap(),
             r#"{"system":"pgbench 15","workload":"ceiling-insert-only","storage":"postgres","concurrency":8,"ops":438410,"seconds":10.0,"ops_per_sec":43841.0}"#
         );
+    }
+
+    #[test]
+    fn pgbench_is_named_by_its_version() {
+        assert_eq!(
+            system_of("pgbench (PostgreSQL) 15.14 (Debian 15.14-1.pgdg120+1)\n"),
+            "pgbench 15.14"
+        );
+    }
+
+    #[test]
+    fn a_peer_whose_snapshots_disagree_with_a_replay_is_marked() {
+        let lines = [
+            r#"{"system":"cqrs-es 0.5.0","workload":"load-1000","concurrency":1,"snapshots":true,"snapshot_equals_replay":false,"ops_per_sec":400.0}"#.to_owned(),
+        ];
+
+        let table = summary(&lines).unwrap();
+
+        assert!(table.contains("load-1000 (snapshots) | cqrs-es 0.5.0 (wrong state) | 1 |"));
     }
 
     #[test]

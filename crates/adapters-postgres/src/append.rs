@@ -78,9 +78,6 @@ pub async fn append_in(
     let (kind, expected_version) = expected_columns(request.expected)?;
     let columns = EventColumns::of(&request.events)?;
     let claim = request.idempotency.as_ref();
-    let key_taken = || EventStoreError::IdempotencyKeyTaken {
-        key: claim.map(|c| c.key.clone()).unwrap_or_default(),
-    };
     let (outcome, version, position): (i16, i64, Option<i64>) = sqlx::query_as(APPEND)
         .bind(stream)
         .bind(kind)
@@ -110,8 +107,14 @@ pub async fn append_in(
                     None => event_store_error(&error),
                 }
             }
-            // A concurrent claim of the key committed after this one looked it up.
-            Failure::IdempotencyKeyTaken => key_taken(),
+            // A concurrent claim of the key committed after this one looked it up; without a
+            // claim of its own, the append cannot have hit the key index: a store fault.
+            Failure::IdempotencyKeyTaken => match claim {
+                Some(claim) => EventStoreError::IdempotencyKeyTaken {
+                    key: claim.key.clone(),
+                },
+                None => event_store_error(&error),
+            },
             Failure::Unavailable(_) | Failure::Backend(_) => event_store_error(&error),
         })?;
     answer_of_outcome(request, outcome, version, position)

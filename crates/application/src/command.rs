@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::access::{Owned, Principal, Role};
 use crate::cache::AggregateCache;
-pub use crate::error::CommandError;
+use crate::error::CommandError;
 use crate::rehydrate::Rehydrator;
 
 /// Tunables of command handling.

@@ -17,10 +17,9 @@ pub mod status;
 mod wait;
 
 pub use access::{Owned, Principal, Role};
-pub use command::{
-    CommandAck, CommandConfig, CommandContext, CommandError, CommandService, Target,
-};
+pub use command::{CommandAck, CommandConfig, CommandContext, CommandService, Target};
+pub use error::{CommandError, QueryError};
 pub use history::{AsOf, HistoryService};
-pub use queries::{Page, QueryConfig, QueryError, QueryService, SearchResults};
+pub use queries::{Page, QueryConfig, QueryService, SearchResults};
 pub use rehydrate::{LoadError, Loaded, Rehydrator};
 pub use status::{ProjectionStatus, StatusService};

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::access::{Principal, Role};
-pub use crate::error::QueryError;
+use crate::error::QueryError;
 use crate::wait::Checkpoints;
 
 /// The longest search text accepted, in characters.

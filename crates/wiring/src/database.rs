@@ -113,13 +113,22 @@ impl Database {
     /// Brings the schema up to date; running it again is harmless.
     ///
     /// # Errors
-    /// [`WiringError::MigrateAsOwner`].
+    /// [`WiringError::MigrateAsOwner`] on PostgreSQL (where the role may be the reason),
+    /// [`WiringError::MigrateSqlite`] naming the file on SQLite.
     pub async fn migrate(&self) -> Result<(), WiringError> {
         match &self.0 {
-            Pool::Postgres(pool) => strata_adapters_postgres::migrate(pool).await,
-            Pool::Sqlite(_, pool) => strata_adapters_sqlite::migrate(pool).await,
+            Pool::Postgres(pool) => strata_adapters_postgres::migrate(pool)
+                .await
+                .map_err(WiringError::MigrateAsOwner),
+            Pool::Sqlite(settings, pool) => {
+                strata_adapters_sqlite::migrate(pool)
+                    .await
+                    .map_err(|source| WiringError::MigrateSqlite {
+                        path: settings.path.clone(),
+                        source,
+                    })
+            }
         }
-        .map_err(WiringError::MigrateAsOwner)
     }
 
     /// Closes the pool (without a checkpoint: see [`crate::StorageFiles`]).

@@ -30,7 +30,7 @@ pub enum WiringError {
     },
     #[error("cannot open the search index's SQLite file")]
     OpenSearchFile(#[source] ConnectError),
-    /// The migrations failed on a SQLite file the server opened.
+    /// The migrations failed on a SQLite file.
     #[error("cannot apply the migrations to {}", .path.display())]
     MigrateSqlite {
         path: PathBuf,

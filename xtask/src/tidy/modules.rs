@@ -77,10 +77,7 @@ fn module_path(src: &Path, file: &Path) -> String {
 /// The modules (files) of `known` that `text` names through `crate::` outside its tests, each
 /// resolved to the longest known prefix of the path, other than the file itself and the root.
 fn imported_modules(text: &str, known: &BTreeSet<String>, own: &str) -> BTreeSet<String> {
-    let code: String = code_lines(text)
-        .take_while(|(_, line)| line.trim() != "#[cfg(test)]")
-        .map(|(_, line)| format!("{line}\n"))
-        .collect();
+    let code = outside_tests(text);
     crate_paths(&code)
         .into_iter()
         .filter_map(|path| {
@@ -92,6 +89,25 @@ fn imported_modules(text: &str, known: &BTreeSet<String>, own: &str) -> BTreeSet
         })
         .filter(|module| module != own && !module.is_empty())
         .collect()
+}
+
+/// The code of `text` without its tests: a `#[cfg(test)] mod x;` declaration is left out alone
+/// (the file's imports may follow it); a `#[cfg(test)]` block ends what is read, as test modules
+/// close their files.
+fn outside_tests(text: &str) -> String {
+    let mut code = String::new();
+    let mut lines = code_lines(text).map(|(_, line)| line);
+    while let Some(line) = lines.next() {
+        if line.trim() == "#[cfg(test)]" {
+            match lines.next() {
+                Some(item) if item.trim_end().ends_with(';') => continue,
+                _ => break,
+            }
+        }
+        code.push_str(line);
+        code.push('\n');
+    }
+    code
 }
 
 /// Every path written after `crate::`, with grouped imports (`crate::{a::X, b}`) expanded one
@@ -183,6 +199,8 @@ mod tests {
     #[test]
     fn paths_are_read_from_uses_groups_and_expressions_but_not_comments_or_tests() {
         let text = "//! Doc naming crate::gone.\n\
+                    #[cfg(test)]\n\
+                    mod declared_tests;\n\
                     use crate::error::ApiError;\n\
                     use crate::{limits::{Kind, Other}, state, rows::orders::Row};\n\
                     // crate::commented\n\

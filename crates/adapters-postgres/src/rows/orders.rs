@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::Row;
 use strata_ports::limits::{MAX_LOOKUP_BYTES, check_text};
 use strata_ports::{
@@ -27,13 +27,9 @@ fn items_json(row: &OrderSummaryRow) -> Result<Value, ReadModelError> {
 }
 
 /// The stored form of a customer's lifetime value: `{"EUR": cents, ...}`.
-fn lifetime_json(row: &CustomerStatsRow) -> Value {
-    Value::Object(
-        row.lifetime_value_cents
-            .iter()
-            .map(|(currency, cents)| (currency.clone(), json!(cents)))
-            .collect(),
-    )
+fn lifetime_json(row: &CustomerStatsRow) -> Result<Value, ReadModelError> {
+    serde_json::to_value(&row.lifetime_value_cents)
+        .map_err(|e| ReadModelError::Backend(format!("lifetime value: {e}")))
 }
 
 fn order_of(row: &sqlx::postgres::PgRow) -> Result<OrderSummaryRow, ReadModelError> {
@@ -65,13 +61,8 @@ fn stats_of(row: &sqlx::postgres::PgRow) -> Result<CustomerStatsRow, ReadModelEr
         to_u64(row.try_get(name).map_err(corrupt)?, name)
     };
     let lifetime: Value = row.try_get("lifetime_value").map_err(corrupt)?;
-    let lifetime_value_cents = lifetime
-        .as_object()
-        .ok_or_else(|| ReadModelError::Corrupt("lifetime value is not an object".into()))?
-        .iter()
-        .map(|(currency, cents)| cents.as_i64().map(|c| (currency.clone(), c)))
-        .collect::<Option<BTreeMap<_, _>>>()
-        .ok_or_else(|| ReadModelError::Corrupt("malformed lifetime value".into()))?;
+    let lifetime_value_cents: BTreeMap<String, i64> = serde_json::from_value(lifetime)
+        .map_err(|e| ReadModelError::Corrupt(format!("malformed lifetime value: {e}")))?;
     Ok(CustomerStatsRow {
         customer_id: row.try_get("customer_id").map_err(corrupt)?,
         order_count: count("order_count")?,
@@ -227,7 +218,11 @@ impl OrderRows for PgBatch {
             .bind(count(|c| c.shipped)?)
             .bind(count(|c| c.delivered)?)
             .bind(count(|c| c.cancelled)?)
-            .bind(rows.iter().map(lifetime_json).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(lifetime_json)
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
             .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
 use sqlx::sqlite::SqliteRow;
 use strata_ports::limits::{MAX_LOOKUP_BYTES, check_text};
 use strata_ports::{
@@ -25,12 +24,9 @@ fn items_json(items: &[OrderLineRow]) -> Result<String, ReadModelError> {
 }
 
 /// Lifetime values as stored: `{"EUR": 1234, ...}`.
-fn lifetime_json(values: &BTreeMap<String, i64>) -> String {
-    let map: serde_json::Map<String, Value> = values
-        .iter()
-        .map(|(currency, cents)| (currency.clone(), json!(cents)))
-        .collect();
-    Value::Object(map).to_string()
+fn lifetime_json(values: &BTreeMap<String, i64>) -> Result<String, ReadModelError> {
+    serde_json::to_string(values)
+        .map_err(|e| ReadModelError::Backend(format!("lifetime value: {e}")))
 }
 
 fn order_of(row: &SqliteRow) -> Result<OrderSummaryRow, ReadModelError> {
@@ -58,13 +54,8 @@ fn order_of(row: &SqliteRow) -> Result<OrderSummaryRow, ReadModelError> {
 
 fn stats_of(row: &SqliteRow) -> Result<CustomerStatsRow, ReadModelError> {
     let lifetime = json_of(row, "lifetime_value")?;
-    let lifetime_value_cents = lifetime
-        .as_object()
-        .ok_or_else(|| corrupt("lifetime value is not an object"))?
-        .iter()
-        .map(|(currency, cents)| cents.as_i64().map(|c| (currency.clone(), c)))
-        .collect::<Option<BTreeMap<_, _>>>()
-        .ok_or_else(|| corrupt("malformed lifetime value"))?;
+    let lifetime_value_cents: BTreeMap<String, i64> = serde_json::from_value(lifetime)
+        .map_err(|e| corrupt(format!("malformed lifetime value: {e}")))?;
     Ok(CustomerStatsRow {
         customer_id: text(row, "customer_id")?,
         order_count: count(row, "order_count")?,
@@ -173,7 +164,7 @@ impl OrderRows for SqliteBatch {
                 .bind(to_i64(counts.shipped, "count")?)
                 .bind(to_i64(counts.delivered, "count")?)
                 .bind(to_i64(counts.cancelled, "count")?)
-                .bind(lifetime_json(&row.lifetime_value_cents))
+                .bind(lifetime_json(&row.lifetime_value_cents)?)
                 .bind(micros(row.updated_at))
                 .execute(&mut *self.tx)
                 .await

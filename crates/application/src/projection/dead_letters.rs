@@ -1,12 +1,10 @@
 //! The operator's dead-letter tools: a parked event applied again, or skipped for good, with the
 //! events of its stream that waited behind it.
 
-use std::collections::HashMap;
-
 use strata_ports::{DeadLetter, Generation, RecordedEvent};
 
 use super::Projection;
-use super::step::{ProjectorError, Step, apply_or_park, failure, flush_error, refused};
+use super::step::{ProjectorError, Step, apply_or_park, failure, flush_error, park, refused};
 use super::worker::WorkerDeps;
 
 /// What a retry or a skip of a parked event did.
@@ -63,10 +61,6 @@ async fn replay_dead_letters(
     };
     let mut failed: Option<u64> = None;
     let mut applied: Vec<&DeadLetter> = Vec::with_capacity(letters.len());
-    let attempts: HashMap<u64, u32> = letters
-        .iter()
-        .map(|l| (l.event.global_position, l.attempts))
-        .collect();
     for (index, letter) in letters.iter().enumerate() {
         if index == 0 && skip_first {
             projection
@@ -82,17 +76,22 @@ async fn replay_dead_letters(
         }
         let event = &letter.event;
         if let Some(failed) = failed {
-            batch
-                .park(&DeadLetter {
-                    blocked_by: Some(failed),
-                    parked_at: deps.clock.now(),
-                    ..letter.clone()
-                })
-                .await?;
+            let (error, attempts) = (letter.error.clone(), letter.attempts);
+            let clock = &*deps.clock;
+            park(
+                &mut *batch,
+                projection,
+                event,
+                error,
+                attempts,
+                Some(failed),
+                clock,
+            )
+            .await?;
             outcome.parked_again += 1;
             continue;
         }
-        let tried = attempts.get(&event.global_position).copied().unwrap_or(0) + 1;
+        let tried = letter.attempts + 1;
         match apply_or_park(&mut *batch, projection, event, tried, &*deps.clock).await? {
             Step::Applied => {
                 applied.push(letter);
@@ -114,21 +113,21 @@ async fn replay_dead_letters(
         .await
         .map_err(|e| flush_error(e, position))?;
     for (event, reason) in refused(&events, flushed, position)? {
-        let Some(letter) = flushed_letters
+        // `refused` names only events of `events`, which are the letters' own.
+        let attempts = flushed_letters
             .iter()
             .find(|l| l.event.global_position == event.global_position)
-        else {
-            continue;
-        };
-        batch
-            .park(&DeadLetter {
-                error: reason,
-                attempts: letter.attempts + 1,
-                blocked_by: None,
-                parked_at: deps.clock.now(),
-                ..(*letter).clone()
-            })
-            .await?;
+            .map_or(1, |letter| letter.attempts + 1);
+        park(
+            &mut *batch,
+            projection,
+            event,
+            reason,
+            attempts,
+            None,
+            &*deps.clock,
+        )
+        .await?;
         if skipped.is_none_or(|s| s.event.global_position != event.global_position) {
             outcome.applied -= 1;
         }

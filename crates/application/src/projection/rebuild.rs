@@ -41,8 +41,7 @@ pub struct RebuildProgress {
 /// the live checkpoint (catching up again while the live worker keeps moving).
 ///
 /// # Errors
-/// [`ReadModelError::NotFound`] for an unknown projection; `Rebuilding` when another rebuild
-/// of it runs; storage failures. An interrupted rebuild leaves the live tables untouched.
+/// `Rebuilding` when another rebuild of it runs; storage failures. An interrupted rebuild leaves the live tables untouched.
 pub async fn rebuild(
     deps: &WorkerDeps,
     projection: Arc<dyn Projection>,
@@ -103,7 +102,7 @@ pub async fn rebuild(
 /// it keeps elsewhere); the live generation is never touched.
 ///
 /// # Errors
-/// Storage failures; [`ReadModelError::NotFound`] for an unknown projection.
+/// Storage failures.
 pub async fn abandon_rebuild(
     deps: &WorkerDeps,
     projection: &dyn Projection,

@@ -84,19 +84,37 @@ pub(super) async fn apply_or_park(
                 return Err(error);
             }
             batch.rollback_to_savepoint().await?;
-            batch
-                .park(&DeadLetter {
-                    projection: projection.name().to_string(),
-                    event: event.clone(),
-                    error: error.to_string(),
-                    attempts,
-                    blocked_by: None,
-                    parked_at: clock.now(),
-                })
-                .await?;
+            let reason = error.to_string();
+            park(batch, projection, event, reason, attempts, None, clock).await?;
             Ok(Step::Parked(error))
         }
     }
+}
+
+/// Parks `event` of `projection` in `batch`: as the failed event of its stream (`blocked_by`
+/// `None`), or as one waiting behind the failed event at `blocked_by`.
+///
+/// # Errors
+/// The storage failed.
+pub(super) async fn park(
+    batch: &mut dyn ProjectionBatch,
+    projection: &dyn Projection,
+    event: &RecordedEvent,
+    error: String,
+    attempts: u32,
+    blocked_by: Option<u64>,
+    clock: &dyn Clock,
+) -> Result<(), ReadModelError> {
+    batch
+        .park(&DeadLetter {
+            projection: projection.name().to_string(),
+            event: event.clone(),
+            error,
+            attempts,
+            blocked_by,
+            parked_at: clock.now(),
+        })
+        .await
 }
 
 /// A flush that failed as a whole fails the batch (never parks an event): the effects of none

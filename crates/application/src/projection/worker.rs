@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_ports::{
-    Clock, DeadLetter, EventStore, EventStoreError, Generation, LogWakeups, ProjectionBatch,
-    ProjectionLeases, ProjectionStore, ReadModelError, RecordedEvent,
+    Clock, EventStore, EventStoreError, Generation, LogWakeups, ProjectionBatch, ProjectionLeases,
+    ProjectionStore, ReadModelError, RecordedEvent,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Projection;
-use super::step::{ProjectorError, Step, apply_or_park, failure, flush_error, refused};
+use super::step::{self, ProjectorError, Step, apply_or_park, failure, flush_error, refused};
 
 mod live;
 
@@ -356,16 +356,9 @@ impl ProjectionWorker {
         attempts: u32,
         blocked_by: Option<u64>,
     ) -> Result<(), ReadModelError> {
-        batch
-            .park(&DeadLetter {
-                projection: self.name().to_owned(),
-                event: event.clone(),
-                error: error.to_owned(),
-                attempts,
-                blocked_by,
-                parked_at: self.deps.clock.now(),
-            })
-            .await
+        let (projection, clock) = (&*self.projection, &*self.deps.clock);
+        let error = error.to_owned();
+        step::park(batch, projection, event, error, attempts, blocked_by, clock).await
     }
 
     /// Runs batches until the log's head is reached (or `stop`), calling `progress` after each.

@@ -57,9 +57,9 @@ pub use orders::{
     a_customers_orders_come_newest_first_page_by_page_without_other_customers,
     an_order_summary_is_replaced_only_by_a_higher_version,
     an_order_summary_reads_back_exactly_as_written,
+    bulk_reads_answer_the_rows_that_exist_and_bulk_writes_store_every_field,
     customer_lookups_with_nul_or_oversized_ids_are_refused_as_invalid_input,
     customer_stats_read_back_exactly_as_written_and_a_later_put_replaces_them,
-    order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time,
 };
 pub use rebuilds::{
     a_caught_up_rebuild_replaces_the_live_rows_checkpoint_and_dead_letters,
@@ -96,7 +96,7 @@ pub async fn run(store: &dyn ProjectionStore, models: &dyn ReadModels) {
     an_order_summary_is_replaced_only_by_a_higher_version(store, models).await;
     a_customers_orders_come_newest_first_page_by_page_without_other_customers(store, models).await;
     customer_stats_read_back_exactly_as_written_and_a_later_put_replaces_them(store, models).await;
-    order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time(store, models).await;
+    bulk_reads_answer_the_rows_that_exist_and_bulk_writes_store_every_field(store, models).await;
     an_account_reads_back_exactly_as_written(store, models).await;
     an_account_is_replaced_only_by_a_higher_version(store, models).await;
     a_transaction_line_is_added_once_per_account_and_version(store, models).await;

@@ -117,13 +117,13 @@ pub struct BalanceDto {
 
 /// Open an account.
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", operation_id = "openAccount", request_body = OpenAccountRequest,
-    params(IdempotencyKeyParams),
+    params(IfMatchParams, IdempotencyKeyParams),
     responses(
         (status = 201, description = "Account opened (or the first answer to this Idempotency-Key, replayed)", body = AccountAck, headers(
             ("Location" = String, description = "Where the new account can be read: /v1/accounts/{id}/balance"),
             ("ETag" = String, description = "The account's version, for If-Match"))),
         (status = 400), (status = 401), (status = 403, description = "An auditor, or a customer opening an account for another owner"),
-        (status = 415), (status = 422)),
+        (status = 412, description = "If-Match named a version other than 0: a new account has none yet"), (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn open(
     State(state): State<AppState>,

@@ -207,13 +207,13 @@ impl OrderStateDto {
 
 /// Place an order.
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", operation_id = "placeOrder", request_body = PlaceOrderRequest,
-    params(IdempotencyKeyParams),
+    params(IfMatchParams, IdempotencyKeyParams),
     responses(
         (status = 201, description = "Order placed (or the first answer to this Idempotency-Key, replayed)", body = OrderAck, headers(
             ("Location" = String, description = "Where the new order can be read: /v1/orders/{id}/state"),
             ("ETag" = String, description = "The order's version, for If-Match"))),
         (status = 400), (status = 401), (status = 403, description = "An auditor, or a customer placing an order for another customer"),
-        (status = 415), (status = 422)),
+        (status = 412, description = "If-Match named a version other than 0: a new order has none yet"), (status = 415), (status = 422)),
     security(("bearer" = [])))]
 pub async fn place_order(
     State(state): State<AppState>,

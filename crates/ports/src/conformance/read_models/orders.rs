@@ -72,8 +72,8 @@ pub async fn an_order_summary_is_replaced_only_by_a_higher_version(
 }
 
 /// The bulk reads answer the rows that exist (none for unknown keys, nothing for no keys); the
-/// bulk writes store every field as the single ones do, with the same version guard for orders.
-pub async fn order_summaries_and_customer_stats_in_bulk_are_the_rows_one_at_a_time(
+/// bulk writes store every field, order summaries with the version guard of the single write.
+pub async fn bulk_reads_answer_the_rows_that_exist_and_bulk_writes_store_every_field(
     store: &dyn ProjectionStore,
     models: &dyn ReadModels,
 ) {

@@ -16,6 +16,8 @@ use crate::error::{ApiError, PROBLEM_JSON};
 /// The modifier: see the module's documentation.
 pub struct SharedAnswers;
 
+const INTERNAL: &str = "The server failed (a bug or a fault of its storage); the detail never \
+     says how, the request id finds it in the server's log";
 const RATE: &str = "The principal sent more commands or queries than its rate allows; retry \
     after Retry-After seconds";
 const LOAD: &str = "The server handles its limit of requests, or the request outlived its \
@@ -39,6 +41,7 @@ fn default_description(status: u16) -> &'static str {
             request"
         }
         429 => RATE,
+        500 => INTERNAL,
         503 => LOAD,
         _ => "An error",
     }
@@ -68,6 +71,7 @@ fn example(status: u16) -> Option<serde_json::Value> {
             detail: "too many commands from this principal; retry after 1 s".into(),
             retry_after_secs: 1,
         },
+        500 => ApiError::Internal("a database constraint failed".into()),
         503 => ApiError::NotCaughtUp("the orders projection is at position 41, not yet 42".into()),
         _ => return None,
     };
@@ -141,6 +145,10 @@ fn complete(operation: &mut Operation, liveness: bool) {
     responses
         .entry("413".to_owned())
         .or_insert_with(|| described(TOO_LARGE));
+    // Any route can fail inside (a caught panic included); the problem then hides why.
+    responses
+        .entry("500".to_owned())
+        .or_insert_with(|| described(INTERNAL));
     if behind_token {
         responses
             .entry("429".to_owned())
