@@ -68,6 +68,9 @@ struct Cli {
     /// `append` sends every command with a unique `Idempotency-Key`, as a careful client does.
     #[arg(long)]
     with_keys: bool,
+    /// Run the loads only without (`off`) or only with (`on`) snapshots; both by default.
+    #[arg(long, value_name = "off|on", value_parser = parse_snapshots)]
+    snapshots: Option<bool>,
     /// What `cargo bench` passes to every bench target; nothing to do with it here.
     #[arg(long, hide = true)]
     bench: bool,
@@ -116,7 +119,11 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
     let c_u64 = u64::try_from(c)?;
     let mut lines = Vec::new();
     let runs: Vec<(usize, Option<bool>)> = match workload {
-        "load-1000" | "load-10000" => vec![(1, Some(false)), (1, Some(true))],
+        "load-1000" | "load-10000" => [false, true]
+            .into_iter()
+            .filter(|on| cli.snapshots.is_none_or(|chosen| chosen == *on))
+            .map(|on| (1, Some(on)))
+            .collect(),
         "project" | "rebuild" | "lag" => vec![(1, None)],
         _ => vec![(c, None)],
     };
@@ -174,6 +181,14 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
         lines.push(line);
     }
     Ok(lines)
+}
+
+fn parse_snapshots(text: &str) -> Result<bool, String> {
+    match text {
+        "off" => Ok(false),
+        "on" => Ok(true),
+        other => Err(format!("{other:?} is neither off nor on")),
+    }
 }
 
 /// `--seconds` if given, else `ops` operations.

@@ -49,6 +49,27 @@ pub struct BenchArgs {
     /// Repetitions of the interleaved runs of --peer / --ceiling (medians and ranges).
     #[arg(long, default_value_t = 1)]
     pub reps: usize,
+    /// Run the loads only without (`off`) or only with (`on`) snapshots; both by default.
+    #[arg(long, value_name = "off|on", value_parser = parse_on_off)]
+    pub snapshots: Option<bool>,
+    /// Count the instructions per operation of `append` and `load-1000` with callgrind instead
+    /// of timing them (Strata's process; with --peer the peer's beside it). --concurrency of
+    /// `append` is 1 unless given; --ops sets the smaller of the two runs.
+    #[arg(long)]
+    pub instructions: bool,
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "off" => Ok(false),
+        "on" => Ok(true),
+        other => Err(format!("{other:?} is neither off nor on")),
+    }
+}
+
+/// `--snapshots`' value for a harness.
+pub fn on_off(on: bool) -> String {
+    if on { "on" } else { "off" }.to_owned()
 }
 
 pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
@@ -77,16 +98,16 @@ pub fn database_url(args: &BenchArgs) -> anyhow::Result<String> {
     Ok(url)
 }
 
-pub fn command(root: &Path, args: &BenchArgs, url: &str) -> Command {
+/// `cargo bench` of the harness, to which a run adds `--` and its flags, or a build `--no-run`.
+pub fn harness_build(root: &Path) -> Command {
     let mut command = cargo(root);
-    command.args([
-        "bench",
-        "--package",
-        "strata-tests",
-        "--bench",
-        "workloads",
-        "--",
-    ]);
+    command.args(["bench", "--package", "strata-tests", "--bench", "workloads"]);
+    command
+}
+
+pub fn command(root: &Path, args: &BenchArgs, url: &str) -> Command {
+    let mut command = harness_build(root);
+    command.arg("--");
     for workload in &args.workloads {
         command.args(["--workload", workload]);
     }
@@ -96,6 +117,7 @@ pub fn command(root: &Path, args: &BenchArgs, url: &str) -> Command {
         ("--batch-size", args.batch_size.map(|v| v.to_string())),
         ("--rate", args.rate.map(|v| v.to_string())),
         ("--seconds", args.seconds.map(|v| v.to_string())),
+        ("--snapshots", args.snapshots.map(on_off)),
     ] {
         if let Some(value) = value {
             command.args([flag, &value]);
@@ -127,6 +149,8 @@ mod tests {
             peer: false,
             ceiling: false,
             reps: 1,
+            snapshots: Some(false),
+            instructions: false,
         };
 
         let command = command(Path::new("."), &args, "sqlite://bench/x.db");
@@ -152,6 +176,8 @@ mod tests {
                 "2000",
                 "--seconds",
                 "5",
+                "--snapshots",
+                "off",
                 "--with-keys"
             ]
         );

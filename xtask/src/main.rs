@@ -4,6 +4,7 @@
 mod bench;
 mod ci;
 mod contract;
+mod instructions;
 mod peer;
 mod postgres;
 mod process;
@@ -73,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Db => service::db(&root),
         Task::Dev { args } => service::dev(&root, &args),
         Task::Token(args) => token::run(&args),
+        Task::Bench(args) if args.instructions => instructions::run(&root, &args),
         Task::Bench(args) if args.peer || args.ceiling => peer::run(&root, &args),
         Task::Bench(args) => bench::run(&root, &args),
         Task::Test { args } => suite::run(&root, &args),

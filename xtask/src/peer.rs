@@ -16,9 +16,9 @@ use crate::postgres::{self, ScratchDatabase};
 use crate::process::{self, cargo};
 
 /// The peer's manifest, from the workspace root.
-const PEER_MANIFEST: &str = "bench/peer-cqrs-es/Cargo.toml";
+pub const PEER_MANIFEST: &str = "bench/peer-cqrs-es/Cargo.toml";
 /// The peer's binary, from the workspace root (its own target/, as a detached project).
-const PEER_BINARY: &str = "bench/peer-cqrs-es/target/release/strata-peer-cqrs-es";
+pub const PEER_BINARY: &str = "bench/peer-cqrs-es/target/release/strata-peer-cqrs-es";
 /// The workloads the peer implements, run by default.
 const PEER_WORKLOADS: &[&str] = &["append", "load-1000"];
 /// The ceiling scripts (under bench/ceiling/), each a system of its own in the summary.
@@ -132,6 +132,7 @@ fn peer_command(root: &Path, args: &BenchArgs, workload: &str, url: &str) -> Com
         ("--concurrency", args.concurrency.map(|v| v.to_string())),
         ("--ops", args.ops.map(|v| v.to_string())),
         ("--seconds", args.seconds.map(|v| v.to_string())),
+        ("--snapshots", args.snapshots.map(bench::on_off)),
     ] {
         if let Some(value) = value {
             command.args([flag, &value]);
@@ -395,6 +396,8 @@ mod tests {
             peer: true,
             ceiling: true,
             reps: 3,
+            snapshots: None,
+            instructions: false,
         }
     }
 

@@ -58,6 +58,9 @@ struct Cli {
     /// Operations per workload (each has its own default); ignored when `--seconds` is given.
     #[arg(long)]
     ops: Option<u64>,
+    /// Run `load-1000` only without (`off`) or only with (`on`) snapshots; both by default.
+    #[arg(long, value_name = "off|on", value_parser = parse_snapshots)]
+    snapshots: Option<bool>,
     /// Run `append` and `load-1000` for this many seconds instead of a number of operations.
     #[arg(long)]
     seconds: Option<u64>,
@@ -142,7 +145,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async {
         for workload in &chosen {
             let runs: Vec<(usize, Option<bool>)> = match workload.as_str() {
-                "load-1000" => vec![(1, Some(false)), (1, Some(true))],
+                "load-1000" => [false, true]
+                    .into_iter()
+                    .filter(|on| cli.snapshots.is_none_or(|chosen| chosen == *on))
+                    .map(|on| (1, Some(on)))
+                    .collect(),
                 _ => vec![(cli.concurrency, None)],
             };
             for (concurrency, snapshots) in runs {
@@ -167,6 +174,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+fn parse_snapshots(text: &str) -> Result<bool, String> {
+    match text {
+        "off" => Ok(false),
+        "on" => Ok(true),
+        other => Err(format!("{other:?} is neither off nor on")),
+    }
 }
 
 /// Strata's harness's defaults for `append`.

@@ -5,14 +5,19 @@
 //! the same lock, before its expected version) — but the group takes the log's head lock and
 //! waits for the WAL flush once, instead of once per append (decision 0010).
 
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::postgres::{PgArguments, PgBindIterExt};
+use sqlx::{Arguments, Connection, PgConnection, PgPool, Postgres};
 use strata_ports::{AppendOutcome, AppendRequest, EventStoreError};
 use tokio::sync::{OnceCell, mpsc, oneshot};
+use tokio::time::Sleep;
 
-use crate::append::{EventColumns, answer_of_outcome, append_alone, expected_columns};
+use crate::append::{
+    add, add_event_columns, answer_of_outcome, append_alone, event_columns_size, expected_columns,
+};
 use crate::error::event_store_error;
 
 /// The most appends in one group (a bound on the transaction, not a target: a group holds
@@ -89,6 +94,8 @@ fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
             connection: None,
             writers: 1,
             gather: Duration::ZERO,
+            idle: Box::pin(tokio::time::sleep(KEEP_CONNECTION)),
+            armed: tokio::time::Instant::now(),
         };
         while let Some(group) = writer.next_group(&mut pending).await {
             let (began, size) = (Instant::now(), group.len());
@@ -110,6 +117,10 @@ struct Writer {
     writers: usize,
     /// How long the next group may wait for them: half the last group's write.
     gather: Duration,
+    /// Fires after about [`KEEP_CONNECTION`] without appends: the connection goes back.
+    idle: Pin<Box<Sleep>>,
+    /// When `idle` was last set.
+    armed: tokio::time::Instant,
 }
 
 impl Writer {
@@ -125,11 +136,26 @@ impl Writer {
         &mut self,
         pending: &mut mpsc::UnboundedReceiver<Pending>,
     ) -> Option<Vec<Pending>> {
-        let first = match tokio::time::timeout(KEEP_CONNECTION, pending.recv()).await {
-            Ok(first) => first?,
-            Err(_idle) => {
-                self.connection = None;
-                pending.recv().await?
+        let first = match pending.try_recv() {
+            Ok(first) => first,
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Arming a timer for every group cost more than the group's own bookkeeping:
+                // the idle timer moves on only once a quarter of its time has passed, so the
+                // connection goes back after three quarters of KEEP_CONNECTION to all of it.
+                let now = tokio::time::Instant::now();
+                if now.duration_since(self.armed) >= KEEP_CONNECTION / 4 {
+                    self.idle.as_mut().reset(now + KEEP_CONNECTION);
+                    self.armed = now;
+                }
+                tokio::select! {
+                    biased;
+                    first = pending.recv() => first?,
+                    () = self.idle.as_mut() => {
+                        self.connection = None;
+                        pending.recv().await?
+                    }
+                }
             }
         };
         let mut group = vec![first];
@@ -210,25 +236,9 @@ async fn append_group(
     connection: &mut PgConnection,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Result<AppendOutcome, EventStoreError>>, EventStoreError> {
-    let mut columns = GroupColumns::default();
-    for request in requests {
-        columns.push(request)?;
-    }
+    let arguments = group_arguments(requests)?;
     let (outcomes, versions, positions): (Vec<i16>, Vec<i64>, Vec<Option<i64>>) =
-        sqlx::query_as(APPEND_GROUP)
-            .bind(&columns.streams)
-            .bind(&columns.expected_kinds)
-            .bind(&columns.expected_versions)
-            .bind(&columns.event_counts)
-            .bind(&columns.events.event_ids)
-            .bind(&columns.events.event_types)
-            .bind(&columns.events.schema_versions)
-            .bind(&columns.events.data)
-            .bind(&columns.events.metadata)
-            .bind(&columns.events.recorded_at)
-            .bind(&columns.principals)
-            .bind(&columns.keys)
-            .bind(&columns.fingerprints)
+        sqlx::query_as_with(APPEND_GROUP, arguments)
             .fetch_one(connection)
             .await
             .map_err(|e| event_store_error(&e))?;
@@ -254,35 +264,54 @@ async fn append_group(
         .collect())
 }
 
-/// A group as the function's column arrays: per append, its stream, expected version, event
-/// count and claim (null without one); then every event of every append, in order.
-#[derive(Default)]
-struct GroupColumns {
-    streams: Vec<String>,
-    expected_kinds: Vec<i16>,
-    expected_versions: Vec<i64>,
-    event_counts: Vec<i32>,
-    principals: Vec<Option<String>>,
-    keys: Vec<Option<String>>,
-    fingerprints: Vec<Option<String>>,
-    events: EventColumns,
-}
-
-impl GroupColumns {
-    fn push(&mut self, request: &AppendRequest) -> Result<(), EventStoreError> {
+/// A group as the function's arguments: per append, its stream, expected version, event count
+/// and claim (null without one); then every event of every append, in order. Each array is
+/// encoded straight from the requests (no vectors of copies to build and free), into one
+/// buffer sized up front (bound one by one, it grew and was copied again and again).
+fn group_arguments(requests: &[&AppendRequest]) -> Result<PgArguments, EventStoreError> {
+    let mut kinds = Vec::with_capacity(requests.len());
+    let mut versions = Vec::with_capacity(requests.len());
+    let mut counts = Vec::with_capacity(requests.len());
+    for request in requests {
         let (kind, version) = expected_columns(request.expected)?;
-        let count = i32::try_from(request.events.len())
-            .map_err(|_| EventStoreError::Backend("too many events in one append".into()))?;
-        self.streams.push(request.stream_id.to_string());
-        self.expected_kinds.push(kind);
-        self.expected_versions.push(version);
-        self.event_counts.push(count);
-        let claim = request.idempotency.as_ref();
-        self.principals.push(claim.map(|c| c.principal.clone()));
-        self.keys.push(claim.map(|c| c.key.clone()));
-        self.fingerprints.push(claim.map(|c| c.fingerprint.clone()));
-        self.events.extend(&request.events)
+        kinds.push(kind);
+        versions.push(version);
+        counts.push(
+            i32::try_from(request.events.len())
+                .map_err(|_| EventStoreError::Backend("too many events in one append".into()))?,
+        );
     }
+    let events = || requests.iter().flat_map(|r| r.events.iter());
+    let claims = || requests.iter().map(|r| r.idempotency.as_ref());
+    let claim_size: usize = claims()
+        .flatten()
+        .map(|c| c.principal.len() + c.key.len() + c.fingerprint.len())
+        .sum();
+    let stream_size: usize = requests.iter().map(|r| r.stream_id.as_str().len()).sum();
+    let mut arguments = PgArguments::default();
+    arguments.reserve(
+        13,
+        13 * 24
+            + requests.len() * (4 * 6 + 6 + 12 + 8)
+            + stream_size
+            + claim_size
+            + event_columns_size(events()),
+    );
+    let streams = requests.iter().map(|r| r.stream_id.as_str());
+    add(&mut arguments, streams.bind_iter())?;
+    add(&mut arguments, kinds)?;
+    add(&mut arguments, versions)?;
+    add(&mut arguments, counts)?;
+    add_event_columns(&mut arguments, events())?;
+    let principals = claims().map(|c| c.map(|c| c.principal.as_str()));
+    add(&mut arguments, principals.bind_iter())?;
+    add(
+        &mut arguments,
+        claims().map(|c| c.map(|c| c.key.as_str())).bind_iter(),
+    )?;
+    let fingerprints = claims().map(|c| c.map(|c| c.fingerprint.as_str()));
+    add(&mut arguments, fingerprints.bind_iter())?;
+    Ok(arguments)
 }
 
 /// A connection from the pool that answers a ping. The pool hands out a connection used in the

@@ -7,7 +7,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use strata_ports::StreamId;
 
@@ -22,7 +22,8 @@ pub(crate) struct AggregateCache {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<String, (u64, Arc<dyn Any + Send + Sync>)>,
+    /// The state is `None` while a command holds it (see [`AggregateCache::take`]).
+    entries: HashMap<String, (u64, Option<Box<dyn Any + Send + Sync>>)>,
     /// Streams in the order they entered; may name streams forgotten since.
     order: VecDeque<String>,
 }
@@ -50,18 +51,19 @@ impl AggregateCache {
     }
 
     /// The state last written to `stream`, if it is still here.
-    pub(crate) fn get<S: Clone + 'static>(&self, stream: &StreamId) -> Option<Loaded<S>> {
-        let inner = self.lock();
-        let (version, state) = inner.entries.get(stream.as_str())?;
-        let state = state.downcast_ref::<S>()?.clone();
+    /// Takes the state out: the command about to run on it owns it (no copy) and puts back the
+    /// state it leads to. A concurrent command on the same aggregate finds no state meanwhile
+    /// and loads, as after any miss. The entry keeps its place and version.
+    pub(crate) fn take<S: 'static>(&self, stream: &StreamId) -> Option<Loaded<S>> {
+        let mut inner = self.lock();
+        let (version, state) = inner.entries.get_mut(stream.as_str())?;
+        let state = state.take()?.downcast::<S>().ok()?;
         Some(Loaded {
-            state,
+            state: *state,
             version: *version,
         })
     }
 
-    /// Remembers `state` at `version`, unless a later version is remembered already (two
-    /// commands of this service on one stream may finish in either order).
     pub(crate) fn put<S: Send + Sync + 'static>(&self, stream: &StreamId, version: u64, state: S) {
         if self.capacity == 0 {
             return;
@@ -72,11 +74,13 @@ impl AggregateCache {
         {
             return;
         }
-        let fresh = inner
-            .entries
-            .insert(stream.to_string(), (version, Arc::new(state)))
-            .is_none();
-        if fresh {
+        let state: Box<dyn Any + Send + Sync> = Box::new(state);
+        if let Some(entry) = inner.entries.get_mut(stream.as_str()) {
+            *entry = (version, Some(state));
+        } else {
+            inner
+                .entries
+                .insert(stream.to_string(), (version, Some(state)));
             inner.order.push_back(stream.to_string());
         }
         while inner.entries.len() > self.capacity {
@@ -109,17 +113,40 @@ mod tests {
     }
 
     #[test]
-    fn a_state_reads_back_at_its_version_and_an_older_one_never_replaces_it() {
+    fn a_state_is_taken_at_its_version_and_an_older_one_never_replaces_it() {
         let cache = AggregateCache::new(10);
         let s = stream();
         cache.put(&s, 3, "v3".to_owned());
         cache.put(&s, 2, "v2".to_owned());
 
-        let loaded = cache.get::<String>(&s).unwrap();
+        let loaded = cache.take::<String>(&s).unwrap();
         assert_eq!((loaded.state.as_str(), loaded.version), ("v3", 3));
-        assert!(cache.get::<u64>(&s).is_none(), "another type is a miss");
+        assert!(
+            cache.take::<String>(&s).is_none(),
+            "taken: a miss until put back"
+        );
+        cache.put(&s, 4, "v4".to_owned());
+        assert!(cache.take::<u64>(&s).is_none(), "another type is a miss");
+        cache.put(&s, 5, "v5".to_owned());
         cache.forget(&s);
-        assert!(cache.get::<String>(&s).is_none());
+        assert!(cache.take::<String>(&s).is_none());
+    }
+
+    #[test]
+    fn a_state_put_back_keeps_its_place() {
+        // Taking and putting back must not queue the stream twice: a second place in the
+        // order would evict it early, and the order would outgrow the cache.
+        let cache = AggregateCache::new(2);
+        let (a, b) = (stream(), stream());
+        cache.put(&a, 1, 1u8);
+        cache.put(&b, 1, 2u8);
+        for version in 2..10 {
+            let taken = cache.take::<u8>(&a).unwrap();
+            cache.put(&a, version, taken.state);
+        }
+
+        assert_eq!(cache.lock().order.len(), 2);
+        assert_eq!(cache.take::<u8>(&b).map(|l| l.state), Some(2));
     }
 
     #[test]
@@ -130,11 +157,11 @@ mod tests {
         cache.put(&b, 1, 2u8);
         cache.put(&c, 1, 3u8);
 
-        assert!(cache.get::<u8>(&a).is_none());
-        assert_eq!(cache.get::<u8>(&b).map(|l| l.state), Some(2));
-        assert_eq!(cache.get::<u8>(&c).map(|l| l.state), Some(3));
+        assert!(cache.take::<u8>(&a).is_none());
+        assert_eq!(cache.take::<u8>(&b).map(|l| l.state), Some(2));
+        assert_eq!(cache.take::<u8>(&c).map(|l| l.state), Some(3));
         let none = AggregateCache::new(0);
         none.put(&a, 1, 1u8);
-        assert!(none.get::<u8>(&a).is_none());
+        assert!(none.take::<u8>(&a).is_none());
     }
 }

@@ -2,7 +2,6 @@
 //! race when the client did not pin a version; answer a replayed idempotency key with the
 //! original acknowledgement; snapshot every N events.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use uuid::Uuid;
 use crate::access::{Owned, Principal, Role};
 use crate::cache::AggregateCache;
 use crate::error::CommandError;
-use crate::rehydrate::Rehydrator;
+use crate::rehydrate::{Loaded, Rehydrator};
 
 /// Tunables of command handling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,34 +166,62 @@ impl CommandService {
                 "a customer may only act for their own customer id, not {owner}"
             )));
         }
+        // No look-up of the key before the command: the store checks the claim with the append,
+        // before the expected version, and answers a taken key; a command that fails
+        // before it reaches the store (refused by the aggregate, not found, at another version,
+        // out of retries) asks whether its key was applied before. A careful client's first
+        // try thus costs no more round trips than a careless one's.
         let claim = match &context.idempotency_key {
-            Some(key) => {
-                let claim = IdempotencyClaim {
-                    principal: principal.user_id.clone(),
-                    key: key.clone(),
-                    fingerprint: fingerprint::<A>(target, &command)?,
-                };
-                if let Some(ack) = self.replay(&claim).await? {
-                    return Ok(ack);
-                }
-                Some(claim)
-            }
+            Some(key) => Some(IdempotencyClaim {
+                principal: principal.user_id.clone(),
+                key: key.clone(),
+                fingerprint: fingerprint::<A>(target, &command)?,
+            }),
             None => None,
         };
+        let outcome = self
+            .decide_and_append::<A>(context, target, command, claim.as_ref())
+            .await;
+        match (outcome, &claim) {
+            (Err(error), Some(claim)) if error.may_answer_a_replay() => {
+                Ok(self.replay(claim).await?.ok_or(error)?)
+            }
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// Loads (or takes from the cache), decides and appends, retrying lost races.
+    async fn decide_and_append<A: Owned>(
+        &self,
+        context: &CommandContext,
+        target: Target,
+        command: A::Command,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<CommandAck, CommandError> {
+        let principal = &context.principal;
         let stream_id = match target {
             Target::New => StreamId::new(A::CATEGORY, self.ids.new_id()),
             Target::Existing(id) => StreamId::new(A::CATEGORY, id),
         };
 
         let mut attempt = 0;
-        // Only the first attempt may start from the cache: a retry follows a lost race.
-        let mut cached = self
-            .cache
-            .get::<A::State>(&stream_id)
-            .filter(|c| context.expected_version.is_none_or(|v| v == c.version));
+        // Only the first attempt may start from the cache: a retry follows a lost race. A new
+        // aggregate's stream id was just generated, so its stream is empty: nothing to load
+        // (were it not, the append's expected version 0 would refuse it).
+        let mut cached = match target {
+            Target::New => Some(Loaded {
+                state: A::State::default(),
+                version: 0,
+            }),
+            Target::Existing(_) => self
+                .cache
+                .take::<A::State>(&stream_id)
+                .filter(|c| context.expected_version.is_none_or(|v| v == c.version)),
+        };
         loop {
             attempt += 1;
-            let from_cache = cached.is_some();
+            // A refusal of a state taken from the cache is decided again on what the store holds.
+            let from_cache = cached.is_some() && matches!(target, Target::Existing(_));
             let loaded = match cached.take() {
                 Some(loaded) => loaded,
                 None => self.rehydrator.load::<A>(&stream_id).await?,
@@ -232,7 +259,7 @@ impl CommandService {
                 stream_id: stream_id.clone(),
                 expected: ExpectedVersion::Exact(loaded.version),
                 events: self.envelope::<A>(context, &events),
-                idempotency: claim.clone(),
+                idempotency: claim.cloned(),
             };
             let appended = self.store.append(request).await;
             if appended.is_err() {
@@ -263,7 +290,7 @@ impl CommandService {
                     // original, sent again by a client that gave up waiting: then the answer
                     // is its acknowledgement, not a conflict. (The PostgreSQL adapter already
                     // reports that case as a taken key; other stores need not.)
-                    if let Some(claim) = &claim
+                    if let Some(claim) = claim
                         && let Some(ack) = self.replay(claim).await?
                     {
                         return Ok(ack);
@@ -286,7 +313,7 @@ impl CommandService {
                 }
                 Err(EventStoreError::IdempotencyKeyTaken { key }) => {
                     // A concurrent request with the same key won: answer as its replay.
-                    let claim = claim.as_ref().ok_or_else(|| {
+                    let claim = claim.ok_or_else(|| {
                         CommandError::Internal(format!(
                             "idempotency key {key:?} taken without a claim"
                         ))
@@ -386,58 +413,63 @@ const FINGERPRINT_FORM: &str = "v1";
 /// a creation) and the validated command. Hashed so that a large command costs 67 bytes per
 /// stored key, canonical so that it does not depend on serde_json's map ordering features.
 fn fingerprint<A: Aggregate>(target: Target, command: &A::Command) -> Result<String, CommandError> {
-    let target = match target {
-        Target::New => None,
-        Target::Existing(id) => Some(id),
-    };
-    let request = serde_json::json!({
-        "category": A::CATEGORY,
-        "target": target,
-        "command": command,
-    });
-    let mut canonical = String::new();
-    write_canonical(&request, &mut canonical)
-        .map_err(|e| CommandError::Internal(format!("cannot fingerprint a command: {e}")))?;
-    let digest = Sha256::digest(canonical.as_bytes());
+    let failed =
+        |e: serde_json::Error| CommandError::Internal(format!("cannot fingerprint a command: {e}"));
+    // The object {"category", "command", "target"} written out, its keys in sorted order:
+    // building it as a value first, and a string per key and scalar, cost more than the hash.
+    let command = serde_json::to_value(command).map_err(failed)?;
+    let mut canonical = Vec::with_capacity(256);
+    canonical.extend_from_slice(b"{\"category\":");
+    serde_json::to_writer(&mut canonical, A::CATEGORY).map_err(failed)?;
+    canonical.extend_from_slice(b",\"command\":");
+    write_canonical(&command, &mut canonical).map_err(failed)?;
+    canonical.extend_from_slice(b",\"target\":");
+    match target {
+        Target::New => canonical.extend_from_slice(b"null"),
+        Target::Existing(id) => serde_json::to_writer(&mut canonical, &id).map_err(failed)?,
+    }
+    canonical.push(b'}');
+    let digest = Sha256::digest(&canonical);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut fingerprint = String::with_capacity(FINGERPRINT_FORM.len() + 1 + 2 * digest.len());
     fingerprint.push_str(FINGERPRINT_FORM);
     fingerprint.push(':');
     for byte in digest.iter() {
-        // Writing to a String cannot fail.
-        let _ = write!(fingerprint, "{byte:02x}");
+        fingerprint.push(char::from(HEX[usize::from(byte >> 4)]));
+        fingerprint.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     Ok(fingerprint)
 }
 
 /// Writes `value` as JSON with the keys of every object in sorted order.
-fn write_canonical(value: &serde_json::Value, out: &mut String) -> serde_json::Result<()> {
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
     use serde_json::Value;
     match value {
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (n, item) in items.iter().enumerate() {
                 if n > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out)?;
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Object(fields) => {
             let mut keys: Vec<&String> = fields.keys().collect();
             keys.sort_unstable();
-            out.push('{');
+            out.push(b'{');
             for (n, key) in keys.into_iter().enumerate() {
                 if n > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&serde_json::to_string(key)?);
-                out.push(':');
+                serde_json::to_writer(&mut *out, key)?;
+                out.push(b':');
                 write_canonical(&fields[key], out)?;
             }
-            out.push('}');
+            out.push(b'}');
         }
-        scalar => out.push_str(&serde_json::to_string(scalar)?),
+        scalar => serde_json::to_writer(&mut *out, scalar)?,
     }
     Ok(())
 }
@@ -480,6 +512,15 @@ mod tests {
     const PINNED: &str = "v1:bd84b644cbc506cdd5154628c03d97d82618ac9f4057900d6767137a7339df89";
 
     #[test]
+    fn a_creations_fingerprint_has_a_null_target() {
+        // = sha256 of {"category":"order","command":{"command":"Confirm"},"target":null}
+        assert_eq!(
+            fingerprint::<Order>(Target::New, &OrderCommand::Confirm).unwrap(),
+            "v1:11666288e83785c8a02fc339936178e96b3eef3bfe82a1483a7d9d547648428e"
+        );
+    }
+
+    #[test]
     fn fingerprints_tell_targets_apart() {
         assert_ne!(
             confirm_of("0190a6b2-0000-7000-8000-000000000001").unwrap(),
@@ -490,8 +531,11 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
         let value = json!({"b": [{"z": 1, "a": null}], "a": "x\"y"});
-        let mut out = String::new();
+        let mut out = Vec::new();
         write_canonical(&value, &mut out).unwrap();
-        assert_eq!(out, r#"{"a":"x\"y","b":[{"a":null,"z":1}]}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":"x\"y","b":[{"a":null,"z":1}]}"#
+        );
     }
 }

@@ -60,6 +60,22 @@ pub enum CommandError {
     Internal(String),
 }
 
+impl CommandError {
+    /// Whether a command with an idempotency key that failed so may be a retry of one applied
+    /// before, whose original acknowledgement is then the answer: the aggregate has moved on
+    /// since, so deciding again refuses, or finds another version, or keeps losing races. A
+    /// failure to reach the store is not asked about: the look-up would fail alike.
+    pub(crate) fn may_answer_a_replay(&self) -> bool {
+        matches!(
+            self,
+            Self::Rejected { .. }
+                | Self::NotFound(_)
+                | Self::VersionMismatch { .. }
+                | Self::Contention { .. }
+        )
+    }
+}
+
 impl From<EventStoreError> for CommandError {
     fn from(error: EventStoreError) -> Self {
         match error {

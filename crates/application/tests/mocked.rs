@@ -240,11 +240,6 @@ async fn a_client_pinned_version_that_loses_the_race_is_reported_once() {
 fn store_where_the_same_request_won(stream: &StreamId, refusal: EventStoreError) -> MockEventStore {
     let mut store = MockEventStore::new();
     let mut seq = Sequence::new();
-    store
-        .expect_find_idempotency()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_, _| Ok(None));
     let s = stream.clone();
     store
         .expect_visit_stream()
@@ -325,6 +320,139 @@ async fn a_version_conflict_caused_by_the_same_keyed_request_is_answered_as_its_
     assert_eq!(
         ack.map(|ack| (ack.version, ack.position, ack.replayed)),
         Ok((2, 9, true))
+    );
+}
+
+/// A store holding a confirmed order, whose key "k" was recorded for the fingerprint `key_of`
+/// (none: no look-up expected) and that must not be appended to.
+fn store_with_a_confirmed_order(stream: &StreamId, key_of: Option<String>) -> MockEventStore {
+    let mut store = MockEventStore::new();
+    let s = stream.clone();
+    store.expect_visit_stream().returning(move |_, _, visitor| {
+        visit(
+            vec![placed(&s), recorded(&s, 2, "OrderConfirmed", json!({}))],
+            visitor,
+        )
+    });
+    store.expect_append().times(0);
+    let s = stream.clone();
+    let lookups = usize::from(key_of.is_some());
+    store
+        .expect_find_idempotency()
+        .with(eq("op"), eq("k"))
+        .times(lookups)
+        .returning(move |_, _| {
+            Ok(key_of.clone().map(|fingerprint| IdempotencyRecord {
+                principal: "op".to_owned(),
+                key: "k".to_owned(),
+                fingerprint,
+                stream_id: s.clone(),
+                stream_version: 2,
+                global_position: 7,
+            }))
+        });
+    store
+}
+
+/// The fingerprint a request sends with its append, learnt from a store that refuses it.
+async fn fingerprint_of(id: Uuid, command: OrderCommand) -> String {
+    let mut store = MockEventStore::new();
+    let s = StreamId::new("order", id);
+    store
+        .expect_visit_stream()
+        .returning(move |_, _, visitor| visit(vec![placed(&s)], visitor));
+    let sent = Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = sent.clone();
+    store.expect_append().returning(move |request| {
+        *seen.lock().unwrap() = request.idempotency.unwrap().fingerprint;
+        Err(EventStoreError::Unavailable(
+            "only the fingerprint was wanted".to_owned(),
+        ))
+    });
+    let mut context = operator();
+    context.idempotency_key = Some("k".to_owned());
+    let _ = service(store, no_snapshots(), CommandConfig::default())
+        .execute::<Order>(&context, Target::Existing(id), command)
+        .await;
+    sent.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_first_keyed_command_costs_no_look_up_of_its_key() {
+    // The claim travels with the append, which checks it: no round trip before it.
+    let id = Uuid::now_v7();
+    let mut store = MockEventStore::new();
+    let s = StreamId::new("order", id);
+    store
+        .expect_visit_stream()
+        .returning(move |_, _, visitor| visit(vec![placed(&s)], visitor));
+    store.expect_find_idempotency().times(0);
+    store.expect_append().times(1).returning(|request| {
+        assert_eq!(request.idempotency.map(|c| c.key), Some("k".to_owned()));
+        Ok(AppendOutcome {
+            stream_version: 2,
+            global_position: 5,
+        })
+    });
+    let mut context = operator();
+    context.idempotency_key = Some("k".to_owned());
+
+    let ack = service(store, no_snapshots(), CommandConfig::default())
+        .execute::<Order>(&context, Target::Existing(id), add("c"))
+        .await
+        .unwrap();
+
+    assert_eq!((ack.version, ack.replayed), (2, false));
+}
+
+/// Sends `Confirm` with key "k" to a confirmed order whose key "k" was recorded for
+/// `recorded_for`.
+async fn confirm_again_with_a_key_recorded_for(
+    recorded_for: OrderCommand,
+) -> Result<(u64, u64, bool), CommandError> {
+    let id = Uuid::now_v7();
+    let fingerprint = fingerprint_of(id, recorded_for).await;
+    let store = store_with_a_confirmed_order(&StreamId::new("order", id), Some(fingerprint));
+    let mut context = operator();
+    context.idempotency_key = Some("k".to_owned());
+
+    service(store, no_snapshots(), CommandConfig::default())
+        .execute::<Order>(&context, Target::Existing(id), OrderCommand::Confirm)
+        .await
+        .map(|ack| (ack.version, ack.position, ack.replayed))
+}
+
+#[tokio::test]
+async fn a_replay_that_the_aggregate_now_refuses_is_answered_with_the_original_acknowledgement() {
+    // Confirm, applied before with key "k", sent again: the order is confirmed now, so deciding
+    // refuses; the key's record answers.
+    let answer = confirm_again_with_a_key_recorded_for(OrderCommand::Confirm).await;
+
+    assert_eq!(answer, Ok((2, 7, true)));
+}
+
+#[tokio::test]
+async fn a_refused_command_whose_key_served_another_request_is_reported_as_a_reused_key() {
+    let answer = confirm_again_with_a_key_recorded_for(add("other")).await;
+
+    assert_eq!(
+        answer,
+        Err(CommandError::IdempotencyKeyReused("k".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn a_refused_command_without_a_key_asks_for_no_replay() {
+    let id = Uuid::now_v7();
+    let store = store_with_a_confirmed_order(&StreamId::new("order", id), None);
+
+    let refused = service(store, no_snapshots(), CommandConfig::default())
+        .execute::<Order>(&operator(), Target::Existing(id), OrderCommand::Confirm)
+        .await;
+
+    assert!(
+        matches!(refused, Err(CommandError::Rejected { .. })),
+        "{refused:?}"
     );
 }
 

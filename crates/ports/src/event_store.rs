@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
+use uuid::fmt::Hyphenated;
 
 /// The identity of a stream: `<category>-<uuid>`, e.g. `order-0190…`. Stored; never reformat.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,8 +28,13 @@ pub struct StreamIdError(pub String);
 impl StreamId {
     /// The stream of aggregate `id` in `category` (lower-case letters).
     pub fn new(category: &str, id: Uuid) -> Self {
+        // Written out rather than format!ted: every command builds one.
+        let mut value = String::with_capacity(category.len() + 1 + Hyphenated::LENGTH);
+        value.push_str(category);
+        value.push('-');
+        value.push_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
         Self {
-            value: format!("{category}-{id}"),
+            value,
             id,
             category_len: category.len(),
         }
