@@ -83,8 +83,8 @@ pub async fn deposits(
         .iter()
         .map(|(status, count)| (status.to_string(), json!(count)))
         .collect();
-    #[allow(clippy::cast_precision_loss)] // request counts are far below 2^52
-    let per_request = retries / (summary.requests.max(1) as f64);
+    #[allow(clippy::cast_precision_loss)] // counts are far below 2^52
+    let per_request = retries as f64 / (summary.requests.max(1) as f64);
     let extra = fields([
         ("mix", json!("100% POST /v1/accounts/{id}/deposits")),
         ("accounts", json!(accounts)),

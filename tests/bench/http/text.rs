@@ -59,10 +59,11 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
     })
 }
 
-/// The sum of every sample of the family `name` (whatever its labels) in Prometheus text; 0
-/// when there is none, as a counter not incremented yet is not rendered.
+/// The sum of every sample of the counter `name` (whatever its labels) in Prometheus text; 0
+/// when there is none, as a counter not incremented yet is not rendered. The `metrics` crate's
+/// counters are integers, and render as such.
 #[must_use]
-pub fn counter_sum(text: &str, name: &str) -> f64 {
+pub fn counter_sum(text: &str, name: &str) -> u64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.rsplit_once(' '))
@@ -71,7 +72,7 @@ pub fn counter_sum(text: &str, name: &str) -> f64 {
                 .strip_prefix(name)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
         })
-        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .filter_map(|(_, value)| value.parse::<u64>().ok())
         .sum()
 }
 
@@ -220,8 +221,8 @@ mod tests {
                     strata_command_retries_total_other 1000\n\
                     strata_events_appended_total{category=\"account\"} 99\n";
 
-        assert!((counter_sum(text, "strata_command_retries_total") - 42.0).abs() < f64::EPSILON);
-        assert!(counter_sum(text, "strata_command_contention_total").abs() < f64::EPSILON);
+        assert_eq!(counter_sum(text, "strata_command_retries_total"), 42);
+        assert_eq!(counter_sum(text, "strata_command_contention_total"), 0);
     }
 
     /// The key a keyed script sends: the prefix, the thread's number and the request counter.
