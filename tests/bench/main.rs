@@ -4,6 +4,7 @@
 
 mod binaries;
 mod budget;
+mod http;
 mod live;
 mod stats;
 mod storage;
@@ -30,6 +31,8 @@ const WORKLOADS: &[&str] = &[
     "rebuild",
     "lag",
     "http",
+    "http-commands",
+    "http-contended",
 ];
 
 #[derive(Debug, Parser)]
@@ -41,9 +44,10 @@ struct Cli {
     /// A workload to run (repeatable); all by default.
     #[arg(long = "workload", value_name = "W")]
     workloads: Vec<String>,
-    /// Concurrent tasks of `append` and `append-contended`; connections of `http`.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
+    /// Concurrent tasks of `append` and `append-contended`; connections of the `http`
+    /// workloads. 8 by default; 64 for `http-commands` and `http-contended`.
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// Operations per workload (each workload has its own default).
     #[arg(long)]
     ops: Option<u64>,
@@ -61,7 +65,7 @@ struct Cli {
     /// Commands per second of the `lag` workload.
     #[arg(long, default_value_t = 1_000)]
     rate: u64,
-    /// How long `http` keeps the load on, in seconds (10 by default); given, it also makes
+    /// How long the `http` workloads keep the load on, in seconds (10 by default); given, it also makes
     /// `append` and the loads run for that long instead of a number of operations.
     #[arg(long)]
     seconds: Option<u64>,
@@ -98,7 +102,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::bail!("no workload {workload:?} (known: {})", WORKLOADS.join(", "));
         }
     }
-    anyhow::ensure!(cli.concurrency >= 1, "--concurrency must be at least 1");
+    anyhow::ensure!(
+        cli.concurrency.is_none_or(|c| c >= 1),
+        "--concurrency must be at least 1"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,17 +120,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
-/// Runs one workload (twice for the loads: without and with snapshots); its output lines.
+/// Runs one workload (twice for the loads: without and with snapshots; twice for
+/// `http-commands`: without and with idempotency keys); its output lines.
 async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::Result<Vec<String>> {
-    let c = cli.concurrency;
+    let c = cli.concurrency.unwrap_or(match workload {
+        // As the issue measured them: `wrk -c64`.
+        "http-commands" | "http-contended" => 64,
+        _ => 8,
+    });
     let c_u64 = u64::try_from(c)?;
+    let seconds = cli.seconds.unwrap_or(10);
     let mut lines = Vec::new();
+    // Requests per second of `http-commands` without and with keys, for their ratio.
+    let mut rates = Vec::new();
+    // The flag: snapshots of the loads, keys of `http-commands`.
     let runs: Vec<(usize, Option<bool>)> = match workload {
         "load-1000" | "load-10000" => [false, true]
             .into_iter()
             .filter(|on| cli.snapshots.is_none_or(|chosen| chosen == *on))
             .map(|on| (1, Some(on)))
             .collect(),
+        "http-commands" => vec![(c, Some(false)), (c, Some(true))],
         "project" | "rebuild" | "lag" => vec![(1, None)],
         _ => vec![(c, None)],
     };
@@ -137,10 +154,12 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
         let connections = u32::try_from(tasks + 4)?.max(8);
         eprintln!(
             "bench: {workload} (concurrency {concurrency}{}) on a fresh storage",
-            match snapshots {
-                Some(true) => ", snapshots on",
-                Some(false) => ", snapshots off",
-                None => "",
+            match (workload, snapshots) {
+                ("http-commands", Some(true)) => ", keys on",
+                ("http-commands", Some(false)) => ", keys off",
+                (_, Some(true)) => ", snapshots on",
+                (_, Some(false)) => ", snapshots off",
+                (_, None) => "",
             }
         );
         let fresh = Fresh::create(storage, connections).await?;
@@ -171,14 +190,30 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
             }
             ("rebuild", _) => binaries::rebuild(&fresh, cli.ops.unwrap_or(1_000_000)).await,
             ("lag", _) => live::lag(&fresh, cli.rate, cli.ops.unwrap_or(10 * cli.rate)).await,
-            _ => binaries::http(&fresh, concurrency, cli.seconds.unwrap_or(10)).await,
+            ("http-commands", Some(keys)) => {
+                let accounts = http::COMMAND_ACCOUNTS;
+                http::deposits(&fresh, accounts, keys, concurrency, seconds).await
+            }
+            ("http-contended", _) => {
+                let accounts = http::CONTENDED_ACCOUNTS;
+                http::deposits(&fresh, accounts, false, concurrency, seconds).await
+            }
+            _ => http::http(&fresh, concurrency, seconds).await,
         };
         let removed = fresh.remove().await;
         let measured = measured?;
         removed.context("cannot remove the benchmark's storage")?;
+        rates.push(rate(&measured));
         let line = output(workload, kind, concurrency, measured)?;
         eprintln!("bench: {workload}: {line}");
         lines.push(line);
+    }
+    if let ("http-commands", &[without, with]) = (workload, &rates[..]) {
+        let ratio = if without > 0.0 { with / without } else { 0.0 };
+        eprintln!(
+            "bench: http-commands: with keys {with:.1} requests/s, without {without:.1}: {:.1}% of the load without keys",
+            ratio * 100.0
+        );
     }
     Ok(lines)
 }
@@ -216,6 +251,17 @@ struct Line<'a> {
     extra: Map<String, Value>,
 }
 
+/// Operations per second of a run.
+fn rate(measured: &Measured) -> f64 {
+    let seconds = measured.elapsed.as_secs_f64();
+    #[allow(clippy::cast_precision_loss)] // op counts are far below 2^52
+    if seconds > 0.0 {
+        measured.ops as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
 fn output(
     workload: &str,
     storage: &str,
@@ -223,12 +269,7 @@ fn output(
     mut measured: Measured,
 ) -> anyhow::Result<String> {
     let seconds = measured.elapsed.as_secs_f64();
-    #[allow(clippy::cast_precision_loss)] // op counts are far below 2^52
-    let ops_per_sec = if seconds > 0.0 {
-        measured.ops as f64 / seconds
-    } else {
-        0.0
-    };
+    let ops_per_sec = rate(&measured);
     let line = Line {
         system: format!("strata {}", env!("CARGO_PKG_VERSION")),
         workload,

@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: builds the workloads in release mode (cargo's bench profile), and the
-//! two binaries that `rebuild` and `http` run, and runs them; their JSON lines reach stdout
+//! two binaries that `rebuild` and the `http` workloads run, and runs them; their JSON lines reach stdout
 //! untouched, everything else goes to stderr.
 
 use std::path::Path;
@@ -12,10 +12,12 @@ use crate::process::{self, cargo};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// A workload to run (repeatable): append, append-contended, load-1000, load-10000,
-    /// project, rebuild, lag, http. All by default.
+    /// project, rebuild, lag, http, http-commands (deposits without then with idempotency
+    /// keys), http-contended (deposits on 100 accounts). All by default.
     #[arg(long = "workload", value_name = "W")]
     pub workloads: Vec<String>,
-    /// Concurrent tasks of the append workloads; connections of `http`.
+    /// Concurrent tasks of the append workloads; connections of the `http` workloads (8 by
+    /// default; 64 for http-commands and http-contended).
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Operations per workload (each has its own default).
@@ -27,7 +29,7 @@ pub struct BenchArgs {
     /// Commands per second of `lag`.
     #[arg(long)]
     pub rate: Option<u64>,
-    /// Seconds of load of `http` (10 by default); given, `append` and the loads also run for
+    /// Seconds of load of the `http` workloads (10 by default); given, `append` and the loads also run for
     /// that long instead of a number of operations.
     #[arg(long)]
     pub seconds: Option<u64>,

@@ -303,12 +303,14 @@ impl CommandService {
                         });
                     }
                     if target == Target::New || attempt > self.config.max_retries {
+                        metrics::counter!(crate::metrics::COMMAND_CONTENTION_TOTAL, "category" => A::CATEGORY).increment(1);
                         return Err(CommandError::Contention {
                             category: A::CATEGORY,
                             attempts: attempt,
                         });
                     }
                     tracing::debug!(%stream_id, attempt, "lost a race with a concurrent writer; retrying");
+                    metrics::counter!(crate::metrics::COMMAND_RETRIES_TOTAL, "category" => A::CATEGORY).increment(1);
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(EventStoreError::IdempotencyKeyTaken { key }) => {

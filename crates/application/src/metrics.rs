@@ -6,6 +6,11 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 /// Events appended by commands, by stream category.
 pub const EVENTS_APPENDED_TOTAL: &str = "strata_events_appended_total";
+/// Lost races with a concurrent writer that a command retried, by stream category.
+pub const COMMAND_RETRIES_TOTAL: &str = "strata_command_retries_total";
+/// Commands that gave up with `Contention` (a lost race not retried, or retries exhausted),
+/// by stream category.
+pub const COMMAND_CONTENTION_TOTAL: &str = "strata_command_contention_total";
 /// Events a projection worker applied, by projection.
 pub const PROJECTOR_EVENTS_TOTAL: &str = "strata_projector_events_total";
 /// Events a projection worker parked as dead letters, by projection.
@@ -38,6 +43,16 @@ pub fn describe() {
         EVENTS_APPENDED_TOTAL,
         Unit::Count,
         "Events appended to the log by commands, by stream category."
+    );
+    describe_counter!(
+        COMMAND_RETRIES_TOTAL,
+        Unit::Count,
+        "Races with a concurrent writer lost and retried by commands without If-Match, by stream category."
+    );
+    describe_counter!(
+        COMMAND_CONTENTION_TOTAL,
+        Unit::Count,
+        "Commands that gave up after losing races with concurrent writers (answered as contention), by stream category."
     );
     describe_counter!(
         PROJECTOR_EVENTS_TOTAL,

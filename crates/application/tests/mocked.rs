@@ -159,36 +159,42 @@ async fn a_lost_race_reloads_the_stream_and_appends_at_the_new_version() {
     );
 }
 
-#[tokio::test]
-async fn retries_are_bounded_and_then_reported_as_contention() {
-    let id = Uuid::now_v7();
+/// A store whose order `id` always moved on before the append: `attempts` loads and appends,
+/// each append a lost race.
+fn always_racing(id: Uuid, attempts: usize) -> MockEventStore {
     let stream = StreamId::new("order", id);
     let mut store = MockEventStore::new();
     let s = stream.clone();
     store
         .expect_visit_stream()
-        .times(3)
+        .times(attempts)
         .returning(move |_, _, visitor| visit(vec![placed(&s)], visitor));
-    let s = stream.clone();
-    store.expect_append().times(3).returning(move |_| {
+    store.expect_append().times(attempts).returning(move |_| {
         Err(EventStoreError::WrongExpectedVersion {
-            stream_id: s.clone(),
+            stream_id: stream.clone(),
             expected: ExpectedVersion::Exact(1),
             actual: 2,
         })
     });
+    store
+}
 
-    let result = service(
-        store,
-        no_snapshots(),
-        CommandConfig {
-            snapshot_every: 0,
-            max_retries: 2,
-            ..CommandConfig::default()
-        },
-    )
-    .execute::<Order>(&operator(), Target::Existing(id), add("c"))
-    .await;
+/// Two retries, then contention.
+fn two_retries() -> CommandConfig {
+    CommandConfig {
+        snapshot_every: 0,
+        max_retries: 2,
+        ..CommandConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn retries_are_bounded_and_then_reported_as_contention() {
+    let id = Uuid::now_v7();
+
+    let result = service(always_racing(id, 3), no_snapshots(), two_retries())
+        .execute::<Order>(&operator(), Target::Existing(id), add("c"))
+        .await;
 
     assert_eq!(
         result,
@@ -196,6 +202,49 @@ async fn retries_are_bounded_and_then_reported_as_contention() {
             category: "order",
             attempts: 3
         })
+    );
+}
+
+/// The value of `name`'s sample labelled `category="order"` in Prometheus text, if any.
+fn order_sample(text: &str, name: &str) -> Option<f64> {
+    let series = format!("{name}{{category=\"order\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.parse().ok())
+}
+
+#[test]
+fn each_retried_race_and_the_final_contention_are_counted_by_category() {
+    // A recorder of this thread only: other tests of this process record elsewhere.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let id = Uuid::now_v7();
+
+    let result = metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(
+            service(always_racing(id, 3), no_snapshots(), two_retries()).execute::<Order>(
+                &operator(),
+                Target::Existing(id),
+                add("c"),
+            ),
+        )
+    });
+
+    assert!(matches!(result, Err(CommandError::Contention { .. })));
+    let text = handle.render();
+    assert_eq!(
+        order_sample(&text, "strata_command_retries_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        order_sample(&text, "strata_command_contention_total"),
+        Some(1.0),
+        "{text}"
     );
 }
 
