@@ -77,16 +77,17 @@ BEGIN
         -- One indexed look-up per claim, its plan cached: a look-up of all the group's keys
         -- at once, through unnest, was planned again at every call (its generic plan, a scan
         -- of the keys, lost to a fresh one each time), which doubled a claimed append's cost.
-        IF p_principals[i] IS NOT NULL AND (
-            quote_literal(p_principals[i]) || quote_literal(p_keys[i]) = ANY (claimed_here)
-            OR EXISTS (
-                SELECT 1 FROM idempotency_keys AS k
-                WHERE k.principal = p_principals[i] AND k.key = p_keys[i]
-            )
-        ) THEN
-            outcomes[i] := 2;
-            first_event := first_event + p_event_counts[i];
-            CONTINUE;
+        -- Nested, so that an append without a claim runs no query here.
+        IF p_principals[i] IS NOT NULL THEN
+            IF quote_literal(p_principals[i]) || quote_literal(p_keys[i]) = ANY (claimed_here)
+               OR EXISTS (
+                   SELECT 1 FROM idempotency_keys AS k
+                   WHERE k.principal = p_principals[i] AND k.key = p_keys[i]
+               ) THEN
+                outcomes[i] := 2;
+                first_event := first_event + p_event_counts[i];
+                CONTINUE;
+            END IF;
         END IF;
         ok := CASE p_expected_kinds[i]
             WHEN 0 THEN true
