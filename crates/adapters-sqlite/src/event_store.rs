@@ -1,46 +1,26 @@
-//! `SqliteEventStore`: the event store port on SQLite. An append is one `BEGIN IMMEDIATE`
-//! transaction: it holds the database's single write lock from its first read (the stream's
-//! version) to its commit, so the expected-version check is exact, the idempotency lookup sees
-//! every committed claim, and positions, numbered after the highest stored one, follow commit
-//! order (see the first migration).
+//! `SqliteEventStore`: the event store port on SQLite. Appends are written by one writer per
+//! store, in groups, each group one `BEGIN IMMEDIATE` transaction (`group_commit.rs`): it holds
+//! the database's single write lock from its first read to its commit, so every expected-version
+//! check is exact, the idempotency lookup sees every committed claim, and positions, numbered
+//! after the highest stored one, follow commit order (see the first migration).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 use strata_ports::event_store::check_idempotency_lookup;
 use strata_ports::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
     RecordedEvent, StreamId,
 };
-use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::codec::{self, micros};
+use crate::codec;
 use crate::error::event_store_error;
+use crate::group_commit::GroupCommit;
 use crate::leases::SqliteLogWakeups;
-use crate::write::begin_write;
 
-const STREAM_VERSION: &str = "SELECT version FROM streams WHERE stream_id = ?1";
-
-const SET_STREAM_VERSION: &str = "\
-    INSERT INTO streams (stream_id, version) VALUES (?1, ?2) \
-    ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version";
-
-const IDEMPOTENCY_KEY_EXISTS: &str =
-    "SELECT EXISTS (SELECT 1 FROM idempotency_keys WHERE principal = ?1 AND key = ?2)";
-
-const HEAD_POSITION: &str = "SELECT coalesce(max(global_position), 0) FROM events";
-
-const INSERT_EVENT: &str = "\
-    INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, \
-                        schema_version, data, metadata, recorded_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-
-const INSERT_IDEMPOTENCY: &str = "\
-    INSERT INTO idempotency_keys (principal, key, fingerprint, stream_id, stream_version, \
-                                  global_position, recorded_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+pub(crate) const HEAD_POSITION: &str = "SELECT coalesce(max(global_position), 0) FROM events";
 
 const READ_STREAM: &str = "\
     SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \
@@ -60,16 +40,26 @@ const FIND_IDEMPOTENCY: &str = "\
 #[derive(Debug, Clone)]
 pub struct SqliteEventStore {
     pool: SqlitePool,
-    /// Bumped after every committed append: the in-process projectors' wake-up.
+    /// Bumped after every committed group of appends: the in-process projectors' wake-up.
     appended: Arc<watch::Sender<u64>>,
+    /// The one queue of appends of this store and its clones, and its writer.
+    group: Arc<GroupCommit>,
 }
 
 impl SqliteEventStore {
     pub fn new(pool: SqlitePool) -> Self {
+        let appended = Arc::new(watch::Sender::new(0));
         Self {
             pool,
-            appended: Arc::new(watch::Sender::new(0)),
+            group: Arc::new(GroupCommit::new(appended.clone())),
+            appended,
         }
+    }
+
+    /// The group writer, for the tests that look inside it.
+    #[cfg(test)]
+    pub(crate) fn group(&self) -> &GroupCommit {
+        &self.group
     }
 
     /// Wake-ups sent by the appends of this store (and its clones). Another process appending
@@ -86,46 +76,9 @@ impl EventStore for SqliteEventStore {
             return Err(EventStoreError::EmptyAppend);
         }
         request.check_input()?;
-        if request.idempotency.is_none() && request.expected.can_be_refused_for_good() {
-            // Versions only grow: an append the current version already refuses for good is
-            // refused without queueing for the write lock, so a writer that lost a race
-            // reloads and retries sooner. The check under the lock still decides the rest.
-            let current: Option<i64> = sqlx::query_scalar(STREAM_VERSION)
-                .bind(request.stream_id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| event_store_error(&e))?;
-            let current = to_u64(current.unwrap_or(0), "stream version")?;
-            if request.expected.refused_for_good(current) {
-                request.expected.check(&request.stream_id, current)?;
-            }
-        }
-        let mut tx = begin_write(&self.pool)
-            .await
-            .map_err(|e| event_store_error(&e))?;
-        let outcome = match append_in(&mut tx, &request).await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                // Give the write lock back now rather than when the pool recycles the
-                // connection; the append failed already, so a failed rollback adds nothing.
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::debug!(error = %rollback, "rollback after a failed append failed");
-                }
-                tracing::debug!(stream_id = %request.stream_id, %error, "append refused");
-                return Err(error);
-            }
-        };
-        tx.commit().await.map_err(|e| event_store_error(&e))?;
-        self.appended
-            .send_modify(|count| *count = count.wrapping_add(1));
-        tracing::debug!(
-            stream_id = %request.stream_id,
-            stream_version = outcome.stream_version,
-            global_position = outcome.global_position,
-            events = request.events.len(),
-            "appended"
-        );
-        Ok(outcome)
+        // No look at the stream's version before queueing, as there was before group commit:
+        // that read cost as much as the append itself in the group (decision 0010, "SQLite").
+        self.group.append(&self.pool, request).await
     }
 
     async fn read_stream(
@@ -203,92 +156,6 @@ impl EventStore for SqliteEventStore {
     }
 }
 
-/// The append itself, inside the caller's `BEGIN IMMEDIATE` transaction (the write lock is
-/// held, so nothing else changes the database between these statements).
-async fn append_in(
-    conn: &mut SqliteConnection,
-    request: &AppendRequest,
-) -> Result<AppendOutcome, EventStoreError> {
-    let stream = request.stream_id.as_str();
-    let current: Option<i64> = sqlx::query_scalar(STREAM_VERSION)
-        .bind(stream)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| event_store_error(&e))?;
-    let current = to_u64(current.unwrap_or(0), "stream version")?;
-    // The key first, as on PostgreSQL: a retry of an applied command is a replay, not a
-    // version conflict.
-    if let Some(claim) = &request.idempotency {
-        let taken: bool = sqlx::query_scalar(IDEMPOTENCY_KEY_EXISTS)
-            .bind(&claim.principal)
-            .bind(&claim.key)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| event_store_error(&e))?;
-        if taken {
-            return Err(EventStoreError::IdempotencyKeyTaken {
-                key: claim.key.clone(),
-            });
-        }
-    }
-    request.expected.check(&request.stream_id, current)?;
-
-    let head: i64 = sqlx::query_scalar(HEAD_POSITION)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| event_store_error(&e))?;
-    let mut version = i64::try_from(current)
-        .map_err(|_| EventStoreError::Corrupt(format!("stream {stream} at version {current}")))?;
-    let mut position = head;
-    for event in &request.events {
-        version = version.checked_add(1).ok_or_else(|| {
-            EventStoreError::Backend(format!("stream {stream} is out of versions"))
-        })?;
-        position = position
-            .checked_add(1)
-            .ok_or_else(|| EventStoreError::Backend("the log is out of positions".into()))?;
-        let metadata = serde_json::to_string(&event.metadata).map_err(|e| {
-            EventStoreError::Backend(format!("metadata of event {}: {e}", event.event_id))
-        })?;
-        sqlx::query(INSERT_EVENT)
-            .bind(position)
-            .bind(codec::text_id(event.event_id))
-            .bind(stream)
-            .bind(version)
-            .bind(&event.event_type)
-            .bind(i64::from(event.schema_version))
-            .bind(event.data.to_string())
-            .bind(metadata)
-            .bind(micros(event.recorded_at))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| event_store_error(&e))?;
-    }
-    sqlx::query(SET_STREAM_VERSION)
-        .bind(stream)
-        .bind(version)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| event_store_error(&e))?;
-    if let Some(claim) = &request.idempotency {
-        sqlx::query(INSERT_IDEMPOTENCY)
-            .bind(&claim.principal)
-            .bind(&claim.key)
-            .bind(&claim.fingerprint)
-            .bind(stream)
-            .bind(version)
-            .bind(position)
-            .bind(micros(OffsetDateTime::now_utc()))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| event_store_error(&e))?;
-    }
-    Ok(AppendOutcome {
-        stream_version: to_u64(version, "stream version")?,
-        global_position: to_u64(position, "global position")?,
-    })
-}
-
 /// A row of `events`, as read.
 #[derive(sqlx::FromRow)]
 struct EventRow {
@@ -332,6 +199,6 @@ fn parse_stream_id(text: &str) -> Result<StreamId, EventStoreError> {
     StreamId::parse(text).map_err(|e| EventStoreError::Corrupt(e.to_string()))
 }
 
-fn to_u64(value: i64, what: &str) -> Result<u64, EventStoreError> {
+pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, EventStoreError> {
     codec::to_u64(value, what).map_err(EventStoreError::Corrupt)
 }

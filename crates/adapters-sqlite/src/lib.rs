@@ -10,6 +10,8 @@
 //!
 //! Rooms:
 //! - `event_store.rs`: `SqliteEventStore`, the log's appends and reads.
+//! - `group_commit.rs`: the one writer that gathers concurrent appends into one transaction;
+//!   `group_batch.rs`: a group's appends checked in memory and written, a savepoint each.
 //! - `snapshot_store.rs`: `SqliteSnapshotStore`.
 //! - `projection_store.rs`: `SqliteProjectionStore`, which opens batches and lists dead letters.
 //! - `batch.rs`: `SqliteBatch`, one projection batch in one write transaction.
@@ -33,6 +35,8 @@ mod close;
 mod codec;
 mod error;
 mod event_store;
+mod group_batch;
+mod group_commit;
 mod leases;
 mod projection_store;
 mod queries;

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
@@ -57,10 +58,6 @@ impl WriteTx {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
-
-    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
-    }
 }
 
 impl Deref for WriteTx {
@@ -88,6 +85,41 @@ pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<WriteTx, sqlx::Erro
         .map_err(|_| sqlx::Error::PoolTimedOut)?;
     let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     Ok(WriteTx { tx, _turn: turn })
+}
+
+/// A write transaction on a connection its caller keeps (the append writer's), holding this
+/// process's turn at its file until it ends.
+pub(crate) struct WriteTxOn<'c> {
+    pub(crate) tx: Transaction<'c, Sqlite>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+/// As [`begin_write`], on the connection its caller keeps in `kept` (taken from `pool` when
+/// there is none). A caller that must wait for its turn gives its connection back first, so that
+/// the writer holding the turn finds one.
+///
+/// # Errors
+/// As [`begin_write`].
+pub(crate) async fn begin_write_on<'c>(
+    pool: &SqlitePool,
+    kept: &'c mut Option<PoolConnection<Sqlite>>,
+) -> Result<WriteTxOn<'c>, sqlx::Error> {
+    let turn = turn_of(pool);
+    let turn = match turn.clone().try_lock_owned() {
+        Ok(turn) => turn,
+        Err(_) => {
+            *kept = None;
+            tokio::time::timeout(TURN_WAIT, turn.lock_owned())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)?
+        }
+    };
+    let conn = match kept.take() {
+        Some(conn) => conn,
+        None => pool.acquire().await?,
+    };
+    let tx = sqlx::Connection::begin_with(&mut **kept.insert(conn), "BEGIN IMMEDIATE").await?;
+    Ok(WriteTxOn { tx, _turn: turn })
 }
 
 /// Runs one statement as its own write transaction, in this process's turn.
