@@ -214,8 +214,7 @@ fn summary(lines: &[Value]) -> String {
 
 /// Builds the harness in release mode and returns its executable (cargo names it).
 fn harness(root: &Path) -> anyhow::Result<PathBuf> {
-    let mut command = bench::harness_build(root);
-    command.arg("--message-format=json");
+    let mut command = build_command(root);
     eprintln!("==> cargo bench --no-run --package strata-tests --bench workloads");
     let output = command.output().context("cannot build the harness")?;
     anyhow::ensure!(
@@ -225,6 +224,13 @@ fn harness(root: &Path) -> anyhow::Result<PathBuf> {
     );
     executable(&String::from_utf8_lossy(&output.stdout))
         .context("cargo named no executable of the harness")
+}
+
+/// `cargo bench --no-run` of the harness, naming what it built in JSON messages.
+fn build_command(root: &Path) -> Command {
+    let mut command = bench::harness_build(root);
+    command.args(["--no-run", "--message-format=json"]);
+    command
 }
 
 /// The executable of the `workloads` bench target in cargo's JSON messages.
@@ -318,6 +324,23 @@ mod tests {
         let text = summary(&lines);
 
         assert!(text.contains("peer / strata, append: 2.50x"), "{text}");
+    }
+
+    #[test]
+    fn the_harness_is_built_not_run() {
+        // Without --no-run, cargo bench runs every workload of the harness.
+        assert_eq!(
+            inspect::args(&build_command(Path::new("."))),
+            [
+                "bench",
+                "--package",
+                "strata-tests",
+                "--bench",
+                "workloads",
+                "--no-run",
+                "--message-format=json"
+            ]
+        );
     }
 
     #[test]
