@@ -166,11 +166,7 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
         let kind = fresh.kind;
         let measured = match (workload, snapshots) {
             ("append", _) => {
-                let ops = cli.ops.unwrap_or(if c == 1 {
-                    3_000
-                } else {
-                    (750 * c_u64).max(3_000)
-                });
+                let ops = cli.ops.unwrap_or((750 * c_u64).max(3_000));
                 workloads::append(&fresh, concurrency, budget(cli, ops), cli.with_keys).await
             }
             ("append-contended", _) => {

@@ -34,7 +34,7 @@ const PRINCIPALS: [(&str, Role, Option<&str>); 2] = [
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
-    let schemathesis = on_path("schemathesis").with_context(|| {
+    let schemathesis = process::on_path("schemathesis").with_context(|| {
         format!("schemathesis is not installed (on PATH): {SCHEMATHESIS_INSTALL}")
     })?;
     let url = postgres::database_url_or(TEST_DATABASE_URL);
@@ -222,12 +222,6 @@ fn summary(output: &str) -> &str {
 /// Cargo's target directory: `CARGO_TARGET_DIR` when set, else `target/` in the workspace.
 fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
-}
-
-fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
 }
 
 /// `bytes` random bytes from the kernel, as hex: the server's secret and the database's name.

@@ -27,7 +27,12 @@ const COUNTED: &[(&str, Option<bool>, u64, u64)] = &[
 ];
 
 pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
-    which("valgrind").context(
+    anyhow::ensure!(
+        !args.ceiling && args.reps <= 1 && !args.with_keys,
+        "--instructions counts append and load-1000 as they are: --ceiling, --reps and \
+         --with-keys do not apply to it"
+    );
+    process::on_path("valgrind").context(
         "--instructions counts with callgrind: install valgrind (Debian: apt-get install valgrind)",
     )?;
     let url = bench::database_url(args)?;
@@ -65,19 +70,15 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
                 concurrency: if workload == "append" { concurrency } else { 1 },
                 url: &url,
             };
-            let totals = [few, many].map(|ops| {
-                let phase = match snapshots {
-                    Some(true) => "-snapshots",
-                    Some(false) => "-replay",
-                    None => "",
-                };
-                run.instructions(
-                    ops,
-                    &out.join(format!("{system}-{workload}{phase}-{ops}.out")),
-                )
-            });
-            let [few_total, many_total] = totals;
-            let (few_total, many_total) = (few_total?, many_total?);
+            let phase = match snapshots {
+                Some(true) => "-snapshots",
+                Some(false) => "-replay",
+                None => "",
+            };
+            let file = |ops: u64| out.join(format!("{system}-{workload}{phase}-{ops}.out"));
+            // One after the other: a failing short run stops before the long one.
+            let few_total = run.instructions(few, &file(few))?;
+            let many_total = run.instructions(many, &file(many))?;
             let line = line(system, &run, [few, many], [few_total, many_total])?;
             eprintln!("instructions: {line}");
             println!("{line}");
@@ -108,7 +109,7 @@ impl Counted<'_> {
             .args(["--concurrency", &self.concurrency.to_string()])
             .args(["--ops", &ops.to_string()]);
         if let Some(on) = self.snapshots {
-            command.args(["--snapshots", if on { "on" } else { "off" }]);
+            command.args(["--snapshots", &bench::on_off(on)]);
         }
         command
             .env("DATABASE_URL", self.url)
@@ -214,16 +215,8 @@ fn summary(lines: &[Value]) -> String {
 
 /// Builds the harness in release mode and returns its executable (cargo names it).
 fn harness(root: &Path) -> anyhow::Result<PathBuf> {
-    let mut command = build_command(root);
-    eprintln!("==> cargo bench --no-run --package strata-tests --bench workloads");
-    let output = command.output().context("cannot build the harness")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "building the harness failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    executable(&String::from_utf8_lossy(&output.stdout))
-        .context("cargo named no executable of the harness")
+    let messages = process::capture(&mut build_command(root))?;
+    executable(&messages).context("cargo named no executable of the harness")
 }
 
 /// `cargo bench --no-run` of the harness, naming what it built in JSON messages.
@@ -240,14 +233,6 @@ fn executable(messages: &str) -> Option<PathBuf> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|m| m["target"]["name"] == "workloads")
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| PathBuf::from(dir).join(program))
-        .find(|path| path.is_file())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -76,14 +76,19 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     } else {
         args.workloads.clone()
     };
+    // The other workloads run Strata's release binaries, which only `cargo xtask bench` builds.
+    for workload in &workloads {
+        anyhow::ensure!(
+            PEER_WORKLOADS.contains(&workload.as_str()),
+            "--peer and --ceiling have no workload {workload:?} (they have: {})",
+            PEER_WORKLOADS.join(", ")
+        );
+    }
+    anyhow::ensure!(
+        !(args.peer && args.with_keys),
+        "the peer has no idempotency keys: --with-keys would compare different work"
+    );
     if args.peer {
-        for workload in &workloads {
-            anyhow::ensure!(
-                PEER_WORKLOADS.contains(&workload.as_str()),
-                "the peer has no workload {workload:?} (it has: {})",
-                PEER_WORKLOADS.join(", ")
-            );
-        }
         process::run(cargo(root).args(["build", "--release", "--manifest-path", PEER_MANIFEST]))?;
     }
     let args = &BenchArgs {
@@ -105,9 +110,11 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
                         workloads: vec![workload.clone()],
                         ..args.clone()
                     };
-                    capture(&mut bench::command(root, &single, url))?
+                    process::capture(&mut bench::command(root, &single, url))?
                 }
-                Run::Peer { workload } => capture(&mut peer_command(root, args, workload, url))?,
+                Run::Peer { workload } => {
+                    process::capture(&mut peer_command(root, args, workload, url))?
+                }
                 Run::Ceiling { script } => {
                     let pgbench = pgbench.as_ref().context("no pgbench")?;
                     ceiling(root, pgbench, script, args, url)?
@@ -185,7 +192,7 @@ fn ceiling(
     let schema = std::fs::read_to_string(root.join("bench/ceiling/schema.sql"))?;
     postgres::psql(&scratch.url, &schema)?;
     let path = root.join(format!("bench/ceiling/{script}.sql"));
-    let stdout = capture(&mut pgbench_command(
+    let stdout = process::capture(&mut pgbench_command(
         &pgbench.program,
         &path,
         clients,
@@ -279,20 +286,6 @@ fn parse_pgbench(report: &str) -> anyhow::Result<(u64, f64)> {
         (Some(ops), Some(tps)) => Ok((ops, tps)),
         _ => bail!("no transaction count or tps in pgbench's report: {report}"),
     }
-}
-
-/// Runs the command with stdout captured (stderr shown), failing if it fails.
-fn capture(command: &mut Command) -> anyhow::Result<String> {
-    let shown = format!("{:?}", command.get_program());
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("could not start {shown}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        bail!("{shown} failed ({}): {stdout}", output.status);
-    }
-    Ok(stdout)
 }
 
 /// The median, least and greatest of some figures (none: `None`).

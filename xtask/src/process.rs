@@ -36,6 +36,29 @@ pub fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the command (echoed as [`run`] does), its stderr shown as it comes, and returns its
+/// stdout; fails if it exits unsuccessfully.
+pub fn capture(command: &mut Command) -> anyhow::Result<String> {
+    let shown = display(command);
+    eprintln!("==> {shown}");
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!("`{shown}` failed ({}): {stdout}", output.status);
+    }
+    Ok(stdout)
+}
+
+/// `program` as found in a directory of `PATH`.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}
+
 /// The command as a shell-like line, with any environment it sets in front.
 fn display(command: &Command) -> String {
     let mut parts: Vec<String> = command
@@ -57,10 +80,11 @@ fn display(command: &Command) -> String {
         |name| name.to_string_lossy().into_owned(),
     );
     parts.push(program);
+    // A connection URL given as an argument (pgbench's) shows without its password too.
     parts.extend(
         command
             .get_args()
-            .map(|arg| arg.to_string_lossy().into_owned()),
+            .map(|arg| crate::postgres::redact(&arg.to_string_lossy())),
     );
     parts.join(" ")
 }

@@ -187,7 +187,7 @@ fn parse_snapshots(text: &str) -> Result<bool, String> {
 /// Strata's harness's defaults for `append`.
 fn default_append_ops(concurrency: usize) -> u64 {
     let c = u64::try_from(concurrency).unwrap_or(u64::MAX);
-    if c == 1 { 3_000 } else { (750 * c).max(3_000) }
+    (750 * c).max(3_000)
 }
 
 fn budget(cli: &Cli, default_ops: u64) -> Budget {

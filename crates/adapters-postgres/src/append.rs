@@ -3,8 +3,6 @@
 //! and expected versions as the append functions' column arrays, and the check of each answer
 //! the database gives against the port's own rule.
 
-use std::cell::Cell;
-
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgBindIterExt, PgHasArrayType, PgTypeInfo};
@@ -156,7 +154,7 @@ fn claimed_version(error: &sqlx::Error) -> Option<u64> {
 
 /// Adds the append functions' event columns (ids, types, schema versions, data, metadata,
 /// times) for `events` to `arguments`. Each array is encoded from the events as it is written,
-/// data and metadata serialised straight into the buffer ([`EventJson`]): collecting them into
+/// data and metadata serialised straight into the buffer ([`JsonText`]): collecting them into
 /// vectors and strings first was a fifth of an append's work.
 ///
 /// # Errors
@@ -185,8 +183,14 @@ where
         events.clone().map(|e| e.event_type.as_str()).bind_iter(),
     )?;
     add(arguments, schema_versions)?;
-    add(arguments, EventJson::new(events.clone(), Part::Data))?;
-    add(arguments, EventJson::new(events.clone(), Part::Metadata))?;
+    add(
+        arguments,
+        events.clone().map(|e| JsonText(&e.data)).bind_iter(),
+    )?;
+    add(
+        arguments,
+        events.clone().map(|e| JsonText(&e.metadata)).bind_iter(),
+    )?;
     add(arguments, events.map(|e| e.recorded_at).bind_iter())
 }
 
@@ -210,66 +214,27 @@ pub(crate) fn event_columns_size<'a>(events: impl Iterator<Item = &'a NewEvent>)
 /// The bytes guessed per data or metadata element: most events' are shorter.
 const EVENT_JSON_GUESS: usize = 4 + 200;
 
-#[derive(Clone, Copy)]
-enum Part {
-    Data,
-    Metadata,
-}
+/// A value as PostgreSQL `text` holding its JSON, serialised straight into the statement's
+/// arguments (the log stores the text as given, migration 0006); as an iterator's items,
+/// `bind_iter` makes the `text[]` of them.
+struct JsonText<'a, T>(&'a T);
 
-/// One JSON part of every event as a PostgreSQL `text[]`, serialised as the array is encoded
-/// (the log stores the text as given, migration 0006).
-struct EventJson<I> {
-    events: Cell<Option<I>>,
-    part: Part,
-}
-
-impl<I> EventJson<I> {
-    fn new(events: I, part: Part) -> Self {
-        Self {
-            events: Cell::new(Some(events)),
-            part,
-        }
+impl<T> sqlx::Type<Postgres> for JsonText<'_, T> {
+    fn type_info() -> PgTypeInfo {
+        <&str as sqlx::Type<Postgres>>::type_info()
     }
 }
 
-/// PostgreSQL's `text` type (pg_type.dat), the elements' type in the array's header.
-const TEXT_OID: u32 = 25;
-
-impl<I> sqlx::Type<Postgres> for EventJson<I> {
-    fn type_info() -> PgTypeInfo {
+impl<T> PgHasArrayType for JsonText<'_, T> {
+    fn array_type_info() -> PgTypeInfo {
         <&str as PgHasArrayType>::array_type_info()
     }
 }
 
-impl<'a, I> sqlx::Encode<'_, Postgres> for EventJson<I>
-where
-    I: Iterator<Item = &'a NewEvent>,
-{
+impl<T: serde::Serialize> sqlx::Encode<'_, Postgres> for JsonText<'_, T> {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        let events = self.events.take().ok_or("event JSON encoded twice")?;
-        // The binary array format (arrayfuncs.c, array_send): dimensions, whether any element
-        // is null, the elements' type, the one dimension's length and lower bound; then each
-        // element as its length and bytes.
-        buf.extend_from_slice(&1_i32.to_be_bytes());
-        buf.extend_from_slice(&0_i32.to_be_bytes());
-        buf.extend_from_slice(&TEXT_OID.to_be_bytes());
-        let count_at = buf.len();
-        buf.extend_from_slice(&0_i32.to_be_bytes());
-        buf.extend_from_slice(&1_i32.to_be_bytes());
-        let mut count = 0_i32;
-        for event in events {
-            let bytes: &mut Vec<u8> = buf;
-            let at = bytes.len();
-            bytes.extend_from_slice(&[0; 4]);
-            match self.part {
-                Part::Data => serde_json::to_writer(&mut *bytes, &event.data)?,
-                Part::Metadata => serde_json::to_writer(&mut *bytes, &event.metadata)?,
-            }
-            let length = i32::try_from(bytes.len() - at - 4)?;
-            bytes[at..at + 4].copy_from_slice(&length.to_be_bytes());
-            count = count.checked_add(1).ok_or("too many events")?;
-        }
-        buf[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());
+        let bytes: &mut Vec<u8> = buf;
+        serde_json::to_writer(bytes, self.0)?;
         Ok(IsNull::No)
     }
 }

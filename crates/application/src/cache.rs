@@ -50,10 +50,10 @@ impl AggregateCache {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The state last written to `stream`, if it is still here.
-    /// Takes the state out: the command about to run on it owns it (no copy) and puts back the
-    /// state it leads to. A concurrent command on the same aggregate finds no state meanwhile
-    /// and loads, as after any miss. The entry keeps its place and version.
+    /// The state last written to `stream`, if it is still here, taken out: the command about
+    /// to run on it owns it (no copy) and puts back the state it leads to. A concurrent command
+    /// on the same aggregate finds no state meanwhile and loads, as after any miss. The entry
+    /// keeps its place and version.
     pub(crate) fn take<S: 'static>(&self, stream: &StreamId) -> Option<Loaded<S>> {
         let mut inner = self.lock();
         let (version, state) = inner.entries.get_mut(stream.as_str())?;
@@ -64,24 +64,22 @@ impl AggregateCache {
         })
     }
 
+    /// Remembers `state` at `version`, unless a later version is remembered already (two
+    /// commands of this service on one stream may finish in either order).
     pub(crate) fn put<S: Send + Sync + 'static>(&self, stream: &StreamId, version: u64, state: S) {
         if self.capacity == 0 {
             return;
         }
         let mut inner = self.lock();
-        if let Some((known, _)) = inner.entries.get(stream.as_str())
-            && *known >= version
-        {
-            return;
-        }
-        let state: Box<dyn Any + Send + Sync> = Box::new(state);
-        if let Some(entry) = inner.entries.get_mut(stream.as_str()) {
-            *entry = (version, Some(state));
-        } else {
-            inner
-                .entries
-                .insert(stream.to_string(), (version, Some(state)));
-            inner.order.push_back(stream.to_string());
+        match inner.entries.get_mut(stream.as_str()) {
+            Some((known, _)) if *known >= version => return,
+            Some(entry) => *entry = (version, Some(Box::new(state))),
+            None => {
+                inner
+                    .entries
+                    .insert(stream.to_string(), (version, Some(Box::new(state))));
+                inner.order.push_back(stream.to_string());
+            }
         }
         while inner.entries.len() > self.capacity {
             let Some(oldest) = inner.order.pop_front() else {

@@ -205,14 +205,9 @@ impl CommandService {
         };
 
         let mut attempt = 0;
-        // Only the first attempt may start from the cache: a retry follows a lost race. A new
-        // aggregate's stream id was just generated, so its stream is empty: nothing to load
-        // (were it not, the append's expected version 0 would refuse it).
+        // Only the first attempt may start from the cache: a retry follows a lost race.
         let mut cached = match target {
-            Target::New => Some(Loaded {
-                state: A::State::default(),
-                version: 0,
-            }),
+            Target::New => None,
             Target::Existing(_) => self
                 .cache
                 .take::<A::State>(&stream_id)
@@ -220,10 +215,15 @@ impl CommandService {
         };
         loop {
             attempt += 1;
-            // A refusal of a state taken from the cache is decided again on what the store holds.
-            let from_cache = cached.is_some() && matches!(target, Target::Existing(_));
+            let from_cache = cached.is_some();
             let loaded = match cached.take() {
                 Some(loaded) => loaded,
+                // A new aggregate's stream id was just generated, so its stream is empty:
+                // nothing to load (were it not, the expected version 0 would refuse the append).
+                None if target == Target::New => Loaded {
+                    state: A::State::default(),
+                    version: 0,
+                },
                 None => self.rehydrator.load::<A>(&stream_id).await?,
             };
             if let Target::Existing(_) = target

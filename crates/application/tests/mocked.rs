@@ -13,8 +13,10 @@ use strata_application::{
     Role, Target,
 };
 use strata_domain::Aggregate;
-use strata_domain::order::{LineItem, Order, OrderCommand};
-use strata_domain::values::{ProductId, Quantity, UnitPrice};
+use strata_domain::order::{LineItem, Order, OrderCommand, PlaceOrder};
+use strata_domain::values::{
+    Currency, CustomerId, ProductId, Quantity, ShippingAddress, UnitPrice,
+};
 use strata_ports::{
     AppendOutcome, EventStoreError, ExpectedVersion, IdempotencyRecord, MockEventStore,
     MockSnapshotStore, PayloadRef, PayloadVisitor, RandomIds, RecordedEvent, Snapshot,
@@ -503,6 +505,37 @@ async fn a_refused_command_without_a_key_asks_for_no_replay() {
         matches!(refused, Err(CommandError::Rejected { .. })),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn a_creation_reads_nothing_and_appends_at_no_stream() {
+    // Its stream id was just generated: there is nothing to load.
+    let mut store = MockEventStore::new();
+    store.expect_visit_stream().times(0);
+    store.expect_append().times(1).returning(|request| {
+        assert_eq!(request.expected, ExpectedVersion::Exact(0));
+        Ok(AppendOutcome {
+            stream_version: 1,
+            global_position: 1,
+        })
+    });
+    let place = OrderCommand::PlaceOrder(PlaceOrder {
+        customer_id: CustomerId::new("c1").unwrap(),
+        currency: Currency::new("EUR").unwrap(),
+        items: vec![LineItem {
+            product_id: ProductId::new("a").unwrap(),
+            quantity: Quantity::new(1).unwrap(),
+            unit_price: UnitPrice::new(1).unwrap(),
+        }],
+        shipping_address: ShippingAddress::new("x").unwrap(),
+    });
+
+    let ack = service(store, no_snapshots(), CommandConfig::default())
+        .execute::<Order>(&operator(), Target::New, place)
+        .await
+        .unwrap();
+
+    assert_eq!((ack.version, ack.position), (1, 1));
 }
 
 #[tokio::test]

@@ -116,10 +116,14 @@ fn parse_command_headers(headers: &HeaderMap) -> Result<CommandHeaders, ApiError
     })
 }
 
+/// Whether `key` is an `Idempotency-Key` this server takes: [`IDEMPOTENCY_KEY_PATTERN`].
+pub fn is_valid_idempotency_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// `Idempotency-Key`: [`IDEMPOTENCY_KEY_PATTERN`].
 fn parse_idempotency_key(key: &str) -> Result<String, ApiError> {
-    let visible = key.bytes().all(|b| b.is_ascii_graphic());
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !visible {
+    if !is_valid_idempotency_key(key) {
         return Err(ApiError::BadRequest(format!(
             "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters (! to ~, no space)"
         )));

@@ -252,12 +252,10 @@ mod tests {
         // Valid, as the server reads it, even at its longest: the thread number and the counter
         // print as at most 14 digits each (Lua's %.14g).
         let longest = format!("{prefix}-{}-{}", "9".repeat(14), "9".repeat(14));
-        assert_eq!(
-            strata_web::extract::IDEMPOTENCY_KEY_PATTERN,
-            "^[!-~]{1,200}$"
+        assert!(
+            strata_web::extract::is_valid_idempotency_key(&longest),
+            "{longest}"
         );
-        assert!(longest.len() <= 200, "{longest}");
-        assert!(longest.bytes().all(|b| b.is_ascii_graphic()), "{longest}");
         assert!(script.contains("/deposits"), "{script}");
     }
 
