@@ -15,7 +15,7 @@ use crate::write::WriteTx;
 
 /// One batch: a write transaction, and the generation's table prefix.
 pub(crate) struct SqliteBatch {
-    pub(crate) tx: WriteTx,
+    pub(crate) tx: WriteTx<'static>,
     pub(crate) key: String,
     pub(crate) checkpoint: u64,
     pub(crate) prefix: &'static str,

@@ -171,9 +171,15 @@ impl Group {
             };
             // Undoes what the failed append wrote before its error (its first events before a
             // duplicate event id), and nothing of the appends before it.
-            sqlx::raw_sql("ROLLBACK TO strata_append; RELEASE strata_append")
+            if let Err(undo) = sqlx::raw_sql("ROLLBACK TO strata_append; RELEASE strata_append")
                 .execute(&mut *conn)
-                .await?;
+                .await
+            {
+                // The transaction is gone with its savepoint (SQLite rolls back all of it on
+                // a full disk or an I/O error): the statement's own error says why.
+                tracing::debug!(error = %undo, "rollback to an append's savepoint failed");
+                return Err(error);
+            }
             let head: i64 = sqlx::query_scalar(HEAD_POSITION)
                 .fetch_one(&mut *conn)
                 .await?;

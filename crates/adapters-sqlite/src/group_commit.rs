@@ -16,7 +16,7 @@ use tokio::sync::{OnceCell, mpsc, oneshot, watch};
 
 use crate::error::event_store_error;
 use crate::group_batch::{Answer, Group};
-use crate::write::{WriteTxOn, begin_write_on};
+use crate::write::{WriteTx, begin_write_on};
 
 /// The most appends in one group (a bound on the transaction, not a target: a group holds
 /// whatever waited, and one append on an idle store is a group of one).
@@ -246,7 +246,7 @@ impl Writer {
                 )));
             }
         };
-        let mut group = match Group::read(&mut tx.tx, requests).await {
+        let mut group = match Group::read(&mut tx, requests).await {
             Ok(group) => group,
             Err(error) => {
                 rollback(tx).await;
@@ -256,14 +256,14 @@ impl Writer {
                 )));
             }
         };
-        let answers = match group.append_all(&mut tx.tx, requests).await {
+        let answers = match group.append_all(&mut tx, requests).await {
             Ok(answers) => answers,
             Err(error) => {
                 rollback(tx).await;
                 return Err(Abandoned(event_store_error(&error)));
             }
         };
-        if let Err(error) = tx.tx.commit().await {
+        if let Err(error) = tx.commit().await {
             // A failed COMMIT (I/O, a full disk) may have left the group's frames in the WAL,
             // where recovery could find them: landed or not is unknown, so every append is
             // told to retry, which its key makes safe.
@@ -296,10 +296,10 @@ fn every(requests: &[&AppendRequest], error: &EventStoreError) -> Vec<Answer> {
     requests.iter().map(|_| Err(error.clone())).collect()
 }
 
-async fn rollback(tx: WriteTxOn<'_>) {
+async fn rollback(tx: WriteTx<'_>) {
     // Give the write lock back now rather than when the pool recycles the connection; the
     // group failed already, so a failed rollback adds nothing.
-    if let Err(error) = tx.tx.rollback().await {
+    if let Err(error) = tx.rollback().await {
         tracing::debug!(%error, "rollback of a group failed");
     }
 }

@@ -37,7 +37,7 @@ impl SqliteProjectionStore {
         Self { pool }
     }
 
-    async fn write(&self) -> Result<WriteTx, ReadModelError> {
+    async fn write(&self) -> Result<WriteTx<'static>, ReadModelError> {
         begin_write(&self.pool).await.map_err(db)
     }
 }

@@ -42,25 +42,30 @@ fn turn_of(pool: &SqlitePool) -> Arc<Turn> {
     turn
 }
 
-/// A write transaction holding this process's turn at its file until it ends.
-pub(crate) struct WriteTx {
-    tx: Transaction<'static, Sqlite>,
+/// A write transaction holding this process's turn at its file until it ends: on a pooled
+/// connection of its own (`'static`, [`begin_write`]), or on one its caller keeps ([`begin_write_on`]).
+pub(crate) struct WriteTx<'c> {
+    tx: Transaction<'c, Sqlite>,
     _turn: OwnedMutexGuard<()>,
 }
 
-impl std::fmt::Debug for WriteTx {
+impl std::fmt::Debug for WriteTx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteTx").finish_non_exhaustive()
     }
 }
 
-impl WriteTx {
+impl WriteTx<'_> {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
 }
 
-impl Deref for WriteTx {
+impl Deref for WriteTx<'_> {
     type Target = SqliteConnection;
 
     fn deref(&self) -> &SqliteConnection {
@@ -68,7 +73,7 @@ impl Deref for WriteTx {
     }
 }
 
-impl DerefMut for WriteTx {
+impl DerefMut for WriteTx<'_> {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         &mut self.tx
     }
@@ -79,19 +84,12 @@ impl DerefMut for WriteTx {
 /// # Errors
 /// [`sqlx::Error::PoolTimedOut`] when the turn does not come within [`TURN_WAIT`]; whatever
 /// `BEGIN IMMEDIATE` fails with.
-pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<WriteTx, sqlx::Error> {
+pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<WriteTx<'static>, sqlx::Error> {
     let turn = tokio::time::timeout(TURN_WAIT, turn_of(pool).lock_owned())
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)?;
     let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     Ok(WriteTx { tx, _turn: turn })
-}
-
-/// A write transaction on a connection its caller keeps (the append writer's), holding this
-/// process's turn at its file until it ends.
-pub(crate) struct WriteTxOn<'c> {
-    pub(crate) tx: Transaction<'c, Sqlite>,
-    _turn: OwnedMutexGuard<()>,
 }
 
 /// As [`begin_write`], on the connection its caller keeps in `kept` (taken from `pool` when
@@ -103,7 +101,7 @@ pub(crate) struct WriteTxOn<'c> {
 pub(crate) async fn begin_write_on<'c>(
     pool: &SqlitePool,
     kept: &'c mut Option<PoolConnection<Sqlite>>,
-) -> Result<WriteTxOn<'c>, sqlx::Error> {
+) -> Result<WriteTx<'c>, sqlx::Error> {
     let turn = turn_of(pool);
     let turn = match turn.clone().try_lock_owned() {
         Ok(turn) => turn,
@@ -119,7 +117,7 @@ pub(crate) async fn begin_write_on<'c>(
         None => pool.acquire().await?,
     };
     let tx = sqlx::Connection::begin_with(&mut **kept.insert(conn), "BEGIN IMMEDIATE").await?;
-    Ok(WriteTxOn { tx, _turn: turn })
+    Ok(WriteTx { tx, _turn: turn })
 }
 
 /// Runs one statement as its own write transaction, in this process's turn.

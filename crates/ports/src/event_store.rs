@@ -115,22 +115,6 @@ impl ExpectedVersion {
             })
         }
     }
-
-    /// Whether some stream version could make [`ExpectedVersion::refused_for_good`] true
-    /// (never for `Any` and `StreamExists`): only then is reading the version early worth it.
-    pub fn can_be_refused_for_good(self) -> bool {
-        matches!(self, Self::NoStream | Self::Exact(_))
-    }
-
-    /// Whether no later append can make `self` acceptable at a stream now at `actual`:
-    /// versions only grow, so an adapter may refuse such an append without taking its lock.
-    pub fn refused_for_good(self, actual: u64) -> bool {
-        match self {
-            Self::Any | Self::StreamExists => false,
-            Self::NoStream => actual > 0,
-            Self::Exact(version) => actual > version,
-        }
-    }
 }
 
 impl fmt::Display for ExpectedVersion {
@@ -456,30 +440,6 @@ mod tests {
                     );
                 }
             }
-        }
-    }
-
-    #[test]
-    fn refused_for_good_means_no_later_version_is_accepted_and_only_then() {
-        let stream = StreamId::new("order", Uuid::now_v7());
-        for actual in 0..6 {
-            for mode in modes() {
-                let some_later_accepted =
-                    (actual..12).any(|later| mode.check(&stream, later).is_ok());
-                assert_eq!(
-                    mode.refused_for_good(actual),
-                    !some_later_accepted,
-                    "{mode} at {actual}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn can_be_refused_for_good_is_true_exactly_when_some_version_refuses_for_good() {
-        for mode in modes() {
-            let some = (0..12).any(|actual| mode.refused_for_good(actual));
-            assert_eq!(mode.can_be_refused_for_good(), some, "{mode}");
         }
     }
 
