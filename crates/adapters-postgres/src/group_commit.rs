@@ -343,8 +343,8 @@ async fn checked_connection(pool: &PgPool) -> Result<PoolConnection<Postgres>, E
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use strata_ports::conformance::event_store::{claiming, request, stream};
-    use strata_ports::{EventStore, ExpectedVersion, StreamId};
+    use strata_ports::conformance::event_store::{claiming, log_of, request, stream};
+    use strata_ports::{EventStore, ExpectedVersion};
 
     use super::*;
     use crate::PgEventStore;
@@ -498,13 +498,7 @@ mod tests {
         assert_eq!(record("alice", "k1").await, (a.clone(), 1, 2));
         assert_eq!(record("alice", "k2").await, (c.clone(), 2, 4));
         assert_eq!(record("bob", "k1").await, (b.clone(), 1, 5));
-        let log: Vec<(StreamId, u64)> = store
-            .read_all(0, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.stream_id, e.global_position))
-            .collect();
+        let log = log_of(&store).await;
         assert_eq!(
             log,
             vec![

@@ -315,7 +315,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use futures::future::join_all;
-    use strata_ports::conformance::event_store::{claiming, request, stream};
+    use strata_ports::conformance::event_store::{claiming, log_of, request, stream};
     use strata_ports::{EventStore, ExpectedVersion, StreamId};
     use tempfile::TempDir;
 
@@ -328,6 +328,23 @@ mod tests {
             .await
             .unwrap();
         crate::migrate(&pool).await.unwrap();
+        (dir, SqliteEventStore::new(pool))
+    }
+
+    /// A store whose database first runs `setup` (a trigger that breaks some appends), with a
+    /// short busy timeout: a write lock left behind fails the next append in half a second.
+    async fn fresh_with(setup: &str) -> (TempDir, SqliteEventStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SqliteSettings {
+            busy_timeout: std::time::Duration::from_millis(500),
+            ..SqliteSettings::at(dir.path().join("strata.db"))
+        };
+        let pool = crate::connect(&settings).await.unwrap();
+        crate::migrate(&pool).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(setup.to_owned()))
+            .execute(&pool)
+            .await
+            .unwrap();
         (dir, SqliteEventStore::new(pool))
     }
 
@@ -515,6 +532,92 @@ mod tests {
             log.iter().filter(|e| e.stream_id == shared).count(),
             2,
             "the shared stream was created more than once"
+        );
+    }
+    #[tokio::test]
+    async fn a_failed_commit_answers_every_append_of_its_group_unavailable_and_lands_none() {
+        let poisoned = stream("order");
+        // A deferred foreign key broken by the poisoned stream's event: SQLite refuses the
+        // COMMIT itself, after every statement of the group succeeded.
+        let (_dir, store) = fresh_with(&format!(
+            "CREATE TABLE parents (id INTEGER PRIMARY KEY);
+             CREATE TABLE children (parent INTEGER REFERENCES parents (id)
+                                    DEFERRABLE INITIALLY DEFERRED);
+             CREATE TRIGGER poison AFTER INSERT ON events WHEN NEW.stream_id = '{poisoned}'
+             BEGIN INSERT INTO children VALUES (1); END;"
+        ))
+        .await;
+        let streams: Vec<StreamId> = (0..3).map(|_| stream("order")).collect();
+        let before = store.group().commits();
+
+        let answers = join_all(streams.iter().chain([&poisoned]).map(|s| {
+            store.append(claiming(
+                request(s, ExpectedVersion::Any, 1),
+                "alice",
+                &s.to_string(),
+            ))
+        }))
+        .await;
+
+        for answer in &answers {
+            assert!(
+                matches!(answer, Err(EventStoreError::Unavailable(m)) if m.contains("retry")),
+                "{answer:?}"
+            );
+        }
+        assert_eq!(store.group().commits(), before, "a commit was counted");
+        assert_eq!(store.head_position().await.unwrap(), 0);
+        assert!(store.read_all(0, 10).await.unwrap().is_empty());
+        // The failed transaction was not left open on a connection holding the write lock:
+        // the retries of the others land, keys and all, in a dense log.
+        for (n, s) in streams.iter().enumerate() {
+            let retry = claiming(request(s, ExpectedVersion::Any, 1), "alice", &s.to_string());
+            assert_eq!(store.append(retry).await, landed(1, n as u64 + 1));
+        }
+        assert_eq!(store.head_position().await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_group_broken_before_its_commit_is_written_again_one_by_one() {
+        let poisoned = stream("order");
+        // RAISE(ROLLBACK) ends the whole transaction from inside one append's statement: no
+        // savepoint is left to roll back to, so the group is abandoned and each of its appends
+        // is written again alone.
+        let (_dir, store) = fresh_with(&format!(
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.stream_id = '{poisoned}'
+             BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END;"
+        ))
+        .await;
+        let streams: Vec<StreamId> = (0..3).map(|_| stream("order")).collect();
+        let before = store.group().commits();
+        let mut group: Vec<AppendRequest> = streams
+            .iter()
+            .map(|s| request(s, ExpectedVersion::Any, 1))
+            .collect();
+        group.insert(1, request(&poisoned, ExpectedVersion::Any, 1));
+
+        let answers = join_all(group.into_iter().map(|r| store.append(r))).await;
+
+        assert_eq!(answers[0], landed(1, 1));
+        assert!(
+            matches!(&answers[1], Err(e) if e.to_string().contains("poisoned")),
+            "{:?}",
+            answers[1]
+        );
+        assert_eq!(answers[2], landed(1, 2));
+        assert_eq!(answers[3], landed(1, 3));
+        // Three lone transactions committed; the abandoned group and the poisoned append none.
+        // (The connections whose transaction SQLite ended went back to the pool marked as still
+        // in one; the pool closes them now, where a later BEGIN on them failed before.)
+        assert_eq!(store.group().commits(), before + 3);
+        let log = log_of(&store).await;
+        assert_eq!(
+            log,
+            vec![
+                (streams[0].clone(), 1),
+                (streams[1].clone(), 2),
+                (streams[2].clone(), 3),
+            ]
         );
     }
 }

@@ -134,10 +134,27 @@ impl SqliteSettings {
             // Two at least: a projection batch holds one and reads the log on another.
             .max_connections(self.max_connections.max(2))
             .acquire_timeout(self.busy_timeout)
+            .after_release(|conn, _| Box::pin(still_usable(conn)))
             .connect_with(self.options(&path))
             .await
             .map_err(|e| error::connect_error(&e, &path))
     }
+}
+
+/// Whether a connection given back to the pool may serve again. SQLite ends a transaction by
+/// itself on some errors (a full disk, an I/O error, `RAISE(ROLLBACK)`); sqlx's ROLLBACK then
+/// fails and its count of open transactions stays up, so every later `BEGIN` on the connection
+/// would be refused ("non-zero transaction depth"). Such a connection is closed instead. A
+/// dropped transaction's rollback may still be queued on the connection's thread: the ping
+/// waits for it before the count is read again (only when the count is up, so the usual release
+/// costs nothing).
+async fn still_usable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
 }
 
 /// Opens (creating when missing) the main database file and one connection of it.

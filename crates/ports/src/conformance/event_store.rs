@@ -206,6 +206,15 @@ pub async fn append(
     store.append(request(stream_id, expected, count)).await
 }
 
+/// The log from its start, as the stream and global position of each event (up to 1,000).
+pub async fn log_of(store: &dyn EventStore) -> Vec<(StreamId, u64)> {
+    let events = store.read_all(0, 1_000).await.unwrap();
+    events
+        .into_iter()
+        .map(|e| (e.stream_id, e.global_position))
+        .collect()
+}
+
 /// The head position now: where a case's first event will land, plus one.
 async fn head(store: &dyn EventStore) -> u64 {
     store.head_position().await.unwrap()
