@@ -223,7 +223,9 @@ impl Writer {
     async fn write_group(&mut self, requests: &[&AppendRequest]) -> Result<Vec<Answer>, Abandoned> {
         let written = self.write_in_connection(requests).await;
         if !matches!(written, Ok(Written::Committed(_))) {
-            // The connection may be what failed: the next group takes one from the pool.
+            // The connection may be what failed: the next group takes one from the pool. Given
+            // back, it passes the pool's check (`still_usable`): a transaction SQLite ended by
+            // itself leaves it counted as in one, and the pool closes it.
             self.connection = None;
         }
         match written {
@@ -534,6 +536,7 @@ mod tests {
             "the shared stream was created more than once"
         );
     }
+
     #[tokio::test]
     async fn a_failed_commit_answers_every_append_of_its_group_unavailable_and_lands_none() {
         let poisoned = stream("order");

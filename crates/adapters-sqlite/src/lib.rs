@@ -233,7 +233,53 @@ pub async fn is_migrated(pool: &SqlitePool) -> Result<bool, MigrateError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sqlx::Connection;
+
     use super::*;
+
+    #[tokio::test]
+    async fn a_connection_whose_transaction_sqlite_ended_is_not_handed_out_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two connections: whichever the pool hands out next, the broken one is among them.
+        let settings = SqliteSettings {
+            max_connections: 2,
+            ..SqliteSettings::at(dir.path().join("strata.db"))
+        };
+        let pool = settings.pool(&settings.path).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE t (x INTEGER);
+             CREATE TRIGGER ends BEFORE INSERT ON t BEGIN SELECT RAISE(ROLLBACK, 'ended'); END;",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        {
+            let mut conn = pool.acquire().await.unwrap();
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            let ended = sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(&mut *tx)
+                .await;
+            assert!(ended.unwrap_err().to_string().contains("ended"));
+            // SQLite ended the transaction: sqlx's ROLLBACK fails, its count stays up.
+            assert!(tx.rollback().await.is_err());
+            assert!(conn.is_in_transaction());
+        }
+
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut conn = pool.acquire().await.unwrap();
+            assert!(!conn.is_in_transaction());
+            conn.begin_with("BEGIN IMMEDIATE")
+                .await
+                .unwrap()
+                .rollback()
+                .await
+                .unwrap();
+            held.push(conn);
+        }
+    }
 
     #[test]
     fn the_search_file_sits_beside_the_main_one() {
