@@ -73,7 +73,7 @@ struct Cli {
     #[arg(long)]
     with_keys: bool,
     /// Run the loads only without (`off`) or only with (`on`) snapshots; both by default.
-    #[arg(long, value_name = "off|on", value_parser = parse_snapshots)]
+    #[arg(long, value_name = "off|on", value_parser = clap::builder::BoolishValueParser::new())]
     snapshots: Option<bool>,
     /// What `cargo bench` passes to every bench target; nothing to do with it here.
     #[arg(long, hide = true)]
@@ -212,14 +212,6 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
         );
     }
     Ok(lines)
-}
-
-fn parse_snapshots(text: &str) -> Result<bool, String> {
-    match text {
-        "off" => Ok(false),
-        "on" => Ok(true),
-        other => Err(format!("{other:?} is neither off nor on")),
-    }
 }
 
 /// `--seconds` if given, else `ops` operations.

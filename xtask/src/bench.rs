@@ -52,21 +52,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub reps: usize,
     /// Run the loads only without (`off`) or only with (`on`) snapshots; both by default.
-    #[arg(long, value_name = "off|on", value_parser = parse_on_off)]
+    #[arg(long, value_name = "off|on", value_parser = clap::builder::BoolishValueParser::new())]
     pub snapshots: Option<bool>,
     /// Count the instructions per operation of `append` and `load-1000` with callgrind instead
     /// of timing them (Strata's process; with --peer the peer's beside it). --concurrency of
     /// `append` is 1 unless given; --ops sets the smaller of the two runs.
     #[arg(long)]
     pub instructions: bool,
-}
-
-fn parse_on_off(text: &str) -> Result<bool, String> {
-    match text {
-        "off" => Ok(false),
-        "on" => Ok(true),
-        other => Err(format!("{other:?} is neither off nor on")),
-    }
 }
 
 /// `--snapshots`' value for a harness.

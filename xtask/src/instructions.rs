@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::bench::{self, BenchArgs};
 use crate::peer::{PEER_BINARY, PEER_MANIFEST};
@@ -28,10 +29,16 @@ const COUNTED: &[(&str, Option<bool>, u64, u64)] = &[
 
 pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        !args.ceiling && args.reps <= 1 && !args.with_keys,
-        "--instructions counts append and load-1000 as they are: --ceiling, --reps and \
-         --with-keys do not apply to it"
+        !args.ceiling && args.reps <= 1 && !args.with_keys && args.seconds.is_none(),
+        "--instructions counts append and load-1000 as they are, by operations: --ceiling, \
+         --reps, --with-keys and --seconds do not apply to it"
     );
+    for workload in &args.workloads {
+        anyhow::ensure!(
+            COUNTED.iter().any(|&(counted, ..)| counted == workload),
+            "--instructions has no workload {workload:?} (it counts append and load-1000)"
+        );
+    }
     process::on_path("valgrind").context(
         "--instructions counts with callgrind: install valgrind (Debian: apt-get install valgrind)",
     )?;
@@ -50,7 +57,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     // Kept after the run: `callgrind_annotate FILE` shows where the instructions went.
     let out = root.join("target/callgrind");
     std::fs::create_dir_all(&out).context("cannot make target/callgrind")?;
-    let mut lines = Vec::new();
+    let mut counts = Vec::new();
     for &(workload, snapshots, few, many) in COUNTED {
         if !args.workloads.is_empty() && !args.workloads.iter().any(|w| w == workload) {
             continue;
@@ -79,13 +86,14 @@ pub fn run(root: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             // One after the other: a failing short run stops before the long one.
             let few_total = run.instructions(few, &file(few))?;
             let many_total = run.instructions(many, &file(many))?;
-            let line = line(system, &run, [few, many], [few_total, many_total])?;
-            eprintln!("instructions: {line}");
-            println!("{line}");
-            lines.push(line);
+            let count = line(system, &run, [few, many], [few_total, many_total])?;
+            let json = serde_json::to_string(&count).context("cannot write a count")?;
+            eprintln!("instructions: {json}");
+            println!("{json}");
+            counts.push(count);
         }
     }
-    eprint!("{}", summary(&lines));
+    eprint!("{}", summary(&counts));
     Ok(())
 }
 
@@ -149,7 +157,36 @@ fn totals(text: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn line(system: &str, run: &Counted<'_>, ops: [u64; 2], totals: [u64; 2]) -> anyhow::Result<Value> {
+/// One workload of one system, counted: what `--instructions` prints as a JSON line.
+#[derive(Debug, Serialize)]
+struct Count<'a> {
+    system: &'a str,
+    workload: &'a str,
+    snapshots: Option<bool>,
+    concurrency: usize,
+    instructions_per_op: u64,
+    ops: [u64; 2],
+    instructions: [u64; 2],
+}
+
+impl Count<'_> {
+    /// The workload as the summary names it.
+    fn name(&self) -> String {
+        let phase = match self.snapshots {
+            Some(true) => " (snapshots on)",
+            Some(false) => " (snapshots off)",
+            None => "",
+        };
+        format!("{}{phase}", self.workload)
+    }
+}
+
+fn line<'a>(
+    system: &'a str,
+    run: &Counted<'a>,
+    ops: [u64; 2],
+    totals: [u64; 2],
+) -> anyhow::Result<Count<'a>> {
     anyhow::ensure!(
         totals[1] > totals[0] && ops[1] > ops[0],
         "{system} {}: {} instructions for {} operations, {} for {}: more work counted less",
@@ -159,54 +196,37 @@ fn line(system: &str, run: &Counted<'_>, ops: [u64; 2], totals: [u64; 2]) -> any
         totals[1],
         ops[1]
     );
-    let per_op = (totals[1] - totals[0]) / (ops[1] - ops[0]);
-    Ok(json!({
-        "system": system,
-        "workload": run.workload,
-        "snapshots": run.snapshots,
-        "concurrency": run.concurrency,
-        "instructions_per_op": per_op,
-        "ops": ops,
-        "instructions": totals,
-    }))
+    Ok(Count {
+        system,
+        workload: run.workload,
+        snapshots: run.snapshots,
+        concurrency: run.concurrency,
+        instructions_per_op: (totals[1] - totals[0]) / (ops[1] - ops[0]),
+        ops,
+        instructions: totals,
+    })
 }
 
 /// Strata's count beside the peer's, per workload, when both ran.
-fn summary(lines: &[Value]) -> String {
+fn summary(counts: &[Count<'_>]) -> String {
     let mut text = String::from("\ninstructions per operation (callgrind, client process):\n");
-    for line in lines {
-        let name = format!(
-            "{} {}{}",
-            line["system"].as_str().unwrap_or("?"),
-            line["workload"].as_str().unwrap_or("?"),
-            match line["snapshots"].as_bool() {
-                Some(true) => " (snapshots on)",
-                Some(false) => " (snapshots off)",
-                None => "",
-            }
-        );
+    for count in counts {
+        let name = format!("{} {}", count.system, count.name());
         text.push_str(&format!(
             "  {name:<40} C={:<3} {:>12}\n",
-            line["concurrency"], line["instructions_per_op"]
+            count.concurrency, count.instructions_per_op
         ));
     }
-    for strata in lines.iter().filter(|l| l["system"] == "strata") {
-        let peer = lines.iter().find(|l| {
-            l["system"] == "peer"
-                && l["workload"] == strata["workload"]
-                && l["snapshots"] == strata["snapshots"]
+    for strata in counts.iter().filter(|c| c.system == "strata") {
+        let peer = counts.iter().find(|c| {
+            c.system == "peer" && c.workload == strata.workload && c.snapshots == strata.snapshots
         });
-        if let (Some(peer), Some(ours)) = (peer, strata["instructions_per_op"].as_f64()) {
-            let theirs = peer["instructions_per_op"].as_f64().unwrap_or(f64::NAN);
+        if let Some(peer) = peer {
+            #[allow(clippy::cast_precision_loss)] // a ratio of two counts, printed to 2 places
+            let ratio = peer.instructions_per_op as f64 / strata.instructions_per_op as f64;
             text.push_str(&format!(
-                "  peer / strata, {}{}: {:.2}x\n",
-                strata["workload"].as_str().unwrap_or("?"),
-                match strata["snapshots"].as_bool() {
-                    Some(true) => " (snapshots on)",
-                    Some(false) => " (snapshots off)",
-                    None => "",
-                },
-                theirs / ours
+                "  peer / strata, {}: {ratio:.2}x\n",
+                strata.name()
             ));
         }
     }
@@ -295,18 +315,24 @@ mod tests {
 
         let counted = line("strata", &run, [100, 400], [5_000_000, 8_000_000]).unwrap();
 
-        assert_eq!(counted["instructions_per_op"], 10_000);
+        assert_eq!(counted.instructions_per_op, 10_000);
         assert!(line("strata", &run, [100, 400], [8_000_000, 5_000_000]).is_err());
     }
 
     #[test]
     fn the_summary_sets_the_peer_beside_strata() {
-        let lines = [
-            json!({"system": "strata", "workload": "append", "snapshots": null, "concurrency": 1, "instructions_per_op": 100_000}),
-            json!({"system": "peer", "workload": "append", "snapshots": null, "concurrency": 1, "instructions_per_op": 250_000}),
-        ];
+        let count = |system, instructions_per_op| Count {
+            system,
+            workload: "append",
+            snapshots: None,
+            concurrency: 1,
+            instructions_per_op,
+            ops: [0, 0],
+            instructions: [0, 0],
+        };
+        let counts = [count("strata", 100_000), count("peer", 250_000)];
 
-        let text = summary(&lines);
+        let text = summary(&counts);
 
         assert!(text.contains("peer / strata, append: 2.50x"), "{text}");
     }

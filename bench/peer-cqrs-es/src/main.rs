@@ -59,7 +59,7 @@ struct Cli {
     #[arg(long)]
     ops: Option<u64>,
     /// Run `load-1000` only without (`off`) or only with (`on`) snapshots; both by default.
-    #[arg(long, value_name = "off|on", value_parser = parse_snapshots)]
+    #[arg(long, value_name = "off|on", value_parser = clap::builder::BoolishValueParser::new())]
     snapshots: Option<bool>,
     /// Run `append` and `load-1000` for this many seconds instead of a number of operations.
     #[arg(long)]
@@ -174,14 +174,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-fn parse_snapshots(text: &str) -> Result<bool, String> {
-    match text {
-        "off" => Ok(false),
-        "on" => Ok(true),
-        other => Err(format!("{other:?} is neither off nor on")),
-    }
 }
 
 /// Strata's harness's defaults for `append`.

@@ -13,7 +13,6 @@ use strata_ports::{
     AppendOutcome, AppendRequest, EventStore, EventStoreError, IdempotencyRecord, Metadata,
     RecordedEvent, StreamId,
 };
-use tokio::sync::watch;
 
 use crate::codec;
 use crate::error::event_store_error;
@@ -40,19 +39,15 @@ const FIND_IDEMPOTENCY: &str = "\
 #[derive(Debug, Clone)]
 pub struct SqliteEventStore {
     pool: SqlitePool,
-    /// Bumped after every committed group of appends: the in-process projectors' wake-up.
-    appended: Arc<watch::Sender<u64>>,
     /// The one queue of appends of this store and its clones, and its writer.
     group: Arc<GroupCommit>,
 }
 
 impl SqliteEventStore {
     pub fn new(pool: SqlitePool) -> Self {
-        let appended = Arc::new(watch::Sender::new(0));
         Self {
             pool,
-            group: Arc::new(GroupCommit::new(appended.clone())),
-            appended,
+            group: Arc::new(GroupCommit::default()),
         }
     }
 
@@ -65,7 +60,7 @@ impl SqliteEventStore {
     /// Wake-ups sent by the appends of this store (and its clones). Another process appending
     /// to the same file sends none: its projectors poll.
     pub fn wakeups(&self) -> SqliteLogWakeups {
-        SqliteLogWakeups::new(self.appended.clone())
+        SqliteLogWakeups::new(self.group.appended())
     }
 }
 

@@ -149,9 +149,8 @@ impl Group {
                 if !batch.is_empty() && events + request.events.len() > EVENTS_PER_QUERY {
                     break;
                 }
-                match self.check(request) {
-                    Ok(mut accepted) => {
-                        accepted.index = next;
+                match self.check(next, request) {
+                    Ok(accepted) => {
                         self.accept(request, &accepted);
                         events += request.events.len();
                         batch.push(accepted);
@@ -223,8 +222,9 @@ impl Group {
         }
     }
 
-    /// The checks of an append against the group's state: where it goes, or its refusal.
-    fn check(&self, request: &AppendRequest) -> Result<Accepted, EventStoreError> {
+    /// The checks of the group's append `index` against the group's state: where it goes, or
+    /// its refusal.
+    fn check(&self, index: usize, request: &AppendRequest) -> Result<Accepted, EventStoreError> {
         let stream = request.stream_id.as_str();
         let current = self.versions.get(stream).copied().unwrap_or(0);
         // The key first, as on PostgreSQL: a retry of an applied command is a replay, not a
@@ -251,7 +251,7 @@ impl Group {
             .checked_add(count)
             .ok_or_else(|| EventStoreError::Backend("the log is out of positions".into()))?;
         Ok(Accepted {
-            index: 0,
+            index,
             outcome: AppendOutcome {
                 stream_version: to_u64(version, "stream version")?,
                 global_position: to_u64(head, "global position")?,

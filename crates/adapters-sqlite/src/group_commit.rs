@@ -5,6 +5,7 @@
 //! an append that fails is rolled back to its savepoint and answered with its own error while
 //! the others commit (decision 0010, "SQLite").
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Sqlite, SqlitePool};
 use strata_ports::{AppendOutcome, AppendRequest, EventStoreError};
 use tokio::sync::{OnceCell, mpsc, oneshot, watch};
+use tokio::time::Sleep;
 
 use crate::error::event_store_error;
 use crate::group_batch::{Answer, Group};
@@ -47,13 +49,20 @@ pub(crate) struct GroupCommit {
     commits: Arc<AtomicU64>,
 }
 
-impl GroupCommit {
-    pub(crate) fn new(appended: Arc<watch::Sender<u64>>) -> Self {
+impl Default for GroupCommit {
+    fn default() -> Self {
         Self {
             queue: OnceCell::new(),
-            appended,
+            appended: Arc::new(watch::Sender::new(0)),
             commits: Arc::default(),
         }
+    }
+}
+
+impl GroupCommit {
+    /// The counter bumped after every committed group with an append in it.
+    pub(crate) fn appended(&self) -> Arc<watch::Sender<u64>> {
+        self.appended.clone()
     }
 
     /// How many write transactions the writer has committed.
@@ -108,6 +117,8 @@ fn start(mut writer: Writer) -> mpsc::UnboundedSender<Pending> {
         let mut gathering = Gathering {
             writers: 1,
             gather: Duration::ZERO,
+            idle: Box::pin(tokio::time::sleep(KEEP_CONNECTION)),
+            armed: tokio::time::Instant::now(),
         };
         while let Some(group) = gathering
             .next_group(&mut pending, &mut writer.connection)
@@ -129,6 +140,10 @@ struct Gathering {
     writers: usize,
     /// How long the next group may wait for them: half the last group's write.
     gather: Duration,
+    /// Fires after about [`KEEP_CONNECTION`] without appends: the connection goes back.
+    idle: Pin<Box<Sleep>>,
+    /// When `idle` was last set.
+    armed: tokio::time::Instant,
 }
 
 impl Gathering {
@@ -144,11 +159,26 @@ impl Gathering {
         pending: &mut mpsc::UnboundedReceiver<Pending>,
         connection: &mut Option<PoolConnection<Sqlite>>,
     ) -> Option<Vec<Pending>> {
-        let first = match tokio::time::timeout(KEEP_CONNECTION, pending.recv()).await {
-            Ok(first) => first?,
-            Err(_idle) => {
-                *connection = None;
-                pending.recv().await?
+        let first = match pending.try_recv() {
+            Ok(first) => first,
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // As on PostgreSQL: a timer armed for every group cost more than the group's
+                // bookkeeping, so the idle timer moves on only once a quarter of its time has
+                // passed (the connection goes back after 3/4 to all of KEEP_CONNECTION).
+                let now = tokio::time::Instant::now();
+                if now.duration_since(self.armed) >= KEEP_CONNECTION / 4 {
+                    self.idle.as_mut().reset(now + KEEP_CONNECTION);
+                    self.armed = now;
+                }
+                tokio::select! {
+                    biased;
+                    first = pending.recv() => first?,
+                    () = self.idle.as_mut() => {
+                        *connection = None;
+                        pending.recv().await?
+                    }
+                }
             }
         };
         let mut group = vec![first];

@@ -85,11 +85,16 @@ impl DerefMut for WriteTx<'_> {
 /// [`sqlx::Error::PoolTimedOut`] when the turn does not come within [`TURN_WAIT`]; whatever
 /// `BEGIN IMMEDIATE` fails with.
 pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<WriteTx<'static>, sqlx::Error> {
-    let turn = tokio::time::timeout(TURN_WAIT, turn_of(pool).lock_owned())
-        .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)?;
+    let turn = wait_for(turn_of(pool)).await?;
     let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     Ok(WriteTx { tx, _turn: turn })
+}
+
+/// The turn, within [`TURN_WAIT`].
+async fn wait_for(turn: Arc<Turn>) -> Result<OwnedMutexGuard<()>, sqlx::Error> {
+    tokio::time::timeout(TURN_WAIT, turn.lock_owned())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)
 }
 
 /// As [`begin_write`], on the connection its caller keeps in `kept` (taken from `pool` when
@@ -107,9 +112,7 @@ pub(crate) async fn begin_write_on<'c>(
         Ok(turn) => turn,
         Err(_) => {
             *kept = None;
-            tokio::time::timeout(TURN_WAIT, turn.lock_owned())
-                .await
-                .map_err(|_| sqlx::Error::PoolTimedOut)?
+            wait_for(turn).await?
         }
     };
     let conn = match kept.take() {

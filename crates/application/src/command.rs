@@ -182,12 +182,17 @@ impl CommandService {
         let outcome = self
             .decide_and_append::<A>(context, target, command, claim.as_ref())
             .await;
-        match (outcome, &claim) {
+        let outcome = match (outcome, &claim) {
             (Err(error), Some(claim)) if error.may_answer_a_replay() => {
-                Ok(self.replay(claim).await?.ok_or(error)?)
+                self.replay(claim).await?.ok_or(error)
             }
             (outcome, _) => outcome,
+        };
+        if let Err(CommandError::Contention { .. }) = outcome {
+            metrics::counter!(crate::metrics::COMMAND_CONTENTION_TOTAL, "category" => A::CATEGORY)
+                .increment(1);
         }
+        outcome
     }
 
     /// Loads (or takes from the cache), decides and appends, retrying lost races.
@@ -288,13 +293,9 @@ impl CommandService {
                 Err(EventStoreError::WrongExpectedVersion { actual, .. }) => {
                     // The writer that moved the stream may have been this very request's
                     // original, sent again by a client that gave up waiting: then the answer
-                    // is its acknowledgement, not a conflict. (The PostgreSQL adapter already
-                    // reports that case as a taken key; other stores need not.)
-                    if let Some(claim) = claim
-                        && let Some(ack) = self.replay(claim).await?
-                    {
-                        return Ok(ack);
-                    }
+                    // is its acknowledgement, not a conflict. `execute` asks the key before it
+                    // answers a mismatch or contention; a retry's append carries the claim,
+                    // which the store checks.
                     if let Some(expected) = context.expected_version {
                         return Err(CommandError::VersionMismatch {
                             category: A::CATEGORY,
@@ -303,7 +304,6 @@ impl CommandService {
                         });
                     }
                     if target == Target::New || attempt > self.config.max_retries {
-                        metrics::counter!(crate::metrics::COMMAND_CONTENTION_TOTAL, "category" => A::CATEGORY).increment(1);
                         return Err(CommandError::Contention {
                             category: A::CATEGORY,
                             attempts: attempt,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Map, Value, json};
+use strata_application::metrics::{COMMAND_CONTENTION_TOTAL, COMMAND_RETRIES_TOTAL};
 use strata_tests::bench_text::{Mix, Summary, counter_sum, wrk_script};
 use uuid::Uuid;
 
@@ -76,8 +77,8 @@ pub async fn deposits(
     let script = wrk_script(Mix::Deposits { keys }, &ids, &server.token, &prefix);
     let summary = server.wrk(&script, connections, seconds).await?;
     let metrics = server.metrics().await?;
-    let retries = counter_sum(&metrics, "strata_command_retries_total");
-    let contention = counter_sum(&metrics, "strata_command_contention_total");
+    let retries = counter_sum(&metrics, COMMAND_RETRIES_TOTAL).map_err(anyhow::Error::msg)?;
+    let contention = counter_sum(&metrics, COMMAND_CONTENTION_TOTAL).map_err(anyhow::Error::msg)?;
     let statuses: Map<String, Value> = summary
         .statuses
         .iter()

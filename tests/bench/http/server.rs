@@ -19,7 +19,7 @@ use crate::storage::Fresh;
 pub struct Server {
     child: Child,
     wrk: PathBuf,
-    pub base: String,
+    base: String,
     pub token: String,
     client: reqwest::Client,
 }

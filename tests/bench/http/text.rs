@@ -62,8 +62,11 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
 /// The sum of every sample of the counter `name` (whatever its labels) in Prometheus text; 0
 /// when there is none, as a counter not incremented yet is not rendered. The `metrics` crate's
 /// counters are integers, and render as such.
-#[must_use]
-pub fn counter_sum(text: &str, name: &str) -> u64 {
+///
+/// # Errors
+/// A sample of `name` whose value is not an integer: read as 0, it would pass for a measured
+/// "no retries".
+pub fn counter_sum(text: &str, name: &str) -> Result<u64, String> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.rsplit_once(' '))
@@ -72,7 +75,11 @@ pub fn counter_sum(text: &str, name: &str) -> u64 {
                 .strip_prefix(name)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
         })
-        .filter_map(|(_, value)| value.parse::<u64>().ok())
+        .map(|(series, value)| {
+            value
+                .parse::<u64>()
+                .map_err(|e| format!("{series} has the value {value:?}, not a count: {e}"))
+        })
         .sum()
 }
 
@@ -221,8 +228,10 @@ mod tests {
                     strata_command_retries_total_other 1000\n\
                     strata_events_appended_total{category=\"account\"} 99\n";
 
-        assert_eq!(counter_sum(text, "strata_command_retries_total"), 42);
-        assert_eq!(counter_sum(text, "strata_command_contention_total"), 0);
+        assert_eq!(counter_sum(text, "strata_command_retries_total"), Ok(42));
+        assert_eq!(counter_sum(text, "strata_command_contention_total"), Ok(0));
+        let float = "strata_command_retries_total{category=\"account\"} 4.5\n";
+        assert!(counter_sum(float, "strata_command_retries_total").is_err());
     }
 
     /// The key a keyed script sends: the prefix, the thread's number and the request counter.
