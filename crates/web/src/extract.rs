@@ -322,6 +322,12 @@ mod tests {
         assert!(parse_command_headers(&headers).is_err());
         headers.insert("idempotency-key", "a b".parse().unwrap());
         assert!(parse_command_headers(&headers).is_err());
+        // Bytes a header may carry that are not visible ASCII: a line separator's UTF-8.
+        let separator = axum::http::HeaderValue::from_bytes("a\u{2028}b".as_bytes()).unwrap();
+        headers.insert("idempotency-key", separator);
+        assert!(parse_command_headers(&headers).is_err());
+        headers.insert("idempotency-key", "k".repeat(3_000).parse().unwrap());
+        assert!(parse_command_headers(&headers).is_err());
         headers.insert("idempotency-key", "k".repeat(200).parse().unwrap());
         assert!(parse_command_headers(&headers).is_ok());
         headers.insert("idempotency-key", "abc".parse().unwrap());
