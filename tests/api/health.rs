@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use strata_adapters_postgres::testkit::wait_for_lock_waiters;
 use strata_web::{Application, Stores};
 use tokio::sync::oneshot;
 
@@ -60,7 +61,7 @@ async fn a_request_in_flight_when_shutdown_is_signalled_is_completed() {
             .bearer_auth(&token)
             .send(),
     );
-    wait_until_a_backend_waits_for_a_lock(&pool).await;
+    wait_for_lock_waiters(&pool, 1).await;
 
     stop.send(()).unwrap();
     let early = tokio::time::timeout(Duration::from_millis(300), &mut server).await;
@@ -77,23 +78,6 @@ async fn a_request_in_flight_when_shutdown_is_signalled_is_completed() {
         matches!(finished, Ok(Ok(Ok(())))),
         "the server stops once the request is answered: {finished:?}"
     );
-}
-
-async fn wait_until_a_backend_waits_for_a_lock(pool: &sqlx::PgPool) {
-    for _ in 0..200 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the command never reached the lock");
 }
 
 #[tokio::test]

@@ -27,14 +27,15 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC, {app}, {projector}, {a
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC, {app}, {projector}, {auditor};
 
 -- {app}: strata-web. It appends only through the append functions, which run as {owner}
--- (migrations 0007 and 0008): no INSERT, UPDATE, DELETE or TRUNCATE on events, streams,
+-- (migrations 0007, 0008 and 0011): no INSERT, UPDATE, DELETE or TRUNCATE on events, streams,
 -- event_log_head or idempotency_keys, so it can neither write an event beside the append path
 -- nor move the head.
 GRANT EXECUTE ON FUNCTION
     strata_append(TEXT, SMALLINT, BIGINT, UUID[], TEXT[], INT[], TEXT[], TEXT[], TIMESTAMPTZ[],
                   TEXT, TEXT, TEXT),
     strata_append_group(TEXT[], SMALLINT[], BIGINT[], INT[], UUID[], TEXT[], INT[], TEXT[],
-                        TEXT[], TIMESTAMPTZ[], TEXT[], TEXT[], TEXT[])
+                        TEXT[], TIMESTAMPTZ[], TEXT[], TEXT[], TEXT[]),
+    strata_append_one(TEXT, BIGINT, UUID, TEXT, INT, TEXT, TEXT, TIMESTAMPTZ)
     TO {app};
 -- Stream and log reads, the head for X-Min-Position and the status, idempotency look-ups.
 GRANT SELECT ON events, event_log_head, idempotency_keys TO {app};

@@ -58,6 +58,61 @@ pub(crate) async fn append_alone(
     }
 }
 
+/// One event at an exact version of an existing stream, without a claim, in one statement that
+/// is its own transaction (migration 0011).
+const APPEND_ONE: &str =
+    "SELECT at_position FROM strata_append_one($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Appends `request` by [`APPEND_ONE`] when it is what that statement takes (one event, an exact
+/// expected version, no claim): `Some` of where it landed, or `None` when it is not such an
+/// append, or when its stream is missing or at another version. Nothing is written then, and
+/// the group function gives the exact answer.
+///
+/// # Errors
+/// As for the event store's append; nothing is written then either (the statement is its own
+/// transaction), unless the connection was lost after the commit.
+pub(crate) async fn append_one(
+    connection: &mut PgConnection,
+    request: &AppendRequest,
+) -> Result<Option<AppendOutcome>, EventStoreError> {
+    let (ExpectedVersion::Exact(expected), [event], None) =
+        (request.expected, &request.events[..], &request.idempotency)
+    else {
+        return Ok(None);
+    };
+    let (_, expected_version) = expected_columns(request.expected)?;
+    let schema_version = i32::try_from(event.schema_version).map_err(|_| {
+        EventStoreError::Backend(format!(
+            "schema version {} of event {} does not fit the store",
+            event.schema_version, event.event_id
+        ))
+    })?;
+    let mut arguments = PgArguments::default();
+    arguments.reserve(8, 64 + event_columns_size(std::iter::once(event)));
+    add(&mut arguments, request.stream_id.as_str())?;
+    add(&mut arguments, expected_version)?;
+    add(&mut arguments, event.event_id)?;
+    add(&mut arguments, event.event_type.as_str())?;
+    add(&mut arguments, schema_version)?;
+    add(&mut arguments, JsonText(&event.data))?;
+    add(&mut arguments, JsonText(&event.metadata))?;
+    add(&mut arguments, event.recorded_at)?;
+    let position: Option<i64> = sqlx::query_scalar_with(APPEND_ONE, arguments)
+        .fetch_one(connection)
+        .await
+        .map_err(|e| event_store_error(&e))?;
+    let Some(position) = position else {
+        return Ok(None);
+    };
+    let stream_version = expected.checked_add(1).ok_or_else(|| {
+        EventStoreError::Backend(format!("version {expected} does not fit the store"))
+    })?;
+    Ok(Some(AppendOutcome {
+        stream_version,
+        global_position: to_u64(position, "global position")?,
+    }))
+}
+
 /// Runs an append inside a transaction the caller owns, up to but excluding the commit; on
 /// success the head counter row stays locked until the caller commits or rolls back.
 /// [`crate::PgEventStore`]'s append is this plus begin and commit. Public only so that tests

@@ -37,6 +37,8 @@ mod roles;
 mod rows;
 mod search;
 mod snapshot_store;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 use std::fmt;
 use std::time::Duration;

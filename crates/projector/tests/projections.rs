@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
+use strata_adapters_postgres::testkit::wait_for_lock_waiters;
 use strata_adapters_postgres::{PgProjectionStore, PgReadModels, append_in};
 use strata_application::projection::{
     AccountsProjection, HandlerError, OrdersProjection, Projection, ProjectionWorker,
@@ -468,27 +469,6 @@ async fn the_worker_skips_nothing_while_an_earlier_append_commits_last(pool: PgP
 
     assert_eq!((after.from, after.to, after.applied), (0, 2, 2));
     assert_eq!(summaries(&pool).await.len(), 2);
-}
-
-async fn wait_for_lock_waiters(pool: &PgPool, count: i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        if waiting >= count {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nobody waits on a lock"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]

@@ -262,6 +262,10 @@ const TAMPERING: &[&str] = &[
     "UPDATE streams SET version = version + 1",
 ];
 
+/// A call of the one-event append function (migration 0011) on a stream that does not exist.
+const APPEND_ONE: &str = "SELECT at_position FROM strata_append_one('order-none', 1, \
+     gen_random_uuid(), 'Tested', 1, '{}', '{}', now())";
+
 /// Everything of the scenario that runs once the roles and the database are there.
 async fn scenario(prefix: &str, url_of: impl Fn(&str) -> String) {
     let owner = url_of("owner");
@@ -327,6 +331,10 @@ async fn scenario(prefix: &str, url_of: impl Fn(&str) -> String) {
     let app = PgPool::connect(&url_of("app")).await.unwrap();
     let appended = PgEventStore::new(app.clone()).append(an_append()).await;
     assert!(appended.is_ok(), "{appended:?}");
+    // The one-statement route too (called directly: the store would fall back to the group
+    // function, and hide a missing grant). Its stream does not exist: nothing is written.
+    let one: Result<Option<i64>, _> = sqlx::query_scalar(APPEND_ONE).fetch_one(&app).await;
+    assert!(matches!(one, Ok(None)), "{one:?}");
     let projector_role = PgPool::connect(&url_of("projector")).await.unwrap();
     let mut wrong = Vec::new();
     for (who, pool) in [("app", &app), ("projector", &projector_role)] {
@@ -338,6 +346,7 @@ async fn scenario(prefix: &str, url_of: impl Fn(&str) -> String) {
         .append(an_append())
         .await;
     assert!(appended.is_err(), "the projector appended: {appended:?}");
+    expect_refused(&projector_role, "projector", APPEND_ONE, &mut wrong).await;
 
     // The auditor reads the log and the read models, and nothing more.
     let auditor = PgPool::connect(&url_of("auditor")).await.unwrap();
@@ -355,6 +364,7 @@ async fn scenario(prefix: &str, url_of: impl Fn(&str) -> String) {
          '{}', '{}', '{}')",
         "SELECT strata_append('s', 0::smallint, 0, '{}', '{}', '{}', '{}', '{}', '{}', \
          NULL, NULL, NULL)",
+        APPEND_ONE,
     ]) {
         expect_refused(&auditor, "auditor", sql, &mut wrong).await;
     }

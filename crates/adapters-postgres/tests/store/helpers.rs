@@ -5,6 +5,7 @@ use strata_adapters_postgres::PgEventStore;
 use strata_ports::{EventStore, RecordedEvent};
 
 // The requests and events of the conformance suite, so that these tests build them alike.
+pub use strata_adapters_postgres::testkit::wait_for_lock_waiters;
 pub use strata_ports::conformance::event_store::{append, claiming, request, stream};
 
 /// The whole log, in position order.
@@ -41,30 +42,5 @@ impl Reader {
 
     pub fn positions(&self) -> Vec<u64> {
         self.delivered.iter().map(|e| e.global_position).collect()
-    }
-}
-
-/// Waits until `count` sessions of this test's database are blocked on a lock, as the
-/// server itself reports it. Tests use it to know that a writer is parked behind a held
-/// transaction instead of guessing with a sleep; it panics after ten seconds, which in the
-/// tests that use it means the writers were never made to wait.
-pub async fn wait_for_lock_waiters(pool: &sqlx::PgPool, count: i64) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        if waiting >= count {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "expected {count} sessions waiting on a lock, saw {waiting}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

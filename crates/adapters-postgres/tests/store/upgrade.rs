@@ -68,55 +68,74 @@ async fn events_stored_as_jsonb_read_back_the_same_after_the_json_migration(pool
     assert_eq!(column_types, ["json", "json"]);
 }
 
-/// A role that could call the group function of 0006 may call the one of 0008, which takes the
-/// claims too; nobody else may (a role made for the test, dropped again at its end).
-#[sqlx::test(migrations = false)]
-async fn a_role_granted_the_old_group_function_may_call_the_new_one(pool: PgPool) {
-    migrations_up_to(7).run(&pool).await.unwrap();
+/// Two roles made for a test (dropped again at its end), the first granted EXECUTE on
+/// `granted` with the migrations up to `before` applied; after every migration, whether each
+/// may execute `asked`.
+async fn grant_carried_over(
+    pool: &PgPool,
+    before: i64,
+    granted: &str,
+    asked: &str,
+) -> (bool, bool) {
+    migrations_up_to(before).run(pool).await.unwrap();
     let role = format!("strata_upgrade_{}", uuid::Uuid::new_v4().simple());
     let other = format!("{role}_other");
     for name in [&role, &other] {
-        execute(&pool, format!("CREATE ROLE {name}")).await;
+        execute(pool, format!("CREATE ROLE {name}")).await;
     }
     execute(
-        &pool,
-        format!(
-            "GRANT EXECUTE ON FUNCTION strata_append_group(TEXT[], SMALLINT[], BIGINT[], INT[], \
-             UUID[], TEXT[], INT[], TEXT[], TEXT[], TIMESTAMPTZ[]) TO {role}"
-        ),
+        pool,
+        format!("GRANT EXECUTE ON FUNCTION {granted} TO {role}"),
     )
     .await;
 
-    MIGRATOR.run(&pool).await.unwrap();
+    MIGRATOR.run(pool).await.unwrap();
 
-    let may = |name: String| {
-        let pool = pool.clone();
-        async move {
-            let allowed: bool = sqlx::query_scalar(
-                "SELECT has_function_privilege($1, 'strata_append_group(TEXT[], SMALLINT[], \
-                 BIGINT[], INT[], UUID[], TEXT[], INT[], TEXT[], TEXT[], TIMESTAMPTZ[], TEXT[], \
-                 TEXT[], TEXT[])', 'EXECUTE')",
-            )
+    let mut may = Vec::new();
+    for name in [&role, &other] {
+        let allowed: bool = sqlx::query_scalar("SELECT has_function_privilege($1, $2, 'EXECUTE')")
             .bind(name)
-            .fetch_one(&pool)
+            .bind(asked)
+            .fetch_one(pool)
             .await
             .unwrap();
-            allowed
-        }
-    };
-    let (granted, not_granted) = (may(role.clone()).await, may(other.clone()).await);
+        may.push(allowed);
+    }
+    for name in [&role, &other] {
+        execute(pool, format!("DROP OWNED BY {name}")).await;
+        execute(pool, format!("DROP ROLE {name}")).await;
+    }
+    (may[0], may[1])
+}
+
+/// The group function of 0008, which takes the claims too.
+const GROUP_FUNCTION: &str = "strata_append_group(TEXT[], SMALLINT[], BIGINT[], INT[], UUID[], \
+     TEXT[], INT[], TEXT[], TEXT[], TIMESTAMPTZ[], TEXT[], TEXT[], TEXT[])";
+
+/// A role that could call the group function of 0006 may call the one of 0008; nobody else may.
+#[sqlx::test(migrations = false)]
+async fn a_role_granted_the_old_group_function_may_call_the_new_one(pool: PgPool) {
+    let old = "strata_append_group(TEXT[], SMALLINT[], BIGINT[], INT[], UUID[], TEXT[], INT[], \
+         TEXT[], TEXT[], TIMESTAMPTZ[])";
+    let (granted, not_granted) = grant_carried_over(&pool, 7, old, GROUP_FUNCTION).await;
     let old_functions: i64 =
         sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE proname = 'strata_append_group'")
             .fetch_one(&pool)
             .await
             .unwrap();
-    for name in [&role, &other] {
-        execute(&pool, format!("DROP OWNED BY {name}")).await;
-        execute(&pool, format!("DROP ROLE {name}")).await;
-    }
     assert!(granted);
     assert!(!not_granted);
     assert_eq!(old_functions, 1);
+}
+
+/// A role that could call the group function before migration 0011 may call the one-event
+/// function it adds; nobody else may.
+#[sqlx::test(migrations = false)]
+async fn a_role_granted_the_group_function_may_call_the_one_event_function(pool: PgPool) {
+    let one = "strata_append_one(TEXT, BIGINT, UUID, TEXT, INT, TEXT, TEXT, TIMESTAMPTZ)";
+    let (granted, not_granted) = grant_carried_over(&pool, 10, GROUP_FUNCTION, one).await;
+    assert!(granted);
+    assert!(!not_granted);
 }
 
 /// Runs a statement built from the test's own role names (hex digits after a fixed stem).
