@@ -580,6 +580,66 @@ mod tests {
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn one_event_lands_on_a_stream_row_left_at_version_0_and_wakes_the_projectors(
+        pool: PgPool,
+    ) {
+        let store = PgEventStore::new(pool.clone());
+        let order = stream("order");
+        // A refused append leaves the stream's row behind, at version 0, with no event.
+        let refused = store
+            .append(request(&order, ExpectedVersion::Exact(5), 1))
+            .await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(written(&pool, &order).await, (0, Some(0), 0));
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+            .await
+            .unwrap();
+        listener.listen(crate::EVENTS_CHANNEL).await.unwrap();
+
+        let landed = append_one(
+            &mut pool.acquire().await.unwrap(),
+            &request(&order, ExpectedVersion::Exact(0), 1),
+        )
+        .await;
+
+        assert_eq!(
+            landed,
+            Ok(Some(AppendOutcome {
+                stream_version: 1,
+                global_position: 1
+            }))
+        );
+        let woken = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await;
+        assert!(matches!(woken, Ok(Ok(_))), "no wake-up: {woken:?}");
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn one_event_waits_for_the_head_and_lands_after_the_append_that_held_it(pool: PgPool) {
+        let order = placed(&pool).await;
+        // An append of another stream, held open: it has the head, at position 2.
+        let mut holder = pool.begin().await.unwrap();
+        let other = stream("order");
+        append_in(&mut holder, &request(&other, ExpectedVersion::NoStream, 1))
+            .await
+            .unwrap();
+        let waiting = one_at_version_1(&pool, &order);
+        wait_for_lock_waiters(&pool, 1).await;
+        holder.commit().await.unwrap();
+
+        assert_eq!(
+            waiting.await.unwrap(),
+            Ok(Some(AppendOutcome {
+                stream_version: 2,
+                global_position: 3
+            }))
+        );
+        assert_eq!(
+            log_of(&PgEventStore::new(pool)).await,
+            vec![(order.clone(), 1), (other, 2), (order, 3)]
+        );
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn a_lone_append_at_an_exact_version_is_answered_as_in_a_group(pool: PgPool) {
         // Groups of one: every command's group when one client writes. The writer sends those
         // that fit to `strata_append_one` first (tests above); these are the function's answers

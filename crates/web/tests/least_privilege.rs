@@ -331,8 +331,9 @@ async fn scenario(prefix: &str, url_of: impl Fn(&str) -> String) {
     let app = PgPool::connect(&url_of("app")).await.unwrap();
     let appended = PgEventStore::new(app.clone()).append(an_append()).await;
     assert!(appended.is_ok(), "{appended:?}");
-    // The one-statement route too (called directly: the store would fall back to the group
-    // function, and hide a missing grant). Its stream does not exist: nothing is written.
+    // The one-statement route too, called directly: through the store, a refused call is
+    // written again by `strata_append`, which would hide a missing grant. Its stream does not
+    // exist: nothing is written.
     let one: Result<Option<i64>, _> = sqlx::query_scalar(APPEND_ONE).fetch_one(&app).await;
     assert!(matches!(one, Ok(None)), "{one:?}");
     let projector_role = PgPool::connect(&url_of("projector")).await.unwrap();

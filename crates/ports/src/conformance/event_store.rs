@@ -34,6 +34,7 @@ pub use appends::{
     exact_version_is_refused_behind_or_ahead_with_the_actual_version,
     exact_zero_behaves_as_no_stream, no_stream_is_accepted_for_a_new_stream,
     no_stream_is_refused_for_an_existing_stream_with_its_actual_version,
+    one_event_at_an_exact_version_reusing_a_stored_event_id_fails_and_leaves_no_gap,
     positions_stay_dense_after_a_refused_append, stream_exists_is_accepted_for_an_existing_stream,
     stream_exists_is_refused_for_a_new_stream_with_version_zero,
 };
@@ -90,6 +91,7 @@ pub async fn run(store: &dyn EventStore) {
     a_refused_multi_event_append_leaves_nothing_behind(store).await;
     positions_stay_dense_after_a_refused_append(store).await;
     an_append_reusing_a_stored_event_id_fails_and_leaves_no_gap(store).await;
+    one_event_at_an_exact_version_reusing_a_stored_event_id_fails_and_leaves_no_gap(store).await;
 
     versions_and_positions_are_contiguous_across_streams_in_commit_order(store).await;
     an_append_reports_its_last_version_and_position(store).await;

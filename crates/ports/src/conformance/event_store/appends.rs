@@ -218,3 +218,37 @@ pub async fn an_append_reusing_a_stored_event_id_fails_and_leaves_no_gap(store: 
     assert_eq!(head(store).await, start + 1);
     assert_eq!(read_stream(store, &account).await.len(), 1);
 }
+
+/// The same with one event at an exact version: the append a command on an existing aggregate
+/// makes, which a store may write by a route of its own (PostgreSQL's `strata_append_one`). It
+/// fails whole, the stream stays where it was, and the next append takes the next position.
+pub async fn one_event_at_an_exact_version_reusing_a_stored_event_id_fails_and_leaves_no_gap(
+    store: &dyn EventStore,
+) {
+    let (order, account) = (stream("order"), stream("account"));
+    let stored = request(&order, ExpectedVersion::Any, 1);
+    let duplicate_id = stored.events[0].event_id;
+    store.append(stored).await.unwrap();
+    append(store, &account, ExpectedVersion::NoStream, 1)
+        .await
+        .unwrap();
+    let start = head(store).await;
+    let mut reused = request(&account, ExpectedVersion::Exact(1), 1);
+    reused.events[0].event_id = duplicate_id;
+
+    let failed = store.append(reused).await;
+    let next = append(store, &account, ExpectedVersion::Exact(1), 1).await;
+
+    assert!(
+        matches!(failed, Err(EventStoreError::Backend(_))),
+        "{failed:?}"
+    );
+    assert_eq!(
+        next,
+        Ok(AppendOutcome {
+            stream_version: 2,
+            global_position: start + 1,
+        })
+    );
+    assert_eq!(head(store).await, start + 1);
+}
