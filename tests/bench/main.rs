@@ -75,6 +75,18 @@ struct Cli {
     /// Run the loads only without (`off`) or only with (`on`) snapshots; both by default.
     #[arg(long, value_name = "off|on", value_parser = clap::builder::BoolishValueParser::new())]
     snapshots: Option<bool>,
+    /// Whether `strata-web` runs the projection workers in its own process in the deposit
+    /// workloads (`on`, the default, as `cargo xtask dev` runs it), or alone (`off`, as
+    /// deployed in production, beside a `strata-projector` elsewhere). `http` reads what the
+    /// projector writes: it always has it.
+    #[arg(
+        long,
+        value_name = "off|on",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value = "on",
+        action = clap::ArgAction::Set
+    )]
+    projector: bool,
     /// What `cargo bench` passes to every bench target; nothing to do with it here.
     #[arg(long, hide = true)]
     bench: bool,
@@ -188,11 +200,11 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
             ("lag", _) => live::lag(&fresh, cli.rate, cli.ops.unwrap_or(10 * cli.rate)).await,
             ("http-commands", Some(keys)) => {
                 let accounts = http::COMMAND_ACCOUNTS;
-                http::deposits(&fresh, accounts, keys, concurrency, seconds).await
+                http::deposits(&fresh, accounts, keys, cli.projector, concurrency, seconds).await
             }
             ("http-contended", _) => {
                 let accounts = http::CONTENDED_ACCOUNTS;
-                http::deposits(&fresh, accounts, false, concurrency, seconds).await
+                http::deposits(&fresh, accounts, false, cli.projector, concurrency, seconds).await
             }
             _ => http::http(&fresh, concurrency, seconds).await,
         };

@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// Run the loads only without (`off`) or only with (`on`) snapshots; both by default.
     #[arg(long, value_name = "off|on", value_parser = clap::builder::BoolishValueParser::new())]
     pub snapshots: Option<bool>,
+    /// `http-commands` and `http-contended`: `strata-web` with the projection workers in its
+    /// process (`on`, the default) or alone (`off`, as deployed in production).
+    #[arg(long, value_name = "off|on", value_parser = clap::builder::BoolishValueParser::new())]
+    pub projector: Option<bool>,
     /// Count the instructions per operation of `append` and `load-1000` with callgrind instead
     /// of timing them (Strata's process; with --peer the peer's beside it). --concurrency of
     /// `append` is 1 unless given; --ops sets the smaller of the two runs.
@@ -112,6 +116,7 @@ pub fn command(root: &Path, args: &BenchArgs, url: &str) -> Command {
         ("--rate", args.rate.map(|v| v.to_string())),
         ("--seconds", args.seconds.map(|v| v.to_string())),
         ("--snapshots", args.snapshots.map(on_off)),
+        ("--projector", args.projector.map(on_off)),
     ] {
         if let Some(value) = value {
             command.args([flag, &value]);
@@ -144,6 +149,7 @@ mod tests {
             ceiling: false,
             reps: 1,
             snapshots: Some(false),
+            projector: Some(false),
             instructions: false,
         };
 
@@ -171,6 +177,8 @@ mod tests {
                 "--seconds",
                 "5",
                 "--snapshots",
+                "off",
+                "--projector",
                 "off",
                 "--with-keys"
             ]

@@ -390,6 +390,7 @@ mod tests {
             ceiling: true,
             reps: 3,
             snapshots: None,
+            projector: None,
             instructions: false,
         }
     }

@@ -28,7 +28,7 @@ pub const CONTENDED_ACCOUNTS: usize = 100;
 /// `http`: `seconds` of `wrk` with `connections` connections: 80% `GET /v1/orders/{id}`, 20%
 /// `AddItem` commands, over orders placed beforehand; also the server's RSS.
 pub async fn http(fresh: &Fresh, connections: usize, seconds: u64) -> anyhow::Result<Measured> {
-    let server = Server::start(fresh).await?;
+    let server = Server::start(fresh, true).await?;
     eprintln!("  http: placing {HTTP_ORDERS} orders");
     let mut ids = Vec::with_capacity(HTTP_ORDERS);
     for n in 0..HTTP_ORDERS {
@@ -55,14 +55,16 @@ pub async fn http(fresh: &Fresh, connections: usize, seconds: u64) -> anyhow::Re
 /// `seconds` of `wrk` posting deposits of 1 cent on `accounts` accounts opened beforehand,
 /// with a unique `Idempotency-Key` each if `keys`, never with `If-Match` (the server retries
 /// the races it loses). Also the answers by status and the server's retries and contentions.
+/// `projector`: the projection workers run in `strata-web`'s process (else nobody projects).
 pub async fn deposits(
     fresh: &Fresh,
     accounts: usize,
     keys: bool,
+    projector: bool,
     connections: usize,
     seconds: u64,
 ) -> anyhow::Result<Measured> {
-    let server = Server::start(fresh).await?;
+    let server = Server::start(fresh, projector).await?;
     eprintln!("  http: opening {accounts} accounts");
     let server_ref = &server;
     let ids: Vec<String> = futures::stream::iter(0..accounts)
@@ -90,6 +92,10 @@ pub async fn deposits(
         ("mix", json!("100% POST /v1/accounts/{id}/deposits")),
         ("accounts", json!(accounts)),
         ("keys", json!(keys)),
+        (
+            "projector",
+            json!(if projector { "in-process" } else { "off" }),
+        ),
         ("statuses", Value::Object(statuses)),
         ("retries", json!(retries)),
         (

@@ -32,9 +32,9 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// Starts `strata-web` with its projector on `fresh`, signs an operator token, and waits
-    /// until the server is ready.
-    pub async fn start(fresh: &Fresh) -> anyhow::Result<Self> {
+    /// Starts `strata-web` on `fresh` (with the projection workers in its process if
+    /// `projector`), signs an operator token, and waits until the server is ready.
+    pub async fn start(fresh: &Fresh, projector: bool) -> anyhow::Result<Self> {
         let wrk = which("wrk").context(
             "the http workloads drive the server with wrk: install it (Debian: apt-get install wrk)",
         )?;
@@ -52,7 +52,7 @@ impl Server {
             .env("DATABASE_URL", &fresh.url)
             .env("STRATA_HTTP_ADDR", addr.to_string())
             .env("STRATA_JWT_SECRET", &secret)
-            .env("STRATA_WITH_PROJECTOR", "true")
+            .env("STRATA_WITH_PROJECTOR", projector.to_string())
             // wrk sends every request with one token: the per-principal limits would measure
             // themselves (the cost of the layers is measured with them on, set high).
             .env("STRATA_RATE_LIMIT_COMMANDS", "1000000")
