@@ -1,8 +1,9 @@
 //! The ports of Strata: object-safe async traits the application calls (event store, snapshots,
-//! read models and their projections, search), and the plain data that crosses them. Adapters
-//! implement these traits and map their driver errors to the enums here, so no driver type ever
-//! reaches the application. This crate depends on no other crate of the workspace, not even
-//! `strata-domain`: what crosses a port is an envelope and rows, never a domain type.
+//! read models and their projections, search, the broker the log is published to), and the
+//! plain data that crosses them. Adapters implement these traits and map their driver errors
+//! to the enums here, so no driver type ever reaches the application. This crate depends on no
+//! other crate of the workspace, not even `strata-domain`: what crosses a port is an envelope
+//! and rows, never a domain type.
 #![forbid(unsafe_code)]
 
 pub mod clock;
@@ -11,6 +12,7 @@ pub mod conformance;
 pub mod event_store;
 pub mod limits;
 pub mod projection;
+pub mod publisher;
 pub mod read_model;
 pub mod redact;
 pub mod search;
@@ -27,6 +29,7 @@ pub use event_store::{
 };
 pub use limits::{InputError, check_text};
 pub use projection::{Generation, ProjectionName, UnknownProjection};
+pub use publisher::{EventPublisher, PublishError};
 pub use read_model::{
     AccountQueries, AccountRow, AccountRows, CheckpointRow, CustomerStatsRow, DeadLetter,
     LogWakeup, LogWakeups, OrderLineRow, OrderQueries, OrderRows, OrderSummaryRow,

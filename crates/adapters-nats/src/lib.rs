@@ -1,0 +1,190 @@
+//! NATS JetStream adapter of the publisher port (decision 0016): each event of the log becomes
+//! one JetStream message on `<prefix>.<category>.<EventType>`, its envelope in headers, its data
+//! as the body; publishes are pipelined and their acknowledgements awaited in order.
+#![forbid(unsafe_code)]
+
+mod message;
+mod stream;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+use std::time::Duration;
+
+use async_nats::jetstream::context::{Context, ContextBuilder, PublishErrorKind};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::{self, ErrorCode};
+use async_trait::async_trait;
+use strata_ports::{EventPublisher, PublishError, RecordedEvent};
+
+pub use message::{POSITION_HEADER, subject_of};
+
+/// Where and how the log is published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSettings {
+    /// The server(s): `nats://host:port`.
+    pub url: String,
+    /// The first token of every subject (`strata`: `strata.order.OrderPlaced`).
+    pub subject_prefix: String,
+    /// The JetStream stream that keeps the messages (`STRATA`).
+    pub stream: String,
+    /// Copies of each message in a JetStream cluster (1 on a single server).
+    pub replicas: usize,
+    /// How long JetStream recognises a repeated `Nats-Msg-Id` (2 minutes). Past it, the
+    /// publisher's resume point alone prevents duplicates.
+    pub duplicate_window: Duration,
+}
+
+impl NatsSettings {
+    /// The defaults for a server at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            subject_prefix: "strata".to_owned(),
+            stream: "STRATA".to_owned(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// How long a publish waits for its acknowledgement, and an API request for its answer. A
+/// cluster elects a new stream leader in 4–9 s: shorter, and a failover reads as an outage.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The log's publisher to one JetStream stream.
+#[derive(Debug, Clone)]
+pub struct NatsPublisher {
+    jetstream: Context,
+    stream: String,
+    prefix: String,
+}
+
+impl NatsPublisher {
+    /// Connects, then creates the stream or checks the one that exists (its subjects and storage
+    /// must be these; its replicas and duplicate window are brought to these).
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot be reached; `Misconfigured` for a prefix that is not
+    /// one subject token, or a stream that exists with settings this publisher cannot use.
+    pub async fn connect(settings: &NatsSettings) -> Result<Self, PublishError> {
+        message::check_token(&settings.subject_prefix).map_err(|why| {
+            PublishError::Misconfigured(format!(
+                "subject prefix {:?}: {why}",
+                settings.subject_prefix
+            ))
+        })?;
+        let client = async_nats::ConnectOptions::new()
+            .name("strata-publisher")
+            .connection_timeout(Duration::from_secs(5))
+            .connect(settings.url.as_str())
+            .await
+            .map_err(|e| PublishError::Unavailable(format!("cannot connect to NATS: {e}")))?;
+        let jetstream = ContextBuilder::new().timeout(ACK_TIMEOUT).build(client);
+        stream::ensure(&jetstream, settings).await?;
+        Ok(Self {
+            jetstream,
+            stream: settings.stream.clone(),
+            prefix: settings.subject_prefix.clone(),
+        })
+    }
+
+    async fn stream(&self) -> Result<jetstream::stream::Stream, PublishError> {
+        self.jetstream
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| PublishError::Unavailable(format!("stream {}: {e}", self.stream)))
+    }
+}
+
+#[async_trait]
+impl EventPublisher for NatsPublisher {
+    async fn last_published(&self) -> Result<Option<u64>, PublishError> {
+        let stream = self.stream().await?;
+        let last = match stream
+            .get_last_raw_message_by_subject(&format!("{}.>", self.prefix))
+            .await
+        {
+            Ok(last) => last,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => return Err(PublishError::Unavailable(format!("last message: {e}"))),
+        };
+        message::position_of(&last.headers)
+            .map(Some)
+            .ok_or_else(|| {
+                PublishError::Misconfigured(format!(
+                    "the last message of stream {} (sequence {}) has no {POSITION_HEADER} header",
+                    self.stream, last.sequence
+                ))
+            })
+    }
+
+    async fn publish(&self, events: &[RecordedEvent]) -> Result<(), PublishError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        // Each message expects the stream's sequence the one before it left: if the connection
+        // drops a message, those queued behind it are refused instead of landing past a gap.
+        let mut sequence = self.stream().await?.cached_info().state.last_sequence;
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            let subject = subject_of(&self.prefix, event).map_err(|why| PublishError::Refused {
+                position: event.global_position,
+                reason: why,
+            })?;
+            let outbound = message::build(event)
+                .map_err(|why| refused(event, why))?
+                .expected_last_sequence(sequence);
+            match self.jetstream.send_publish(subject, outbound).await {
+                Ok(ack) => pending.push((event.global_position, ack)),
+                // Not sent: the ones before it still count once acknowledged.
+                Err(e) => {
+                    let error = publish_error(event.global_position, &e);
+                    return settle(pending, Some(error)).await;
+                }
+            }
+            sequence += 1;
+        }
+        tracing::trace!(
+            from = first.global_position,
+            events = events.len(),
+            "published"
+        );
+        settle(pending, None).await
+    }
+}
+
+/// Awaits the acknowledgements in order: the first failure is the batch's answer (a refusal
+/// only if every message before it was acknowledged), else `then`.
+async fn settle(
+    pending: Vec<(u64, jetstream::context::PublishAckFuture)>,
+    then: Option<PublishError>,
+) -> Result<(), PublishError> {
+    for (position, ack) in pending {
+        if let Err(e) = ack.await {
+            return Err(publish_error(position, &e));
+        }
+    }
+    then.map_or(Ok(()), Err)
+}
+
+fn refused(event: &RecordedEvent, reason: String) -> PublishError {
+    PublishError::Refused {
+        position: event.global_position,
+        reason,
+    }
+}
+
+/// A refusal for good (the message can never fit), or an outage to wait out.
+fn publish_error(position: u64, error: &jetstream::context::PublishError) -> PublishError {
+    let code = std::error::Error::source(error)
+        .and_then(|s| s.downcast_ref::<jetstream::Error>())
+        .map(jetstream::Error::error_code);
+    match (error.kind(), code) {
+        (PublishErrorKind::MaxPayloadExceeded, _)
+        | (_, Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)) => PublishError::Refused {
+            position,
+            reason: format!("too large for the broker: {error}"),
+        },
+        _ => PublishError::Unavailable(format!("event at position {position}: {error}")),
+    }
+}

@@ -1,0 +1,233 @@
+//! The JetStream publisher against a real `nats-server` (one per test, started by the testkit;
+//! a test says why it is skipped when the server is not installed).
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::stream::{Config, StorageType};
+use futures::StreamExt;
+use serde_json::json;
+use strata_adapters_nats::testkit::NatsServer;
+use strata_adapters_nats::{NatsPublisher, NatsSettings};
+use strata_ports::{EventPublisher, Metadata, PublishError, RecordedEvent, StreamId};
+use uuid::Uuid;
+
+/// The event at `position` of a log: orders and accounts in turn.
+fn event(position: u64, data: serde_json::Value) -> RecordedEvent {
+    let category = if position % 2 == 1 {
+        "order"
+    } else {
+        "account"
+    };
+    RecordedEvent {
+        event_id: Uuid::now_v7(),
+        stream_id: StreamId::new(category, Uuid::from_u128(u128::from(position % 2))),
+        stream_version: position.div_ceil(2),
+        global_position: position,
+        event_type: if position % 2 == 1 {
+            "ItemAdded"
+        } else {
+            "MoneyDeposited"
+        }
+        .to_owned(),
+        schema_version: 1,
+        data,
+        metadata: Metadata {
+            correlation_id: Some(format!("req-{position}")),
+            ..Metadata::default()
+        },
+        recorded_at: time::macros::datetime!(2026-12-06 12:00 UTC),
+    }
+}
+
+fn events(positions: std::ops::RangeInclusive<u64>) -> Vec<RecordedEvent> {
+    positions.map(|p| event(p, json!({ "n": p }))).collect()
+}
+
+/// Every message of the stream, in its order: subject, position header, body.
+async fn messages(url: &str) -> Vec<(String, String, serde_json::Value)> {
+    let client = async_nats::connect(url).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let stream = jetstream.get_stream("STRATA").await.unwrap();
+    let count = stream.cached_info().state.messages;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..OrderedConfig::default()
+        })
+        .await
+        .unwrap();
+    let mut delivered = consumer
+        .messages()
+        .await
+        .unwrap()
+        .take(usize::try_from(count).unwrap());
+    let mut seen = Vec::new();
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), delivered.next())
+        .await
+        .unwrap()
+    {
+        let message = message.unwrap();
+        let headers = message.headers.clone().unwrap();
+        seen.push((
+            message.subject.to_string(),
+            headers.get("Strata-Position").unwrap().as_str().to_owned(),
+            serde_json::from_slice(&message.payload).unwrap(),
+        ));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn events_are_published_once_in_order_with_their_envelope() {
+    let Some(server) = NatsServer::start("events_are_published_once_in_order_with_their_envelope")
+    else {
+        return;
+    };
+    let publisher = NatsPublisher::connect(&NatsSettings::new(&server.url))
+        .await
+        .unwrap();
+    assert_eq!(publisher.last_published().await, Ok(None));
+    let log = events(1..=5);
+
+    publisher.publish(&log).await.unwrap();
+    // A retry of what was acknowledged (a publisher that crashed before its checkpoint moved)
+    // lands nowhere: the broker knows the events' ids.
+    publisher.publish(&log[3..]).await.unwrap();
+
+    assert_eq!(publisher.last_published().await, Ok(Some(5)));
+    let seen = messages(&server.url).await;
+    assert_eq!(
+        seen,
+        (1..=5)
+            .map(|p| {
+                let subject = if p % 2 == 1 {
+                    "strata.order.ItemAdded"
+                } else {
+                    "strata.account.MoneyDeposited"
+                };
+                (subject.to_owned(), p.to_string(), json!({ "n": p }))
+            })
+            .collect::<Vec<_>>()
+    );
+    // The whole envelope, on the first message.
+    let client = async_nats::connect(server.url.as_str()).await.unwrap();
+    let stream = async_nats::jetstream::new(client)
+        .get_stream("STRATA")
+        .await
+        .unwrap();
+    let first = stream.get_raw_message(1).await.unwrap();
+    let header = |name: &str| first.headers.get(name).map(|v| v.as_str().to_owned());
+    assert_eq!(header("Nats-Msg-Id"), Some(log[0].event_id.to_string()));
+    assert_eq!(header("Strata-Event-Id"), Some(log[0].event_id.to_string()));
+    assert_eq!(
+        header("Strata-Stream-Id"),
+        Some(log[0].stream_id.to_string())
+    );
+    assert_eq!(header("Strata-Stream-Version"), Some("1".to_owned()));
+    assert_eq!(header("Strata-Event-Type"), Some("ItemAdded".to_owned()));
+    assert_eq!(header("Strata-Schema-Version"), Some("1".to_owned()));
+    assert_eq!(header("Strata-Correlation-Id"), Some("req-1".to_owned()));
+    assert_eq!(header("Strata-Causation-Id"), None);
+    assert_eq!(
+        header("Strata-Recorded-At"),
+        Some("2026-12-06T12:00:00Z".to_owned())
+    );
+    assert_eq!(header("Content-Type"), Some("application/json".to_owned()));
+}
+
+#[tokio::test]
+async fn a_stream_made_for_other_subjects_is_reported_and_left_as_it_is() {
+    let Some(server) =
+        NatsServer::start("a_stream_made_for_other_subjects_is_reported_and_left_as_it_is")
+    else {
+        return;
+    };
+    let client = async_nats::connect(server.url.as_str()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream
+        .create_stream(Config {
+            name: "STRATA".to_owned(),
+            subjects: vec!["orders.>".to_owned()],
+            storage: StorageType::Memory,
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+
+    let connected = NatsPublisher::connect(&NatsSettings::new(&server.url)).await;
+
+    assert!(
+        matches!(&connected, Err(PublishError::Misconfigured(why)) if why.contains("orders.>")),
+        "{connected:?}"
+    );
+    let kept = jetstream.get_stream("STRATA").await.unwrap();
+    assert_eq!(kept.cached_info().config.subjects, ["orders.>"]);
+}
+
+#[tokio::test]
+async fn a_message_the_stream_will_never_take_is_refused_and_those_before_it_are_kept() {
+    let Some(server) = NatsServer::start(
+        "a_message_the_stream_will_never_take_is_refused_and_those_before_it_are_kept",
+    ) else {
+        return;
+    };
+    let client = async_nats::connect(server.url.as_str()).await.unwrap();
+    async_nats::jetstream::new(client)
+        .create_stream(Config {
+            name: "STRATA".to_owned(),
+            subjects: vec!["strata.>".to_owned()],
+            storage: StorageType::File,
+            max_message_size: 2_048,
+            duplicate_window: Duration::from_secs(120),
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+    let publisher = NatsPublisher::connect(&NatsSettings::new(&server.url))
+        .await
+        .unwrap();
+    let mut log = events(1..=3);
+    log[1].data = json!({ "note": "x".repeat(4_096) });
+
+    let refused = publisher.publish(&log).await;
+
+    assert!(
+        matches!(&refused, Err(PublishError::Refused { position: 2, .. })),
+        "{refused:?}"
+    );
+    assert_eq!(publisher.last_published().await, Ok(Some(1)));
+    // After it is parked, the rest goes on.
+    publisher.publish(&log[2..]).await.unwrap();
+    let positions: Vec<String> = messages(&server.url)
+        .await
+        .into_iter()
+        .map(|m| m.1)
+        .collect();
+    assert_eq!(positions, ["1", "3"]);
+}
+
+#[tokio::test]
+async fn a_broker_that_went_down_is_unavailable() {
+    let Some(mut server) = NatsServer::start("a_broker_that_went_down_is_unavailable") else {
+        return;
+    };
+    let publisher = NatsPublisher::connect(&NatsSettings::new(&server.url))
+        .await
+        .unwrap();
+    server.kill();
+
+    let published = publisher.publish(&events(1..=2)).await;
+
+    assert!(
+        matches!(published, Err(PublishError::Unavailable(_))),
+        "{published:?}"
+    );
+    let unreachable = NatsPublisher::connect(&NatsSettings::new(&server.url)).await;
+    assert!(
+        matches!(unreachable, Err(PublishError::Unavailable(_))),
+        "{unreachable:?}"
+    );
+}
