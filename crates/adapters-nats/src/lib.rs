@@ -96,10 +96,12 @@ impl NatsPublisher {
     }
 }
 
-#[async_trait]
-impl EventPublisher for NatsPublisher {
-    async fn last_published(&self) -> Result<Option<u64>, PublishError> {
-        let stream = self.stream().await?;
+impl NatsPublisher {
+    /// The stream's last message's position (`None`: it holds none of ours).
+    async fn last_position(
+        &self,
+        stream: &jetstream::stream::Stream,
+    ) -> Result<Option<u64>, PublishError> {
         let last = match stream
             .get_last_raw_message_by_subject(&format!("{}.>", self.prefix))
             .await
@@ -118,25 +120,29 @@ impl EventPublisher for NatsPublisher {
             })
     }
 
-    async fn publish(&self, events: &[RecordedEvent]) -> Result<(), PublishError> {
-        let Some(first) = events.first() else {
-            return Ok(());
-        };
-        // Each message expects the stream's sequence the one before it left: if the connection
-        // drops a message, those queued behind it are refused instead of landing past a gap.
-        let mut sequence = self.stream().await?.cached_info().state.last_sequence;
+    /// Sends `events` pipelined, the first expecting the stream's sequence `sequence`, and
+    /// awaits their acknowledgements in order.
+    async fn publish_window(
+        &self,
+        events: &[RecordedEvent],
+        mut sequence: u64,
+    ) -> Result<(), PublishError> {
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
-            let subject = subject_of(&self.prefix, event).map_err(|why| PublishError::Refused {
-                position: event.global_position,
-                reason: why,
-            })?;
-            let outbound = message::build(event)
-                .map_err(|why| refused(event, why))?
-                .expected_last_sequence(sequence);
-            match self.jetstream.send_publish(subject, outbound).await {
+            // Nothing after a message that cannot be built is sent; those before it still
+            // count once acknowledged, so the refusal waits for them.
+            let built = subject_of(&self.prefix, event)
+                .and_then(|subject| Ok((subject, message::build(event)?)));
+            let (subject, outbound) = match built {
+                Ok(built) => built,
+                Err(why) => return settle(pending, Some(refused(event, why))).await,
+            };
+            match self
+                .jetstream
+                .send_publish(subject, outbound.expected_last_sequence(sequence))
+                .await
+            {
                 Ok(ack) => pending.push((event.global_position, ack)),
-                // Not sent: the ones before it still count once acknowledged.
                 Err(e) => {
                     let error = publish_error(event.global_position, &e);
                     return settle(pending, Some(error)).await;
@@ -144,12 +150,43 @@ impl EventPublisher for NatsPublisher {
             }
             sequence += 1;
         }
-        tracing::trace!(
-            from = first.global_position,
-            events = events.len(),
-            "published"
-        );
         settle(pending, None).await
+    }
+}
+
+/// The most messages awaiting their acknowledgement at once: async-nats lets 5,000 wait, and
+/// then blocks the next publish until one is awaited, which here comes only after the loop.
+const WINDOW: usize = 1_000;
+
+#[async_trait]
+impl EventPublisher for NatsPublisher {
+    async fn last_published(&self) -> Result<Option<u64>, PublishError> {
+        let stream = self.stream().await?;
+        self.last_position(&stream).await
+    }
+
+    /// Events the stream already holds (at or below its last message's position) are skipped:
+    /// a repeat would not move the stream's sequence, and those after it would then expect the
+    /// wrong one.
+    async fn publish(&self, events: &[RecordedEvent]) -> Result<(), PublishError> {
+        let stream = self.stream().await?;
+        // Each message expects the stream's sequence the one before it left: if the connection
+        // drops a message, those queued behind it are refused instead of landing past a gap.
+        let mut sequence = stream.cached_info().state.last_sequence;
+        let held = self.last_position(&stream).await?.unwrap_or(0);
+        let fresh = events.partition_point(|e| e.global_position <= held);
+        for window in events[fresh..].chunks(WINDOW) {
+            self.publish_window(window, sequence).await?;
+            sequence += window.len() as u64;
+        }
+        if let (Some(first), Some(last)) = (events.get(fresh), events.last()) {
+            tracing::trace!(
+                from = first.global_position,
+                to = last.global_position,
+                "published"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -181,7 +218,13 @@ fn publish_error(position: u64, error: &jetstream::context::PublishError) -> Pub
         .map(jetstream::Error::error_code);
     match (error.kind(), code) {
         (PublishErrorKind::MaxPayloadExceeded, _)
-        | (_, Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)) => PublishError::Refused {
+        | (
+            _,
+            Some(
+                ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM
+                | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM,
+            ),
+        ) => PublishError::Refused {
             position,
             reason: format!("too large for the broker: {error}"),
         },

@@ -93,15 +93,29 @@ async fn events_are_published_once_in_order_with_their_envelope() {
     let log = events(1..=5);
 
     publisher.publish(&log).await.unwrap();
-    // A retry of what was acknowledged (a publisher that crashed before its checkpoint moved)
-    // lands nowhere: the broker knows the events' ids.
-    publisher.publish(&log[3..]).await.unwrap();
+    // A retry of what was acknowledged (a publisher that crashed before its checkpoint moved),
+    // with what follows it: only what follows lands.
+    let mut more = log[3..].to_vec();
+    more.extend(events(6..=7));
+    publisher.publish(&more).await.unwrap();
+    // A repeat sent past the publisher (a message resent on a new connection) is recognised by
+    // the broker by the event's id.
+    let client = async_nats::connect(server.url.as_str()).await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", log[4].event_id.to_string().as_str());
+    let ack = async_nats::jetstream::new(client)
+        .publish_with_headers("strata.order.ItemAdded", headers, "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(ack.duplicate, "{ack:?}");
 
-    assert_eq!(publisher.last_published().await, Ok(Some(5)));
+    assert_eq!(publisher.last_published().await, Ok(Some(7)));
     let seen = messages(&server.url).await;
     assert_eq!(
         seen,
-        (1..=5)
+        (1..=7)
             .map(|p| {
                 let subject = if p % 2 == 1 {
                     "strata.order.ItemAdded"
@@ -138,33 +152,69 @@ async fn events_are_published_once_in_order_with_their_envelope() {
     assert_eq!(header("Content-Type"), Some("application/json".to_owned()));
 }
 
+/// Starts a server (`None` if there is none) holding stream `STRATA` made as `made`, then
+/// connects a publisher: its answer, and the stream's settings afterwards.
+async fn connect_beside(
+    test: &str,
+    made: Config,
+) -> Option<(Result<NatsPublisher, PublishError>, Config)> {
+    let server = NatsServer::start(test)?;
+    let client = async_nats::connect(server.url.as_str()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream.create_stream(made).await.unwrap();
+    let connected = NatsPublisher::connect(&NatsSettings::new(&server.url)).await;
+    let kept = jetstream.get_stream("STRATA").await.unwrap();
+    Some((connected, kept.cached_info().config.clone()))
+}
+
 #[tokio::test]
 async fn a_stream_made_for_other_subjects_is_reported_and_left_as_it_is() {
-    let Some(server) =
-        NatsServer::start("a_stream_made_for_other_subjects_is_reported_and_left_as_it_is")
+    let made = Config {
+        name: "STRATA".to_owned(),
+        subjects: vec!["orders.>".to_owned()],
+        storage: StorageType::Memory,
+        ..Config::default()
+    };
+    let Some((connected, kept)) = connect_beside(
+        "a_stream_made_for_other_subjects_is_reported_and_left_as_it_is",
+        made,
+    )
+    .await
     else {
         return;
     };
-    let client = async_nats::connect(server.url.as_str()).await.unwrap();
-    let jetstream = async_nats::jetstream::new(client);
-    jetstream
-        .create_stream(Config {
-            name: "STRATA".to_owned(),
-            subjects: vec!["orders.>".to_owned()],
-            storage: StorageType::Memory,
-            ..Config::default()
-        })
-        .await
-        .unwrap();
-
-    let connected = NatsPublisher::connect(&NatsSettings::new(&server.url)).await;
 
     assert!(
-        matches!(&connected, Err(PublishError::Misconfigured(why)) if why.contains("orders.>")),
+        matches!(&connected, Err(PublishError::Misconfigured(why))
+            if why.contains("orders.>") && why.contains("Memory storage")),
         "{connected:?}"
     );
-    let kept = jetstream.get_stream("STRATA").await.unwrap();
-    assert_eq!(kept.cached_info().config.subjects, ["orders.>"]);
+    assert_eq!(kept.subjects, ["orders.>"]);
+}
+
+#[tokio::test]
+async fn a_stream_with_another_duplicate_window_is_reported_and_left_as_it_is() {
+    let made = Config {
+        name: "STRATA".to_owned(),
+        subjects: vec!["strata.>".to_owned()],
+        storage: StorageType::File,
+        duplicate_window: Duration::from_secs(30),
+        ..Config::default()
+    };
+    let Some((connected, kept)) = connect_beside(
+        "a_stream_with_another_duplicate_window_is_reported_and_left_as_it_is",
+        made,
+    )
+    .await
+    else {
+        return;
+    };
+
+    assert!(
+        matches!(&connected, Err(PublishError::Misconfigured(why)) if why.contains("duplicate window")),
+        "{connected:?}"
+    );
+    assert_eq!(kept.duplicate_window, Duration::from_secs(30));
 }
 
 #[tokio::test]
@@ -230,4 +280,44 @@ async fn a_broker_that_went_down_is_unavailable() {
         matches!(unreachable, Err(PublishError::Unavailable(_))),
         "{unreachable:?}"
     );
+}
+
+#[tokio::test]
+async fn an_event_that_cannot_be_a_message_is_refused_after_those_before_it_are_kept() {
+    let Some(server) = NatsServer::start(
+        "an_event_that_cannot_be_a_message_is_refused_after_those_before_it_are_kept",
+    ) else {
+        return;
+    };
+    let publisher = NatsPublisher::connect(&NatsSettings::new(&server.url))
+        .await
+        .unwrap();
+    let mut log = events(1..=3);
+    log[1].event_type = "Money.Deposited".to_owned();
+
+    let refused = publisher.publish(&log).await;
+
+    assert!(
+        matches!(&refused, Err(PublishError::Refused { position: 2, reason }) if reason.contains("event type")),
+        "{refused:?}"
+    );
+    assert_eq!(publisher.last_published().await, Ok(Some(1)));
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_acknowledgements_allowed_in_flight_is_published_whole() {
+    let Some(server) = NatsServer::start(
+        "a_batch_larger_than_the_acknowledgements_allowed_in_flight_is_published_whole",
+    ) else {
+        return;
+    };
+    let publisher = NatsPublisher::connect(&NatsSettings::new(&server.url))
+        .await
+        .unwrap();
+    let log = events(1..=6_000);
+
+    let published = tokio::time::timeout(Duration::from_secs(30), publisher.publish(&log)).await;
+
+    assert_eq!(published, Ok(Ok(())));
+    assert_eq!(publisher.last_published().await, Ok(Some(6_000)));
 }
