@@ -60,8 +60,8 @@ pub struct NatsPublisher {
 }
 
 impl NatsPublisher {
-    /// Connects, then creates the stream or checks the one that exists (its subjects and storage
-    /// must be these; its replicas and duplicate window are brought to these).
+    /// Connects, then creates the stream or checks the one that exists: one that differs from
+    /// these settings is reported, never changed (`stream.rs`).
     ///
     /// # Errors
     /// `Unavailable` when the server cannot be reached; `Misconfigured` for a prefix that is not
@@ -94,9 +94,7 @@ impl NatsPublisher {
             .await
             .map_err(|e| PublishError::Unavailable(format!("stream {}: {e}", self.stream)))
     }
-}
 
-impl NatsPublisher {
     /// The stream's last message's position (`None`: it holds none of ours).
     async fn last_position(
         &self,

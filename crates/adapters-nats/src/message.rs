@@ -47,10 +47,11 @@ pub(crate) fn build(event: &RecordedEvent) -> Result<PublishMessage, String> {
         .recorded_at
         .format(&Rfc3339)
         .map_err(|e| format!("recorded at: {e}"))?;
+    let event_id = event.event_id.to_string();
     let mut headers = HeaderMap::new();
     // The broker drops a repeated id within its duplicate window.
-    headers.insert(NATS_MESSAGE_ID, event.event_id.to_string().as_str());
-    headers.insert("Strata-Event-Id", event.event_id.to_string().as_str());
+    headers.insert(NATS_MESSAGE_ID, event_id.as_str());
+    headers.insert("Strata-Event-Id", event_id.as_str());
     headers.insert("Strata-Stream-Id", event.stream_id.as_str());
     headers.insert(
         "Strata-Stream-Version",

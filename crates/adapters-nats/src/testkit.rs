@@ -33,7 +33,7 @@ impl NatsServer {
         let store = std::env::temp_dir().join(format!(
             "strata-nats-{}-{}",
             std::process::id(),
-            uuid_like()
+            next_number()
         ));
         std::fs::create_dir_all(&store).expect("cannot create the server's store directory");
         let spawn = |program: &str| {
@@ -94,7 +94,7 @@ impl Drop for NatsServer {
 }
 
 /// A name part no other server of this process uses.
-fn uuid_like() -> u64 {
+fn next_number() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)

@@ -81,12 +81,7 @@ pub(crate) async fn append_one(
         return Ok(None);
     };
     let (_, expected_version) = expected_columns(request.expected)?;
-    let schema_version = i32::try_from(event.schema_version).map_err(|_| {
-        EventStoreError::Backend(format!(
-            "schema version {} of event {} does not fit the store",
-            event.schema_version, event.event_id
-        ))
-    })?;
+    let schema_version = schema_version_of(event)?;
     let mut arguments = PgArguments::default();
     arguments.reserve(8, 64 + event_columns_size(std::iter::once(event)));
     add(&mut arguments, request.stream_id.as_str())?;
@@ -223,14 +218,7 @@ where
 {
     let schema_versions = events
         .clone()
-        .map(|event| {
-            i32::try_from(event.schema_version).map_err(|_| {
-                EventStoreError::Backend(format!(
-                    "schema version {} of event {} does not fit the store",
-                    event.schema_version, event.event_id
-                ))
-            })
-        })
+        .map(schema_version_of)
         .collect::<Result<Vec<i32>, _>>()?;
     add(arguments, events.clone().map(|e| e.event_id).bind_iter())?;
     add(
@@ -247,6 +235,16 @@ where
         events.clone().map(|e| JsonText(&e.metadata)).bind_iter(),
     )?;
     add(arguments, events.map(|e| e.recorded_at).bind_iter())
+}
+
+/// `event`'s schema version as the store's column holds it.
+fn schema_version_of(event: &NewEvent) -> Result<i32, EventStoreError> {
+    i32::try_from(event.schema_version).map_err(|_| {
+        EventStoreError::Backend(format!(
+            "schema version {} of event {} does not fit the store",
+            event.schema_version, event.event_id
+        ))
+    })
 }
 
 /// Adds one argument; an encoding failure is the store's fault.

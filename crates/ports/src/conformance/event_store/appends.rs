@@ -1,7 +1,9 @@
 //! Appends: every expected-version mode accepted and refused with the stream's actual version,
 //! and atomicity (an append lands whole or not at all, and never leaves a hole in the log).
 
-use crate::event_store::{AppendOutcome, EventStore, EventStoreError, ExpectedVersion};
+use crate::event_store::{
+    AppendOutcome, AppendRequest, EventStore, EventStoreError, ExpectedVersion,
+};
 
 use super::{
     after, append, head, positions, read_after, read_stream, request, stream, versions, wrong,
@@ -192,30 +194,13 @@ pub async fn positions_stay_dense_after_a_refused_append(store: &dyn EventStore)
 /// An append that fails while writing (an event id already stored) keeps none of its events and
 /// no position it may have taken before failing: a reader would wait forever for that hole.
 pub async fn an_append_reusing_a_stored_event_id_fails_and_leaves_no_gap(store: &dyn EventStore) {
-    let (order, account) = (stream("order"), stream("account"));
-    let first = request(&order, ExpectedVersion::Any, 1);
-    let duplicate_id = first.events[0].event_id;
-    store.append(first).await.unwrap();
-    let start = head(store).await;
+    let account = stream("account");
+    let duplicate_id = a_stored_event_id(store).await;
     // The second event is the duplicate, so the first one was already on its way in.
     let mut reused = request(&account, ExpectedVersion::Any, 2);
     reused.events[1].event_id = duplicate_id;
 
-    let failed = store.append(reused).await;
-    let next = append(store, &account, ExpectedVersion::NoStream, 1).await;
-
-    assert!(
-        matches!(failed, Err(EventStoreError::Backend(_))),
-        "{failed:?}"
-    );
-    assert_eq!(
-        next,
-        Ok(AppendOutcome {
-            stream_version: 1,
-            global_position: start + 1,
-        })
-    );
-    assert_eq!(head(store).await, start + 1);
+    fails_whole_then_the_next_lands(store, reused, ExpectedVersion::NoStream, 1).await;
     assert_eq!(read_stream(store, &account).await.len(), 1);
 }
 
@@ -225,28 +210,48 @@ pub async fn an_append_reusing_a_stored_event_id_fails_and_leaves_no_gap(store: 
 pub async fn one_event_at_an_exact_version_reusing_a_stored_event_id_fails_and_leaves_no_gap(
     store: &dyn EventStore,
 ) {
-    let (order, account) = (stream("order"), stream("account"));
-    let stored = request(&order, ExpectedVersion::Any, 1);
-    let duplicate_id = stored.events[0].event_id;
-    store.append(stored).await.unwrap();
+    let account = stream("account");
+    let duplicate_id = a_stored_event_id(store).await;
     append(store, &account, ExpectedVersion::NoStream, 1)
         .await
         .unwrap();
-    let start = head(store).await;
     let mut reused = request(&account, ExpectedVersion::Exact(1), 1);
     reused.events[0].event_id = duplicate_id;
 
+    fails_whole_then_the_next_lands(store, reused, ExpectedVersion::Exact(1), 2).await;
+}
+
+/// The id of an event just stored in a stream of its own.
+async fn a_stored_event_id(store: &dyn EventStore) -> uuid::Uuid {
+    let stored = request(&stream("order"), ExpectedVersion::Any, 1);
+    let id = stored.events[0].event_id;
+    store.append(stored).await.unwrap();
+    id
+}
+
+/// Appends `reused` (an event of it has a stored event's id): refused as the store's fault, with
+/// nothing kept; the next append of its stream, expecting `next`, lands right after the head of
+/// before, at `version`.
+async fn fails_whole_then_the_next_lands(
+    store: &dyn EventStore,
+    reused: AppendRequest,
+    next: ExpectedVersion,
+    version: u64,
+) {
+    let start = head(store).await;
+    let stream_id = reused.stream_id.clone();
+
     let failed = store.append(reused).await;
-    let next = append(store, &account, ExpectedVersion::Exact(1), 1).await;
+    let landed = append(store, &stream_id, next, 1).await;
 
     assert!(
         matches!(failed, Err(EventStoreError::Backend(_))),
         "{failed:?}"
     );
     assert_eq!(
-        next,
+        landed,
         Ok(AppendOutcome {
-            stream_version: 2,
+            stream_version: version,
             global_position: start + 1,
         })
     );
