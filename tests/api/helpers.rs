@@ -14,6 +14,7 @@ use serde_json::Value;
 use strata_adapters_sqlite::SqliteSettings;
 use strata_web::auth::{Claims, JwtKeys};
 use strata_web::limits::{EdgeLimits, RateLimits};
+use strata_web::subscriptions::SubscriptionLimits;
 use strata_web::{Application, Settings, Storage};
 use tempfile::TempDir;
 use tokio::sync::OnceCell;
@@ -158,6 +159,7 @@ pub fn test_settings(database_url: &str) -> Settings {
             },
             ..EdgeLimits::default()
         },
+        subscriptions: SubscriptionLimits::default(),
         metrics_addr: None,
         docs: true,
     }

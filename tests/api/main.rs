@@ -7,6 +7,7 @@ mod auth;
 mod concurrency;
 mod contract;
 mod edge;
+mod events;
 mod health;
 mod helpers;
 mod history;

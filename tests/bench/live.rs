@@ -1,12 +1,15 @@
-//! `lag`: commands at a steady rate while the projector follows the log live, and how long
-//! after a command's acknowledgement its effect is visible in the order summaries.
+//! `lag` and `publish-lag`: commands at a steady rate while a projection follows the log live,
+//! and how long after a command's acknowledgement its effect is seen: in the order summaries
+//! (`lag`), or by a JetStream consumer of the published log (`publish-lag`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Map, json};
-use strata_application::projection::{OrdersProjection, ProjectionWorker, ProjectorConfig};
+use strata_application::projection::{
+    OrdersProjection, Projection, ProjectionWorker, ProjectorConfig,
+};
 use strata_application::{CommandConfig, CommandContext};
 use strata_domain::order::Order;
 use strata_ports::{Generation, ProjectionName};
@@ -29,29 +32,9 @@ const POLL: Duration = Duration::from_micros(500);
 /// next one's start), with the `orders` projection live; each op's latency is from its
 /// acknowledgement until a reader sees the projection at or past its position.
 pub async fn lag(fresh: &Fresh, rate: u64, ops: u64) -> anyhow::Result<Measured> {
-    let config = ProjectorConfig {
-        linger: if fresh.kind == "sqlite" {
-            // The projector's pause before a batch on SQLite, as `strata-web` runs it there.
-            strata_wiring::SQLITE_LINGER
-        } else {
-            Duration::ZERO
-        },
-        ..ProjectorConfig::default()
-    };
-    let worker = ProjectionWorker::new(
-        fresh.worker_deps(true),
-        Arc::new(OrdersProjection),
-        Generation::Live,
-        config,
-    );
-    let (stop_tx, stop) = watch::channel(false);
-    let projector = tokio::spawn({
-        let stop = stop.clone();
-        async move { worker.run(stop).await }
-    });
-
     // The reader: what a client polling the read model would see.
     let (seen_tx, seen) = watch::channel(0u64);
+    let (stop_tx, stop) = watch::channel(false);
     let reader = tokio::spawn({
         let models = fresh.models.clone();
         let mut stop = stop.clone();
@@ -70,6 +53,48 @@ pub async fn lag(fresh: &Fresh, rate: u64, ops: u64) -> anyhow::Result<Measured>
                 }
             }
         }
+    });
+    let measured = follow(fresh, Arc::new(OrdersProjection), rate, ops, seen).await;
+    let _ = stop_tx.send(true);
+    reader.await.context("the reader task failed")?;
+    let mut measured = measured?;
+    measured
+        .extra
+        .insert("latency_of".to_owned(), json!("ack to visible"));
+    measured
+        .extra
+        .insert("poll_us".to_owned(), json!(POLL.as_micros()));
+    Ok(measured)
+}
+
+/// `ops` commands at `rate` per second with `projection` live; each op's latency is from its
+/// acknowledgement until `seen` reaches its position.
+pub async fn follow(
+    fresh: &Fresh,
+    projection: Arc<dyn Projection>,
+    rate: u64,
+    ops: u64,
+    seen: watch::Receiver<u64>,
+) -> anyhow::Result<Measured> {
+    let config = ProjectorConfig {
+        linger: if fresh.kind == "sqlite" {
+            // The projector's pause before a batch on SQLite, as `strata-web` runs it there.
+            strata_wiring::SQLITE_LINGER
+        } else {
+            Duration::ZERO
+        },
+        ..ProjectorConfig::default()
+    };
+    let worker = ProjectionWorker::new(
+        fresh.worker_deps(true),
+        projection,
+        Generation::Live,
+        config,
+    );
+    let (stop_tx, stop) = watch::channel(false);
+    let projector = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await }
     });
 
     let service = Arc::new(commands(fresh, CommandConfig::default().snapshot_every));
@@ -125,7 +150,7 @@ pub async fn lag(fresh: &Fresh, rate: u64, ops: u64) -> anyhow::Result<Measured>
         lanes_done = lanes_done.and(done);
     }
     if lanes_done.is_err() {
-        // Stop the projector and the reader before the storage is removed.
+        // Stop the projector before the storage is removed.
         let _ = stop_tx.send(true);
     }
     lanes_done?;
@@ -148,16 +173,10 @@ pub async fn lag(fresh: &Fresh, rate: u64, ops: u64) -> anyhow::Result<Measured>
     }
     let _ = stop_tx.send(true);
     projector.await.context("the projector task failed")?;
-    reader.await.context("the reader task failed")?;
-    anyhow::ensure!(
-        visible == ops,
-        "only {visible} of {ops} commands became visible in the read model"
-    );
+    anyhow::ensure!(visible == ops, "only {visible} of {ops} commands were seen");
 
     let mut extra = Map::new();
     extra.insert("target_rate".to_owned(), json!(rate));
-    extra.insert("latency_of".to_owned(), json!("ack to visible"));
-    extra.insert("poll_us".to_owned(), json!(POLL.as_micros()));
     Ok(Measured {
         ops,
         elapsed: sent_for,

@@ -6,6 +6,7 @@ mod binaries;
 mod budget;
 mod http;
 mod live;
+mod publish;
 mod stats;
 mod storage;
 mod workloads;
@@ -30,6 +31,8 @@ const WORKLOADS: &[&str] = &[
     "project",
     "rebuild",
     "lag",
+    "publish",
+    "publish-lag",
     "http",
     "http-commands",
     "http-contended",
@@ -62,7 +65,7 @@ struct Cli {
     /// Events per batch of the `project` workload.
     #[arg(long, default_value_t = 500)]
     batch_size: usize,
-    /// Commands per second of the `lag` workload.
+    /// Commands per second of the `lag` and `publish-lag` workloads.
     #[arg(long, default_value_t = 1_000)]
     rate: u64,
     /// How long the `http` workloads keep the load on, in seconds (10 by default); given, it also makes
@@ -153,12 +156,12 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
             .map(|on| (1, Some(on)))
             .collect(),
         "http-commands" => vec![(c, Some(false)), (c, Some(true))],
-        "project" | "rebuild" | "lag" => vec![(1, None)],
+        "project" | "rebuild" | "lag" | "publish" | "publish-lag" => vec![(1, None)],
         _ => vec![(c, None)],
     };
     for (concurrency, snapshots) in runs {
         // Every task gets a connection, and the projector and the reader of `lag` theirs.
-        let tasks = if workload == "lag" {
+        let tasks = if workload == "lag" || workload == "publish-lag" {
             live::LANES
         } else {
             concurrency
@@ -198,6 +201,12 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
             }
             ("rebuild", _) => binaries::rebuild(&fresh, cli.ops.unwrap_or(1_000_000)).await,
             ("lag", _) => live::lag(&fresh, cli.rate, cli.ops.unwrap_or(10 * cli.rate)).await,
+            ("publish", _) => {
+                publish::publish(&fresh, cli.ops.unwrap_or(100_000), cli.batch_size).await
+            }
+            ("publish-lag", _) => {
+                publish::publish_lag(&fresh, cli.rate, cli.ops.unwrap_or(10 * cli.rate)).await
+            }
             ("http-commands", Some(keys)) => {
                 let accounts = http::COMMAND_ACCOUNTS;
                 http::deposits(&fresh, accounts, keys, cli.projector, concurrency, seconds).await

@@ -381,6 +381,24 @@ pub async fn project(fresh: &Fresh, events: u64, batch_size: usize) -> anyhow::R
             ..ProjectorConfig::default()
         },
     );
+    let (elapsed, latencies) = catch_up_timed(&worker, events).await?;
+    let mut extra = Map::new();
+    extra.insert("batch_size".to_owned(), json!(batch_size));
+    extra.insert("latency_of".to_owned(), json!("batch"));
+    Ok(Measured {
+        ops: events,
+        elapsed,
+        latencies,
+        extra,
+    })
+}
+
+/// Runs `worker` until it has caught up with a log of `events` events: how long it took, and
+/// each batch's time.
+pub async fn catch_up_timed(
+    worker: &ProjectionWorker,
+    events: u64,
+) -> anyhow::Result<(Duration, Latencies)> {
     let (_keep, stop) = watch::channel(false);
     let mut latencies = Latencies::default();
     let mut last = Instant::now();
@@ -393,13 +411,5 @@ pub async fn project(fresh: &Fresh, events: u64, batch_size: usize) -> anyhow::R
         .await?;
     let elapsed = started.elapsed();
     anyhow::ensure!(reached == events, "caught up to {reached}, not {events}");
-    let mut extra = Map::new();
-    extra.insert("batch_size".to_owned(), json!(batch_size));
-    extra.insert("latency_of".to_owned(), json!("batch"));
-    Ok(Measured {
-        ops: events,
-        elapsed,
-        latencies,
-        extra,
-    })
+    Ok((elapsed, latencies))
 }

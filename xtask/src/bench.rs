@@ -12,8 +12,10 @@ use crate::process::{self, cargo};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// A workload to run (repeatable): append, append-contended, load-1000, load-10000,
-    /// project, rebuild, lag, http, http-commands (deposits without then with idempotency
-    /// keys), http-contended (deposits on 100 accounts). All by default.
+    /// project, rebuild, lag, publish (100,000 events from the log to JetStream's
+    /// acknowledgements), publish-lag (a command's acknowledgement to a JetStream consumer
+    /// receiving it), http, http-commands (deposits without then with idempotency keys),
+    /// http-contended (deposits on 100 accounts). All by default.
     #[arg(long = "workload", value_name = "W")]
     pub workloads: Vec<String>,
     /// Concurrent tasks of the append workloads; connections of the `http` workloads (8 by

@@ -21,7 +21,7 @@ pub use message::{POSITION_HEADER, subject_of};
 /// Where and how the log is published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsSettings {
-    /// The server(s): `nats://host:port`.
+    /// The server: `nats://host:port`, or several separated by commas (the nodes of a cluster).
     pub url: String,
     /// The first token of every subject (`strata`: `strata.order.OrderPlaced`).
     pub subject_prefix: String,
@@ -52,11 +52,12 @@ impl NatsSettings {
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The log's publisher to one JetStream stream.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NatsPublisher {
     jetstream: Context,
-    stream: String,
-    prefix: String,
+    settings: NatsSettings,
+    /// Set once the stream was created or checked: until then, every call tries again.
+    ready: tokio::sync::OnceCell<()>,
 }
 
 impl NatsPublisher {
@@ -67,70 +68,124 @@ impl NatsPublisher {
     /// `Unavailable` when the server cannot be reached; `Misconfigured` for a prefix that is not
     /// one subject token, or a stream that exists with settings this publisher cannot use.
     pub async fn connect(settings: &NatsSettings) -> Result<Self, PublishError> {
-        message::check_token(&settings.subject_prefix).map_err(|why| {
-            PublishError::Misconfigured(format!(
-                "subject prefix {:?}: {why}",
-                settings.subject_prefix
-            ))
-        })?;
+        check_prefix(settings)?;
         let client = async_nats::ConnectOptions::new()
             .name("strata-publisher")
             .connection_timeout(Duration::from_secs(5))
-            .connect(settings.url.as_str())
+            .connect(servers(settings).as_slice())
             .await
             .map_err(|e| PublishError::Unavailable(format!("cannot connect to NATS: {e}")))?;
-        let jetstream = ContextBuilder::new().timeout(ACK_TIMEOUT).build(client);
-        stream::ensure(&jetstream, settings).await?;
-        Ok(Self {
-            jetstream,
-            stream: settings.stream.clone(),
-            prefix: settings.subject_prefix.clone(),
-        })
+        let publisher = Self::with_client(client, settings);
+        publisher.ready().await?;
+        Ok(publisher)
+    }
+
+    /// A publisher that connects in the background, and keeps trying while the server is
+    /// down: a projector starts without its broker, and publishes once the broker is there.
+    /// The stream is created or checked before the first publish.
+    ///
+    /// # Errors
+    /// `Misconfigured` for a prefix that is not one subject token, or a URL that does not parse.
+    pub async fn start(settings: &NatsSettings) -> Result<Self, PublishError> {
+        check_prefix(settings)?;
+        let client = async_nats::ConnectOptions::new()
+            .name("strata-publisher")
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .connect(servers(settings).as_slice())
+            .await
+            .map_err(|e| PublishError::Misconfigured(format!("NATS URL: {e}")))?;
+        Ok(Self::with_client(client, settings))
+    }
+
+    fn with_client(client: async_nats::Client, settings: &NatsSettings) -> Self {
+        Self {
+            jetstream: ContextBuilder::new().timeout(ACK_TIMEOUT).build(client),
+            settings: settings.clone(),
+            ready: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Creates or checks the stream, once.
+    async fn ready(&self) -> Result<(), PublishError> {
+        self.ready
+            .get_or_try_init(|| stream::ensure(&self.jetstream, &self.settings))
+            .await?;
+        Ok(())
     }
 
     async fn stream(&self) -> Result<jetstream::stream::Stream, PublishError> {
+        self.ready().await?;
+        let name = &self.settings.stream;
         self.jetstream
-            .get_stream(&self.stream)
+            .get_stream(name)
             .await
-            .map_err(|e| PublishError::Unavailable(format!("stream {}: {e}", self.stream)))
+            .map_err(|e| PublishError::Unavailable(format!("stream {name}: {e}")))
     }
 
-    /// The stream's last message's position (`None`: it holds none of ours).
-    async fn last_position(
+    /// The highest position the stream holds, as its last message says (`None`: it holds
+    /// none of ours).
+    async fn held_through(
         &self,
         stream: &jetstream::stream::Stream,
     ) -> Result<Option<u64>, PublishError> {
         let last = match stream
-            .get_last_raw_message_by_subject(&format!("{}.>", self.prefix))
+            .get_last_raw_message_by_subject(&format!("{}.>", self.settings.subject_prefix))
             .await
         {
             Ok(last) => last,
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
             Err(e) => return Err(PublishError::Unavailable(format!("last message: {e}"))),
         };
-        message::position_of(&last.headers)
+        message::held_through(&last.headers)
             .map(Some)
             .ok_or_else(|| {
                 PublishError::Misconfigured(format!(
                     "the last message of stream {} (sequence {}) has no {POSITION_HEADER} header",
-                    self.stream, last.sequence
+                    self.settings.stream, last.sequence
                 ))
             })
+    }
+
+    /// Publishes `events` in windows, each message expecting the stream's sequence the one
+    /// before it left: if the connection drops a message, those queued behind it are refused
+    /// instead of landing past a gap. `through` marks messages out of order.
+    async fn publish_from(
+        &self,
+        stream: &jetstream::stream::Stream,
+        events: &[&RecordedEvent],
+        through: Option<u64>,
+    ) -> Result<(), PublishError> {
+        let mut sequence = stream.cached_info().state.last_sequence;
+        for window in events.chunks(WINDOW) {
+            self.publish_window(window, sequence, through).await?;
+            sequence += window.len() as u64;
+        }
+        if let (Some(first), Some(last)) = (events.first(), events.last()) {
+            tracing::trace!(
+                from = first.global_position,
+                to = last.global_position,
+                out_of_order = through.is_some(),
+                "published"
+            );
+        }
+        Ok(())
     }
 
     /// Sends `events` pipelined, the first expecting the stream's sequence `sequence`, and
     /// awaits their acknowledgements in order.
     async fn publish_window(
         &self,
-        events: &[RecordedEvent],
+        events: &[&RecordedEvent],
         mut sequence: u64,
+        through: Option<u64>,
     ) -> Result<(), PublishError> {
         let mut pending = Vec::with_capacity(events.len());
-        for event in events {
+        for &event in events {
             // Nothing after a message that cannot be built is sent; those before it still
             // count once acknowledged, so the refusal waits for them.
-            let built = subject_of(&self.prefix, event)
-                .and_then(|subject| Ok((subject, message::build(event)?)));
+            let built = subject_of(&self.settings.subject_prefix, event)
+                .and_then(|subject| Ok((subject, message::build(event, through)?)));
             let (subject, outbound) = match built {
                 Ok(built) => built,
                 Err(why) => return settle(pending, Some(refused(event, why))).await,
@@ -152,6 +207,26 @@ impl NatsPublisher {
     }
 }
 
+/// The servers of `settings.url`: one URL, or several separated by commas (a cluster's nodes,
+/// which the client fails over between).
+fn servers(settings: &NatsSettings) -> Vec<&str> {
+    settings
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
+fn check_prefix(settings: &NatsSettings) -> Result<(), PublishError> {
+    message::check_token(&settings.subject_prefix).map_err(|why| {
+        PublishError::Misconfigured(format!(
+            "subject prefix {:?}: {why}",
+            settings.subject_prefix
+        ))
+    })
+}
+
 /// The most messages awaiting their acknowledgement at once: async-nats lets 5,000 wait, and
 /// then blocks the next publish until one is awaited, which here comes only after the loop.
 const WINDOW: usize = 1_000;
@@ -160,29 +235,28 @@ const WINDOW: usize = 1_000;
 impl EventPublisher for NatsPublisher {
     async fn last_published(&self) -> Result<Option<u64>, PublishError> {
         let stream = self.stream().await?;
-        self.last_position(&stream).await
+        self.held_through(&stream).await
     }
 
-    /// Events the stream already holds (at or below its last message's position) are skipped:
-    /// a repeat would not move the stream's sequence, and those after it would then expect the
-    /// wrong one.
-    async fn publish(&self, events: &[RecordedEvent]) -> Result<(), PublishError> {
+    /// Events the stream already holds (at or below the highest position it holds) are
+    /// skipped: a repeat would not move the stream's sequence, and those after it would then
+    /// expect the wrong one.
+    async fn publish(&self, events: &[&RecordedEvent]) -> Result<(), PublishError> {
         let stream = self.stream().await?;
-        // Each message expects the stream's sequence the one before it left: if the connection
-        // drops a message, those queued behind it are refused instead of landing past a gap.
-        let mut sequence = stream.cached_info().state.last_sequence;
-        let held = self.last_position(&stream).await?.unwrap_or(0);
+        let held = self.held_through(&stream).await?.unwrap_or(0);
         let fresh = events.partition_point(|e| e.global_position <= held);
-        for window in events[fresh..].chunks(WINDOW) {
-            self.publish_window(window, sequence).await?;
-            sequence += window.len() as u64;
-        }
-        if let (Some(first), Some(last)) = (events.get(fresh), events.last()) {
-            tracing::trace!(
-                from = first.global_position,
-                to = last.global_position,
-                "published"
-            );
+        self.publish_from(&stream, &events[fresh..], None).await
+    }
+
+    /// Each message names the highest position the stream held before it, so the stream's
+    /// resume point stays there. A repeat within the duplicate window is acknowledged without
+    /// moving the stream's sequence: each message is sent alone, the stream read before it.
+    async fn publish_parked(&self, events: &[&RecordedEvent]) -> Result<(), PublishError> {
+        for &event in events {
+            let stream = self.stream().await?;
+            let held = self.held_through(&stream).await?.unwrap_or(0);
+            let through = held.max(event.global_position);
+            self.publish_from(&stream, &[event], Some(through)).await?;
         }
         Ok(())
     }

@@ -11,6 +11,10 @@ use time::format_description::well_known::Rfc3339;
 /// where the publisher resumes after a restart.
 pub const POSITION_HEADER: &str = "Strata-Position";
 
+/// The header of a message published out of order (a parked event retried): the highest
+/// position the stream held before it, which stays the publisher's resume point.
+pub const PUBLISHED_THROUGH_HEADER: &str = "Strata-Published-Through";
+
 /// `<prefix>.<category>.<EventType>`.
 ///
 /// # Errors
@@ -37,11 +41,12 @@ pub(crate) fn check_token(token: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The message of `event`: the envelope in headers, the data (JSON) as the body.
+/// The message of `event`: the envelope in headers, the data (JSON) as the body; `through`, for
+/// a message out of order, the highest position the stream holds.
 ///
 /// # Errors
 /// Why the event cannot be written as a message.
-pub(crate) fn build(event: &RecordedEvent) -> Result<PublishMessage, String> {
+pub(crate) fn build(event: &RecordedEvent, through: Option<u64>) -> Result<PublishMessage, String> {
     let body = serde_json::to_vec(&event.data).map_err(|e| format!("data: {e}"))?;
     let recorded_at = event
         .recorded_at
@@ -70,15 +75,23 @@ pub(crate) fn build(event: &RecordedEvent) -> Result<PublishMessage, String> {
     if let Some(causation) = &event.metadata.causation_id {
         headers.insert("Strata-Causation-Id", causation.as_str());
     }
+    if let Some(through) = through {
+        headers.insert(PUBLISHED_THROUGH_HEADER, through.to_string().as_str());
+    }
     headers.insert("Content-Type", "application/json");
     Ok(PublishMessage::build()
         .headers(headers)
         .payload(Bytes::from(body)))
 }
 
-/// The global position a message carries.
-pub(crate) fn position_of(headers: &HeaderMap) -> Option<u64> {
-    headers.get(POSITION_HEADER)?.as_str().parse().ok()
+/// The highest global position the stream held once this message was in: its own, or for a
+/// message out of order, the one it names.
+pub(crate) fn held_through(headers: &HeaderMap) -> Option<u64> {
+    let position: u64 = headers.get(POSITION_HEADER)?.as_str().parse().ok()?;
+    match headers.get(PUBLISHED_THROUGH_HEADER) {
+        Some(through) => Some(through.as_str().parse::<u64>().ok()?.max(position)),
+        None => Some(position),
+    }
 }
 
 #[cfg(test)]

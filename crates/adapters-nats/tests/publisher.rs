@@ -46,6 +46,10 @@ fn events(positions: std::ops::RangeInclusive<u64>) -> Vec<RecordedEvent> {
     positions.map(|p| event(p, json!({ "n": p }))).collect()
 }
 
+fn refs(events: &[RecordedEvent]) -> Vec<&RecordedEvent> {
+    events.iter().collect()
+}
+
 /// Every message of the stream, in its order: subject, position header, body.
 async fn messages(url: &str) -> Vec<(String, String, serde_json::Value)> {
     let client = async_nats::connect(url).await.unwrap();
@@ -86,18 +90,16 @@ async fn events_are_published_once_in_order_with_their_envelope() {
     else {
         return;
     };
-    let publisher = NatsPublisher::connect(&NatsSettings::new(&server.url))
-        .await
-        .unwrap();
+    let publisher = server.publisher().await;
     assert_eq!(publisher.last_published().await, Ok(None));
     let log = events(1..=5);
 
-    publisher.publish(&log).await.unwrap();
+    publisher.publish(&refs(&log)).await.unwrap();
     // A retry of what was acknowledged (a publisher that crashed before its checkpoint moved),
     // with what follows it: only what follows lands.
     let mut more = log[3..].to_vec();
     more.extend(events(6..=7));
-    publisher.publish(&more).await.unwrap();
+    publisher.publish(&refs(&more)).await.unwrap();
     // A repeat sent past the publisher (a message resent on a new connection) is recognised by
     // the broker by the event's id.
     let client = async_nats::connect(server.url.as_str()).await.unwrap();
@@ -224,25 +226,12 @@ async fn a_message_the_stream_will_never_take_is_refused_and_those_before_it_are
     ) else {
         return;
     };
-    let client = async_nats::connect(server.url.as_str()).await.unwrap();
-    async_nats::jetstream::new(client)
-        .create_stream(Config {
-            name: "STRATA".to_owned(),
-            subjects: vec!["strata.>".to_owned()],
-            storage: StorageType::File,
-            max_message_size: 2_048,
-            duplicate_window: Duration::from_secs(120),
-            ..Config::default()
-        })
-        .await
-        .unwrap();
-    let publisher = NatsPublisher::connect(&NatsSettings::new(&server.url))
-        .await
-        .unwrap();
+    server.stream_of_small_messages(2_048).await;
+    let publisher = server.publisher().await;
     let mut log = events(1..=3);
     log[1].data = json!({ "note": "x".repeat(4_096) });
 
-    let refused = publisher.publish(&log).await;
+    let refused = publisher.publish(&refs(&log)).await;
 
     assert!(
         matches!(&refused, Err(PublishError::Refused { position: 2, .. })),
@@ -250,7 +239,7 @@ async fn a_message_the_stream_will_never_take_is_refused_and_those_before_it_are
     );
     assert_eq!(publisher.last_published().await, Ok(Some(1)));
     // After it is parked, the rest goes on.
-    publisher.publish(&log[2..]).await.unwrap();
+    publisher.publish(&refs(&log[2..])).await.unwrap();
     let positions: Vec<String> = messages(&server.url)
         .await
         .into_iter()
@@ -264,12 +253,10 @@ async fn a_broker_that_went_down_is_unavailable() {
     let Some(mut server) = NatsServer::start("a_broker_that_went_down_is_unavailable") else {
         return;
     };
-    let publisher = NatsPublisher::connect(&NatsSettings::new(&server.url))
-        .await
-        .unwrap();
+    let publisher = server.publisher().await;
     server.kill();
 
-    let published = publisher.publish(&events(1..=2)).await;
+    let published = publisher.publish(&refs(&events(1..=2))).await;
 
     assert!(
         matches!(published, Err(PublishError::Unavailable(_))),
@@ -289,13 +276,11 @@ async fn an_event_that_cannot_be_a_message_is_refused_after_those_before_it_are_
     ) else {
         return;
     };
-    let publisher = NatsPublisher::connect(&NatsSettings::new(&server.url))
-        .await
-        .unwrap();
+    let publisher = server.publisher().await;
     let mut log = events(1..=3);
     log[1].event_type = "Money.Deposited".to_owned();
 
-    let refused = publisher.publish(&log).await;
+    let refused = publisher.publish(&refs(&log)).await;
 
     assert!(
         matches!(&refused, Err(PublishError::Refused { position: 2, reason }) if reason.contains("event type")),
@@ -311,13 +296,101 @@ async fn a_batch_larger_than_the_acknowledgements_allowed_in_flight_is_published
     ) else {
         return;
     };
-    let publisher = NatsPublisher::connect(&NatsSettings::new(&server.url))
-        .await
-        .unwrap();
+    let publisher = server.publisher().await;
     let log = events(1..=6_000);
 
-    let published = tokio::time::timeout(Duration::from_secs(30), publisher.publish(&log)).await;
+    let published =
+        tokio::time::timeout(Duration::from_secs(30), publisher.publish(&refs(&log))).await;
 
     assert_eq!(published, Ok(Ok(())));
     assert_eq!(publisher.last_published().await, Ok(Some(6_000)));
+}
+
+/// The positions of the stream's messages, in its order.
+async fn positions(url: &str) -> Vec<u64> {
+    messages(url)
+        .await
+        .into_iter()
+        .map(|m| m.1.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_parked_message_published_late_keeps_the_resume_point_and_lands_once() {
+    let Some(server) =
+        NatsServer::start("a_parked_message_published_late_keeps_the_resume_point_and_lands_once")
+    else {
+        return;
+    };
+    let (jetstream, mut config) = server.stream_of_small_messages(2_048).await;
+    let publisher = server.publisher().await;
+    let mut log = events(1..=4);
+    log[1].data = json!({ "note": "x".repeat(4_096) });
+    let refused = publisher.publish(&refs(&log)).await;
+    assert!(
+        matches!(&refused, Err(PublishError::Refused { position: 2, .. })),
+        "{refused:?}"
+    );
+    publisher.publish(&refs(&log[2..3])).await.unwrap();
+    // An operator lets the stream take larger messages, then retries the parked one.
+    config.max_message_size = -1;
+    jetstream.update_stream(config).await.unwrap();
+
+    publisher.publish_parked(&[&log[1]]).await.unwrap();
+
+    // The resume point is still the highest position held, not the late message's own.
+    assert_eq!(publisher.last_published().await, Ok(Some(3)));
+    // A resume from an older checkpoint sends only what is new.
+    publisher.publish(&refs(&log[2..])).await.unwrap();
+    // A retry repeated within the duplicate window is dropped by the broker.
+    publisher.publish_parked(&[&log[1]]).await.unwrap();
+    assert_eq!(positions(&server.url).await, [1, 3, 2, 4]);
+    let stream = jetstream.get_stream("STRATA").await.unwrap();
+    let late = stream.get_raw_message(3).await.unwrap();
+    assert_eq!(
+        late.headers
+            .get("Strata-Published-Through")
+            .map(|v| v.as_str().to_owned()),
+        Some("3".to_owned())
+    );
+    assert_eq!(publisher.last_published().await, Ok(Some(4)));
+}
+
+#[tokio::test]
+async fn a_publisher_started_without_its_broker_publishes_once_the_broker_is_back() {
+    let Some(mut server) = NatsServer::start(
+        "a_publisher_started_without_its_broker_publishes_once_the_broker_is_back",
+    ) else {
+        return;
+    };
+    let publisher = server.publisher().await;
+    publisher.publish(&refs(&events(1..=3))).await.unwrap();
+    server.kill();
+    // Started while the broker is down: it does not fail, it waits for the broker.
+    let started = NatsPublisher::start(&NatsSettings::new(&server.url))
+        .await
+        .unwrap();
+    let down = publisher.publish(&refs(&events(4..=5))).await;
+    assert!(
+        matches!(down, Err(PublishError::Unavailable(_))),
+        "{down:?}"
+    );
+    assert!(matches!(
+        started.last_published().await,
+        Err(PublishError::Unavailable(_))
+    ));
+
+    server.restart();
+
+    // Both reconnect by themselves; what the broker acknowledged before survived.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while publisher.publish(&refs(&events(4..=5))).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "never reconnected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    while started.publish(&refs(&events(1..=6))).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(positions(&server.url).await, [1, 2, 3, 4, 5, 6]);
 }

@@ -17,6 +17,11 @@ pub const PROJECTOR_EVENTS_TOTAL: &str = "strata_projector_events_total";
 pub const PROJECTOR_PARKED_TOTAL: &str = "strata_projector_parked_total";
 /// Time to apply and commit one batch, by projection (a histogram).
 pub const PROJECTOR_BATCH_SECONDS: &str = "strata_projector_batch_seconds";
+/// Events the publisher handed to the broker and had acknowledged.
+pub const PUBLISHER_EVENTS_TOTAL: &str = "strata_publisher_events_total";
+/// Failures of the broker the publisher met, by kind (`unavailable`, `refused`,
+/// `misconfigured`).
+pub const PUBLISHER_BROKER_ERRORS_TOTAL: &str = "strata_publisher_broker_errors_total";
 /// Events between a projection's checkpoint and the head of the log.
 pub const PROJECTION_LAG_EVENTS: &str = "strata_projection_lag_events";
 /// Age of the oldest event a projection has not applied yet.
@@ -68,6 +73,16 @@ pub fn describe() {
         PROJECTOR_BATCH_SECONDS,
         Unit::Seconds,
         "Time to apply and commit one batch of events, by projection."
+    );
+    describe_counter!(
+        PUBLISHER_EVENTS_TOTAL,
+        Unit::Count,
+        "Events the publisher handed to the broker and had acknowledged (a repeat the broker already held counts too)."
+    );
+    describe_counter!(
+        PUBLISHER_BROKER_ERRORS_TOTAL,
+        Unit::Count,
+        "Failures of the broker met by the publisher, by kind: unavailable (retried), refused (the event parked), misconfigured (the stream does not fit)."
     );
     describe_gauge!(
         PROJECTION_LAG_EVENTS,

@@ -79,7 +79,7 @@ impl StatusService {
         Ok(())
     }
 
-    /// The status of every projection, at `now`.
+    /// The status of every projection, at `now` (the publisher's once it has run).
     ///
     /// # Errors
     /// Storage failures.
@@ -91,6 +91,10 @@ impl StatusService {
             let (live, rebuild) = (name.key(Generation::Live), name.key(Generation::Rebuild));
             let row = rows.iter().find(|r| r.projection == live);
             let rebuild = rows.iter().find(|r| r.projection == rebuild);
+            // A service without a broker has no publisher: it is listed once it has run.
+            if name == ProjectionName::Publisher && row.is_none() {
+                continue;
+            }
             let checkpoint = row.map_or(0, |r| r.position);
             let lag_events = head.saturating_sub(checkpoint);
             let lag_seconds = if lag_events == 0 {

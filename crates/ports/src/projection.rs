@@ -22,11 +22,14 @@ pub enum ProjectionName {
     Accounts,
     /// The order search index, which lives behind the `SearchIndex` port.
     Search,
+    /// The log handed on to a broker (the `EventPublisher` port): not a read model, but run,
+    /// checkpointed and parked like one.
+    Publisher,
 }
 
 impl ProjectionName {
     /// Every projection, in the order the status and the CLI list them.
-    pub const ALL: [Self; 3] = [Self::Orders, Self::Accounts, Self::Search];
+    pub const ALL: [Self; 4] = [Self::Orders, Self::Accounts, Self::Search, Self::Publisher];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -34,6 +37,7 @@ impl ProjectionName {
             Self::Orders => "orders",
             Self::Accounts => "accounts",
             Self::Search => "search",
+            Self::Publisher => "publisher",
         }
     }
 
@@ -42,9 +46,10 @@ impl ProjectionName {
         match self {
             Self::Orders => &["order_summaries", "customer_stats"],
             Self::Accounts => &["account_summaries", "account_transactions"],
-            // The search index lives behind the `SearchIndex` port; only its checkpoint and
-            // dead letters are in the read models' storage.
-            Self::Search => &[],
+            // The search index lives behind the `SearchIndex` port, the published messages in
+            // the broker; only their checkpoints and dead letters are in the read models'
+            // storage.
+            Self::Search | Self::Publisher => &[],
         }
     }
 
@@ -96,7 +101,7 @@ mod tests {
     #[test]
     fn the_stored_names_and_keys_never_change() {
         let names: Vec<&str> = ProjectionName::ALL.map(ProjectionName::as_str).to_vec();
-        assert_eq!(names, ["orders", "accounts", "search"]);
+        assert_eq!(names, ["orders", "accounts", "search", "publisher"]);
         assert_eq!(ProjectionName::Orders.key(Generation::Live), "orders");
         assert_eq!(
             ProjectionName::Search.key(Generation::Rebuild),
@@ -114,7 +119,7 @@ mod tests {
         let unknown = "nope".parse::<ProjectionName>().unwrap_err();
         assert_eq!(
             unknown.to_string(),
-            "no projection named \"nope\" (known: orders, accounts, search)"
+            "no projection named \"nope\" (known: orders, accounts, search, publisher)"
         );
         assert!("orders:rebuild".parse::<ProjectionName>().is_err());
     }
@@ -130,5 +135,6 @@ mod tests {
             ["account_summaries", "account_transactions"]
         );
         assert!(ProjectionName::Search.tables().is_empty());
+        assert!(ProjectionName::Publisher.tables().is_empty());
     }
 }

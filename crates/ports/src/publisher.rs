@@ -27,7 +27,7 @@ pub enum PublishError {
 /// A broker that takes the log's events, each once, in global order.
 #[async_trait]
 pub trait EventPublisher: Send + Sync {
-    /// The global position of the last event of this log the broker holds (`None`: none yet).
+    /// The highest global position of this log the broker holds (`None`: none yet).
     /// A publisher resumes after the larger of this and its checkpoint, so a restart publishes
     /// nothing twice even after the broker stopped recognising repeated messages.
     ///
@@ -36,10 +36,22 @@ pub trait EventPublisher: Send + Sync {
     async fn last_published(&self) -> Result<Option<u64>, PublishError>;
 
     /// Hands `events` (ascending global positions) to the broker, and returns once it has
-    /// acknowledged every one of them.
+    /// acknowledged every one of them. Those the broker holds already (at or below the highest
+    /// position it holds) are skipped: a publisher that resumes from an older checkpoint sends
+    /// nothing twice.
     ///
     /// # Errors
     /// [`PublishError::Refused`] for an event the broker will never take (those before it
     /// are acknowledged), [`PublishError::Unavailable`] when it did not acknowledge them all.
-    async fn publish(&self, events: &[RecordedEvent]) -> Result<(), PublishError>;
+    async fn publish(&self, events: &[&RecordedEvent]) -> Result<(), PublishError>;
+
+    /// Hands on events that go out of order: ones the broker refused before, which an operator
+    /// retries, and the events of their streams that waited behind them (ascending positions,
+    /// all below what the broker holds). None is skipped by position; a repeat within the
+    /// broker's duplicate window is dropped by the broker. What the broker holds still counts
+    /// from the highest position, so a later resume does not go back to them.
+    ///
+    /// # Errors
+    /// As for [`EventPublisher::publish`].
+    async fn publish_parked(&self, events: &[&RecordedEvent]) -> Result<(), PublishError>;
 }

@@ -38,8 +38,72 @@ pub struct Cli {
         global = true
     )]
     pub search_index_prefix: String,
+    #[command(flatten)]
+    pub nats: NatsFlags,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where the publisher hands the log to (decision 0016). Without a URL there is no publisher.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsFlags {
+    /// NATS server(s) with JetStream to publish every event of the log to
+    /// (`nats://host:port`, comma-separated for the nodes of a cluster); without it, nothing is
+    /// published and the `publisher` projection does not run.
+    // Hidden like the database's: a URL may carry a user and password.
+    #[arg(long, env = "STRATA_NATS_URL", global = true, hide_env_values = true)]
+    pub nats_url: Option<SecretUrl>,
+    /// The first token of every subject: `<prefix>.<category>.<EventType>`.
+    #[arg(
+        long,
+        env = "STRATA_NATS_SUBJECT_PREFIX",
+        default_value = "strata",
+        global = true
+    )]
+    pub nats_subject_prefix: String,
+    /// The JetStream stream that keeps the messages (created if missing).
+    #[arg(
+        long,
+        env = "STRATA_NATS_STREAM",
+        default_value = "STRATA",
+        global = true
+    )]
+    pub nats_stream: String,
+    /// Copies of each message in a JetStream cluster (1 to 5; 1 on a single server).
+    #[arg(
+        long,
+        env = "STRATA_NATS_REPLICAS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(1..=5),
+        global = true
+    )]
+    pub nats_replicas: u8,
+    /// How long JetStream recognises a repeated message id, in milliseconds (at least 100).
+    #[arg(
+        long,
+        env = "STRATA_NATS_DUPLICATE_WINDOW_MS",
+        default_value_t = 120_000,
+        value_parser = clap::value_parser!(u64).range(100..),
+        global = true
+    )]
+    pub nats_duplicate_window_ms: u64,
+}
+
+impl NatsFlags {
+    /// The publisher's settings, when a URL is given.
+    pub fn settings(&self) -> Option<strata_wiring::PublisherSettings> {
+        let url = self.nats_url.as_ref().map(SecretUrl::expose)?;
+        if url.trim().is_empty() {
+            return None;
+        }
+        Some(strata_wiring::PublisherSettings {
+            url: url.to_owned(),
+            subject_prefix: self.nats_subject_prefix.clone(),
+            stream: self.nats_stream.clone(),
+            replicas: usize::from(self.nats_replicas),
+            duplicate_window: Duration::from_millis(self.nats_duplicate_window_ms),
+        })
+    }
 }
 
 /// What to do.
@@ -67,7 +131,7 @@ pub enum Command {
     },
     /// Rebuild a projection from the start of the log into fresh tables (for `search` on
     /// Elasticsearch, a new index), then swap them in atomically; the live ones keep serving
-    /// meanwhile. Run it as the tables' owner.
+    /// meanwhile. Run it as the tables' owner. The publisher cannot be rebuilt.
     Rebuild {
         /// The projection (`orders`, `accounts` or `search`).
         name: String,
@@ -111,14 +175,14 @@ pub enum DlqAction {
     },
     /// Apply a parked event again, then the events of its stream that waited behind it.
     Retry {
-        /// The projection that parked it (`orders`, `accounts` or `search`).
+        /// The projection that parked it (`orders`, `accounts`, `search` or `publisher`).
         projection: String,
         /// The parked event's global position, as `dlq list` shows it.
         position: u64,
     },
     /// Drop a parked event for good and apply the events that waited behind it.
     Skip {
-        /// The projection that parked it (`orders`, `accounts` or `search`).
+        /// The projection that parked it (`orders`, `accounts`, `search` or `publisher`).
         projection: String,
         /// The parked event's global position, as `dlq list` shows it.
         position: u64,

@@ -11,22 +11,27 @@ use strata_application::StatusService;
 use strata_application::projection::{
     self, Projection, abandon_rebuild, dlq_retry, dlq_skip, rebuild, run_workers,
 };
-use strata_ports::{EventStore, ProjectionName, SearchIndex};
+use strata_ports::{EventPublisher, EventStore, ProjectionName, SearchIndex};
 use strata_wiring::{Backend, Database, SecretUrl, Storage};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::follow::{FollowOptions, follow, to_json_line};
-use crate::settings::{Cli, Command, DlqAction};
+use crate::settings::{Cli, Command, DlqAction, NatsFlags};
 
 /// Connections per database pool: the workers of every projection, or one operator's command.
 const MAX_CONNECTIONS: u32 = 8;
 
-/// Every projection, wired to the read side of `backend`.
-fn projections(backend: &Backend) -> Vec<Arc<dyn Projection>> {
+/// Every projection, wired to the read side of `backend`, and the publisher when there is a
+/// broker.
+fn projections(
+    backend: &Backend,
+    publisher: Option<Arc<dyn EventPublisher>>,
+) -> Vec<Arc<dyn Projection>> {
     projection::all(
         backend.workers.events.clone(),
         backend.stores.search.clone(),
+        publisher,
     )
 }
 
@@ -34,18 +39,37 @@ fn projections(backend: &Backend) -> Vec<Arc<dyn Projection>> {
 ///
 /// # Errors
 /// A name that is not a projection.
-fn select(backend: &Backend, names: &[String]) -> anyhow::Result<Vec<Arc<dyn Projection>>> {
-    select_projections(projections(backend), names)
+fn select(
+    backend: &Backend,
+    publisher: Option<Arc<dyn EventPublisher>>,
+    names: &[String],
+) -> anyhow::Result<Vec<Arc<dyn Projection>>> {
+    select_projections(projections(backend, publisher), names)
 }
 
 /// The one projection named.
 ///
 /// # Errors
 /// A name that is not a projection.
-fn select_one(backend: &Backend, name: &str) -> anyhow::Result<Arc<dyn Projection>> {
-    select(backend, &[name.to_owned()])?
+fn select_one(
+    backend: &Backend,
+    publisher: Option<Arc<dyn EventPublisher>>,
+    name: &str,
+) -> anyhow::Result<Arc<dyn Projection>> {
+    select(backend, publisher, &[name.to_owned()])?
         .pop()
         .context("no projection")
+}
+
+/// The publisher to the broker the flags name, if any.
+///
+/// # Errors
+/// Settings the client refuses.
+async fn publisher(nats: &NatsFlags) -> anyhow::Result<Option<Arc<dyn EventPublisher>>> {
+    match nats.settings() {
+        Some(settings) => Ok(Some(strata_wiring::publisher(&settings).await?)),
+        None => Ok(None),
+    }
 }
 
 /// The status of every projection the storage keeps.
@@ -72,7 +96,14 @@ pub fn select_projections(
             all.iter()
                 .find(|p| p.name() == name)
                 .cloned()
-                .with_context(|| format!("no projection {name} in this service"))
+                .with_context(|| {
+                    if name == ProjectionName::Publisher {
+                        "the publisher runs only with a broker: set STRATA_NATS_URL (--nats-url)"
+                            .to_owned()
+                    } else {
+                        format!("no projection {name} in this service")
+                    }
+                })
         })
         .collect()
 }
@@ -133,6 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     let elastic = elastic_index(&cli)?;
+    let nats = cli.nats.clone();
     match cli.command {
         Command::Follow {
             from,
@@ -154,7 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             database.migrate().await?;
             let backend = database.backend(elastic).await?;
-            let projections = select(&backend, &projections)?;
+            let projections = select(&backend, publisher(&nats).await?, &projections)?;
             // Created on start if missing; an engine that is down only delays the search
             // projection, which prepares the index again before its first write.
             if let Err(error) = backend.stores.search.prepare().await {
@@ -187,7 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tuning,
         } => {
             let backend = database.backend(elastic).await?;
-            let projection = select_one(&backend, &name)?;
+            let projection = select_one(&backend, publisher(&nats).await?, &name)?;
             if abandon {
                 abandon_rebuild(&backend.workers, projection.as_ref()).await?;
                 println!("dropped the unfinished rebuild of {name}, if any");
@@ -210,7 +242,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("rebuild of {name} interrupted; the live tables are unchanged")
             }
         }
-        Command::Dlq { action } => dlq(&database.backend(elastic).await?, action).await,
+        Command::Dlq { action } => {
+            let publisher = publisher(&nats).await?;
+            dlq(&database.backend(elastic).await?, publisher, action).await
+        }
     }
 }
 
@@ -230,12 +265,17 @@ async fn follow_log(
     Ok(())
 }
 
-async fn dlq(backend: &Backend, action: DlqAction) -> anyhow::Result<()> {
+async fn dlq(
+    backend: &Backend,
+    publisher: Option<Arc<dyn EventPublisher>>,
+    action: DlqAction,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match action {
         DlqAction::List { projection } => {
             let projection = match &projection {
-                Some(name) => Some(select_one(backend, name)?.name()),
+                // Listing needs no broker: the publisher's letters are in the database.
+                Some(name) => Some(name.parse::<ProjectionName>()?),
                 None => None,
             };
             let letters = backend.workers.store.dead_letters(projection).await?;
@@ -245,7 +285,7 @@ async fn dlq(backend: &Backend, action: DlqAction) -> anyhow::Result<()> {
             projection,
             position,
         } => {
-            let projection = select_one(backend, &projection)?;
+            let projection = select_one(backend, publisher, &projection)?;
             let outcome = dlq_retry(&backend.workers, projection.as_ref(), position).await?;
             writeln!(
                 out,
@@ -257,7 +297,7 @@ async fn dlq(backend: &Backend, action: DlqAction) -> anyhow::Result<()> {
             projection,
             position,
         } => {
-            let projection = select_one(backend, &projection)?;
+            let projection = select_one(backend, publisher, &projection)?;
             let outcome = dlq_skip(&backend.workers, projection.as_ref(), position).await?;
             writeln!(
                 out,

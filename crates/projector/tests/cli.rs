@@ -89,7 +89,7 @@ async fn status_dlq_and_rebuild_answer_an_operator(pool: PgPool) {
     assert!(!unknown.status.success());
     assert!(
         text(&unknown.stderr)
-            .contains("no projection named \"nope\" (known: orders, accounts, search)"),
+            .contains("no projection named \"nope\" (known: orders, accounts, search, publisher)"),
         "{}",
         text(&unknown.stderr)
     );

@@ -15,6 +15,7 @@ pub mod serve;
 pub mod settings;
 pub mod startup;
 pub mod state;
+pub mod subscriptions;
 pub mod telemetry;
 
 pub use settings::{Cli, Command, RolesAction, Settings};

@@ -11,7 +11,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{Unit, describe_counter, describe_histogram};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use strata_application::metrics::SECONDS_BUCKETS;
 
@@ -29,6 +29,8 @@ pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "strata_http_connections_refuse
 pub const HTTP_REQUESTS_TIMED_OUT_TOTAL: &str = "strata_http_requests_timed_out_total";
 /// Requests answered 503 at once because the server had its limit in flight.
 pub const HTTP_REQUESTS_SHED_TOTAL: &str = "strata_http_requests_shed_total";
+/// Clients of `GET /v1/events/stream` connected now.
+pub const HTTP_SUBSCRIBERS: &str = "strata_http_subscribers";
 
 /// The `route` label of a request that matched no route: a fixed value, since the raw path is
 /// the client's to choose and would make a series per path tried.
@@ -124,6 +126,12 @@ fn describe() {
         Unit::Count,
         "Requests answered 503 at once because the server had its limit of requests in flight."
     );
+    describe_gauge!(
+        HTTP_SUBSCRIBERS,
+        Unit::Count,
+        "Clients of GET /v1/events/stream connected now (live subscribers of the log)."
+    );
+    metrics::gauge!(HTTP_SUBSCRIBERS).set(0.0);
     for counter in [
         HTTP_CONNECTIONS_REFUSED_TOTAL,
         HTTP_REQUESTS_TIMED_OUT_TOTAL,

@@ -10,6 +10,7 @@ use strata_wiring::{RolesStep, SecretUrl, Storage, StorageError};
 
 use crate::limits::{EdgeLimits, RateLimits};
 use crate::serve::ConnectionLimits;
+use crate::subscriptions::SubscriptionLimits;
 
 /// The published development secret: only ever used with `--dev`, and announced in the log.
 pub const DEVELOPMENT_JWT_SECRET: &str = "strata-development-secret-not-for-production";
@@ -226,6 +227,21 @@ pub struct ServeArgs {
     /// Serve Swagger UI at `/docs` (`/openapi.json` is always served).
     #[arg(long, env = "STRATA_DOCS", default_value_t = true, action = clap::ArgAction::Set)]
     pub docs: bool,
+    /// Clients of `GET /v1/events/stream` this instance serves at once; more are answered 503
+    /// with `Retry-After`.
+    #[arg(long, env = "STRATA_MAX_SUBSCRIBERS", default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_subscribers: u64,
+    /// Events a live subscriber may fall behind the log before it is sent a last `cutoff` event
+    /// and disconnected (the live buffer, shared by the subscribers of this instance).
+    #[arg(long, env = "STRATA_SUBSCRIBER_BUFFER", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub subscriber_buffer: u64,
+    /// Milliseconds between the comment lines an idle event stream sends, so that proxies keep
+    /// it open.
+    #[arg(long, env = "STRATA_SSE_HEARTBEAT_MS", default_value_t = 15_000,
+        value_parser = clap::value_parser!(u64).range(100..))]
+    pub sse_heartbeat_ms: u64,
 }
 
 impl ServeArgs {
@@ -298,6 +314,8 @@ pub struct Settings {
     pub jwt_audience: Option<String>,
     /// What one client may take of the server: connections, time, requests, rate.
     pub limits: EdgeLimits,
+    /// How the live event streams are bounded.
+    pub subscriptions: SubscriptionLimits,
     /// Where `/metrics` is served when not on the API's address.
     pub metrics_addr: Option<SocketAddr>,
     /// Whether Swagger UI is served at `/docs`.
@@ -416,6 +434,11 @@ impl Settings {
             jwt_issuer: non_blank(args.jwt_issuer),
             jwt_audience: non_blank(args.jwt_audience),
             limits,
+            subscriptions: SubscriptionLimits {
+                max_subscribers: usize::try_from(args.max_subscribers).unwrap_or(usize::MAX),
+                buffer: usize::try_from(args.subscriber_buffer).unwrap_or(usize::MAX),
+                heartbeat: Duration::from_millis(args.sse_heartbeat_ms),
+            },
             metrics_addr: args.metrics_addr,
             docs: args.docs,
         })

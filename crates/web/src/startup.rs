@@ -14,10 +14,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use strata_application::{
-    CommandConfig, CommandService, HistoryService, QueryConfig, QueryService, Rehydrator,
-    StatusService,
+    CommandConfig, CommandService, HistoryService, LiveLog, LogFeed, QueryConfig, QueryService,
+    Rehydrator, StatusService,
 };
-use strata_ports::{RandomIds, SearchIndex, SystemClock};
+use strata_ports::{LogWakeups, RandomIds, SearchIndex, SystemClock};
 use strata_wiring::{Backend, Database, Storage, StorageFiles, Stores};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -34,6 +34,7 @@ use crate::request_id::{self, MakeRequestUuidV7, REQUEST_ID};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, Services};
+use crate::subscriptions::Subscriptions;
 
 use projector::InProcessProjector;
 
@@ -127,7 +128,8 @@ impl Application {
         if let Err(error) = search.prepare().await {
             tracing::warn!(%error, "the search index is not ready; searches fail until it is");
         }
-        let mut application = Self::with_stores(settings, stores).await?;
+        let wakeups = workers.wakeups.clone();
+        let mut application = Self::wire(settings, stores, wakeups).await?;
         application.files = files;
         if with_projector {
             tracing::info!("the projection workers run in this process");
@@ -143,6 +145,16 @@ impl Application {
     /// # Errors
     /// When the address cannot be bound.
     pub async fn with_stores(settings: Settings, stores: Stores) -> anyhow::Result<Self> {
+        Self::wire(settings, stores, None).await
+    }
+
+    /// [`Application::with_stores`], the live log woken by `wakeups` when given (else it
+    /// polls).
+    async fn wire(
+        settings: Settings,
+        stores: Stores,
+        wakeups: Option<Arc<dyn LogWakeups>>,
+    ) -> anyhow::Result<Self> {
         let Stores {
             events: store,
             snapshots,
@@ -165,6 +177,17 @@ impl Application {
             max_retries: command_retries,
             ..CommandConfig::default()
         };
+        let (closing, stopping) = watch::channel(false);
+        let subscriptions = Subscriptions::new(
+            Arc::new(LogFeed::new(store.clone())),
+            LiveLog::new(
+                store.clone(),
+                wakeups,
+                settings.subscriptions.buffer,
+                stopping,
+            ),
+            settings.subscriptions,
+        );
         let state = AppState::new(Services {
             commands: CommandService::new(
                 store.clone(),
@@ -191,6 +214,8 @@ impl Application {
             readiness: store,
             metrics: crate::metrics::recorder(),
             rate_limits: RateLimiters::new(settings.limits.rate),
+            subscriptions,
+            closing,
         });
         let listener = TcpListener::bind(settings.http_addr)
             .await
@@ -262,7 +287,14 @@ impl Application {
                 signal,
             ))
         });
+        let state = self.state.clone();
         tokio::spawn(upkeep(self.state, stop));
+        // Live streams never end by themselves: they end first, so that the stop waits only
+        // for requests.
+        let signal = async move {
+            signal.await;
+            state.closing.send_replace(true);
+        };
         let served =
             crate::serve::serve(self.listener, self.router, self.limits.connections, signal).await;
         let _ = stop_tx.send(true);
@@ -304,6 +336,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .merge(routes::accounts::router())
         .merge(routes::account_queries::router())
         .merge(routes::projections::router())
+        .merge(routes::events::router())
         .merge(routes::health::router())
         .merge(routes::openapi::router(settings.docs));
     if settings.metrics_addr.is_none() {

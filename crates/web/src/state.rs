@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use strata_application::{CommandService, HistoryService, QueryService, StatusService};
 use strata_ports::EventStore;
+use tokio::sync::watch;
 
 use crate::auth::{Gatekeeper, JwtKeys};
 use crate::limits::RateLimiters;
 use crate::metrics::Metrics;
+use crate::subscriptions::Subscriptions;
 
 /// The handler state, shared: axum clones it for every request, so a clone is one reference
 /// count, not a copy of each service (keys, validation rules and configs allocate when copied:
@@ -44,6 +46,11 @@ pub struct Services {
     pub metrics: Metrics,
     /// Per-principal rate limits of commands and queries.
     pub rate_limits: RateLimiters,
+    /// The log as pages and as live streams (`/v1/events`).
+    pub subscriptions: Subscriptions,
+    /// Turns true when the server stops: live streams end, so that the stop does not wait for
+    /// them.
+    pub closing: watch::Sender<bool>,
 }
 
 impl Gatekeeper for AppState {

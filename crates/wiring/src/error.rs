@@ -48,6 +48,8 @@ pub enum WiringError {
     Migrate(#[from] MigrateError),
     #[error("cannot configure the Elasticsearch client")]
     Elasticsearch(#[source] Cause),
+    #[error("cannot configure the NATS publisher")]
+    Publisher(#[source] Cause),
     #[error(
         "strata-web backup copies the embedded SQLite database only: back PostgreSQL up with \
          pg_dump, or with continuous archiving and point-in-time recovery (PITR)"

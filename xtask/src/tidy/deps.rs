@@ -21,8 +21,15 @@ const ADAPTER_PREFIX: &str = "strata-adapters-";
 const WIRING: &str = "strata-wiring";
 
 /// Workspace packages that use the wiring, and may use adapters in their tests (as
-/// dev-dependencies): the binaries, the end-to-end tests and the tools.
-const ABOVE_THE_WIRING: &[&str] = &["strata-web", "strata-projector", "strata-tests", "xtask"];
+/// dev-dependencies): the binaries, the end-to-end tests, the tools, and the examples (services
+/// outside Strata, whose tests run Strata's adapters to produce what they consume).
+const ABOVE_THE_WIRING: &[&str] = &[
+    "strata-web",
+    "strata-projector",
+    "strata-tests",
+    "xtask",
+    "strata-example-order-totals",
+];
 
 /// Whether the pure domain may not depend on this crate: async runtimes, IO and drivers.
 fn is_infrastructure(name: &str) -> bool {

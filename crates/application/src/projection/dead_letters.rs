@@ -4,7 +4,9 @@
 use strata_ports::{DeadLetter, Generation, RecordedEvent};
 
 use super::Projection;
-use super::step::{ProjectorError, Step, apply_or_park, failure, flush_error, park, refused};
+use super::step::{
+    ProjectorError, Refused, Step, apply_or_park, failure, flush_error, park, refused,
+};
 use super::worker::WorkerDeps;
 
 /// What a retry or a skip of a parked event did.
@@ -103,16 +105,25 @@ async fn replay_dead_letters(
             }
         }
     }
-    // A skipped event is flushed too: a projection that folds whole streams (search) writes the
-    // stream's state again, leaving out only what it cannot read.
+    // A skipped event is handed to the flush too: a projection that folds whole streams
+    // (search) writes the stream's state again, leaving out only what it cannot read.
     let skipped = letters.first().filter(|_| skip_first);
-    let flushed_letters: Vec<&DeadLetter> = skipped.into_iter().chain(applied).collect();
-    let events: Vec<&RecordedEvent> = flushed_letters.iter().map(|l| &l.event).collect();
+    let applied_events: Vec<&RecordedEvent> = applied.iter().map(|l| &l.event).collect();
     let flushed = projection
-        .flush(Generation::Live, &events)
+        .flush_parked(skipped.map(|l| &l.event), &applied_events)
         .await
         .map_err(|e| flush_error(e, position))?;
-    for (event, reason) in refused(&events, flushed, position)? {
+    let flushed_letters: Vec<&DeadLetter> = skipped.into_iter().chain(applied).collect();
+    let events: Vec<&RecordedEvent> = flushed_letters.iter().map(|l| &l.event).collect();
+    // The checkpoint is not this batch's to move: a refusal that `stops` parks the rest
+    // behind it (`behind`) instead.
+    for Refused {
+        event,
+        reason,
+        behind,
+        stops: _,
+    } in refused(&events, flushed, position)?
+    {
         // `refused` names only events of `events`, which are the letters' own.
         let attempts = flushed_letters
             .iter()
@@ -124,7 +135,7 @@ async fn replay_dead_letters(
             event,
             reason,
             attempts,
-            None,
+            behind,
             &*deps.clock,
         )
         .await?;

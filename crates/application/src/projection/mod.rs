@@ -5,6 +5,7 @@
 mod accounts;
 mod dead_letters;
 mod orders;
+mod publisher;
 mod rebuild;
 mod search;
 mod step;
@@ -13,6 +14,7 @@ mod worker;
 pub use accounts::AccountsProjection;
 pub use dead_letters::{DlqOutcome, dlq_retry, dlq_skip};
 pub use orders::OrdersProjection;
+pub use publisher::PublisherProjection;
 pub use rebuild::{RebuildProgress, abandon_rebuild, rebuild};
 pub use search::SearchProjection;
 pub use step::ProjectorError;
@@ -22,8 +24,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use strata_ports::{
-    EventStore, EventStoreError, Generation, ProjectionBatch, ProjectionName, ReadModelError,
-    RecordedEvent, SearchError, SearchIndex,
+    EventPublisher, EventStore, EventStoreError, Generation, ProjectionBatch, ProjectionName,
+    PublishError, ReadModelError, RecordedEvent, SearchError, SearchIndex,
 };
 
 /// Why a handler could not apply an event.
@@ -42,6 +44,10 @@ pub enum HandlerError {
     /// The search index failed as a whole (a refused document is a [`Flushed`] failure).
     #[error(transparent)]
     Search(#[from] SearchError),
+    /// The broker failed as a whole, or its stream does not fit (a refused message is a
+    /// [`Flushed`] failure).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
 }
 
 /// An event whose effect a projection could not write when it flushed a batch; it is parked.
@@ -49,6 +55,12 @@ pub enum HandlerError {
 pub struct FlushFailure {
     pub position: u64,
     pub reason: String,
+    /// The failed event of the same stream this one waits behind (`None`: it failed itself).
+    pub behind: Option<u64>,
+    /// Nothing after this event was written: the batch moves its checkpoint only to it, and
+    /// the events after it are read again by the next batch (a publisher stops at a refusal,
+    /// so that the broker never holds an event past one it has not taken).
+    pub stops: bool,
 }
 
 /// The events whose effects [`Projection::flush`] could not write (empty: all written).
@@ -112,6 +124,28 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// Writes the effects of parked events an operator applies again (`dlq retry`, `dlq
+    /// skip`): `skipped`, the event an operator dropped, if any, then `applied`, the events
+    /// applied again. By default the same as [`Projection::flush`] of them all, in the live
+    /// generation (a projection that folds whole streams writes the stream again, leaving out
+    /// what it cannot read).
+    ///
+    /// # Errors
+    /// As for [`Projection::flush`].
+    async fn flush_parked(
+        &self,
+        skipped: Option<&RecordedEvent>,
+        applied: &[&RecordedEvent],
+    ) -> Result<Flushed, HandlerError> {
+        let all: Vec<&RecordedEvent> = skipped.into_iter().chain(applied.iter().copied()).collect();
+        self.flush(Generation::Live, &all).await
+    }
+
+    /// Why the projection cannot be rebuilt, if it cannot (its effects cannot be taken back).
+    fn not_rebuildable(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Prepares an empty rebuild generation of what the projection keeps outside the batch's
     /// storage.
     async fn start_rebuild(&self) -> Result<(), HandlerError> {
@@ -153,11 +187,19 @@ pub(crate) fn is_next(
 }
 
 /// The projections of this service; the search projection folds orders from `events` into
-/// `search`.
-pub fn all(events: Arc<dyn EventStore>, search: Arc<dyn SearchIndex>) -> Vec<Arc<dyn Projection>> {
-    vec![
+/// `search`; the publisher hands the log to `publisher`, when there is one.
+pub fn all(
+    events: Arc<dyn EventStore>,
+    search: Arc<dyn SearchIndex>,
+    publisher: Option<Arc<dyn EventPublisher>>,
+) -> Vec<Arc<dyn Projection>> {
+    let mut all: Vec<Arc<dyn Projection>> = vec![
         Arc::new(OrdersProjection),
         Arc::new(AccountsProjection),
         Arc::new(SearchProjection::new(events, search)),
-    ]
+    ];
+    if let Some(publisher) = publisher {
+        all.push(Arc::new(PublisherProjection::new(publisher)));
+    }
+    all
 }

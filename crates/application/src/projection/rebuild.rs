@@ -41,7 +41,8 @@ pub struct RebuildProgress {
 /// the live checkpoint (catching up again while the live worker keeps moving).
 ///
 /// # Errors
-/// `Rebuilding` when another rebuild of it runs; storage failures. An interrupted rebuild leaves the live tables untouched.
+/// `Rebuilding` when another rebuild of it runs; `NotRebuildable` for the publisher; storage
+/// failures. An interrupted rebuild leaves the live tables untouched.
 pub async fn rebuild(
     deps: &WorkerDeps,
     projection: Arc<dyn Projection>,
@@ -50,6 +51,7 @@ pub async fn rebuild(
     progress: &mut (dyn FnMut(RebuildProgress) + Send),
 ) -> Result<bool, ProjectorError> {
     let name = projection.name();
+    refuse_unrebuildable(&*projection)?;
     let Some(_lease) = deps.leases.try_acquire(name, Generation::Rebuild).await? else {
         return Err(ProjectorError::Rebuilding(name.to_string()));
     };
@@ -107,9 +109,20 @@ pub async fn abandon_rebuild(
     deps: &WorkerDeps,
     projection: &dyn Projection,
 ) -> Result<(), ProjectorError> {
+    refuse_unrebuildable(projection)?;
     deps.store.abandon_rebuild(projection.name()).await?;
     projection
         .abandon_rebuild()
         .await
         .map_err(|e| flush_error(e, 0))
+}
+
+fn refuse_unrebuildable(projection: &dyn Projection) -> Result<(), ProjectorError> {
+    match projection.not_rebuildable() {
+        Some(why) => Err(ProjectorError::NotRebuildable {
+            name: projection.name().to_string(),
+            why,
+        }),
+        None => Ok(()),
+    }
 }

@@ -236,6 +236,8 @@ impl Projection for SearchProjection {
                 Err(reason) => failures.push(FlushFailure {
                     position: event.global_position,
                     reason,
+                    behind: None,
+                    stops: false,
                 }),
             }
         }
@@ -263,6 +265,8 @@ impl Projection for SearchProjection {
                     "the search index refused order {} at version {}: {}",
                     refused.order_id, refused.version, refused.reason
                 ),
+                behind: None,
+                stops: false,
             });
         }
         Ok(failures)

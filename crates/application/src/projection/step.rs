@@ -3,7 +3,8 @@
 //! a [`ProjectorError`] (parked, or failing the whole batch).
 
 use strata_ports::{
-    Clock, DeadLetter, EventStoreError, ProjectionBatch, ReadModelError, RecordedEvent, SearchError,
+    Clock, DeadLetter, EventStoreError, ProjectionBatch, PublishError, ReadModelError,
+    RecordedEvent, SearchError,
 };
 
 use super::{Flushed, HandlerError, Projection};
@@ -19,8 +20,12 @@ pub enum ProjectorError {
     Handler { position: u64, reason: String },
     #[error(transparent)]
     Search(#[from] SearchError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
     #[error("a rebuild of {0} is already running")]
     Rebuilding(String),
+    #[error("{name} cannot be rebuilt: {why}")]
+    NotRebuildable { name: String, why: &'static str },
 }
 
 impl ProjectorError {
@@ -31,6 +36,7 @@ impl ProjectorError {
             Self::Events(EventStoreError::Unavailable(_))
                 | Self::ReadModel(ReadModelError::Unavailable(_))
                 | Self::Search(SearchError::Unavailable(_))
+                | Self::Publish(PublishError::Unavailable(_))
         )
     }
 }
@@ -44,6 +50,7 @@ pub(super) fn failure(event: &RecordedEvent, error: HandlerError) -> ProjectorEr
         }
         HandlerError::Events(error) => ProjectorError::Events(error),
         HandlerError::Search(error) => ProjectorError::Search(error),
+        HandlerError::Publish(error) => ProjectorError::Publish(error),
         other => ProjectorError::Handler {
             position: event.global_position,
             reason: other.to_string(),
@@ -124,6 +131,7 @@ pub(super) fn flush_error(error: HandlerError, last: u64) -> ProjectorError {
         HandlerError::Storage(error) => ProjectorError::ReadModel(error),
         HandlerError::Events(error) => ProjectorError::Events(error),
         HandlerError::Search(error) => ProjectorError::Search(error),
+        HandlerError::Publish(error) => ProjectorError::Publish(error),
         HandlerError::Rejected(reason) => ProjectorError::Handler {
             position: last,
             reason,
@@ -131,19 +139,32 @@ pub(super) fn flush_error(error: HandlerError, last: u64) -> ProjectorError {
     }
 }
 
-/// The applied events a flush refused, with why.
+/// An applied event a flush refused: why, and the failed event of its stream it waits behind.
+pub(super) struct Refused<'a> {
+    pub event: &'a RecordedEvent,
+    pub reason: String,
+    pub behind: Option<u64>,
+    pub stops: bool,
+}
+
+/// The applied events a flush refused.
 pub(super) fn refused<'a>(
     applied: &[&'a RecordedEvent],
     flushed: Flushed,
     last: u64,
-) -> Result<Vec<(&'a RecordedEvent, String)>, ProjectorError> {
+) -> Result<Vec<Refused<'a>>, ProjectorError> {
     flushed
         .into_iter()
         .map(|failure| {
             applied
                 .iter()
                 .find(|e| e.global_position == failure.position)
-                .map(|&event| (event, failure.reason))
+                .map(|&event| Refused {
+                    event,
+                    reason: failure.reason,
+                    behind: failure.behind,
+                    stops: failure.stops,
+                })
                 .ok_or_else(|| ProjectorError::Handler {
                     position: last,
                     reason: format!(

@@ -283,7 +283,18 @@ impl ProjectionWorker {
             .flush(self.generation, &applied)
             .await
             .map_err(|e| flush_error(e, last))?;
-        for (event, reason) in refused(&applied, flushed, last)? {
+        // A flush that stopped at an event moves the checkpoint only to it.
+        let mut to = last;
+        for step::Refused {
+            event,
+            reason,
+            behind,
+            stops,
+        } in refused(&applied, flushed, last)?
+        {
+            if stops {
+                to = to.min(event.global_position);
+            }
             let attempts = failures.get(&event.global_position).copied().unwrap_or(0) + 1;
             tracing::error!(
                 projection = self.name(),
@@ -292,12 +303,17 @@ impl ProjectionWorker {
                 %reason,
                 "event parked: its effect was refused"
             );
-            self.park(&mut *batch, event, &reason, attempts, None)
+            self.park(&mut *batch, event, &reason, attempts, behind)
                 .await?;
             report.applied -= 1;
             report.parked += 1;
         }
-        batch.commit(last).await?;
+        if to < last {
+            report.applied -= applied.iter().filter(|e| e.global_position > to).count();
+            report.to = to;
+            report.caught_up = false;
+        }
+        batch.commit(to).await?;
         Ok(report)
     }
 

@@ -77,6 +77,7 @@ impl Instance {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("ELASTICSEARCH_URL")
+            .env_remove("STRATA_NATS_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -4,6 +4,7 @@
 pub mod account_queries;
 pub mod accounts;
 pub mod common;
+pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod openapi;

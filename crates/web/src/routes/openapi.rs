@@ -18,7 +18,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::Problem;
 use crate::routes::{
-    account_queries, accounts, common, health, metrics, order_queries, orders, projections, search,
+    account_queries, accounts, common, events, health, metrics, order_queries, orders, projections,
+    search,
 };
 use crate::state::AppState;
 
@@ -49,13 +50,17 @@ use crate::state::AppState;
         accounts::balance, order_queries::order, order_queries::customer_orders,
         order_queries::customer_stats, search::search, account_queries::account, account_queries::transactions,
         projections::projections, metrics::metrics, health::live, health::ready,
+        events::page, events::stream,
     ),
     components(schemas(Problem, common::EventDto, common::EventMetadataDto, common::AuditTrail,
-        common::OrderStatusName)),
+        common::OrderStatusName, events::LogEventDto, events::LogPageDto, events::CutoffDto)),
     modifiers(&BearerAuth, &CurrencyCodes, &SharedAnswers, &Links),
     tags((name = "orders"), (name = "accounts"),
         (name = "queries", description = "Read models, kept up to date by the projector. Send \
             X-Min-Position with a command's position to read your own writes."),
+        (name = "events", description = "The global log, for other services: pages of it, and \
+            the same as Server-Sent Events (catch-up, then live). Customers see their own \
+            orders' and accounts' events only."),
         (name = "operations"), (name = "health")),
 )]
 pub struct ApiDoc;

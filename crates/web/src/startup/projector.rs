@@ -37,7 +37,7 @@ impl InProcessProjector {
     pub async fn run(self, stop: watch::Receiver<bool>) {
         run_workers(
             &self.deps,
-            projection::all(self.deps.events.clone(), self.search.clone()),
+            projection::all(self.deps.events.clone(), self.search.clone(), None),
             &self.config,
             &stop,
         )
