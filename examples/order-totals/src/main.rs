@@ -37,8 +37,9 @@ struct Cli {
     consumer: String,
 }
 
-/// How long JetStream waits for an acknowledgement before it delivers a message again.
-const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long JetStream waits for an acknowledgement before it delivers a message again: how
+/// long a message taken by an instance that died waits before another gets it.
+const ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// Deliveries of a message that comes before its turn (about 10 s at 200 ms each) after which
 /// the version it waits for is taken as never coming, and it is folded all the same: Strata's
@@ -55,6 +56,8 @@ enum Applied {
     Repeated,
     /// Its order's row is not at the version before it: an earlier event is still to come.
     Early,
+    /// It cannot be folded (an order's event whose `OrderPlaced` never came): logged, dropped.
+    Dropped,
 }
 
 #[tokio::main]
@@ -86,6 +89,9 @@ async fn main() -> anyhow::Result<()> {
                 filter_subject: format!("{}.order.>", cli.subject_prefix),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: ACK_WAIT,
+                // One message at a time: the next is delivered once this one is acknowledged,
+                // so the order of the stream holds across crashes and redeliveries.
+                max_ack_pending: 1,
                 deliver_policy: consumer::DeliverPolicy::All,
                 ..consumer::pull::Config::default()
             },
@@ -117,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
         match applied {
             // Acknowledged only after the commit, and confirmed by the server: a crash in
             // between delivers the message again, which then counts as `Repeated`.
-            Applied::Folded | Applied::Repeated => message
+            Applied::Folded | Applied::Repeated | Applied::Dropped => message
                 .double_ack()
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot acknowledge: {e}"))?,
@@ -198,9 +204,15 @@ async fn apply(
     let data: serde_json::Value = serde_json::from_slice(&message.payload)?;
     let event = OrderEvent::decode_stored(event_type, schema_version, &data)?;
     let state = Order::evolve(state, &event);
-    let order = state
-        .as_ref()
-        .with_context(|| format!("{event_type} before the order was placed"))?;
+    let Some(order) = state.as_ref() else {
+        tracing::error!(
+            stream_id,
+            version,
+            event_type,
+            "no OrderPlaced before it: dropped"
+        );
+        return Ok(Applied::Dropped);
+    };
     sqlx::query(
         "INSERT INTO order_totals (order_id, version, status, total_cents, item_count, state)
          VALUES ($1, $2, $3, $4, $5, $6)
