@@ -58,6 +58,18 @@ pub struct NatsPublisher {
     settings: NatsSettings,
     /// Set once the stream was created or checked: until then, every call tries again.
     ready: tokio::sync::OnceCell<()>,
+    /// What the stream held after this publisher's last publish, so that the next one asks
+    /// the server nothing first. Forgotten on any failure; if another publisher wrote since
+    /// (a lease taken over), the first message's expected sequence is refused, the batch fails
+    /// and the next one reads the stream again.
+    held: std::sync::Mutex<Option<Held>>,
+}
+
+/// The stream's last sequence and the highest position it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    sequence: u64,
+    through: u64,
 }
 
 impl NatsPublisher {
@@ -103,6 +115,7 @@ impl NatsPublisher {
             jetstream: ContextBuilder::new().timeout(ACK_TIMEOUT).build(client),
             settings: settings.clone(),
             ready: tokio::sync::OnceCell::new(),
+            held: std::sync::Mutex::new(None),
         }
     }
 
@@ -147,19 +160,37 @@ impl NatsPublisher {
             })
     }
 
+    /// What the stream holds: as this publisher left it, or read from the server.
+    async fn held(&self) -> Result<Held, PublishError> {
+        if let Some(held) = *self.lock_held() {
+            return Ok(held);
+        }
+        let stream = self.stream().await?;
+        Ok(Held {
+            sequence: stream.cached_info().state.last_sequence,
+            through: self.held_through(&stream).await?.unwrap_or(0),
+        })
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
+        // A cache: a panic elsewhere leaves at worst a value the next publish checks anyway.
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Publishes `events` in windows, each message expecting the stream's sequence the one
     /// before it left: if the connection drops a message, those queued behind it are refused
-    /// instead of landing past a gap. `through` marks messages out of order.
+    /// instead of landing past a gap. `through` marks messages out of order. Returns the
+    /// stream's last sequence after them.
     async fn publish_from(
         &self,
-        stream: &jetstream::stream::Stream,
+        mut sequence: u64,
         events: &[&RecordedEvent],
         through: Option<u64>,
-    ) -> Result<(), PublishError> {
-        let mut sequence = stream.cached_info().state.last_sequence;
+    ) -> Result<u64, PublishError> {
         for window in events.chunks(WINDOW) {
-            self.publish_window(window, sequence, through).await?;
-            sequence += window.len() as u64;
+            sequence = self.publish_window(window, sequence, through).await?;
         }
         if let (Some(first), Some(last)) = (events.first(), events.last()) {
             tracing::trace!(
@@ -169,17 +200,18 @@ impl NatsPublisher {
                 "published"
             );
         }
-        Ok(())
+        Ok(sequence)
     }
 
     /// Sends `events` pipelined, the first expecting the stream's sequence `sequence`, and
-    /// awaits their acknowledgements in order.
+    /// awaits their acknowledgements in order; returns the stream's last sequence after them.
     async fn publish_window(
         &self,
         events: &[&RecordedEvent],
         mut sequence: u64,
         through: Option<u64>,
-    ) -> Result<(), PublishError> {
+    ) -> Result<u64, PublishError> {
+        let start = sequence;
         let mut pending = Vec::with_capacity(events.len());
         for &event in events {
             // Nothing after a message that cannot be built is sent; those before it still
@@ -188,7 +220,10 @@ impl NatsPublisher {
                 .and_then(|subject| Ok((subject, message::build(event, through)?)));
             let (subject, outbound) = match built {
                 Ok(built) => built,
-                Err(why) => return settle(pending, Some(refused(event, why))).await,
+                Err(why) => {
+                    settle(pending, start).await?;
+                    return Err(refused(event, why));
+                }
             };
             match self
                 .jetstream
@@ -197,13 +232,13 @@ impl NatsPublisher {
             {
                 Ok(ack) => pending.push((event.global_position, ack)),
                 Err(e) => {
-                    let error = publish_error(event.global_position, &e);
-                    return settle(pending, Some(error)).await;
+                    settle(pending, start).await?;
+                    return Err(publish_error(event.global_position, &e));
                 }
             }
             sequence += 1;
         }
-        settle(pending, None).await
+        settle(pending, start).await
     }
 }
 
@@ -242,38 +277,53 @@ impl EventPublisher for NatsPublisher {
     /// skipped: a repeat would not move the stream's sequence, and those after it would then
     /// expect the wrong one.
     async fn publish(&self, events: &[&RecordedEvent]) -> Result<(), PublishError> {
-        let stream = self.stream().await?;
-        let held = self.held_through(&stream).await?.unwrap_or(0);
-        let fresh = events.partition_point(|e| e.global_position <= held);
-        self.publish_from(&stream, &events[fresh..], None).await
+        let held = self.held().await?;
+        // Unknown while publishing: a failure leaves the next publish to read the stream.
+        *self.lock_held() = None;
+        let fresh = events.partition_point(|e| e.global_position <= held.through);
+        let sequence = self
+            .publish_from(held.sequence, &events[fresh..], None)
+            .await?;
+        let through = events
+            .last()
+            .map_or(held.through, |e| e.global_position.max(held.through));
+        *self.lock_held() = Some(Held { sequence, through });
+        Ok(())
     }
 
     /// Each message names the highest position the stream held before it, so the stream's
     /// resume point stays there. A repeat within the duplicate window is acknowledged without
     /// moving the stream's sequence: each message is sent alone, the stream read before it.
     async fn publish_parked(&self, events: &[&RecordedEvent]) -> Result<(), PublishError> {
+        *self.lock_held() = None;
         for &event in events {
             let stream = self.stream().await?;
             let held = self.held_through(&stream).await?.unwrap_or(0);
             let through = held.max(event.global_position);
-            self.publish_from(&stream, &[event], Some(through)).await?;
+            let sequence = stream.cached_info().state.last_sequence;
+            self.publish_from(sequence, &[event], Some(through)).await?;
         }
         Ok(())
     }
 }
 
 /// Awaits the acknowledgements in order: the first failure is the batch's answer (a refusal
-/// only if every message before it was acknowledged), else `then`.
+/// after it only if every message before it was acknowledged). Returns the stream's last
+/// sequence after them (`start` when there are none).
 async fn settle(
     pending: Vec<(u64, jetstream::context::PublishAckFuture)>,
-    then: Option<PublishError>,
-) -> Result<(), PublishError> {
+    start: u64,
+) -> Result<u64, PublishError> {
+    let mut sequence = start;
     for (position, ack) in pending {
-        if let Err(e) = ack.await {
-            return Err(publish_error(position, &e));
+        match ack.await {
+            // A repeat the broker recognised leaves the sequence where it was.
+            Ok(ack) if !ack.duplicate => sequence = ack.sequence,
+            Ok(_) => {}
+            Err(e) => return Err(publish_error(position, &e)),
         }
     }
-    then.map_or(Ok(()), Err)
+    Ok(sequence)
 }
 
 fn refused(event: &RecordedEvent, reason: String) -> PublishError {

@@ -394,3 +394,30 @@ async fn a_publisher_started_without_its_broker_publishes_once_the_broker_is_bac
     }
     assert_eq!(positions(&server.url).await, [1, 2, 3, 4, 5, 6]);
 }
+
+#[tokio::test]
+async fn a_publisher_whose_stream_another_wrote_to_reads_it_again_and_repeats_nothing() {
+    let Some(server) = NatsServer::start(
+        "a_publisher_whose_stream_another_wrote_to_reads_it_again_and_repeats_nothing",
+    ) else {
+        return;
+    };
+    let log = events(1..=7);
+    let first = server.publisher().await;
+    first.publish(&refs(&log[..3])).await.unwrap();
+    // Another instance took over (a lease lost and taken) and went on.
+    let second = server.publisher().await;
+    second.publish(&refs(&log[3..5])).await.unwrap();
+
+    // The first one's idea of the stream (sequence 3) is stale: its next messages expect the
+    // wrong sequence and are refused, not landed after the other's; its next try reads the
+    // stream again.
+    let stale = first.publish(&refs(&log[5..])).await;
+    assert!(
+        matches!(stale, Err(PublishError::Unavailable(_))),
+        "{stale:?}"
+    );
+    first.publish(&refs(&log[3..])).await.unwrap();
+
+    assert_eq!(positions(&server.url).await, [1, 2, 3, 4, 5, 6, 7]);
+}
