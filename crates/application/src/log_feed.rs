@@ -78,14 +78,6 @@ impl LogFeed {
         }
     }
 
-    /// The position of the last event of the log.
-    ///
-    /// # Errors
-    /// `Unavailable` / `Internal` for store failures.
-    pub async fn head(&self) -> Result<u64, QueryError> {
-        Ok(self.events.head_position().await?)
-    }
-
     /// The events after `query.after` that `principal` may see and the filters keep, at most
     /// `query.limit`, reading through at most a few thousand positions.
     ///

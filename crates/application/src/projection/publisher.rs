@@ -55,16 +55,14 @@ impl PublisherProjection {
                 count_published(events.len());
                 return Ok(Vec::new());
             }
-            Err(PublishError::Refused { position, reason }) => (position, reason),
             Err(error) => {
                 count_error(&error);
-                return Err(error.into());
+                match error {
+                    PublishError::Refused { position, reason } => (position, reason),
+                    other => return Err(other.into()),
+                }
             }
         };
-        count_error(&PublishError::Refused {
-            position,
-            reason: String::new(),
-        });
         let Some(index) = events.iter().position(|e| e.global_position == position) else {
             return Err(HandlerError::Rejected(format!(
                 "the broker refused position {position}, which it was not given"
