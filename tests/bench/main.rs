@@ -16,6 +16,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Parser;
 use serde_json::{Map, Value};
+use strata_application::projection::{ProjectorConfig, PublisherProjection};
 use strata_wiring::Storage;
 
 use budget::Budget;
@@ -62,9 +63,10 @@ struct Cli {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     database_url: String,
-    /// Events per batch of the `project` workload.
-    #[arg(long, default_value_t = 500)]
-    batch_size: usize,
+    /// Events per batch of the `project` and `publish` workloads (by default the projector's:
+    /// 500 for a read model, 2,000 for the publisher).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Commands per second of the `lag` and `publish-lag` workloads.
     #[arg(long, default_value_t = 1_000)]
     rate: u64,
@@ -94,6 +96,10 @@ struct Cli {
     #[arg(long, hide = true)]
     bench: bool,
 }
+
+// The binaries' allocator (decision 0017): the harness runs their code in-process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
@@ -197,12 +203,18 @@ async fn run_workload(cli: &Cli, storage: &Storage, workload: &str) -> anyhow::R
                 workloads::load(&fresh, 10_000, snapshots, budget(cli, ops)).await
             }
             ("project", _) => {
-                workloads::project(&fresh, cli.ops.unwrap_or(100_000), cli.batch_size).await
+                let batch = cli
+                    .batch_size
+                    .unwrap_or(ProjectorConfig::default().batch_size);
+                workloads::project(&fresh, cli.ops.unwrap_or(100_000), batch).await
             }
             ("rebuild", _) => binaries::rebuild(&fresh, cli.ops.unwrap_or(1_000_000)).await,
             ("lag", _) => live::lag(&fresh, cli.rate, cli.ops.unwrap_or(10 * cli.rate)).await,
             ("publish", _) => {
-                publish::publish(&fresh, cli.ops.unwrap_or(100_000), cli.batch_size).await
+                let batch = cli
+                    .batch_size
+                    .unwrap_or(PublisherProjection::DEFAULT_BATCH_SIZE);
+                publish::publish(&fresh, cli.ops.unwrap_or(100_000), batch).await
             }
             ("publish-lag", _) => {
                 publish::publish_lag(&fresh, cli.rate, cli.ops.unwrap_or(10 * cli.rate)).await

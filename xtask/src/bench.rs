@@ -25,7 +25,7 @@ pub struct BenchArgs {
     /// Operations per workload (each has its own default).
     #[arg(long)]
     pub ops: Option<u64>,
-    /// Events per batch of `project`.
+    /// Events per batch of `project` and `publish` (the projector's defaults: 500 and 2,000).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Commands per second of `lag`.

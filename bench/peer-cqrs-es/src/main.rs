@@ -114,6 +114,10 @@ struct Measured {
     extra: Map<String, Value>,
 }
 
+// The same allocator as Strata's harness (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,

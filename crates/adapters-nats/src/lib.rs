@@ -3,6 +3,7 @@
 //! as the body; publishes are pipelined and their acknowledgements awaited in order.
 #![forbid(unsafe_code)]
 
+mod acks;
 mod message;
 mod stream;
 #[cfg(feature = "testkit")]
@@ -10,11 +11,14 @@ pub mod testkit;
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::{Context, ContextBuilder, PublishErrorKind};
+use async_nats::header::NATS_EXPECTED_LAST_SEQUENCE;
+use async_nats::jetstream;
+use async_nats::jetstream::context::{Context, ContextBuilder};
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
-use async_nats::jetstream::{self, ErrorCode};
 use async_trait::async_trait;
 use strata_ports::{EventPublisher, PublishError, RecordedEvent};
+
+use crate::acks::Acks;
 
 pub use message::{POSITION_HEADER, subject_of};
 
@@ -54,6 +58,9 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The log's publisher to one JetStream stream.
 #[derive(Debug)]
 pub struct NatsPublisher {
+    /// Publishes, and receives their acknowledgements (`acks.rs`).
+    client: async_nats::Client,
+    /// Creates and reads the stream.
     jetstream: Context,
     settings: NatsSettings,
     /// Set once the stream was created or checked: until then, every call tries again.
@@ -112,7 +119,10 @@ impl NatsPublisher {
 
     fn with_client(client: async_nats::Client, settings: &NatsSettings) -> Self {
         Self {
-            jetstream: ContextBuilder::new().timeout(ACK_TIMEOUT).build(client),
+            jetstream: ContextBuilder::new()
+                .timeout(ACK_TIMEOUT)
+                .build(client.clone()),
+            client,
             settings: settings.clone(),
             ready: tokio::sync::OnceCell::new(),
             held: std::sync::Mutex::new(None),
@@ -179,19 +189,49 @@ impl NatsPublisher {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Publishes `events` in windows, each message expecting the stream's sequence the one
+    /// Publishes `events` pipelined, each message expecting the stream's sequence the one
     /// before it left: if the connection drops a message, those queued behind it are refused
-    /// instead of landing past a gap. `through` marks messages out of order. Returns the
-    /// stream's last sequence after them.
+    /// instead of landing past a gap. At most [`WINDOW`] await their acknowledgement: the
+    /// oldest is awaited before one more is sent, so the broker always has work queued.
+    /// `through` marks messages out of order. Returns the stream's last sequence after them.
     async fn publish_from(
         &self,
         mut sequence: u64,
         events: &[&RecordedEvent],
         through: Option<u64>,
     ) -> Result<u64, PublishError> {
-        for window in events.chunks(WINDOW) {
-            sequence = self.publish_window(window, sequence, through).await?;
+        if events.is_empty() {
+            return Ok(sequence);
         }
+        let mut acks = Acks::subscribe(&self.client, sequence, ACK_TIMEOUT).await?;
+        for &event in events {
+            if acks.in_flight() >= WINDOW {
+                acks.settle_oldest().await?;
+            }
+            // Nothing after a message that cannot be built is sent; those before it still
+            // count once acknowledged, so the refusal waits for them.
+            let built = subject_of(&self.settings.subject_prefix, event)
+                .and_then(|subject| Ok((subject, message::parts(event, through)?)));
+            let (subject, (mut headers, body)) = match built {
+                Ok(built) => built,
+                Err(why) => {
+                    acks.settle().await?;
+                    return Err(refused(event, why));
+                }
+            };
+            headers.insert(NATS_EXPECTED_LAST_SEQUENCE, sequence.to_string());
+            let sent = self
+                .client
+                .publish_with_reply_and_headers(subject, acks.next_reply(), headers, body)
+                .await;
+            if let Err(e) = sent {
+                acks.settle().await?;
+                return Err(acks::send_error(event.global_position, &e));
+            }
+            acks.sent(event.global_position);
+            sequence += 1;
+        }
+        let sequence = acks.settle().await?;
         if let (Some(first), Some(last)) = (events.first(), events.last()) {
             tracing::trace!(
                 from = first.global_position,
@@ -201,44 +241,6 @@ impl NatsPublisher {
             );
         }
         Ok(sequence)
-    }
-
-    /// Sends `events` pipelined, the first expecting the stream's sequence `sequence`, and
-    /// awaits their acknowledgements in order; returns the stream's last sequence after them.
-    async fn publish_window(
-        &self,
-        events: &[&RecordedEvent],
-        mut sequence: u64,
-        through: Option<u64>,
-    ) -> Result<u64, PublishError> {
-        let start = sequence;
-        let mut pending = Vec::with_capacity(events.len());
-        for &event in events {
-            // Nothing after a message that cannot be built is sent; those before it still
-            // count once acknowledged, so the refusal waits for them.
-            let built = subject_of(&self.settings.subject_prefix, event)
-                .and_then(|subject| Ok((subject, message::build(event, through)?)));
-            let (subject, outbound) = match built {
-                Ok(built) => built,
-                Err(why) => {
-                    settle(pending, start).await?;
-                    return Err(refused(event, why));
-                }
-            };
-            match self
-                .jetstream
-                .send_publish(subject, outbound.expected_last_sequence(sequence))
-                .await
-            {
-                Ok(ack) => pending.push((event.global_position, ack)),
-                Err(e) => {
-                    settle(pending, start).await?;
-                    return Err(publish_error(event.global_position, &e));
-                }
-            }
-            sequence += 1;
-        }
-        settle(pending, start).await
     }
 }
 
@@ -262,8 +264,8 @@ fn check_prefix(settings: &NatsSettings) -> Result<(), PublishError> {
     })
 }
 
-/// The most messages awaiting their acknowledgement at once: async-nats lets 5,000 wait, and
-/// then blocks the next publish until one is awaited, which here comes only after the loop.
+/// The most messages awaiting their acknowledgement at once (async-nats lets 5,000 wait, then
+/// blocks the next publish until one is awaited).
 const WINDOW: usize = 1_000;
 
 #[async_trait]
@@ -307,49 +309,9 @@ impl EventPublisher for NatsPublisher {
     }
 }
 
-/// Awaits the acknowledgements in order: the first failure is the batch's answer (a refusal
-/// after it only if every message before it was acknowledged). Returns the stream's last
-/// sequence after them (`start` when there are none).
-async fn settle(
-    pending: Vec<(u64, jetstream::context::PublishAckFuture)>,
-    start: u64,
-) -> Result<u64, PublishError> {
-    let mut sequence = start;
-    for (position, ack) in pending {
-        match ack.await {
-            // A repeat the broker recognised leaves the sequence where it was.
-            Ok(ack) if !ack.duplicate => sequence = ack.sequence,
-            Ok(_) => {}
-            Err(e) => return Err(publish_error(position, &e)),
-        }
-    }
-    Ok(sequence)
-}
-
 fn refused(event: &RecordedEvent, reason: String) -> PublishError {
     PublishError::Refused {
         position: event.global_position,
         reason,
-    }
-}
-
-/// A refusal for good (the message can never fit), or an outage to wait out.
-fn publish_error(position: u64, error: &jetstream::context::PublishError) -> PublishError {
-    let code = std::error::Error::source(error)
-        .and_then(|s| s.downcast_ref::<jetstream::Error>())
-        .map(jetstream::Error::error_code);
-    match (error.kind(), code) {
-        (PublishErrorKind::MaxPayloadExceeded, _)
-        | (
-            _,
-            Some(
-                ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM
-                | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM,
-            ),
-        ) => PublishError::Refused {
-            position,
-            reason: format!("too large for the broker: {error}"),
-        },
-        _ => PublishError::Unavailable(format!("event at position {position}: {error}")),
     }
 }

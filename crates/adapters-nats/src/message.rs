@@ -2,7 +2,6 @@
 
 use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
-use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use strata_ports::RecordedEvent;
 use time::format_description::well_known::Rfc3339;
@@ -41,12 +40,34 @@ pub(crate) fn check_token(token: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The message of `event`: the envelope in headers, the data (JSON) as the body; `through`, for
-/// a message out of order, the highest position the stream holds.
+/// The names of the headers, made once: a name built from a `&str` is checked and copied on
+/// every message.
+mod name {
+    use async_nats::HeaderName;
+
+    pub const EVENT_ID: HeaderName = HeaderName::from_static("Strata-Event-Id");
+    pub const STREAM_ID: HeaderName = HeaderName::from_static("Strata-Stream-Id");
+    pub const STREAM_VERSION: HeaderName = HeaderName::from_static("Strata-Stream-Version");
+    pub const POSITION: HeaderName = HeaderName::from_static(super::POSITION_HEADER);
+    pub const EVENT_TYPE: HeaderName = HeaderName::from_static("Strata-Event-Type");
+    pub const SCHEMA_VERSION: HeaderName = HeaderName::from_static("Strata-Schema-Version");
+    pub const RECORDED_AT: HeaderName = HeaderName::from_static("Strata-Recorded-At");
+    pub const CORRELATION_ID: HeaderName = HeaderName::from_static("Strata-Correlation-Id");
+    pub const CAUSATION_ID: HeaderName = HeaderName::from_static("Strata-Causation-Id");
+    pub const PUBLISHED_THROUGH: HeaderName =
+        HeaderName::from_static(super::PUBLISHED_THROUGH_HEADER);
+    pub const CONTENT_TYPE: HeaderName = HeaderName::from_static("Content-Type");
+}
+
+/// The headers and the body of `event`'s message: the envelope in headers, the data (JSON) as
+/// the body; `through`, for a message out of order, the highest position the stream holds.
 ///
 /// # Errors
 /// Why the event cannot be written as a message.
-pub(crate) fn build(event: &RecordedEvent, through: Option<u64>) -> Result<PublishMessage, String> {
+pub(crate) fn parts(
+    event: &RecordedEvent,
+    through: Option<u64>,
+) -> Result<(HeaderMap, Bytes), String> {
     let body = serde_json::to_vec(&event.data).map_err(|e| format!("data: {e}"))?;
     let recorded_at = event
         .recorded_at
@@ -54,34 +75,27 @@ pub(crate) fn build(event: &RecordedEvent, through: Option<u64>) -> Result<Publi
         .map_err(|e| format!("recorded at: {e}"))?;
     let event_id = event.event_id.to_string();
     let mut headers = HeaderMap::new();
+    // Values are moved in as `String`s: a `&str` would be copied once more.
+    headers.insert(name::EVENT_ID, event_id.clone());
     // The broker drops a repeated id within its duplicate window.
-    headers.insert(NATS_MESSAGE_ID, event_id.as_str());
-    headers.insert("Strata-Event-Id", event_id.as_str());
-    headers.insert("Strata-Stream-Id", event.stream_id.as_str());
-    headers.insert(
-        "Strata-Stream-Version",
-        event.stream_version.to_string().as_str(),
-    );
-    headers.insert(POSITION_HEADER, event.global_position.to_string().as_str());
-    headers.insert("Strata-Event-Type", event.event_type.as_str());
-    headers.insert(
-        "Strata-Schema-Version",
-        event.schema_version.to_string().as_str(),
-    );
-    headers.insert("Strata-Recorded-At", recorded_at.as_str());
+    headers.insert(NATS_MESSAGE_ID, event_id);
+    headers.insert(name::STREAM_ID, event.stream_id.as_str().to_owned());
+    headers.insert(name::STREAM_VERSION, event.stream_version.to_string());
+    headers.insert(name::POSITION, event.global_position.to_string());
+    headers.insert(name::EVENT_TYPE, event.event_type.clone());
+    headers.insert(name::SCHEMA_VERSION, event.schema_version.to_string());
+    headers.insert(name::RECORDED_AT, recorded_at);
     if let Some(correlation) = &event.metadata.correlation_id {
-        headers.insert("Strata-Correlation-Id", correlation.as_str());
+        headers.insert(name::CORRELATION_ID, correlation.clone());
     }
     if let Some(causation) = &event.metadata.causation_id {
-        headers.insert("Strata-Causation-Id", causation.as_str());
+        headers.insert(name::CAUSATION_ID, causation.clone());
     }
     if let Some(through) = through {
-        headers.insert(PUBLISHED_THROUGH_HEADER, through.to_string().as_str());
+        headers.insert(name::PUBLISHED_THROUGH, through.to_string());
     }
-    headers.insert("Content-Type", "application/json");
-    Ok(PublishMessage::build()
-        .headers(headers)
-        .payload(Bytes::from(body)))
+    headers.insert(name::CONTENT_TYPE, "application/json".to_owned());
+    Ok((headers, Bytes::from(body)))
 }
 
 /// The highest global position the stream held once this message was in: its own, or for a

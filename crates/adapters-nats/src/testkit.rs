@@ -300,3 +300,14 @@ impl NatsServer {
             .expect("the test's server takes a publisher")
     }
 }
+
+/// The headers and the body the publisher sends for `event` (in order), for a benchmark that
+/// times the broker alone with the same messages.
+///
+/// # Errors
+/// Why the event cannot be written as a message.
+pub fn message_of(
+    event: &strata_ports::RecordedEvent,
+) -> Result<(async_nats::HeaderMap, bytes::Bytes), String> {
+    crate::message::parts(event, None)
+}

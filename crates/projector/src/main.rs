@@ -8,6 +8,10 @@ use strata_projector::console::LogWriter;
 use strata_projector::settings::Cli;
 use strata_projector::startup::run;
 
+// mimalloc instead of glibc's malloc: decision 0017.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use strata_application::projection::ProjectorConfig;
+use strata_application::projection::{ProjectorConfig, PublisherProjection};
 use strata_wiring::SecretUrl;
 
 /// Command line of `strata-projector`.
@@ -87,6 +87,16 @@ pub struct NatsFlags {
         global = true
     )]
     pub nats_duplicate_window_ms: u64,
+    /// Events per batch of the `publisher` (one pipeline of publishes, then one checkpoint
+    /// commit); the read models' batches are `--batch-size`.
+    #[arg(
+        long,
+        env = "STRATA_NATS_BATCH_SIZE",
+        default_value_t = PublisherProjection::DEFAULT_BATCH_SIZE,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000),
+        global = true
+    )]
+    pub nats_batch_size: usize,
 }
 
 impl NatsFlags {
@@ -211,6 +221,36 @@ impl Tuning {
             poll_interval: Duration::from_millis(self.poll_ms.max(1)),
             max_attempts: self.max_attempts.max(1),
             ..ProjectorConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("strata-projector").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_publisher_batches_2000_events_unless_told_and_refuses_none_or_absurdly_many() {
+        // An operator's environment may set it; the default is what this test is about.
+        if std::env::var_os("STRATA_NATS_BATCH_SIZE").is_none() {
+            assert_eq!(parse(&["run"]).unwrap().nats.nats_batch_size, 2_000);
+        }
+        let cli = parse(&["run", "--nats-batch-size", "5000", "--batch-size", "100"]).unwrap();
+        assert_eq!(cli.nats.nats_batch_size, 5_000);
+        for bad in ["0", "100001", "-1", "many"] {
+            let flag = format!("--nats-batch-size={bad}");
+            let error = parse(&["run", &flag]).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad}"
+            );
         }
     }
 }

@@ -198,7 +198,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .context("cannot serve the metrics")?;
             }
-            run_workers(&backend.workers, projections, &tuning.config(), &stop).await;
+            // The publisher has a batch size of its own (`--nats-batch-size`).
+            let (publishing, projecting): (Vec<_>, Vec<_>) = projections
+                .into_iter()
+                .partition(|p| p.name() == ProjectionName::Publisher);
+            let config = tuning.config();
+            let publishing_config = strata_application::projection::ProjectorConfig {
+                batch_size: nats.nats_batch_size,
+                ..config.clone()
+            };
+            tokio::join!(
+                run_workers(&backend.workers, projecting, &config, &stop),
+                run_workers(&backend.workers, publishing, &publishing_config, &stop),
+            );
             backend.files.close().await;
             Ok(())
         }

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use strata_web::{Application, Cli, Command, Settings, telemetry};
 
+// mimalloc instead of glibc's malloc: decision 0017.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

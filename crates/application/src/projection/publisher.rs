@@ -29,6 +29,12 @@ impl std::fmt::Debug for PublisherProjection {
 }
 
 impl PublisherProjection {
+    /// Events per batch of the publisher unless configured: four times a read model's. A
+    /// batch is one pipeline of publishes, drained before the checkpoint commits; bigger
+    /// batches drain less often, and cost no more than their events' memory (no read-model
+    /// writes, and nothing is published twice after a crash: the resume point is the stream's).
+    pub const DEFAULT_BATCH_SIZE: usize = 2_000;
+
     pub fn new(publisher: Arc<dyn EventPublisher>) -> Self {
         Self { publisher }
     }
