@@ -39,9 +39,9 @@ impl Acks {
         timeout: Duration,
     ) -> Result<Self, PublishError> {
         let inbox = client.new_inbox();
-        let subscription = client
-            .subscribe(format!("{inbox}.*"))
+        let subscription = tokio::time::timeout(timeout, client.subscribe(format!("{inbox}.*")))
             .await
+            .map_err(|_| PublishError::Unavailable(format!("cannot subscribe in {timeout:?}")))?
             .map_err(|e| PublishError::Unavailable(format!("cannot subscribe for acks: {e}")))?;
         Ok(Self {
             inbox,
@@ -226,14 +226,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_repeat_keeps_the_sequence_and_a_message_too_large_is_refused_after_those_before() {
+    async fn a_repeat_keeps_the_sequence_and_a_message_too_large_is_refused() {
         let Some((_server, client, mut acks)) = started("acks_refused").await else {
             return;
         };
         let replies = sent(&mut acks, 3).await;
         answer(&client, &replies, &[0, 1, 2], |i| match i {
             0 => r#"{"stream":"S","seq":11}"#.to_owned(),
-            1 => r#"{"stream":"S","seq":11,"duplicate":true}"#.to_owned(),
+            // The sequence of the message it repeats, long before.
+            1 => r#"{"stream":"S","seq":5,"duplicate":true}"#.to_owned(),
             _ => r#"{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}"#.to_owned(),
         })
         .await;
@@ -247,6 +248,80 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_waits_for_the_acknowledgements_before_it() {
+        let Some((_server, client, mut acks)) = started("acks_refusal_waits").await else {
+            return;
+        };
+        acks.timeout = Duration::from_millis(300);
+        let replies = sent(&mut acks, 3).await;
+        // The refusal of the last arrives first; the first is never acknowledged.
+        answer(&client, &replies, &[2, 1], |i| match i {
+            2 => r#"{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}"#.to_owned(),
+            _ => format!(r#"{{"stream":"S","seq":{}}}"#, 11 + i),
+        })
+        .await;
+        match acks.settle().await {
+            Err(PublishError::Unavailable(why)) => assert!(why.contains("position 100"), "{why}"),
+            other => panic!("the message at 100 was never acknowledged: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_of_no_message_waited_for_are_ignored() {
+        let Some((_server, client, mut acks)) = started("acks_stale").await else {
+            return;
+        };
+        let replies = sent(&mut acks, 1).await;
+        let inbox = replies[0].trim_end_matches(".0").to_owned();
+        for stale in ["7", "1", "x"] {
+            let body = r#"{"error":{"code":400,"err_code":10054,"description":"x"}}"#;
+            client
+                .publish(format!("{inbox}.{stale}"), body.into())
+                .await
+                .unwrap();
+        }
+        answer(&client, &replies, &[0], |_| {
+            r#"{"stream":"S","seq":11}"#.to_owned()
+        })
+        .await;
+        assert_eq!(acks.settle().await.unwrap(), 11);
+    }
+
+    #[tokio::test]
+    async fn a_subject_no_stream_takes_is_an_outage() {
+        let Some(server) = NatsServer::start("acks_no_responders") else {
+            return;
+        };
+        let client = async_nats::connect(server.url.as_str()).await.unwrap();
+        let mut acks = Acks::subscribe(&client, 10, Duration::from_secs(5))
+            .await
+            .unwrap();
+        client
+            .publish_with_reply("nobody.listens", acks.next_reply(), "{}".into())
+            .await
+            .unwrap();
+        acks.sent(100);
+        match acks.settle().await {
+            Err(PublishError::Unavailable(why)) => assert!(why.contains("no stream"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_servers_maximum_is_refused_for_good() {
+        let too_large = async_nats::client::PublishError::new(
+            async_nats::client::PublishErrorKind::MaxPayloadExceeded,
+        );
+        assert!(matches!(
+            send_error(7, &too_large),
+            PublishError::Refused { position: 7, .. }
+        ));
+        let gone =
+            async_nats::client::PublishError::new(async_nats::client::PublishErrorKind::Send);
+        assert!(matches!(send_error(7, &gone), PublishError::Unavailable(_)));
     }
 
     #[tokio::test]
@@ -270,7 +345,9 @@ mod tests {
                 answer(&client, &replies, &[0], |_| body.to_owned()).await;
             }
             match acks.settle().await {
-                Err(PublishError::Unavailable(why)) => assert!(why.contains("100"), "{why}"),
+                Err(PublishError::Unavailable(why)) => {
+                    assert!(why.contains("position 100"), "{why}");
+                }
                 other => panic!("{body:?}: {other:?}"),
             }
         }

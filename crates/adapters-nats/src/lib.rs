@@ -51,8 +51,9 @@ impl NatsSettings {
     }
 }
 
-/// How long a publish waits for its acknowledgement, and an API request for its answer. A
-/// cluster elects a new stream leader in 4–9 s: shorter, and a failover reads as an outage.
+/// How long a publish waits for its acknowledgement (or for the client to take the message),
+/// and an API request for its answer. A cluster elects a new stream leader in 4–9 s: shorter,
+/// and a failover reads as an outage.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The log's publisher to one JetStream stream.
@@ -220,13 +221,24 @@ impl NatsPublisher {
                 }
             };
             headers.insert(NATS_EXPECTED_LAST_SEQUENCE, sequence.to_string());
-            let sent = self
-                .client
-                .publish_with_reply_and_headers(subject, acks.next_reply(), headers, body)
-                .await;
-            if let Err(e) = sent {
+            // The client's queue is bounded: a connection down long enough fills it.
+            let send = self.client.publish_with_reply_and_headers(
+                subject,
+                acks.next_reply(),
+                headers,
+                body,
+            );
+            let failed = match tokio::time::timeout(ACK_TIMEOUT, send).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(acks::send_error(event.global_position, &e)),
+                Err(_) => Some(PublishError::Unavailable(format!(
+                    "event at position {}: not sent in {ACK_TIMEOUT:?}",
+                    event.global_position
+                ))),
+            };
+            if let Some(failed) = failed {
                 acks.settle().await?;
-                return Err(acks::send_error(event.global_position, &e));
+                return Err(failed);
             }
             acks.sent(event.global_position);
             sequence += 1;
@@ -264,8 +276,8 @@ fn check_prefix(settings: &NatsSettings) -> Result<(), PublishError> {
     })
 }
 
-/// The most messages awaiting their acknowledgement at once (async-nats lets 5,000 wait, then
-/// blocks the next publish until one is awaited).
+/// The most messages awaiting their acknowledgement at once: enough to keep the broker busy, few
+/// enough that the client's queue (2,048 commands) never holds a whole window.
 const WINDOW: usize = 1_000;
 
 #[async_trait]

@@ -400,7 +400,7 @@ async fn a_projector_killed_mid_stream_resumes_without_a_gap_or_a_duplicate(pool
         server.url.as_str(),
         "--projection",
         "publisher",
-        "--batch-size",
+        "--nats-batch-size",
         "100",
         "--poll-ms",
         "50",
