@@ -311,11 +311,11 @@ impl EventPublisher for NatsPublisher {
     async fn publish_parked(&self, events: &[&RecordedEvent]) -> Result<(), PublishError> {
         *self.lock_held() = None;
         for &event in events {
-            let stream = self.stream().await?;
-            let held = self.held_through(&stream).await?.unwrap_or(0);
-            let through = held.max(event.global_position);
-            let sequence = stream.cached_info().state.last_sequence;
-            self.publish_from(sequence, &[event], Some(through)).await?;
+            // Read from the server each time: the cache stays empty while parked events go out.
+            let held = self.held().await?;
+            let through = held.through.max(event.global_position);
+            self.publish_from(held.sequence, &[event], Some(through))
+                .await?;
         }
         Ok(())
     }
