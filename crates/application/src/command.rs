@@ -210,26 +210,29 @@ impl CommandService {
         };
 
         let mut attempt = 0;
-        // Only the first attempt may start from the cache: a retry follows a lost race.
-        let mut cached = match target {
-            Target::New => None,
+        // Only the first attempt may start from the cache: a retry follows a lost race, and
+        // starts from the state it lost with.
+        let mut start = match target {
+            Target::New => Start::Load,
             Target::Existing(_) => self
                 .cache
                 .take::<A::State>(&stream_id)
-                .filter(|c| context.expected_version.is_none_or(|v| v == c.version)),
+                .filter(|c| context.expected_version.is_none_or(|v| v == c.version))
+                .map_or(Start::Load, Start::Cached),
         };
         loop {
             attempt += 1;
-            let from_cache = cached.is_some();
-            let loaded = match cached.take() {
-                Some(loaded) => loaded,
+            let from_cache = matches!(start, Start::Cached(_));
+            let loaded = match std::mem::replace(&mut start, Start::Load) {
+                Start::Cached(loaded) => loaded,
+                Start::Behind(known) => self.rehydrator.catch_up::<A>(&stream_id, known).await?,
                 // A new aggregate's stream id was just generated, so its stream is empty:
                 // nothing to load (were it not, the expected version 0 would refuse the append).
-                None if target == Target::New => Loaded {
+                Start::Load if target == Target::New => Loaded {
                     state: A::State::default(),
                     version: 0,
                 },
-                None => self.rehydrator.load::<A>(&stream_id).await?,
+                Start::Load => self.rehydrator.load::<A>(&stream_id).await?,
             };
             if let Target::Existing(_) = target
                 && (!A::exists(&loaded.state) || !principal.can_read(A::owner(&loaded.state)))
@@ -311,6 +314,9 @@ impl CommandService {
                     }
                     tracing::debug!(%stream_id, attempt, "lost a race with a concurrent writer; retrying");
                     metrics::counter!(crate::metrics::COMMAND_RETRIES_TOTAL, "category" => A::CATEGORY).increment(1);
+                    // The events that won are read after the state decided on, instead of
+                    // the whole stream from its snapshot.
+                    start = Start::Behind(loaded);
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(EventStoreError::IdempotencyKeyTaken { key }) => {
@@ -402,6 +408,17 @@ impl CommandService {
             tracing::warn!(%stream_id, %error, "snapshot not saved");
         }
     }
+}
+
+/// Where an attempt of a command starts from.
+enum Start<S> {
+    /// The state this service last wrote, a guess the append checks.
+    Cached(Loaded<S>),
+    /// A state the stream has moved past (its command lost a race): exact at its version, so
+    /// only the events after it are read.
+    Behind(Loaded<S>),
+    /// Nothing known: the stream is loaded from its snapshot.
+    Load,
 }
 
 /// The version of the fingerprint's canonical form. A change to the form, or to how a command

@@ -75,9 +75,23 @@ impl Rehydrator {
         stream_id: &StreamId,
     ) -> Result<Loaded<A::State>, LoadError> {
         let start = self.snapshot_start::<A>(stream_id).await;
+        self.catch_up::<A>(stream_id, start).await
+    }
+
+    /// `known`, a state of the stream at its version, brought to the stream's current version:
+    /// only the events after it are read. A command that lost a race holds the state it decided
+    /// on, exact at its version (events never change), so it need not load the stream again.
+    ///
+    /// # Errors
+    /// Event store failures and undecodable events.
+    pub async fn catch_up<A: Aggregate>(
+        &self,
+        stream_id: &StreamId,
+        known: Loaded<A::State>,
+    ) -> Result<Loaded<A::State>, LoadError> {
         let mut fold = Fold::<A> {
             stream_id,
-            loaded: start,
+            loaded: known,
             failed: None,
         };
         let read = self

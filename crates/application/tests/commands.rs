@@ -713,6 +713,63 @@ async fn a_stream_another_service_moved_is_loaded_again_and_the_command_lands_af
 }
 
 #[tokio::test]
+async fn a_command_that_lost_a_race_reads_only_the_events_after_the_state_it_decided_on() {
+    let h = harness(CommandConfig::default());
+    let op = ctx(operator());
+    // Cached at version 1; the store is at version 2.
+    let id = placed_then_moved_elsewhere(&h, "sku-2").await;
+    let snapshot_loads = h.snapshots.loads.load(std::sync::atomic::Ordering::SeqCst);
+    h.store.reads_after.lock().unwrap().clear();
+
+    let ack = h
+        .commands
+        .execute::<Order>(
+            &op,
+            Target::Existing(id),
+            OrderCommand::AddItem(line("sku-3", 1, 100)),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!((ack.version, ack.retries), (3, 1));
+    assert_eq!(
+        *h.store.reads_after.lock().unwrap(),
+        [1],
+        "the retry reads the one event after version 1, not the whole stream"
+    );
+    assert_eq!(
+        h.snapshots.loads.load(std::sync::atomic::Ordering::SeqCst),
+        snapshot_loads,
+        "nor its snapshot"
+    );
+    // What it decided on the caught-up state is what a fresh load gives.
+    let next = h
+        .other_service()
+        .execute::<Order>(
+            &op,
+            Target::Existing(id),
+            OrderCommand::AddItem(line("sku-4", 1, 100)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.version, 4);
+    let loaded = h
+        .rehydrator
+        .load::<Order>(&StreamId::new("order", id))
+        .await
+        .unwrap();
+    assert_eq!(
+        lines_of(&loaded.state),
+        [
+            ("sku-1".to_owned(), 2),
+            ("sku-2".to_owned(), 1),
+            ("sku-3".to_owned(), 1),
+            ("sku-4".to_owned(), 1)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_command_refused_on_a_cached_state_is_decided_again_on_the_stored_one() {
     let h = harness(CommandConfig::default());
     let op = ctx(operator());

@@ -27,6 +27,8 @@ pub struct MemoryEventStore {
     inner: Mutex<MemoryLog>,
     pub appends: AtomicU32,
     pub stream_reads: AtomicU32,
+    /// The version after which each stream read started, in order.
+    pub reads_after: Mutex<Vec<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -156,6 +158,7 @@ impl EventStore for MemoryEventStore {
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
         self.stream_reads.fetch_add(1, Ordering::SeqCst);
+        self.reads_after.lock().unwrap().push(after_version);
         let log = self.inner.lock().unwrap();
         Ok(log
             .events
@@ -203,11 +206,13 @@ impl EventStore for MemoryEventStore {
 #[derive(Debug, Default)]
 pub struct MemorySnapshotStore {
     pub snapshots: Mutex<HashMap<StreamId, Snapshot>>,
+    pub loads: AtomicU32,
 }
 
 #[async_trait]
 impl SnapshotStore for MemorySnapshotStore {
     async fn load(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, SnapshotError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
         Ok(self.snapshots.lock().unwrap().get(stream_id).cloned())
     }
 
