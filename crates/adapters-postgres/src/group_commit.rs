@@ -6,11 +6,11 @@
 //! waits for the WAL flush once, instead of once per append (decision 0010).
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgBindIterExt};
-use sqlx::{Arguments, Connection, PgConnection, PgPool, Postgres};
+use sqlx::{Arguments, Connection, PgConnection, PgPool};
 use strata_ports::{AppendOutcome, AppendRequest, EventStoreError};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::time::Sleep;
@@ -25,8 +25,11 @@ use crate::error::event_store_error;
 /// whatever waited, and one append on an idle store is a group of one).
 const MAX_GROUP: usize = 256;
 
-/// How long the writer keeps its connection without appends before giving it back to the pool.
+/// How long the writer keeps its connection without appends before closing it.
 const KEEP_CONNECTION: Duration = Duration::from_secs(1);
+
+/// The longest the writer waits for the server to acknowledge its connection's close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The longest a group waits for the callers of the last one to come back. Longer held up a
 /// whole group for one late caller: 100 µs beat 50, 150 and 250 µs with 8 callers (decision 0010).
@@ -87,38 +90,76 @@ impl GroupCommit {
 /// Starts the one writer. One, not two: the appends that arrive while it writes make the next
 /// group; with two, each took whatever arrived alone and both queued on the head lock, as
 /// single appends do.
+///
+/// It runs on a thread of its own, in a runtime of its own, with a connection opened there:
+/// among the request handlers of `strata-web`, a writer task waited its turn twice per group
+/// (for its group's answer, and to be polled again), and the head lock waited with it. On its
+/// own thread, it is woken as soon as its answer is in (decision 0010, "The writer's own
+/// thread").
 fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
-    let (queue, mut pending) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut writer = Writer {
-            pool,
-            connection: None,
-            writers: 1,
-            gather: Duration::ZERO,
-            idle: Box::pin(tokio::time::sleep(KEEP_CONNECTION)),
-            armed: tokio::time::Instant::now(),
-        };
-        while let Some(group) = writer.next_group(&mut pending).await {
-            let (began, size) = (Instant::now(), group.len());
-            writer.write(group).await;
-            // Those just answered, and those that queued meanwhile, are writing now.
-            writer.writers = size + pending.len();
-            writer.gather = (began.elapsed() / 2).min(MAX_GATHER);
+    let (queue, pending) = mpsc::unbounded_channel();
+    // Handed to the thread through a cell, so that a thread that cannot be started leaves
+    // them here for a task of the caller's runtime instead.
+    let handed = Arc::new(Mutex::new(Some((pool, pending))));
+    let on_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| {
+            let handed = handed.clone();
+            std::thread::Builder::new()
+                .name("strata-append-writer".to_owned())
+                .spawn(move || {
+                    if let Some((pool, pending)) = take(&handed) {
+                        runtime.block_on(run(pool, pending));
+                    }
+                })
+        });
+    if let Err(error) = on_thread {
+        tracing::warn!(%error, "no thread for the append writer; it runs among the other tasks");
+        if let Some((pool, pending)) = take(&handed) {
+            tokio::spawn(run(pool, pending));
         }
-    });
+    }
     queue
 }
 
-/// The writer and the connection it keeps while appends keep coming: taking one from the pool
-/// for each group cost a round trip of its own (the pool's liveness test).
+type Handed = Arc<Mutex<Option<(PgPool, mpsc::UnboundedReceiver<Pending>)>>>;
+
+fn take(handed: &Handed) -> Option<(PgPool, mpsc::UnboundedReceiver<Pending>)> {
+    handed.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// The writer's loop, until every sender is gone.
+async fn run(pool: PgPool, mut pending: mpsc::UnboundedReceiver<Pending>) {
+    let mut writer = Writer {
+        pool,
+        connection: None,
+        writers: 1,
+        gather: Duration::ZERO,
+        idle: Box::pin(tokio::time::sleep(KEEP_CONNECTION)),
+        armed: tokio::time::Instant::now(),
+    };
+    while let Some(group) = writer.next_group(&mut pending).await {
+        let (began, size) = (Instant::now(), group.len());
+        writer.write(group).await;
+        // Those just answered, and those that queued meanwhile, are writing now.
+        writer.writers = size + pending.len();
+        writer.gather = (began.elapsed() / 2).min(MAX_GATHER);
+    }
+    writer.close().await;
+}
+
+/// The writer and the connection it keeps while appends keep coming: opening one for each
+/// group, or taking one from the pool, cost a round trip of its own. The connection is the
+/// writer's, opened on its thread, one more than the pool's (`STRATA_DB_MAX_CONNECTIONS`).
 struct Writer {
     pool: PgPool,
-    connection: Option<PoolConnection<Postgres>>,
+    connection: Option<PgConnection>,
     /// How many callers were appending when the last group was answered.
     writers: usize,
     /// How long the next group may wait for them: half the last group's write.
     gather: Duration,
-    /// Fires after about [`KEEP_CONNECTION`] without appends: the connection goes back.
+    /// Fires after about [`KEEP_CONNECTION`] without appends: the connection is closed.
     idle: Pin<Box<Sleep>>,
     /// When `idle` was last set.
     armed: tokio::time::Instant,
@@ -126,7 +167,7 @@ struct Writer {
 
 impl Writer {
     /// Waits for an append, then takes every append queued behind it (up to [`MAX_GROUP`]).
-    /// Gives the connection back to the pool after [`KEEP_CONNECTION`] without appends.
+    /// Closes the connection after [`KEEP_CONNECTION`] without appends.
     /// `None` once every sender is gone.
     ///
     /// The callers answered by the last group come back with their next append a moment
@@ -153,7 +194,7 @@ impl Writer {
                     biased;
                     first = pending.recv() => first?,
                     () = self.idle.as_mut() => {
-                        self.connection = None;
+                        self.close().await;
                         pending.recv().await?
                     }
                 }
@@ -181,9 +222,17 @@ impl Writer {
     async fn connection(&mut self) -> Result<&mut PgConnection, EventStoreError> {
         let connection = match self.connection.take() {
             Some(connection) => connection,
-            None => checked_connection(&self.pool).await?,
+            None => connect(&self.pool).await?,
         };
-        Ok(&mut **self.connection.insert(connection))
+        Ok(self.connection.insert(connection))
+    }
+
+    /// Closes the connection, if open, telling the server (which then logs no lost client),
+    /// but without waiting long on one that does not answer.
+    async fn close(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close()).await;
+        }
     }
 
     /// Writes a group and answers each append. Every append of a group whose shared
@@ -206,7 +255,7 @@ impl Writer {
             }
             Err(error) => {
                 tracing::debug!(%error, appends = group.len(), "group append failed; appending one by one");
-                // The connection may be what failed: the appends alone take a checked one.
+                // The connection may be what failed: the appends alone take a fresh one.
                 self.connection = None;
                 self.write_alone(group).await;
             }
@@ -334,28 +383,18 @@ fn group_arguments(requests: &[&AppendRequest]) -> Result<PgArguments, EventStor
     Ok(arguments)
 }
 
-/// A connection from the pool that answers a ping. The pool hands out a connection used in the
-/// last second unchecked, and after the writer's own connection failed the pooled ones may be
-/// just as dead (a restart, a failover). The writer takes one rarely (its first append, after a
-/// second without appends, after a failure), so checking it costs next to nothing. A connection
-/// that fails is closed, so after as many attempts as the pool has connections, it opens a
-/// fresh one.
-async fn checked_connection(pool: &PgPool) -> Result<PoolConnection<Postgres>, EventStoreError> {
-    let attempts = usize::try_from(pool.options().get_max_connections())
-        .unwrap_or(usize::MAX)
-        .saturating_add(1);
-    let mut attempt = 1;
-    loop {
-        let mut connection = pool.acquire().await.map_err(|e| event_store_error(&e))?;
-        match connection.ping().await {
-            Ok(()) => return Ok(connection),
-            Err(error) if attempt < attempts => {
-                tracing::debug!(%error, "a pooled connection failed its ping; taking another");
-                connection.close_on_drop();
-                attempt += 1;
-            }
-            Err(error) => return Err(event_store_error(&error)),
-        }
+/// A connection of the writer's own, opened with the pool's settings, within the pool's acquire
+/// timeout. A fresh one each time the writer has none: at its first append, after a second
+/// without appends, and after a failure (a connection that failed is dropped, never reused).
+async fn connect(pool: &PgPool) -> Result<PgConnection, EventStoreError> {
+    let options = pool.connect_options();
+    let timeout = pool.options().get_acquire_timeout();
+    match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
+        Ok(connected) => connected.map_err(|e| event_store_error(&e)),
+        Err(_) => Err(EventStoreError::Unavailable(format!(
+            "no connection for appends within {} ms",
+            timeout.as_millis()
+        ))),
     }
 }
 
