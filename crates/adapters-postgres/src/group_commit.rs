@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgArguments, PgBindIterExt};
 use sqlx::{Arguments, Connection, PgConnection, PgPool};
 use strata_ports::{AppendOutcome, AppendRequest, EventStoreError};
+use tokio::runtime::Runtime;
 use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::time::Sleep;
 
@@ -48,8 +49,8 @@ struct Pending {
     reply: Reply,
 }
 
-/// The queue of one pool's appends and its writers (started on the first append, inside the
-/// runtime that makes it).
+/// The queue of one pool's appends and its writer (started on the first append, on a thread of
+/// its own).
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
     queue: OnceCell<mpsc::UnboundedSender<Pending>>,
@@ -98,34 +99,42 @@ impl GroupCommit {
 /// thread").
 fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
     let (queue, pending) = mpsc::unbounded_channel();
-    // Handed to the thread through a cell, so that a thread that cannot be started leaves
-    // them here for a task of the caller's runtime instead.
-    let handed = Arc::new(Mutex::new(Some((pool, pending))));
-    let on_thread = tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .and_then(|runtime| {
-            let handed = handed.clone();
-            std::thread::Builder::new()
-                .name("strata-append-writer".to_owned())
-                .spawn(move || {
-                    if let Some((pool, pending)) = take(&handed) {
-                        runtime.block_on(run(pool, pending));
-                    }
-                })
-        });
-    if let Err(error) = on_thread {
-        tracing::warn!(%error, "no thread for the append writer; it runs among the other tasks");
-        if let Some((pool, pending)) = take(&handed) {
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::warn!(%error, "no runtime for the append writer; it runs among the other tasks");
             tokio::spawn(run(pool, pending));
+            return queue;
         }
+    };
+    // Handed to the thread through a cell, so that a thread that cannot be started leaves them
+    // here: the writer then runs as a task, and its runtime is let go without blocking (a
+    // runtime dropped inside another one panics).
+    let handed: Handed = Arc::new(Mutex::new(Some((runtime, pool, pending))));
+    let for_thread = handed.clone();
+    let on_thread = std::thread::Builder::new()
+        .name("strata-append-writer".to_owned())
+        .spawn(move || {
+            if let Some((runtime, pool, pending)) = take(&for_thread) {
+                runtime.block_on(run(pool, pending));
+            }
+        });
+    if let Err(error) = on_thread
+        && let Some((runtime, pool, pending)) = take(&handed)
+    {
+        tracing::warn!(%error, "no thread for the append writer; it runs among the other tasks");
+        runtime.shutdown_background();
+        tokio::spawn(run(pool, pending));
     }
     queue
 }
 
-type Handed = Arc<Mutex<Option<(PgPool, mpsc::UnboundedReceiver<Pending>)>>>;
+type Handed = Arc<Mutex<Option<(Runtime, PgPool, mpsc::UnboundedReceiver<Pending>)>>>;
 
-fn take(handed: &Handed) -> Option<(PgPool, mpsc::UnboundedReceiver<Pending>)> {
+fn take(handed: &Handed) -> Option<(Runtime, PgPool, mpsc::UnboundedReceiver<Pending>)> {
     handed.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
@@ -213,7 +222,9 @@ impl Writer {
             if group.len() >= wanted || Instant::now() >= deadline {
                 break;
             }
-            // Timers tick in milliseconds, too coarse here: let the callers run instead.
+            // Timers tick in milliseconds, too coarse here: let the callers run instead (the
+            // thread's CPU to the request handlers; a writer running as a task yields to them).
+            std::thread::yield_now();
             tokio::task::yield_now().await;
         }
         Some(group)
@@ -383,18 +394,38 @@ fn group_arguments(requests: &[&AppendRequest]) -> Result<PgArguments, EventStor
     Ok(arguments)
 }
 
-/// A connection of the writer's own, opened with the pool's settings, within the pool's acquire
-/// timeout. A fresh one each time the writer has none: at its first append, after a second
+/// A connection of the writer's own, opened with the pool's settings. Like the pool's own
+/// acquire, it tries again (after 50 ms, then twice as long each time, at most a second) until
+/// the pool's acquire timeout: a server restarting, or at its connection limit, refuses for a
+/// moment. A fresh one each time the writer has none: at its first append, after a second
 /// without appends, and after a failure (a connection that failed is dropped, never reused).
+/// None once the pool is closed.
 async fn connect(pool: &PgPool) -> Result<PgConnection, EventStoreError> {
     let options = pool.connect_options();
     let timeout = pool.options().get_acquire_timeout();
-    match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
-        Ok(connected) => connected.map_err(|e| event_store_error(&e)),
-        Err(_) => Err(EventStoreError::Unavailable(format!(
-            "no connection for appends within {} ms",
-            timeout.as_millis()
-        ))),
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if pool.is_closed() {
+            return Err(EventStoreError::Unavailable(
+                "the database pool is closed".into(),
+            ));
+        }
+        let error =
+            match tokio::time::timeout_at(deadline, PgConnection::connect_with(&options)).await {
+                Ok(Ok(connection)) => return Ok(connection),
+                Ok(Err(error)) => event_store_error(&error),
+                Err(_) => EventStoreError::Unavailable(format!(
+                    "no connection for appends within {} ms",
+                    timeout.as_millis()
+                )),
+            };
+        if tokio::time::Instant::now() + pause >= deadline {
+            return Err(error);
+        }
+        tracing::debug!(%error, "the append writer cannot connect yet; trying again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -970,15 +1001,11 @@ mod tests {
         assert_eq!(outcome.stream_version, 2);
     }
 
-    /// Whole-table scans of `streams` and `idempotency_keys` counted so far (flushed first).
+    /// Whole-table scans of `streams` and `idempotency_keys` in the connection's transaction
+    /// (its own counts: no other session's can reach them).
     async fn scans_of_whole_tables(connection: &mut PgConnection) -> i64 {
-        // Statistics reach the shared counters when a backend goes idle: this one's, now.
-        sqlx::query("SELECT pg_stat_force_next_flush()")
-            .execute(&mut *connection)
-            .await
-            .unwrap();
         sqlx::query_scalar(
-            "SELECT coalesce(sum(seq_scan), 0)::bigint FROM pg_stat_user_tables \
+            "SELECT coalesce(sum(seq_scan), 0)::bigint FROM pg_stat_xact_user_tables \
              WHERE relname IN ('streams', 'idempotency_keys')",
         )
         .fetch_one(&mut *connection)
@@ -997,7 +1024,11 @@ mod tests {
             .iter()
             .map(|s| request(s, ExpectedVersion::NoStream, 1))
             .collect();
-        let before = scans_of_whole_tables(&mut connection).await;
+        // One transaction, so that the counts read are this session's alone.
+        sqlx::query("BEGIN")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
         for round in 0..3u64 {
             let requests: Vec<AppendRequest> = if round == 0 {
                 opened.clone()
@@ -1017,7 +1048,11 @@ mod tests {
             assert!(answers.iter().all(Result::is_ok), "{answers:?}");
         }
 
-        assert_eq!(scans_of_whole_tables(&mut connection).await, before);
+        assert_eq!(scans_of_whole_tables(&mut connection).await, 0);
+        sqlx::query("ROLLBACK")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
     }
 
     #[test]

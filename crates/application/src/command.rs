@@ -315,8 +315,11 @@ impl CommandService {
                     tracing::debug!(%stream_id, attempt, "lost a race with a concurrent writer; retrying");
                     metrics::counter!(crate::metrics::COMMAND_RETRIES_TOTAL, "category" => A::CATEGORY).increment(1);
                     // The events that won are read after the state decided on, instead of
-                    // the whole stream from its snapshot.
-                    start = Start::Behind(loaded);
+                    // the whole stream from its snapshot; a stream found behind that state
+                    // (restored, say) is loaded whole.
+                    if actual > loaded.version {
+                        start = Start::Behind(loaded);
+                    }
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(EventStoreError::IdempotencyKeyTaken { key }) => {

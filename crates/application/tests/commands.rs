@@ -742,7 +742,32 @@ async fn a_command_that_lost_a_race_reads_only_the_events_after_the_state_it_dec
         snapshot_loads,
         "nor its snapshot"
     );
-    // What it decided on the caught-up state is what a fresh load gives.
+    // Caught up from version 1, a state is what a load of the whole stream gives.
+    let stream = StreamId::new("order", id);
+    let events: Vec<_> = h
+        .store
+        .all()
+        .into_iter()
+        .filter(|e| e.stream_id == stream)
+        .collect();
+    let at_one = strata_application::rehydrate::fold::<Order>(
+        Loaded {
+            state: Default::default(),
+            version: 0,
+        },
+        &events[..1],
+    )
+    .unwrap();
+    let caught_up = h
+        .rehydrator
+        .catch_up::<Order>(&stream, at_one)
+        .await
+        .unwrap();
+    assert_eq!(
+        caught_up,
+        h.rehydrator.load::<Order>(&stream).await.unwrap()
+    );
+    assert_eq!(caught_up.version, 3);
     let next = h
         .other_service()
         .execute::<Order>(
