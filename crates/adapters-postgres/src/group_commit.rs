@@ -99,42 +99,44 @@ impl GroupCommit {
 /// thread").
 fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
     let (queue, pending) = mpsc::unbounded_channel();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
+    match on_own_thread(pool.clone(), pending) {
+        Ok(()) => queue,
         Err(error) => {
-            tracing::warn!(%error, "no runtime for the append writer; it runs among the other tasks");
+            tracing::warn!(%error, "no thread for the append writer; it runs among the other tasks");
+            // Nothing was sent yet: the task takes a queue of its own.
+            let (queue, pending) = mpsc::unbounded_channel();
             tokio::spawn(run(pool, pending));
-            return queue;
+            queue
         }
-    };
-    // Handed to the thread through a cell, so that a thread that cannot be started leaves them
-    // here: the writer then runs as a task, and its runtime is let go without blocking (a
-    // runtime dropped inside another one panics).
-    let handed: Handed = Arc::new(Mutex::new(Some((runtime, pool, pending))));
+    }
+}
+
+/// Runs the writer on a thread named `strata-append-writer`, in a current-thread runtime.
+fn on_own_thread(pool: PgPool, pending: mpsc::UnboundedReceiver<Pending>) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Handed over through a cell: if the thread cannot start, the runtime is still here, and
+    // is let go without blocking (dropped with the thread's closure, inside the caller's
+    // runtime, it would panic).
+    let handed = Arc::new(Mutex::new(Some(runtime)));
     let for_thread = handed.clone();
-    let on_thread = std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("strata-append-writer".to_owned())
         .spawn(move || {
-            if let Some((runtime, pool, pending)) = take(&for_thread) {
+            if let Some(runtime) = take(&for_thread) {
                 runtime.block_on(run(pool, pending));
             }
         });
-    if let Err(error) = on_thread
-        && let Some((runtime, pool, pending)) = take(&handed)
+    if spawned.is_err()
+        && let Some(runtime) = take(&handed)
     {
-        tracing::warn!(%error, "no thread for the append writer; it runs among the other tasks");
         runtime.shutdown_background();
-        tokio::spawn(run(pool, pending));
     }
-    queue
+    spawned.map(drop)
 }
 
-type Handed = Arc<Mutex<Option<(Runtime, PgPool, mpsc::UnboundedReceiver<Pending>)>>>;
-
-fn take(handed: &Handed) -> Option<(Runtime, PgPool, mpsc::UnboundedReceiver<Pending>)> {
+fn take(handed: &Mutex<Option<Runtime>>) -> Option<Runtime> {
     handed.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 

@@ -636,10 +636,7 @@ async fn a_command_on_an_aggregate_the_service_just_wrote_skips_its_load() {
             .execute::<Order>(&op, Target::New, place("c1"))
             .await
             .unwrap();
-        let before = h
-            .store
-            .stream_reads
-            .load(std::sync::atomic::Ordering::SeqCst);
+        let before = h.store.stream_reads();
         let added = h
             .commands
             .execute::<Order>(
@@ -650,10 +647,7 @@ async fn a_command_on_an_aggregate_the_service_just_wrote_skips_its_load() {
             .await
             .unwrap();
 
-        let after = h
-            .store
-            .stream_reads
-            .load(std::sync::atomic::Ordering::SeqCst);
+        let after = h.store.stream_reads();
         assert_eq!(after - before + 1, loads, "cache of {cached}");
         assert_eq!(added.version, 2);
     }
@@ -778,11 +772,7 @@ async fn a_command_that_lost_a_race_reads_only_the_events_after_the_state_it_dec
         .await
         .unwrap();
     assert_eq!(next.version, 4);
-    let loaded = h
-        .rehydrator
-        .load::<Order>(&StreamId::new("order", id))
-        .await
-        .unwrap();
+    let loaded = h.rehydrator.load::<Order>(&stream).await.unwrap();
     assert_eq!(
         lines_of(&loaded.state),
         [

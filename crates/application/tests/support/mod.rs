@@ -26,7 +26,6 @@ use uuid::Uuid;
 pub struct MemoryEventStore {
     inner: Mutex<MemoryLog>,
     pub appends: AtomicU32,
-    pub stream_reads: AtomicU32,
     /// The version after which each stream read started, in order.
     pub reads_after: Mutex<Vec<u64>>,
 }
@@ -38,6 +37,11 @@ struct MemoryLog {
 }
 
 impl MemoryEventStore {
+    /// How many stream reads there were.
+    pub fn stream_reads(&self) -> usize {
+        self.reads_after.lock().unwrap().len()
+    }
+
     pub fn all(&self) -> Vec<RecordedEvent> {
         self.inner.lock().unwrap().events.clone()
     }
@@ -157,7 +161,6 @@ impl EventStore for MemoryEventStore {
         stream_id: &StreamId,
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        self.stream_reads.fetch_add(1, Ordering::SeqCst);
         self.reads_after.lock().unwrap().push(after_version);
         let log = self.inner.lock().unwrap();
         Ok(log
