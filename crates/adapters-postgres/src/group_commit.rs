@@ -6,13 +6,11 @@
 //! waits for the WAL flush once, instead of once per append (decision 0010).
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgArguments, PgBindIterExt};
 use sqlx::{Arguments, Connection, PgConnection, PgPool};
 use strata_ports::{AppendOutcome, AppendRequest, EventStoreError};
-use tokio::runtime::Runtime;
 use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::time::Sleep;
 
@@ -49,8 +47,7 @@ struct Pending {
     reply: Reply,
 }
 
-/// The queue of one pool's appends and its writer (started on the first append, on a thread of
-/// its own).
+/// The queue of one pool's appends and its writer (started on the first append).
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
     queue: OnceCell<mpsc::UnboundedSender<Pending>>,
@@ -92,52 +89,14 @@ impl GroupCommit {
 /// group; with two, each took whatever arrived alone and both queued on the head lock, as
 /// single appends do.
 ///
-/// It runs on a thread of its own, in a runtime of its own, with a connection opened there:
-/// among the request handlers of `strata-web`, a writer task waited its turn twice per group
-/// (for its group's answer, and to be polled again), and the head lock waited with it. On its
-/// own thread, it is woken as soon as its answer is in (decision 0010, "The writer's own
-/// thread").
+/// It is a task among the others, not a thread of its own: a thread put two wake-ups of
+/// another thread in every append's path (the writer woken by the caller, the caller by the
+/// writer), which cost a fifth of the rate with one client and gained nothing that could be
+/// measured with 64 (decision 0010, "Back among the tasks").
 fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
     let (queue, pending) = mpsc::unbounded_channel();
-    match on_own_thread(pool.clone(), pending) {
-        Ok(()) => queue,
-        Err(error) => {
-            tracing::warn!(%error, "no thread for the append writer; it runs among the other tasks");
-            // Nothing was sent yet: the task takes a queue of its own.
-            let (queue, pending) = mpsc::unbounded_channel();
-            tokio::spawn(run(pool, pending));
-            queue
-        }
-    }
-}
-
-/// Runs the writer on a thread named `strata-append-writer`, in a current-thread runtime.
-fn on_own_thread(pool: PgPool, pending: mpsc::UnboundedReceiver<Pending>) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    // Handed over through a cell: if the thread cannot start, the runtime is still here, and
-    // is let go without blocking (dropped with the thread's closure, inside the caller's
-    // runtime, it would panic).
-    let handed = Arc::new(Mutex::new(Some(runtime)));
-    let for_thread = handed.clone();
-    let spawned = std::thread::Builder::new()
-        .name("strata-append-writer".to_owned())
-        .spawn(move || {
-            if let Some(runtime) = take(&for_thread) {
-                runtime.block_on(run(pool, pending));
-            }
-        });
-    if spawned.is_err()
-        && let Some(runtime) = take(&handed)
-    {
-        runtime.shutdown_background();
-    }
-    spawned.map(drop)
-}
-
-fn take(handed: &Mutex<Option<Runtime>>) -> Option<Runtime> {
-    handed.lock().unwrap_or_else(PoisonError::into_inner).take()
+    tokio::spawn(run(pool, pending));
+    queue
 }
 
 /// The writer's loop, until every sender is gone.
@@ -162,7 +121,8 @@ async fn run(pool: PgPool, mut pending: mpsc::UnboundedReceiver<Pending>) {
 
 /// The writer and the connection it keeps while appends keep coming: opening one for each
 /// group, or taking one from the pool, cost a round trip of its own. The connection is the
-/// writer's, opened on its thread, one more than the pool's (`STRATA_DB_MAX_CONNECTIONS`).
+/// writer's, one more than the pool's (`STRATA_DB_MAX_CONNECTIONS`), so that the pool's
+/// connections all serve reads.
 struct Writer {
     pool: PgPool,
     connection: Option<PgConnection>,
@@ -225,7 +185,7 @@ impl Writer {
                 break;
             }
             // Timers tick in milliseconds, too coarse here: let the callers run instead (the
-            // thread's CPU to the request handlers; a writer running as a task yields to them).
+            // other tasks, and for a moment the other threads: the database's among them).
             std::thread::yield_now();
             tokio::task::yield_now().await;
         }

@@ -144,31 +144,55 @@ async fn a_visit_that_stops_early_leaves_its_connection_usable(pool: PgPool) {
     assert_eq!(appended.unwrap().stream_version, 3001);
 }
 
-/// A row the visit cannot hand on (here a negative schema version, with the check that forbids
-/// it dropped) ends the visit as corrupt, after the rows before it were handed on.
-#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
-async fn a_visit_reaching_a_corrupt_row_fails_as_corrupt(pool: PgPool) {
+/// Visits an order of two events after `sql` has changed what is stored: the visit's result,
+/// and what it handed on.
+async fn visit_after(pool: &PgPool, sql: &'static str) -> (Result<(), EventStoreError>, Texts) {
     let store = PgEventStore::new(pool.clone());
     let order = stream("order");
     store
         .append(request(&order, ExpectedVersion::NoStream, 2))
         .await
         .unwrap();
-    sqlx::raw_sql(
+    sqlx::raw_sql(sql).execute(pool).await.unwrap();
+    let mut visited = Texts::default();
+    let visit = store.visit_stream(&order, 0, &mut visited).await;
+    (visit, visited)
+}
+
+/// A row the visit cannot hand on (here a negative schema version, with the check that forbids
+/// it dropped) ends the visit as corrupt, after the rows before it were handed on.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_visit_reaching_a_corrupt_row_fails_as_corrupt(pool: PgPool) {
+    let (visit, visited) = visit_after(
+        &pool,
         "ALTER TABLE events DROP CONSTRAINT events_schema_version_check; \
          ALTER TABLE events DISABLE TRIGGER events_are_immutable; \
          UPDATE events SET schema_version = -1 WHERE stream_version = 2",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
-
-    let mut visited = Texts::default();
-    let visit = store.visit_stream(&order, 0, &mut visited).await;
+    .await;
 
     assert!(
         matches!(&visit, Err(EventStoreError::Corrupt(why)) if why.contains("schema version -1")),
         "{visit:?}"
     );
     assert_eq!(visited.0.len(), 1);
+}
+
+/// A stream read checks its columns' types once, on its first row, and then reads each value
+/// without checking it again: a column of another type (here `schema_version` made a `bigint`)
+/// fails the read by name before any row is handed on, instead of being read as what it is not.
+#[sqlx::test(migrator = "strata_adapters_postgres::MIGRATOR")]
+async fn a_visit_of_a_column_of_another_type_fails_before_any_row(pool: PgPool) {
+    let (visit, visited) = visit_after(
+        &pool,
+        "ALTER TABLE events ALTER COLUMN schema_version TYPE BIGINT",
+    )
+    .await;
+
+    assert!(
+        matches!(&visit, Err(EventStoreError::Backend(why))
+            if why.contains("column schema_version of a stream read is INT8, not INT")),
+        "{visit:?}"
+    );
+    assert!(visited.0.is_empty());
 }
