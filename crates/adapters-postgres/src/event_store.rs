@@ -2,7 +2,7 @@
 //! the expected version, then allocates global positions from the single-row head counter and
 //! inserts its events in one statement, just before the commit (see the first migration for why).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::append::to_u64;
 use crate::error::event_store_error;
 use crate::group_commit::GroupCommit;
+use crate::readers::{self, Readers};
 
 const READ_STREAM: &str = "\
     SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \
@@ -53,8 +54,8 @@ const FIND_IDEMPOTENCY: &str = "\
 pub struct PgEventStore {
     pool: PgPool,
     /// Connections to the same database on which PostgreSQL may not sort, for the stream reads
-    /// only ([`stream_readers`]).
-    readers: PgPool,
+    /// only ([`stream_readers`]); opened on the first read, inside the runtime.
+    readers: Arc<OnceLock<bb8::Pool<Readers>>>,
     group: Arc<GroupCommit>,
 }
 
@@ -64,14 +65,20 @@ impl PgEventStore {
     /// and closed after a minute unused ([`stream_readers`]).
     pub fn new(pool: PgPool) -> Self {
         Self {
-            readers: stream_readers(&pool),
             pool,
+            readers: Arc::default(),
             group: Arc::default(),
         }
     }
+
+    /// A stream reader's connection.
+    async fn reader(&self) -> Result<readers::Taken<'_>, EventStoreError> {
+        readers::take(self.readers.get_or_init(|| stream_readers(&self.pool))).await
+    }
 }
 
-/// A pool like `pool`, to the same database, whose sessions have `enable_sort` off.
+/// A pool of readers like `pool`'s connections, to the same database, whose sessions have
+/// `enable_sort` off ([`crate::readers`]).
 ///
 /// Read by a bitmap scan and then sorted is how PostgreSQL reads a stream, analyzed table or
 /// not: it prices the ordered walk of the `(stream_id, stream_version)` index as random heap
@@ -81,21 +88,17 @@ impl PgEventStore {
 /// stream reads, both ordered by that index; every other query keeps the server's planner.
 /// `SET LOCAL` in a transaction around each read did the same for two more round trips, and
 /// gained nothing.
-fn stream_readers(pool: &PgPool) -> PgPool {
+fn stream_readers(pool: &PgPool) -> bb8::Pool<Readers> {
     let options = pool.options();
-    crate::pool_policy(options.get_max_connections(), options.get_acquire_timeout())
-        .min_connections(0)
-        .idle_timeout(Some(READER_IDLE_TIMEOUT))
-        .connect_lazy_with(
-            pool.connect_options()
-                .as_ref()
-                .clone()
-                .options([("enable_sort", "off")]),
-        )
+    readers::pool(
+        pool.connect_options()
+            .as_ref()
+            .clone()
+            .options([("enable_sort", "off")]),
+        options.get_max_connections(),
+        options.get_acquire_timeout(),
+    )
 }
-
-/// A stream reader's connection unused for this long is closed.
-const READER_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[async_trait]
 impl EventStore for PgEventStore {
@@ -116,12 +119,14 @@ impl EventStore for PgEventStore {
         let Ok(after_version) = i64::try_from(after_version) else {
             return Ok(Vec::new());
         };
+        let mut reader = self.reader().await?;
         let rows: Vec<EventRow> = sqlx::query_as(READ_STREAM)
             .bind(stream_id.as_str())
             .bind(after_version)
-            .fetch_all(&self.readers)
+            .fetch_all(reader.start())
             .await
             .map_err(|e| event_store_error(&e))?;
+        reader.done();
         recorded(rows)
     }
 
@@ -136,15 +141,11 @@ impl EventStore for PgEventStore {
         };
         // On a connection of its own rather than on the pool: each row then passes through one
         // of sqlx's streams less, and nothing per row is copied or collected (decision 0012).
-        let mut connection = self
-            .readers
-            .acquire()
-            .await
-            .map_err(|e| event_store_error(&e))?;
+        let mut reader = self.reader().await?;
         let mut rows = sqlx::query(READ_STREAM_PAYLOADS)
             .bind(stream_id.as_str())
             .bind(after_version)
-            .fetch(&mut *connection);
+            .fetch(reader.start());
         let mut columns_checked = false;
         while let Some(row) = rows.try_next().await.map_err(|e| event_store_error(&e))? {
             // Every row of a result has its columns' types: checked on the first, so that no
@@ -160,6 +161,8 @@ impl EventStore for PgEventStore {
                 break;
             }
         }
+        drop(rows);
+        reader.done();
         Ok(())
     }
 
@@ -419,21 +422,73 @@ fn parse_stream_id(text: &str) -> Result<StreamId, EventStoreError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use sqlx::AssertSqlSafe;
+    use sqlx::{AssertSqlSafe, PgConnection};
     use strata_ports::ExpectedVersion;
     use strata_ports::conformance::event_store::{request, stream};
 
     use super::*;
 
-    /// The plan of `sql` for `stream` on a connection of `pool`, as text.
-    async fn plan(pool: &PgPool, sql: &str, stream: &StreamId) -> String {
+    /// The plan of `sql` for `stream` on `connection`, as text.
+    async fn plan(connection: &mut PgConnection, sql: &str, stream: &StreamId) -> String {
         let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN {sql}")))
             .bind(stream.as_str())
             .bind(0_i64)
-            .fetch_all(pool)
+            .fetch_all(connection)
             .await
             .unwrap();
         lines.join("\n")
+    }
+
+    /// The server process behind a reader of `store`, read on it as a stream read would be.
+    async fn reader_pid(store: &PgEventStore, end_the_read: bool) -> i32 {
+        let mut reader = store.reader().await.unwrap();
+        let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(reader.start())
+            .await
+            .unwrap();
+        if end_the_read {
+            reader.done();
+        }
+        pid
+    }
+
+    /// A reader goes back as it is after a read that ended, and serves the next read; one whose
+    /// read did not end (an error, or a caller that gave up mid-read) is closed instead, and the
+    /// next read opens a fresh connection.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_reader_serves_again_only_after_a_read_that_ended(pool: PgPool) {
+        let store = PgEventStore::new(pool);
+
+        let first = reader_pid(&store, true).await;
+        let again = reader_pid(&store, false).await;
+        let after_an_unended_read = reader_pid(&store, true).await;
+
+        assert_eq!(again, first);
+        assert_ne!(after_an_unended_read, first);
+    }
+
+    /// A reader idle for more than a second is pinged before it is handed out, so a connection
+    /// the server closed meanwhile (a restart, a failover) is replaced instead of failing a read.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_reader_the_server_closed_while_idle_is_replaced(pool: PgPool) {
+        let store = PgEventStore::new(pool.clone());
+        let order = stream("order");
+        store
+            .append(request(&order, ExpectedVersion::NoStream, 3))
+            .await
+            .unwrap();
+        let closed = reader_pid(&store, true).await;
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(closed)
+            .execute(&pool)
+            .await
+            .unwrap();
+        tokio::time::sleep(crate::PING_WHEN_IDLE_FOR + std::time::Duration::from_millis(200)).await;
+
+        let read = store.read_stream(&order, 0).await;
+
+        assert_eq!(read.unwrap().len(), 3);
+        assert_ne!(reader_pid(&store, true).await, closed);
     }
 
     /// Both stream reads walk the stream's index in order, so their rows stream, on a fresh
@@ -456,8 +511,10 @@ mod tests {
                 sqlx::query("ANALYZE events").execute(&pool).await.unwrap();
             }
             for sql in [READ_STREAM, READ_STREAM_PAYLOADS] {
-                let read = plan(&store.readers, sql, &order).await;
-                let shared = plan(&pool, sql, &order).await;
+                let mut reader = store.reader().await.unwrap();
+                let read = plan(reader.start(), sql, &order).await;
+                reader.done();
+                let shared = plan(&mut pool.acquire().await.unwrap(), sql, &order).await;
                 assert!(
                     read.contains("Index Scan using events_stream_version_key")
                         && !read.contains("Sort"),

@@ -32,6 +32,7 @@ mod group_commit;
 mod leases;
 mod projection_store;
 mod queries;
+mod readers;
 mod rebuild;
 mod roles;
 mod rows;
