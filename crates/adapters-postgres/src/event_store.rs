@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::append::to_u64;
 use crate::error::event_store_error;
 use crate::group_commit::GroupCommit;
-use crate::readers::{self, Readers};
+use crate::readers::{self, ReaderPool};
 
 const READ_STREAM: &str = "\
     SELECT global_position, event_id, stream_id, stream_version, event_type, schema_version, \
@@ -55,7 +55,7 @@ pub struct PgEventStore {
     pool: PgPool,
     /// Connections to the same database on which PostgreSQL may not sort, for the stream reads
     /// only ([`stream_readers`]); opened on the first read, inside the runtime.
-    readers: Arc<OnceLock<bb8::Pool<Readers>>>,
+    readers: Arc<OnceLock<ReaderPool>>,
     group: Arc<GroupCommit>,
 }
 
@@ -88,7 +88,7 @@ impl PgEventStore {
 /// stream reads, both ordered by that index; every other query keeps the server's planner.
 /// `SET LOCAL` in a transaction around each read did the same for two more round trips, and
 /// gained nothing.
-fn stream_readers(pool: &PgPool) -> bb8::Pool<Readers> {
+fn stream_readers(pool: &PgPool) -> ReaderPool {
     let options = pool.options();
     readers::pool(
         pool.connect_options()
@@ -156,9 +156,9 @@ impl EventStore for PgEventStore {
             }
             let payload = payload_of(&row).map_err(|e| event_store_error(&e))??;
             if visitor.visit(payload).is_break() {
-                // Dropping the rest is safe: sqlx reads past what is left of this result before
-                // the connection runs its next statement (the server sends it all the same).
-                break;
+                // The rest is not read: the connection is closed rather than handed on (its
+                // server process would go on sending, and the next read would drain it).
+                return Ok(());
             }
         }
         drop(rows);
@@ -465,6 +465,45 @@ mod tests {
 
         assert_eq!(again, first);
         assert_ne!(after_an_unended_read, first);
+    }
+
+    /// Counts the rows it is handed, and stops after `stop_after` of them if given.
+    struct Count(usize, Option<usize>);
+
+    impl PayloadVisitor for Count {
+        fn visit(&mut self, _: PayloadRef<'_>) -> std::ops::ControlFlow<()> {
+            self.0 += 1;
+            match self.1 {
+                Some(stop) if self.0 >= stop => std::ops::ControlFlow::Break(()),
+                _ => std::ops::ControlFlow::Continue(()),
+            }
+        }
+    }
+
+    /// Both stream reads hand their connection on when they have read every row; a visit that
+    /// stopped before the end leaves rows the server is still sending, and closes it instead.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn stream_reads_hand_their_connection_on_only_when_read_to_the_end(pool: PgPool) {
+        let store = PgEventStore::new(pool);
+        let order = stream("order");
+        store
+            .append(request(&order, ExpectedVersion::NoStream, 3))
+            .await
+            .unwrap();
+        let first = reader_pid(&store, true).await;
+
+        assert_eq!(store.read_stream(&order, 0).await.unwrap().len(), 3);
+        let mut all = Count(0, None);
+        store.visit_stream(&order, 0, &mut all).await.unwrap();
+        assert_eq!(all.0, 3);
+        let after_whole_reads = reader_pid(&store, true).await;
+        let mut some = Count(0, Some(1));
+        store.visit_stream(&order, 0, &mut some).await.unwrap();
+        assert_eq!(some.0, 1);
+        let after_a_stopped_visit = reader_pid(&store, true).await;
+
+        assert_eq!(after_whole_reads, first);
+        assert_ne!(after_a_stopped_visit, first);
     }
 
     /// A reader idle for more than a second is pinged before it is handed out, so a connection
