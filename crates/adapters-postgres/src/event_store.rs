@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sqlx::postgres::{PgRow, PgTypeInfo};
+use sqlx::postgres::{PgRow, PgTypeInfo, PgValueRef};
 use sqlx::{Column, PgPool, Postgres, Row, Type, TypeInfo, ValueRef};
 use strata_ports::event_store::check_idempotency_lookup;
 use strata_ports::{
@@ -316,7 +316,7 @@ fn payload_of(row: &PgRow) -> Result<Result<PayloadRef<'_>, EventStoreError>, sq
     let version: i64 = row.try_get_unchecked(1)?;
     let event_type: &str = row.try_get_unchecked(2)?;
     let schema_version: i32 = row.try_get_unchecked(3)?;
-    let data = json_bytes(row, 4)?;
+    let data = json_bytes(row.try_get_raw(4)?, 4)?;
     Ok((|| {
         let position = to_u64(position, "global position")?;
         let corrupt = |what: String| {
@@ -343,12 +343,11 @@ fn json_text(row: &PgRow, index: usize) -> Result<Result<&[u8], String>, sqlx::E
     if stored_as.name() != "JSON" {
         return Ok(Err(format!("stored as {}, not JSON", stored_as.name())));
     }
-    json_bytes(row, index)
+    json_bytes(value, index)
 }
 
-/// [`json_text`] of a column known to be `json`.
-fn json_bytes(row: &PgRow, index: usize) -> Result<Result<&[u8], String>, sqlx::Error> {
-    let value = row.try_get_raw(index)?;
+/// [`json_text`] of a value known to be `json` (column `index`, for the driver's error).
+fn json_bytes(value: PgValueRef<'_>, index: usize) -> Result<Result<&[u8], String>, sqlx::Error> {
     if value.is_null() {
         return Ok(Err("null".to_owned()));
     }
@@ -467,6 +466,17 @@ mod tests {
         assert_ne!(after_an_unended_read, first);
     }
 
+    /// A store on `pool` and an order of three events appended through it.
+    async fn an_order_of_three(pool: PgPool) -> (PgEventStore, StreamId) {
+        let store = PgEventStore::new(pool);
+        let order = stream("order");
+        store
+            .append(request(&order, ExpectedVersion::NoStream, 3))
+            .await
+            .unwrap();
+        (store, order)
+    }
+
     /// Counts the rows it is handed, and stops after `stop_after` of them if given.
     struct Count(usize, Option<usize>);
 
@@ -484,12 +494,7 @@ mod tests {
     /// stopped before the end leaves rows the server is still sending, and closes it instead.
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn stream_reads_hand_their_connection_on_only_when_read_to_the_end(pool: PgPool) {
-        let store = PgEventStore::new(pool);
-        let order = stream("order");
-        store
-            .append(request(&order, ExpectedVersion::NoStream, 3))
-            .await
-            .unwrap();
+        let (store, order) = an_order_of_three(pool).await;
         let first = reader_pid(&store, true).await;
 
         assert_eq!(store.read_stream(&order, 0).await.unwrap().len(), 3);
@@ -510,12 +515,7 @@ mod tests {
     /// the server closed meanwhile (a restart, a failover) is replaced instead of failing a read.
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn a_reader_the_server_closed_while_idle_is_replaced(pool: PgPool) {
-        let store = PgEventStore::new(pool.clone());
-        let order = stream("order");
-        store
-            .append(request(&order, ExpectedVersion::NoStream, 3))
-            .await
-            .unwrap();
+        let (store, order) = an_order_of_three(pool.clone()).await;
         let closed = reader_pid(&store, true).await;
         sqlx::query("SELECT pg_terminate_backend($1)")
             .bind(closed)

@@ -1,8 +1,9 @@
 //! The stream readers' connections (decision 0018): a pool of its own, by bb8, because sqlx's
 //! pool pings every connection it takes back, from a task it spawns for that — a round trip and
 //! two wake-ups after every read, which cost a load of 1,000 events a tenth of its rate. Here a
-//! connection goes back as it is, unless its read did not end (an error, or a caller that gave
-//! up mid-read): then it is closed, and the next read opens a fresh one.
+//! connection goes back as it is, unless its read did not end (an error, a visit that stopped
+//! early, or a caller that gave up mid-read): then it is closed, and the next read opens a fresh
+//! one.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -55,7 +56,7 @@ impl bb8::ErrorSink<sqlx::Error> for ConnectErrors {
 #[derive(Debug)]
 pub(crate) struct Reader {
     connection: PgConnection,
-    /// Whether its last read ended (rows left unread are drained by the next statement).
+    /// Whether its last read ended: every row read, nothing left for the next statement.
     clean: bool,
     /// When its last read ended.
     used: Instant,
